@@ -1,0 +1,70 @@
+# SPDX-License-Identifier: MIT
+# gmem: make, make check, make check-asan, make check-tsan, make install
+
+VERSION   := 0.1.0
+PREFIX    ?= /usr/local
+CC        ?= cc
+O         ?= build
+SAN       ?=
+OPT       ?= -O2 -g
+WARN      := -Wall -Wextra -Wshadow -Wmissing-prototypes -Wno-unused-parameter
+CFLAGS    += -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(SAN) -Iinclude -pthread
+LDFLAGS   += $(SAN) -pthread
+
+LIB_SRC   := $(wildcard src/*.c src/arch/*.c)
+LIB_OBJ   := $(LIB_SRC:%.c=$(O)/%.o)
+TEST_SRC  := $(wildcard tests/test_*.c)
+TESTS     := $(TEST_SRC:tests/%.c=$(O)/tests/%)
+HARNESS   := tests/harness.c
+
+all: $(O)/libgmem.a $(O)/libgmem.so $(O)/gmem $(TESTS)
+
+$(O)/%.o: %.c include/gmem.h $(wildcard src/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fPIC -fvisibility=hidden -c $< -o $@
+
+$(O)/libgmem.a: $(LIB_OBJ)
+	$(AR) rcs $@ $^
+
+$(O)/libgmem.so: $(LIB_OBJ) src/libgmem.map
+	$(CC) -shared -Wl,--version-script=src/libgmem.map -Wl,-soname,libgmem.so.0 \
+		-o $@ $(LIB_OBJ) $(LDFLAGS)
+
+$(O)/gmem: tools/gmem.c $(O)/libgmem.a
+	$(CC) $(CFLAGS) -o $@ $< $(O)/libgmem.a $(LDFLAGS)
+
+# Tests link the archive: white-box tests may reach internal symbols.
+$(O)/tests/%: tests/%.c $(HARNESS) tests/harness.h $(O)/libgmem.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Isrc -o $@ $< $(HARNESS) $(O)/libgmem.a $(LDFLAGS)
+
+check: all
+	O=$(O) tests/run.sh $(TESTS_ONLY)
+
+# Address and undefined-behaviour sanitizers over the whole suite.
+check-asan:
+	$(MAKE) O=build-asan SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" check
+
+# Thread sanitizer over the threaded tests.
+check-tsan:
+	$(MAKE) O=build-tsan SAN="-fsanitize=thread" TESTS_ONLY="$(TSAN_TESTS)" check
+
+TSAN_TESTS := test_brlock test_threads test_stress
+
+stress: all
+	GMEM_STRESS_SECONDS=60 $(O)/tests/test_stress
+
+install: $(O)/libgmem.a $(O)/libgmem.so $(O)/gmem
+	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
+	install -m 644 include/gmem.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 $(O)/libgmem.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(O)/libgmem.so $(DESTDIR)$(PREFIX)/lib/libgmem.so.0
+	ln -sf libgmem.so.0 $(DESTDIR)$(PREFIX)/lib/libgmem.so
+	install -m 755 $(O)/gmem $(DESTDIR)$(PREFIX)/bin/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' gmem.pc.in \
+		> $(DESTDIR)$(PREFIX)/lib/pkgconfig/gmem.pc
+
+clean:
+	rm -rf build build-asan build-tsan build-clang
+
+.PHONY: all check check-asan check-tsan stress install clean

@@ -1,0 +1,339 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * gmem.h - guest_memfd in userspace, with in-place private<->shared conversion.
+ *
+ * Objects
+ *   pool   host "physical" memory: one sparse memfd, 4 KiB frames named by pfn,
+ *          mapped once as the direct map.
+ *   vm     a guest: an arch backend, memslot bindings and a stage-2 table.
+ *   file   a guest_memfd: fixed size, a page cache of folios over frames of the
+ *          pool, an attribute map (private or shared per page), host mappings.
+ *
+ * Handles are small non-negative integers, like file descriptors. A closed
+ * handle fails with -EBADF; a handle of the wrong kind with -EINVAL.
+ *
+ * Every call returns 0 (or a handle, or a count) on success and a negative
+ * errno on failure; errno is not touched. A failed call changes nothing.
+ * gmem_last_error() gives a one-line reason for the calling thread's last
+ * failure.
+ *
+ * Threads: every call is thread-safe unless its comment says otherwise.
+ * Guest faults (gmem_vm_fault, gmem_vm_access) run in parallel with each other;
+ * conversion, hole punch, bind and unbind of a file exclude faults on that file
+ * only, never on other files or VMs.
+ */
+#ifndef GMEM_H
+#define GMEM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define GMEM_PAGE_SIZE		4096ULL
+
+/* ---------------------------------------------------------------- errors */
+
+/*
+ * Reason for the calling thread's last failed call, e.g.
+ * "gmem_create: size 4095 is not a multiple of 4096". Never NULL.
+ */
+const char *gmem_last_error(void);
+
+/* ------------------------------------------------------------------ pool */
+
+/*
+ * gmem_pool_create - create a pool of host memory of @capacity bytes.
+ *
+ * @capacity is reserved, not allocated: frames cost memory only once touched.
+ * 0 picks the default (4 TiB). Returns a pool handle.
+ *
+ * Errors: -EINVAL capacity not a multiple of 1 GiB or above 64 TiB;
+ *         -ENOMEM no memory or address space; -EMFILE no free handle.
+ */
+int gmem_pool_create(uint64_t capacity);
+
+/*
+ * gmem_pool_destroy - close a pool handle. The pool lives on while VMs made
+ * from it exist. Errors: -EBADF, -EINVAL (not a pool).
+ */
+int gmem_pool_destroy(int pool);
+
+/*
+ * gmem_pool_frame - direct-map address of frame @pfn (4 KiB), or NULL if the
+ * pool handle is bad or @pfn is outside it. Reading or writing through it is
+ * what the host kernel's direct map allows: everything, including private
+ * frames. Use it to inspect, never to bypass a mapping in production code.
+ */
+void *gmem_pool_frame(int pool, uint64_t pfn);
+
+struct gmem_pool_stats {
+	uint64_t capacity_frames;	/* frames the pool can hold */
+	uint64_t frames_in_use;		/* frames backing a folio now */
+	uint64_t frames_reserved;	/* frames in windows given to files */
+	uint64_t files;			/* files alive */
+	uint64_t metadata_bytes;	/* gmem's own bookkeeping, all files */
+};
+
+/* Errors: -EBADF, -EINVAL (not a pool, or @st NULL). */
+int gmem_pool_stats(int pool, struct gmem_pool_stats *st);
+
+/* -------------------------------------------------------------------- vm */
+
+/*
+ * gmem_vm_create - create a VM on @pool with arch backend @arch.
+ *
+ * @arch: "sw" (software-protected: no hardware state, private pages
+ * unreachable from the host). @flags must be 0. Returns a VM handle.
+ *
+ * Errors: -EBADF/-EINVAL bad pool; -EINVAL flags; -ENOENT unknown arch;
+ *         -ENOMEM; -EMFILE.
+ */
+int gmem_vm_create(int pool, const char *arch, uint64_t flags);
+
+/*
+ * gmem_vm_destroy - close a VM handle. Files created on the VM keep it alive
+ * (a file pins its VM, as in KVM); its bindings stay until the files go.
+ * Errors: -EBADF, -EINVAL.
+ */
+int gmem_vm_destroy(int vm);
+
+/* ------------------------------------------------------------------ file */
+
+#define GMEM_FLAG_MMAP		(1ULL << 0)	/* host mmap allowed */
+#define GMEM_FLAG_INIT_SHARED	(1ULL << 1)	/* every page starts shared */
+
+/*
+ * gmem_create - create a guest memory file of @size bytes on @vm.
+ *
+ * Pages start private, or shared with GMEM_FLAG_INIT_SHARED. The size never
+ * changes. Returns a file handle; the file lives until the handle is closed
+ * and every host mapping of it is unmapped.
+ *
+ * Errors (in this order): -EBADF/-EINVAL bad VM; -EINVAL unknown flag bit;
+ *         -EINVAL size 0, not a multiple of 4 KiB, or above 64 TiB;
+ *         -ENOSPC no window of that size left in the pool; -ENOMEM; -EMFILE.
+ */
+int gmem_create(int vm, uint64_t size, uint64_t flags);
+
+/*
+ * gmem_close - close a file handle. Bindings are removed and memory freed
+ * once no host mapping remains either. Errors: -EBADF, -EINVAL.
+ */
+int gmem_close(int fd);
+
+/* Size in bytes, or -EBADF/-EINVAL. */
+int64_t gmem_size(int fd);
+
+/* fallocate modes: the kernel's values. */
+#define GMEM_FALLOC_KEEP_SIZE	0x01
+#define GMEM_FALLOC_PUNCH_HOLE	0x02
+
+/*
+ * gmem_fallocate - allocate or free a range, as fallocate(2) on a guest_memfd.
+ *
+ * KEEP_SIZE alone allocates folios for [offset, offset+len); their content is
+ * zero. KEEP_SIZE|PUNCH_HOLE frees them: guest mappings are zapped, the arch
+ * reclaims the frames, the next access sees zeroes. Attributes never change.
+ *
+ * Errors (in this order): -EBADF/-EINVAL bad handle;
+ *         -EOPNOTSUPP mode lacks KEEP_SIZE or has another bit;
+ *         -EINVAL offset or len not 4 KiB aligned, or offset+len overflows;
+ *         -EINVAL allocation reaching past the end of the file
+ *         (a punch at or past the end succeeds and does nothing there).
+ */
+int gmem_fallocate(int fd, int mode, uint64_t offset, uint64_t len);
+
+/* ------------------------------------------------------------ attributes */
+
+#define GMEM_ATTR_PRIVATE	(1ULL << 3)	/* KVM_MEMORY_ATTRIBUTE_PRIVATE */
+
+/*
+ * gmem_set_attributes - convert [offset, offset+size) in place: private when
+ * @attributes is GMEM_ATTR_PRIVATE, shared when 0. The KVM_SET_MEMORY_ATTRIBUTES2
+ * analogue. Pages keep their frames; content is what the VM's arch makes of
+ * it ("sw" keeps every byte).
+ *
+ * To private, every host mapping of the range is revoked first; a page with
+ * an extra reference (a pin) then fails the call with -EAGAIN. To shared,
+ * host mappings regain access. All or nothing: on failure attributes,
+ * mappings and contents are as before.
+ *
+ * @error_offset, if not NULL, receives the byte offset of the first page
+ * that made the call fail with -EAGAIN or -ENOMEM.
+ *
+ * Errors (in this order): -EBADF/-EINVAL bad handle; -EINVAL flags != 0;
+ *         -EINVAL attribute bits other than PRIVATE; -EINVAL size 0 or
+ *         offset+size overflows; -EINVAL offset or size not 4 KiB aligned;
+ *         -EINVAL range past the end of the file; -ENOMEM; -EAGAIN.
+ */
+int gmem_set_attributes(int fd, uint64_t offset, uint64_t size,
+			uint64_t attributes, uint64_t flags,
+			uint64_t *error_offset);
+
+/*
+ * gmem_get_attributes - attributes of the page at @offset; if @range_end is
+ * not NULL it receives the end (bytes, exclusive) of the run of pages sharing
+ * them. Errors: -EBADF/-EINVAL bad handle; -EINVAL offset unaligned or past
+ * the end; -EINVAL @attributes NULL.
+ */
+int gmem_get_attributes(int fd, uint64_t offset, uint64_t *attributes,
+			uint64_t *range_end);
+
+/* Number of attribute ranges in the file's map (>= 1), or -errno. */
+int64_t gmem_attribute_ranges(int fd);
+
+/*
+ * gmem_folio_info - the page cache at @offset: returns 1 and the frame of that
+ * page in *@pfn (and the folio order, and the page's pin count) when a folio
+ * is present, 0 for a hole. Output pointers may be NULL.
+ * Errors: -EBADF/-EINVAL bad handle; -EINVAL offset unaligned or past the end.
+ */
+int gmem_folio_info(int fd, uint64_t offset, uint64_t *pfn, int *order,
+		    uint32_t *pins);
+
+/* ---------------------------------------------------------- host mapping */
+
+/*
+ * gmem_mmap - map [offset, offset+len) of a file created with GMEM_FLAG_MMAP
+ * into this process. @flags must be MAP_SHARED (from <sys/mman.h>); @prot
+ * PROT_READ, PROT_WRITE or both. Stores the address in *@addr.
+ *
+ * Shared pages are the pool's frames: every mapping and the direct map see
+ * the same bytes, and the first touch of a hole allocates a zeroed folio.
+ * A private page raises SIGSEGV on access (it is guarded, see docs/mapping.md);
+ * a page past the end of the file raises SIGBUS, as in the kernel. Neither
+ * ever reads data. The range may extend past the end of the file.
+ *
+ * A child made by fork() inherits the mapping with every page guarded: it
+ * cannot follow later conversions, so it gets no access at all.
+ *
+ * Errors (in this order): -EBADF/-EINVAL bad handle; -ENODEV file without
+ *         GMEM_FLAG_MMAP; -EINVAL flags other than MAP_SHARED (a private,
+ *         copy-on-write mapping is refused); -EINVAL prot, len 0, offset or
+ *         len not 4 KiB aligned, or offset at/after the end; -ENOMEM.
+ */
+int gmem_mmap(int fd, uint64_t offset, size_t len, int prot, int flags,
+	      void **addr);
+
+/*
+ * gmem_munmap - remove a mapping made by gmem_mmap; @addr and @len must be
+ * exactly those of the mapping. Drops the mapping's reference on the file.
+ * Errors: -EINVAL not a gmem mapping.
+ */
+int gmem_munmap(void *addr, size_t len);
+
+/* ------------------------------------------------------------------ pins */
+
+/*
+ * gmem_pin - take a long-term host reference on every page of
+ * [offset, offset+size), as GUP with FOLL_LONGTERM (VFIO, vhost) would,
+ * allocating folios that do not exist yet. Pinned pages stay where they are
+ * and block conversion to private with -EAGAIN until unpinned.
+ *
+ * Errors: -EBADF/-EINVAL bad handle; -EINVAL size 0, overflow, unaligned,
+ *         past the end; -EFAULT a page in the range is private (the host
+ *         cannot reach it); -EOVERFLOW a page pinned 2^31-1 times; -ENOMEM.
+ */
+int gmem_pin(int fd, uint64_t offset, uint64_t size);
+
+/*
+ * gmem_unpin - drop one pin from every page of the range.
+ * Errors: as gmem_pin for the range; -EINVAL a page in it is not pinned.
+ */
+int gmem_unpin(int fd, uint64_t offset, uint64_t size);
+
+/* ----------------------------------------------------------- VM bindings */
+
+#define GMEM_MAX_SLOTS		32764
+
+/*
+ * gmem_bind - bind [offset, offset+size) of file @fd to guest physical
+ * [gpa, gpa+size) as memslot @slot (KVM_SET_USER_MEMORY_REGION2 with
+ * KVM_MEM_GUEST_MEMFD). Slots are only created or deleted, never changed.
+ *
+ * Errors (in this order): -EBADF/-EINVAL bad VM; -EINVAL slot >= GMEM_MAX_SLOTS;
+ *         -EINVAL size 0, gpa or size unaligned, gpa+size overflows;
+ *         -EBADF @fd not open; -EINVAL @fd not a file, or a file of another VM;
+ *         -EINVAL offset unaligned, or offset+size past the end of the file;
+ *         -EEXIST slot in use, or the guest range overlaps another slot;
+ *         -EEXIST the file range is already bound; -ENOMEM.
+ */
+int gmem_bind(int vm, uint32_t slot, uint64_t gpa, uint64_t size, int fd,
+	      uint64_t offset);
+
+/*
+ * gmem_unbind - delete memslot @slot: stage-2 entries of its range are zapped,
+ * later faults there fail with -EFAULT. Errors: -EBADF/-EINVAL bad VM;
+ * -EINVAL slot out of range or not in use.
+ */
+int gmem_unbind(int vm, uint32_t slot);
+
+/*
+ * gmem_vm_translate - the lookup every VMM writes: which file and offset back
+ * @gpa, and how many bytes remain to the end of that binding.
+ * Any output pointer may be NULL. Errors: -EBADF/-EINVAL bad VM; -EFAULT
+ * nothing bound at @gpa.
+ */
+int gmem_vm_translate(int vm, uint64_t gpa, int *fd, uint64_t *offset,
+		      uint64_t *len);
+
+/* ---------------------------------------------------------------- faults */
+
+#define GMEM_FAULT_WRITE	(1U << 0)
+#define GMEM_FAULT_PRIVATE	(1U << 1)	/* the guest accessed it as private */
+
+#define GMEM_EXIT_MEMORY_FAULT		39	/* KVM_EXIT_MEMORY_FAULT */
+#define GMEM_MEMORY_EXIT_FLAG_PRIVATE	(1ULL << 3)
+
+/* What the VMM sees when a guest access disagrees with the attribute. */
+struct gmem_exit {
+	uint32_t reason;	/* GMEM_EXIT_MEMORY_FAULT */
+	uint32_t pad;
+	uint64_t flags;		/* GMEM_MEMORY_EXIT_FLAG_PRIVATE if private access */
+	uint64_t gpa;		/* page-aligned */
+	uint64_t size;		/* GMEM_PAGE_SIZE */
+};
+
+/*
+ * gmem_vm_fault - a guest access at @gpa (GMEM_FAULT_* @flags).
+ *
+ * Returns 0 and the mapped frame in *@pfn when the access agrees with the
+ * page's attribute: the folio is allocated (zeroed once in its life) if it did
+ * not exist, the arch prepares private pages, and the stage-2 entry is
+ * installed unless an invalidation raced, in which case the fault retries.
+ * Returns 1 and fills *@exit (a memory-fault exit) when the access disagrees:
+ * the VMM converts and runs the guest again. @pfn and @exit may be NULL.
+ *
+ * Errors: -EBADF/-EINVAL bad VM; -EINVAL unknown flag; -EFAULT nothing bound
+ *         at @gpa (or its file was closed); -ENOMEM; arch errors.
+ */
+int gmem_vm_fault(int vm, uint64_t gpa, unsigned int flags, uint64_t *pfn,
+		  struct gmem_exit *exit);
+
+/*
+ * gmem_vm_access - the guest reads (or writes, with GMEM_FAULT_WRITE) @len
+ * bytes at @gpa, as private or shared, faulting pages in as needed; the
+ * guest's own load/store, for tests and scenarios. Returns 0, or 1 with
+ * *@exit filled at the first page whose attribute disagrees (bytes before it
+ * were transferred). Errors: as gmem_vm_fault; -EINVAL @buf NULL with len > 0.
+ */
+int gmem_vm_access(int vm, uint64_t gpa, void *buf, size_t len,
+		   unsigned int flags, struct gmem_exit *exit);
+
+/*
+ * gmem_vm_stage2 - the VM's stage-2 entry for @gpa: 1 and *@pfn, *@private
+ * when mapped, 0 when not. Output pointers may be NULL.
+ * Errors: -EBADF/-EINVAL bad VM.
+ */
+int gmem_vm_stage2(int vm, uint64_t gpa, uint64_t *pfn, int *private);
+
+/* Current mmu_invalidate_seq of the VM (>= 0), or -errno. */
+int64_t gmem_vm_invalidate_seq(int vm);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* GMEM_H */

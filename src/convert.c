@@ -1,0 +1,134 @@
+// SPDX-License-Identifier: MIT
+/*
+ * In-place conversion: gmem_set_attributes, the KVM_SET_MEMORY_ATTRIBUTES2
+ * analogue. The steps, in the order the kernel takes them:
+ *
+ *   validate -> lock exclusive -> already in state? -> reserve map nodes
+ *   -> (to private) revoke host mappings, refuse pages still referenced
+ *   -> point of no return: invalidate start -> (to shared) arch make_shared
+ *   -> store attributes -> (to shared) host mappings regain access
+ *   -> invalidate end -> unlock
+ *
+ * Everything that can fail happens before the point of no return, so a
+ * failed conversion leaves attributes, mappings and contents as they were.
+ */
+#include "internal.h"
+
+/* To shared: the arch's make_shared over each present run of the range. */
+static void make_shared(struct gmem_file *file, uint64_t start, uint64_t end)
+{
+	const struct gmem_arch *arch = file->vm->arch;
+	uint64_t i = start;
+
+	while ((i = folio_next_present(file, i, end)) < end) {
+		uint64_t run_end = folio_next_hole(file, i, end);
+
+		/* One window per file: present pages are contiguous frames. */
+		arch->make_shared(file->vm->pool, file_pfn(file, i), run_end - i);
+		i = run_end;
+	}
+}
+
+/* Give back host access to the shared parts of [start, end). */
+static void restore_shared(struct gmem_file *file, uint64_t start, uint64_t end)
+{
+	while (start < end) {
+		uint64_t run_end;
+		uint64_t attr = attr_lookup(&file->attrs, start, NULL, &run_end);
+
+		run_end = MIN(run_end, end);
+		if (!(attr & GMEM_ATTR_PRIVATE))
+			mapping_restore(file, start, run_end);
+		start = run_end;
+	}
+}
+
+/*
+ * To private: no host mapping may keep reaching the range, and no one may
+ * hold a page of it (a pin, the analogue of an elevated folio refcount).
+ */
+static int make_unreachable(struct gmem_file *file, uint64_t start,
+			    uint64_t end, uint64_t *err_index)
+{
+	uint64_t pinned;
+
+	if (mapping_revoke(file, start, end)) {
+		restore_shared(file, start, end);
+		*err_index = start;
+		return gmem_err(ENOMEM, "gmem_set_attributes: cannot revoke host mappings");
+	}
+	if (pin_first_in_range(file, start, end, &pinned)) {
+		restore_shared(file, start, end);
+		*err_index = pinned;
+		return gmem_err(EAGAIN, "gmem_set_attributes: page at %#llx is pinned",
+				(unsigned long long)(pinned << PAGE_SHIFT));
+	}
+	return 0;
+}
+
+static int set_attributes(struct gmem_file *file, uint64_t start,
+			  uint64_t end, uint64_t attrs, uint64_t *err_index)
+{
+	bool to_private = attrs & GMEM_ATTR_PRIVATE;
+	struct attr_reservation res;
+	bool started;
+	int ret;
+
+	if (attr_range_is(&file->attrs, start, end, attrs))
+		return 0;
+	if (attr_reserve(&file->attrs, &res)) {
+		*err_index = start;
+		return gmem_err(ENOMEM, "gmem_set_attributes: out of memory for the attribute map");
+	}
+	if (to_private) {
+		ret = make_unreachable(file, start, end, err_index);
+		if (ret) {
+			attr_unreserve(&res);
+			return ret;
+		}
+	}
+
+	/* Point of no return. */
+	started = file_invalidate_start(file, start, end,
+					to_private ? S2_ZAP_SHARED : S2_ZAP_PRIVATE);
+	if (!to_private && file->vm->arch->make_shared)
+		make_shared(file, start, end);
+	attr_commit(&file->attrs, start, end, attrs, &res);
+	if (!to_private)
+		mapping_restore(file, start, end);
+	file_invalidate_end(file, started);
+	return 0;
+}
+
+GMEM_API int gmem_set_attributes(int fd, uint64_t offset, uint64_t size,
+				 uint64_t attributes, uint64_t flags,
+				 uint64_t *error_offset)
+{
+	struct gmem_file *file;
+	uint64_t err_index = 0;
+	int ret = file_get(fd, "gmem_set_attributes", &file);
+
+	if (ret)
+		return ret;
+	if (flags)
+		ret = gmem_err(EINVAL, "gmem_set_attributes: flags %#llx must be 0",
+			       (unsigned long long)flags);
+	else if (attributes & ~GMEM_ATTR_PRIVATE)
+		ret = gmem_err(EINVAL, "gmem_set_attributes: unknown attributes %#llx",
+			       (unsigned long long)attributes);
+	else
+		ret = file_check_range(file, offset, size, "gmem_set_attributes");
+	if (ret)
+		goto out;
+
+	brlock_write_lock(&file->invalidate_lock);
+	ret = set_attributes(file, offset >> PAGE_SHIFT,
+			     (offset + size) >> PAGE_SHIFT, attributes,
+			     &err_index);
+	brlock_write_unlock(&file->invalidate_lock);
+	if (ret && error_offset)
+		*error_offset = err_index << PAGE_SHIFT;
+out:
+	file_put(file);
+	return ret;
+}

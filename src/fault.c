@@ -1,0 +1,163 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Guest faults: the kvm_gmem_get_pfn / kvm_mmu_faultin path.
+ */
+#include <string.h>
+
+#include "internal.h"
+
+/*
+ * The file side of a fault: under the invalidate lock shared, check the
+ * page's attribute against the access, find or create its folio, and let the
+ * arch make a private page private. Returns 0 with *@pfn, 1 if the access
+ * disagrees with the attribute, or -errno.
+ */
+int file_get_pfn(struct gmem_file *file, uint64_t index, uint64_t gfn,
+		 bool private, uint64_t *pfn)
+{
+	struct gmem_vm *vm = file->vm;
+	int ret = 0;
+
+	brlock_read_lock(&file->invalidate_lock);
+	if (!!(attr_lookup(&file->attrs, index, NULL, NULL) &
+	       GMEM_ATTR_PRIVATE) != private) {
+		ret = 1;
+		goto out;
+	}
+	folio_alloc(file, index);
+	*pfn = file_pfn(file, index);
+	if (private && vm->arch->make_private)
+		ret = vm->arch->make_private(vm, gfn, *pfn, 1);
+out:
+	brlock_read_unlock(&file->invalidate_lock);
+	return ret;
+}
+
+static void memory_fault_exit(struct gmem_exit *exit, uint64_t gfn,
+			      bool private)
+{
+	if (!exit)
+		return;
+	memset(exit, 0, sizeof(*exit));
+	exit->reason = GMEM_EXIT_MEMORY_FAULT;
+	exit->flags = private ? GMEM_MEMORY_EXIT_FLAG_PRIVATE : 0;
+	exit->gpa = gfn << PAGE_SHIFT;
+	exit->size = PAGE_SIZE;
+}
+
+/* Caller is inside vm_enter(). */
+static int fault(struct gmem_vm *vm, uint64_t gfn, bool private,
+		 uint64_t *pfnp, struct gmem_exit *exit)
+{
+	for (;;) {
+		uint64_t seq = atomic_load_explicit(&vm->mmu_invalidate_seq,
+						    memory_order_acquire);
+		struct memslot *slot = vm_find_slot(vm, gfn);
+		uint64_t pfn;
+		int ret;
+
+		if (!slot)
+			return gmem_err(EFAULT, "gmem_vm_fault: nothing bound at gpa %#llx",
+					(unsigned long long)(gfn << PAGE_SHIFT));
+		ret = file_get_pfn(slot->file, slot->pgoff + (gfn - slot->base_gfn),
+				   gfn, private, &pfn);
+		if (ret == 1) {
+			memory_fault_exit(exit, gfn, private);
+			return 1;
+		}
+		if (ret < 0)
+			return gmem_err(-ret, "gmem_vm_fault: the arch refused gpa %#llx",
+					(unsigned long long)(gfn << PAGE_SHIFT));
+
+		brlock_read_lock(&vm->mmu_lock);
+		if (vm_invalidate_retry_gfn(vm, seq, gfn)) {
+			brlock_read_unlock(&vm->mmu_lock);
+			continue;
+		}
+		ret = s2_map(&vm->s2, gfn, pfn, private);
+		brlock_read_unlock(&vm->mmu_lock);
+		if (ret)
+			return gmem_err(ENOMEM, "gmem_vm_fault: out of memory for stage-2");
+		if (pfnp)
+			*pfnp = pfn;
+		return 0;
+	}
+}
+
+GMEM_API int gmem_vm_fault(int vmh, uint64_t gpa, unsigned int flags,
+			   uint64_t *pfn, struct gmem_exit *exit)
+{
+	struct gmem_vm *vm;
+	int ret;
+
+	if (flags & ~(GMEM_FAULT_WRITE | GMEM_FAULT_PRIVATE))
+		return gmem_err(EINVAL, "gmem_vm_fault: unknown flags %#x", flags);
+	ret = vm_enter(vmh, "gmem_vm_fault", &vm);
+	if (ret)
+		return ret;
+	ret = fault(vm, gpa >> PAGE_SHIFT, flags & GMEM_FAULT_PRIVATE, pfn, exit);
+	vm_exit(vm);
+	return ret;
+}
+
+/*
+ * Copy through stage-2 while holding mmu_lock shared, as a vCPU accesses
+ * memory only between TLB flushes: an invalidation cannot complete while a
+ * copy through the entry it zaps is under way.
+ */
+static bool copy_through_stage2(struct gmem_vm *vm, uint64_t gfn, bool private,
+				uint8_t *buf, size_t off, size_t n, bool write)
+{
+	struct s2_entry e;
+	bool mapped;
+
+	brlock_read_lock(&vm->mmu_lock);
+	mapped = s2_lookup(&vm->s2, gfn, &e) && e.private == private;
+	if (mapped) {
+		uint8_t *va = pool_va(vm->pool, e.pfn) + off;
+
+		if (write)
+			memcpy(va, buf, n);
+		else
+			memcpy(buf, va, n);
+	}
+	brlock_read_unlock(&vm->mmu_lock);
+	return mapped;
+}
+
+GMEM_API int gmem_vm_access(int vmh, uint64_t gpa, void *buf, size_t len,
+			    unsigned int flags, struct gmem_exit *exit)
+{
+	bool private = flags & GMEM_FAULT_PRIVATE;
+	bool write = flags & GMEM_FAULT_WRITE;
+	struct gmem_vm *vm;
+	uint8_t *p = buf;
+	int ret;
+
+	if (flags & ~(GMEM_FAULT_WRITE | GMEM_FAULT_PRIVATE))
+		return gmem_err(EINVAL, "gmem_vm_access: unknown flags %#x", flags);
+	if (!buf && len)
+		return gmem_err(EINVAL, "gmem_vm_access: no buffer");
+	if (gpa + len < gpa)
+		return gmem_err(EFAULT, "gmem_vm_access: range wraps");
+	ret = vm_enter(vmh, "gmem_vm_access", &vm);
+	if (ret)
+		return ret;
+	while (len) {
+		uint64_t gfn = gpa >> PAGE_SHIFT;
+		size_t off = gpa & (PAGE_SIZE - 1);
+		size_t n = MIN(len, PAGE_SIZE - off);
+
+		if (!copy_through_stage2(vm, gfn, private, p, off, n, write)) {
+			ret = fault(vm, gfn, private, NULL, exit);
+			if (ret)
+				break;
+			continue;
+		}
+		p += n;
+		gpa += n;
+		len -= n;
+	}
+	vm_exit(vm);
+	return ret;
+}

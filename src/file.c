@@ -1,0 +1,313 @@
+// SPDX-License-Identifier: MIT
+/*
+ * gmem files: create, fallocate (allocate, punch hole), queries, release.
+ * A file holds a reference on its VM (as a guest_memfd pins its KVM); the
+ * file lives while its handle or any host mapping or pin refers to it.
+ */
+#include <stdlib.h>
+
+#include "internal.h"
+
+#define WINDOW_ALIGN	512	/* frames: 2 MiB, so huge folios stay aligned */
+
+static void file_release(struct obj *o);
+
+int file_get(int fd, const char *fn, struct gmem_file **file)
+{
+	return obj_get(fd, OBJ_FILE, fn, (void **)file);
+}
+
+void file_get_ref(struct gmem_file *file)
+{
+	obj_get_ref(&file->obj);
+}
+
+void file_put(struct gmem_file *file)
+{
+	obj_put(&file->obj);
+}
+
+/* The kernel's range checks: overflow, alignment, inside the file. */
+int file_check_range(struct gmem_file *file, uint64_t offset, uint64_t len,
+		     const char *fn)
+{
+	if (!len || offset + len < offset)
+		return gmem_err(EINVAL, "%s: size %#llx at %#llx is empty or overflows",
+				fn, (unsigned long long)len,
+				(unsigned long long)offset);
+	if (!ALIGNED(offset, PAGE_SIZE) || !ALIGNED(len, PAGE_SIZE))
+		return gmem_err(EINVAL, "%s: offset %#llx or size %#llx is not 4 KiB aligned",
+				fn, (unsigned long long)offset,
+				(unsigned long long)len);
+	if (offset + len > file->size)
+		return gmem_err(EINVAL, "%s: range [%#llx, %#llx) is past the end of the file (%#llx)",
+				fn, (unsigned long long)offset,
+				(unsigned long long)(offset + len),
+				(unsigned long long)file->size);
+	return 0;
+}
+
+static size_t file_metadata_bytes(struct gmem_file *file)
+{
+	return sizeof(*file) + folio_metadata_bytes(file->npages);
+}
+
+GMEM_API int gmem_create(int vmh, uint64_t size, uint64_t flags)
+{
+	struct gmem_file *file;
+	struct gmem_vm *vm;
+	struct gmem_pool *pool;
+	uint64_t attr;
+	bool fresh;
+	int ret;
+
+	ret = obj_get(vmh, OBJ_VM, "gmem_create", (void **)&vm);
+	if (ret)
+		return ret;
+	pool = vm->pool;
+	if (flags & ~(GMEM_FLAG_MMAP | GMEM_FLAG_INIT_SHARED)) {
+		ret = gmem_err(EINVAL, "gmem_create: unknown flags %#llx",
+			       (unsigned long long)flags);
+		goto out_vm;
+	}
+	if (!size || !ALIGNED(size, PAGE_SIZE) || size > MAX_FILE_SIZE) {
+		ret = gmem_err(EINVAL, "gmem_create: size %#llx is 0, not a multiple of 4096, or above 64 TiB",
+			       (unsigned long long)size);
+		goto out_vm;
+	}
+	file = obj_alloc(OBJ_FILE, sizeof(*file),
+			 offsetof(struct gmem_file, vm), &fresh);
+	if (!file) {
+		ret = gmem_err(ENOMEM, "gmem_create: out of memory");
+		goto out_vm;
+	}
+	if (fresh)
+		brlock_init(&file->invalidate_lock);
+	file->obj.release = file_release;
+	file->vm = vm;		/* keeps the reference obj_get took */
+	file->size = size;
+	file->npages = size >> PAGE_SHIFT;
+	file->flags = flags;
+	file->window_frames = (file->npages + WINDOW_ALIGN - 1) & ~(uint64_t)(WINDOW_ALIGN - 1);
+	ret = pool_reserve_window(pool, file->window_frames, WINDOW_ALIGN,
+				  &file->base_pfn);
+	if (ret) {
+		ret = gmem_err(-ret, "gmem_create: no room for %llu MiB in the pool",
+			       (unsigned long long)(size >> 20));
+		goto out_obj;
+	}
+	file->present = calloc(1, folio_metadata_bytes(file->npages));
+	attr = (flags & GMEM_FLAG_INIT_SHARED) ? 0 : GMEM_ATTR_PRIVATE;
+	if (!file->present || attr_init(&file->attrs, file->npages, attr)) {
+		ret = gmem_err(ENOMEM, "gmem_create: out of memory");
+		goto out_window;
+	}
+	pthread_mutex_init(&file->mappings_lock, NULL);
+	pthread_mutex_init(&file->pins_lock, NULL);
+	atomic_fetch_add(&pool->files, 1);
+	atomic_fetch_add(&pool->metadata_bytes, file_metadata_bytes(file));
+	ret = obj_install(&file->obj);
+	if (ret < 0) {
+		gmem_err(EMFILE, "gmem_create: no free handle");
+		file_put(file);
+	}
+	return ret;
+
+out_window:
+	free(file->present);
+	pool_release_window(pool, file->base_pfn, file->window_frames);
+out_obj:
+	obj_recycle(&file->obj);
+out_vm:
+	vm_put(vm);
+	return ret;
+}
+
+/*
+ * The last reference is gone: detach from the VM (later faults through its
+ * slots see nothing bound), then free every folio through reclaim.
+ */
+static void file_release(struct obj *o)
+{
+	struct gmem_file *file = (struct gmem_file *)o;
+	struct gmem_vm *vm = file->vm;
+	struct gmem_pool *pool = vm->pool;
+	bool started;
+
+	brlock_write_lock(&vm->slots_lock);
+	brlock_write_lock(&file->invalidate_lock);
+	started = file_invalidate_start(file, 0, file->npages, S2_ZAP_ALL);
+	while (file->nbindings)
+		vm_remove_slot(vm, file->bindings[0]);
+	file_invalidate_end(file, started);
+	folio_sync_host_touched(file, 0, file->npages);
+	folio_free_range(file, 0, file->npages);
+	brlock_write_unlock(&file->invalidate_lock);
+	brlock_write_unlock(&vm->slots_lock);
+
+	pool_release_window(pool, file->base_pfn, file->window_frames);
+	atomic_fetch_sub(&pool->metadata_bytes, file_metadata_bytes(file));
+	atomic_fetch_sub(&pool->files, 1);
+	free(file->present);
+	free(file->bindings);
+	free(file->pins);
+	attr_destroy(&file->attrs);
+	pthread_mutex_destroy(&file->mappings_lock);
+	pthread_mutex_destroy(&file->pins_lock);
+	obj_recycle(o);
+	vm_put(vm);
+}
+
+GMEM_API int gmem_close(int fd)
+{
+	struct obj *o;
+	int ret = obj_close(fd, OBJ_FILE, "gmem_close", &o);
+
+	if (!ret)
+		obj_put(o);
+	return ret;
+}
+
+GMEM_API int64_t gmem_size(int fd)
+{
+	struct gmem_file *file;
+	int64_t size;
+	int ret = file_get(fd, "gmem_size", &file);
+
+	if (ret)
+		return ret;
+	size = (int64_t)file->size;
+	file_put(file);
+	return size;
+}
+
+static int allocate(struct gmem_file *file, uint64_t start, uint64_t end)
+{
+	brlock_read_lock(&file->invalidate_lock);
+	for (uint64_t i = folio_next_hole(file, start, end); i < end;
+	     i = folio_next_hole(file, i + 1, end))
+		folio_alloc(file, i);
+	brlock_read_unlock(&file->invalidate_lock);
+	return 0;
+}
+
+static int punch_hole(struct gmem_file *file, uint64_t start, uint64_t end)
+{
+	bool started;
+
+	end = MIN(end, file->npages);
+	if (start >= end)
+		return 0;
+	brlock_write_lock(&file->invalidate_lock);
+	started = file_invalidate_start(file, start, end, S2_ZAP_ALL);
+	folio_sync_host_touched(file, start, end);
+	folio_free_range(file, start, end);
+	file_invalidate_end(file, started);
+	brlock_write_unlock(&file->invalidate_lock);
+	return 0;
+}
+
+GMEM_API int gmem_fallocate(int fd, int mode, uint64_t offset, uint64_t len)
+{
+	struct gmem_file *file;
+	int ret = file_get(fd, "gmem_fallocate", &file);
+
+	if (ret)
+		return ret;
+	if (!(mode & GMEM_FALLOC_KEEP_SIZE) ||
+	    (mode & ~(GMEM_FALLOC_KEEP_SIZE | GMEM_FALLOC_PUNCH_HOLE))) {
+		ret = gmem_err(EOPNOTSUPP, "gmem_fallocate: mode %#x is not KEEP_SIZE or KEEP_SIZE|PUNCH_HOLE",
+			       mode);
+	} else if (!ALIGNED(offset, PAGE_SIZE) || !ALIGNED(len, PAGE_SIZE) ||
+		   offset + len < offset) {
+		ret = gmem_err(EINVAL, "gmem_fallocate: offset %#llx or len %#llx is unaligned or overflows",
+			       (unsigned long long)offset,
+			       (unsigned long long)len);
+	} else if (mode & GMEM_FALLOC_PUNCH_HOLE) {
+		ret = punch_hole(file, offset >> PAGE_SHIFT,
+				 (offset + len) >> PAGE_SHIFT);
+	} else if (offset + len > file->size) {
+		ret = gmem_err(EINVAL, "gmem_fallocate: [%#llx, %#llx) reaches past the end of the file",
+			       (unsigned long long)offset,
+			       (unsigned long long)(offset + len));
+	} else {
+		ret = allocate(file, offset >> PAGE_SHIFT,
+			       (offset + len) >> PAGE_SHIFT);
+	}
+	file_put(file);
+	return ret;
+}
+
+static int check_offset(struct gmem_file *file, uint64_t offset,
+			const char *fn)
+{
+	if (!ALIGNED(offset, PAGE_SIZE) || offset >= file->size)
+		return gmem_err(EINVAL, "%s: offset %#llx is unaligned or past the end",
+				fn, (unsigned long long)offset);
+	return 0;
+}
+
+GMEM_API int gmem_get_attributes(int fd, uint64_t offset, uint64_t *attributes,
+				 uint64_t *range_end)
+{
+	struct gmem_file *file;
+	uint64_t end;
+	int ret = file_get(fd, "gmem_get_attributes", &file);
+
+	if (ret)
+		return ret;
+	ret = check_offset(file, offset, "gmem_get_attributes");
+	if (!ret && !attributes)
+		ret = gmem_err(EINVAL, "gmem_get_attributes: no output");
+	if (!ret) {
+		brlock_read_lock(&file->invalidate_lock);
+		*attributes = attr_lookup(&file->attrs, offset >> PAGE_SHIFT,
+					  NULL, &end);
+		brlock_read_unlock(&file->invalidate_lock);
+		if (range_end)
+			*range_end = end << PAGE_SHIFT;
+	}
+	file_put(file);
+	return ret;
+}
+
+GMEM_API int64_t gmem_attribute_ranges(int fd)
+{
+	struct gmem_file *file;
+	int64_t n;
+	int ret = file_get(fd, "gmem_attribute_ranges", &file);
+
+	if (ret)
+		return ret;
+	brlock_read_lock(&file->invalidate_lock);
+	n = (int64_t)file->attrs.nranges;
+	brlock_read_unlock(&file->invalidate_lock);
+	file_put(file);
+	return n;
+}
+
+GMEM_API int gmem_folio_info(int fd, uint64_t offset, uint64_t *pfn,
+			     int *order, uint32_t *pins)
+{
+	struct gmem_file *file;
+	uint64_t index = offset >> PAGE_SHIFT;
+	int ret = file_get(fd, "gmem_folio_info", &file);
+
+	if (ret)
+		return ret;
+	ret = check_offset(file, offset, "gmem_folio_info");
+	if (!ret) {
+		brlock_read_lock(&file->invalidate_lock);
+		folio_sync_host_touched(file, index, index + 1);
+		ret = folio_present(file, index);
+		if (pfn)
+			*pfn = file_pfn(file, index);
+		if (order)
+			*order = 0;
+		if (pins)
+			*pins = pin_count(file, index);
+		brlock_read_unlock(&file->invalidate_lock);
+	}
+	file_put(file);
+	return ret;
+}

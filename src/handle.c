@@ -1,0 +1,149 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Handles: a process-wide table of object pointers, allocated lowest-first
+ * like file descriptors. Lookups read the table without a lock; objects are
+ * type-stable (see struct obj), so a lookup racing with a close may see a
+ * dead object, notice it by its zero refcount, and fail with -EBADF.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define MAX_HANDLES 65536
+
+static _Atomic(struct obj *) handles[MAX_HANDLES];
+static pthread_mutex_t handles_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct obj *free_objs[OBJ_FILE + 1];
+
+static const char *const type_names[] = {
+	[OBJ_POOL] = "pool", [OBJ_VM] = "vm", [OBJ_FILE] = "file",
+};
+
+/*
+ * A new object of @type, zeroed past its first @keep bytes. Those bytes
+ * (the object's locks) are zeroed only when the memory is fresh, which
+ * *@fresh reports: a recycled object's locks may still be touched by a late
+ * lookup and must stay valid.
+ */
+void *obj_alloc(enum obj_type type, size_t size, size_t keep, bool *fresh)
+{
+	struct obj *o;
+
+	pthread_mutex_lock(&handles_lock);
+	o = free_objs[type];
+	if (o)
+		free_objs[type] = o->next_free;
+	pthread_mutex_unlock(&handles_lock);
+	*fresh = !o;
+	if (!o) {
+		o = aligned_alloc(64, (size + 63) & ~(size_t)63);
+		if (!o)
+			return NULL;
+		memset(o, 0, size);
+	} else {
+		memset((char *)o + keep, 0, size - keep);
+	}
+	o->type = type;
+	o->handle = -1;
+	o->next_free = NULL;
+	atomic_store(&o->refs, 1);
+	return o;
+}
+
+void obj_recycle(struct obj *o)
+{
+	pthread_mutex_lock(&handles_lock);
+	o->next_free = free_objs[o->type];
+	free_objs[o->type] = o;
+	pthread_mutex_unlock(&handles_lock);
+}
+
+int obj_install(struct obj *o)
+{
+	int h = -EMFILE;
+
+	pthread_mutex_lock(&handles_lock);
+	for (int i = 0; i < MAX_HANDLES; i++) {
+		if (!atomic_load_explicit(&handles[i], memory_order_relaxed)) {
+			o->handle = i;
+			atomic_store_explicit(&handles[i], o, memory_order_release);
+			h = i;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&handles_lock);
+	return h;
+}
+
+struct obj *obj_peek(int h)
+{
+	if (h < 0 || h >= MAX_HANDLES)
+		return NULL;
+	return atomic_load_explicit(&handles[h], memory_order_acquire);
+}
+
+static bool get_unless_zero(atomic_int *refs)
+{
+	int r = atomic_load(refs);
+
+	while (r > 0)
+		if (atomic_compare_exchange_weak(refs, &r, r + 1))
+			return true;
+	return false;
+}
+
+/* A counted reference on handle @h of @type in *@out, or -errno. */
+int obj_get(int h, enum obj_type type, const char *fn, void **out)
+{
+	struct obj *o = obj_peek(h);
+
+	if (!o || !get_unless_zero(&o->refs))
+		return gmem_err(EBADF, "%s: handle %d is not open", fn, h);
+	if (obj_peek(h) != o) {
+		obj_put(o);
+		return gmem_err(EBADF, "%s: handle %d is not open", fn, h);
+	}
+	if (o->type != type) {
+		enum obj_type t = o->type;
+
+		obj_put(o);
+		return gmem_err(EINVAL, "%s: handle %d is a %s, not a %s", fn,
+				h, type_names[t], type_names[type]);
+	}
+	*out = o;
+	return 0;
+}
+
+/* Remove handle @h from the table; the caller drops the handle's reference. */
+int obj_close(int h, enum obj_type type, const char *fn, struct obj **out)
+{
+	struct obj *o;
+	int ret = 0;
+
+	pthread_mutex_lock(&handles_lock);
+	o = obj_peek(h);
+	if (!o)
+		ret = gmem_err(EBADF, "%s: handle %d is not open", fn, h);
+	else if (o->type != type)
+		ret = gmem_err(EINVAL, "%s: handle %d is a %s, not a %s", fn, h,
+			       type_names[o->type], type_names[type]);
+	else {
+		atomic_store(&handles[h], NULL);
+		o->handle = -1;
+		*out = o;
+	}
+	pthread_mutex_unlock(&handles_lock);
+	return ret;
+}
+
+void obj_put(struct obj *o)
+{
+	if (atomic_fetch_sub_explicit(&o->refs, 1, memory_order_acq_rel) == 1)
+		o->release(o);
+}
+
+void obj_get_ref(struct obj *o)
+{
+	atomic_fetch_add_explicit(&o->refs, 1, memory_order_relaxed);
+}

@@ -1,0 +1,257 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Internal structures of gmem. Lock order, outermost first:
+ *
+ *   vm->slots_lock  ->  file->invalidate_lock  ->  vm->mmu_lock
+ *
+ * slots_lock (read) is held across a whole guest fault, as KVM holds SRCU;
+ * bind, unbind and file release take it for write. invalidate_lock is the
+ * filemap invalidate lock: faults, pins and host-mapping setup take it shared,
+ * conversion, punch, bind and release exclusive. mmu_lock guards stage-2 and
+ * the invalidation state: faults install under it shared, invalidations zap
+ * under it exclusive. All three are big-reader locks (brlock.h) so that
+ * parallel faults never write a cache line another fault reads.
+ */
+#ifndef GMEM_INTERNAL_H
+#define GMEM_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <pthread.h>
+#include <errno.h>
+
+#include "gmem.h"
+#include "brlock.h"
+#include "attr.h"
+#include "stage2.h"
+
+#define GMEM_API __attribute__((visibility("default")))
+
+#define PAGE_SHIFT	12
+#define PAGE_SIZE	4096ULL
+#define GIB		(1ULL << 30)
+#define MAX_FILE_SIZE	(64ULL << 40)
+
+#define ALIGNED(x, a)	(((x) & ((a) - 1)) == 0)
+#define MIN(a, b)	((a) < (b) ? (a) : (b))
+#define MAX(a, b)	((a) > (b) ? (a) : (b))
+
+/* error.c: the per-thread reason behind the last negative return. */
+int gmem_err(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ------------------------------------------------------------- handles */
+
+enum obj_type { OBJ_FREE, OBJ_POOL, OBJ_VM, OBJ_FILE };
+
+/*
+ * Every object starts with this. Objects are type-stable: their memory is
+ * never returned to malloc, only reused for an object of the same type, so a
+ * racing handle lookup may touch a dead object but never freed memory.
+ */
+struct obj {
+	enum obj_type type;
+	atomic_int refs;	/* handle + dependants; 0 = dead */
+	int handle;		/* -1 once closed */
+	void (*release)(struct obj *o);	/* called when refs drops to 0 */
+	struct obj *next_free;
+};
+
+int obj_install(struct obj *o);			/* returns handle */
+int obj_get(int h, enum obj_type type, const char *fn, void **out);
+struct obj *obj_peek(int h);			/* no reference taken */
+int obj_close(int h, enum obj_type type, const char *fn, struct obj **o);
+void *obj_alloc(enum obj_type type, size_t size, size_t keep, bool *fresh);
+void obj_recycle(struct obj *o);
+void obj_get_ref(struct obj *o);
+void obj_put(struct obj *o);
+
+/* ---------------------------------------------------------------- pool */
+
+struct window;
+
+struct gmem_pool {
+	struct obj obj;
+	int memfd;
+	uint8_t *direct_map;
+	uint64_t nframes;
+	pthread_mutex_t lock;		/* the window list */
+	struct window *windows;		/* free extents, sorted by pfn */
+	atomic_uint_least64_t frames_in_use;
+	atomic_uint_least64_t frames_reserved;
+	atomic_uint_least64_t files;
+	atomic_uint_least64_t metadata_bytes;
+};
+
+void pool_put(struct gmem_pool *pool);
+int pool_reserve_window(struct gmem_pool *pool, uint64_t nframes,
+			uint64_t align, uint64_t *base);
+void pool_release_window(struct gmem_pool *pool, uint64_t base,
+			 uint64_t nframes);
+void pool_discard(struct gmem_pool *pool, uint64_t pfn, uint64_t nr);
+static inline void *pool_va(struct gmem_pool *pool, uint64_t pfn)
+{
+	return pool->direct_map + (pfn << PAGE_SHIFT);
+}
+
+/* ---------------------------------------------------------------- arch */
+
+struct gmem_vm;
+
+/*
+ * The hook contract (docs/arch.md). Each hook is called exactly where the
+ * kernel calls its namesake; a NULL hook is an arch that does not opt in.
+ */
+struct gmem_arch {
+	const char *name;
+	/* A private page is handed to the guest; repeats must be harmless. */
+	int (*make_private)(struct gmem_vm *vm, uint64_t gfn, uint64_t pfn,
+			    uint64_t nr);
+	/* A folio leaves its file for good; leave frames fit for anyone. */
+	void (*reclaim)(struct gmem_pool *pool, uint64_t pfn, uint64_t nr);
+	/* private->shared conversion of pages that exist (opt-in). */
+	void (*make_shared)(struct gmem_pool *pool, uint64_t pfn, uint64_t nr);
+	/* Inside an invalidation, per bound guest range. */
+	void (*invalidate_range)(struct gmem_vm *vm, uint64_t gfn_start,
+				 uint64_t gfn_end);
+	/* Largest stage-2 level for a private page (0 = 4 KiB). */
+	int (*max_mapping_level)(struct gmem_vm *vm, uint64_t pfn);
+};
+
+const struct gmem_arch *arch_find(const char *name);
+
+/* ------------------------------------------------------------------ vm */
+
+struct memslot {
+	uint32_t id;
+	uint64_t base_gfn;
+	uint64_t npages;
+	struct gmem_file *file;
+	uint64_t pgoff;
+};
+
+struct gmem_vm {
+	struct obj obj;
+	/* Locks first: obj_alloc keeps them valid across reuse. */
+	struct brlock slots_lock;
+	/*
+	 * mmu_lock write side guards stage-2 zaps and the invalidation state;
+	 * faults read the state under the read side (mmu_invalidate_retry_gfn).
+	 */
+	struct brlock mmu_lock;
+
+	struct gmem_pool *pool;
+	const struct gmem_arch *arch;
+	struct memslot **slots;		/* sorted by base_gfn */
+	unsigned int nslots, slots_cap;
+
+	atomic_uint_least64_t mmu_invalidate_seq;
+	long mmu_invalidate_in_progress;
+	uint64_t mmu_invalidate_range_start;
+	uint64_t mmu_invalidate_range_end;
+	struct stage2 s2;
+};
+
+int vm_enter(int h, const char *fn, struct gmem_vm **vm);
+void vm_exit(struct gmem_vm *vm);
+void vm_get(struct gmem_vm *vm);
+void vm_put(struct gmem_vm *vm);
+struct memslot *vm_find_slot(struct gmem_vm *vm, uint64_t gfn);
+void vm_remove_slot(struct gmem_vm *vm, struct memslot *slot);
+
+/* invalidate.c: KVM's mmu_invalidate_* on one VM. */
+void vm_invalidate_start(struct gmem_vm *vm);
+void vm_invalidate_range_add(struct gmem_vm *vm, uint64_t start, uint64_t end);
+void vm_invalidate_end(struct gmem_vm *vm);
+bool vm_invalidate_retry_gfn(struct gmem_vm *vm, uint64_t seq, uint64_t gfn);
+
+/* ---------------------------------------------------------------- file */
+
+struct host_mapping {
+	struct host_mapping *next;	/* in the file's list */
+	struct host_mapping *next_all;	/* in the process's list */
+	uint8_t *addr;
+	size_t len;
+	uint64_t pgoff;		/* file page at addr */
+	uint64_t file_pages;	/* pages before the end of the file */
+	int prot;
+	struct gmem_file *file;
+};
+
+struct pin {
+	uint64_t start, end;	/* a run of pages */
+	uint32_t count;
+};
+
+struct gmem_file {
+	struct obj obj;
+	struct brlock invalidate_lock;	/* first: kept valid across reuse */
+	struct gmem_vm *vm;
+	uint64_t size;
+	uint64_t npages;
+	uint64_t flags;
+	uint64_t base_pfn;		/* the file's window in the pool */
+	uint64_t window_frames;
+
+	struct attr_map attrs;
+
+	/* Page cache: one bit per page, set while a folio backs it. */
+	atomic_uint_least64_t *present;
+	atomic_uint_least64_t nr_present;
+
+	/* Bindings into the VM, file-offset ordered. */
+	struct memslot **bindings;
+	unsigned int nbindings, bindings_cap;
+
+	/* Host mappings; changed under mappings_lock and invalidate_lock. */
+	pthread_mutex_t mappings_lock;
+	struct host_mapping *mappings;
+	bool mappings_ever;		/* was ever mapped: host may have touched pages */
+
+	/* Long-term pins, sorted by index; guarded by pins_lock. */
+	pthread_mutex_t pins_lock;
+	struct pin *pins;
+	size_t npins, pins_cap;
+};
+
+int file_get(int fd, const char *fn, struct gmem_file **file);
+void file_get_ref(struct gmem_file *file);
+void file_put(struct gmem_file *file);
+static inline uint64_t file_pfn(const struct gmem_file *file, uint64_t index)
+{
+	return file->base_pfn + index;
+}
+int file_check_range(struct gmem_file *file, uint64_t offset, uint64_t len,
+		     const char *fn);
+
+/* folio.c: the page cache. */
+bool folio_present(struct gmem_file *file, uint64_t index);
+bool folio_alloc(struct gmem_file *file, uint64_t index);
+void folio_free_range(struct gmem_file *file, uint64_t start, uint64_t end);
+void folio_sync_host_touched(struct gmem_file *file, uint64_t start,
+			     uint64_t end);
+uint64_t folio_next_present(struct gmem_file *file, uint64_t index,
+			    uint64_t end);
+uint64_t folio_next_hole(struct gmem_file *file, uint64_t index, uint64_t end);
+size_t folio_metadata_bytes(uint64_t npages);
+
+/* invalidate.c: the file side, over every VM binding of [start, end). */
+bool file_invalidate_start(struct gmem_file *file, uint64_t start,
+			   uint64_t end, unsigned int zap_filter);
+void file_invalidate_end(struct gmem_file *file, bool started);
+
+/* fault.c */
+int file_get_pfn(struct gmem_file *file, uint64_t index, uint64_t gfn,
+		 bool private, uint64_t *pfn);
+
+/* mapping.c */
+int mapping_revoke(struct gmem_file *file, uint64_t start, uint64_t end);
+void mapping_restore(struct gmem_file *file, uint64_t start, uint64_t end);
+
+/* pin.c */
+bool pin_first_in_range(struct gmem_file *file, uint64_t start, uint64_t end,
+			uint64_t *index);
+uint32_t pin_count(struct gmem_file *file, uint64_t index);
+
+#endif

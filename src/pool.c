@@ -1,0 +1,244 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The host memory pool: "physical memory" for every file of every VM made
+ * from it. One memfd holds the frames; it is sparse, so a frame costs memory
+ * only once written. The whole memfd is mapped once: the direct map.
+ *
+ * Each file owns a window of contiguous frames, aligned to 2 MiB: page i of
+ * the file always lives in frame base + i. So every folio is naturally
+ * aligned, a host mapping of a file is one linear mapping of the memfd, and
+ * joining 4 KiB folios into a huge one never moves data. Frames leave a file
+ * only through the arch's reclaim hook; then the pool discards them (punches
+ * them out of the memfd), so every free frame reads as zero.
+ */
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define DEFAULT_CAPACITY	(4ULL << 40)
+#define MAX_CAPACITY		(64ULL << 40)
+
+/* A free extent of frames. */
+struct window {
+	uint64_t base, nframes;
+	struct window *next;
+};
+
+static void pool_release(struct obj *o)
+{
+	struct gmem_pool *pool = (struct gmem_pool *)o;
+	struct window *w = pool->windows;
+
+	while (w) {
+		struct window *next = w->next;
+
+		free(w);
+		w = next;
+	}
+	munmap(pool->direct_map, pool->nframes << PAGE_SHIFT);
+	close(pool->memfd);
+	pthread_mutex_destroy(&pool->lock);
+	obj_recycle(o);
+}
+
+void pool_put(struct gmem_pool *pool)
+{
+	obj_put(&pool->obj);
+}
+
+GMEM_API int gmem_pool_create(uint64_t capacity)
+{
+	struct gmem_pool *pool;
+	bool fresh;
+	int ret;
+
+	if (!capacity)
+		capacity = DEFAULT_CAPACITY;
+	if (!ALIGNED(capacity, GIB) || capacity > MAX_CAPACITY)
+		return gmem_err(EINVAL, "gmem_pool_create: capacity %#llx is not a multiple of 1 GiB up to 64 TiB",
+				(unsigned long long)capacity);
+	pool = obj_alloc(OBJ_POOL, sizeof(*pool), sizeof(struct obj), &fresh);
+	if (!pool)
+		return gmem_err(ENOMEM, "gmem_pool_create: out of memory");
+	pool->obj.release = pool_release;
+	pool->nframes = capacity >> PAGE_SHIFT;
+	pool->memfd = memfd_create("gmem-pool", MFD_CLOEXEC);
+	if (pool->memfd < 0) {
+		ret = gmem_err(errno, "gmem_pool_create: memfd_create failed");
+		goto out_free;
+	}
+	if (ftruncate(pool->memfd, capacity)) {
+		ret = gmem_err(errno, "gmem_pool_create: cannot size the pool memfd");
+		goto out_close;
+	}
+	pool->direct_map = mmap(NULL, capacity, PROT_READ | PROT_WRITE,
+				MAP_SHARED | MAP_NORESERVE, pool->memfd, 0);
+	if (pool->direct_map == MAP_FAILED) {
+		ret = gmem_err(ENOMEM, "gmem_pool_create: no address space for a %llu GiB direct map",
+			       (unsigned long long)(capacity / GIB));
+		goto out_close;
+	}
+	pool->windows = malloc(sizeof(*pool->windows));
+	if (!pool->windows) {
+		ret = gmem_err(ENOMEM, "gmem_pool_create: out of memory");
+		goto out_unmap;
+	}
+	*pool->windows = (struct window){ .base = 0, .nframes = pool->nframes };
+	pthread_mutex_init(&pool->lock, NULL);
+	ret = obj_install(&pool->obj);
+	if (ret < 0) {
+		gmem_err(EMFILE, "gmem_pool_create: no free handle");
+		pool_release(&pool->obj);
+	}
+	return ret;
+
+out_unmap:
+	munmap(pool->direct_map, capacity);
+out_close:
+	close(pool->memfd);
+out_free:
+	obj_recycle(&pool->obj);
+	return ret;
+}
+
+GMEM_API int gmem_pool_destroy(int h)
+{
+	struct obj *o;
+	int ret = obj_close(h, OBJ_POOL, "gmem_pool_destroy", &o);
+
+	if (!ret)
+		obj_put(o);
+	return ret;
+}
+
+GMEM_API void *gmem_pool_frame(int h, uint64_t pfn)
+{
+	struct obj *o = obj_peek(h);
+	struct gmem_pool *pool = (struct gmem_pool *)o;
+
+	if (!o || o->type != OBJ_POOL || pfn >= pool->nframes)
+		return NULL;
+	return pool_va(pool, pfn);
+}
+
+GMEM_API int gmem_pool_stats(int h, struct gmem_pool_stats *st)
+{
+	struct gmem_pool *pool;
+
+	int ret = obj_get(h, OBJ_POOL, "gmem_pool_stats", (void **)&pool);
+
+	if (ret)
+		return ret;
+	if (!st) {
+		pool_put(pool);
+		return gmem_err(EINVAL, "gmem_pool_stats: no stats buffer");
+	}
+	st->capacity_frames = pool->nframes;
+	st->frames_in_use = atomic_load(&pool->frames_in_use);
+	st->frames_reserved = atomic_load(&pool->frames_reserved);
+	st->files = atomic_load(&pool->files);
+	st->metadata_bytes = atomic_load(&pool->metadata_bytes);
+	pool_put(pool);
+	return 0;
+}
+
+/* First fit, @align frames aligned; @nframes a multiple of @align. -ENOSPC if nothing fits. */
+int pool_reserve_window(struct gmem_pool *pool, uint64_t nframes,
+			uint64_t align, uint64_t *base)
+{
+	struct window **pw, *w;
+	int ret = -ENOSPC;
+
+	pthread_mutex_lock(&pool->lock);
+	for (pw = &pool->windows; (w = *pw); pw = &w->next) {
+		uint64_t start = (w->base + align - 1) & ~(align - 1);
+		uint64_t end = w->base + w->nframes;
+
+		if (start >= end || end - start < nframes)
+			continue;
+		if (start > w->base && start + nframes < end) {
+			/* Splits in three: keep the head, add the tail. */
+			struct window *tail = malloc(sizeof(*tail));
+
+			if (!tail) {
+				ret = -ENOMEM;
+				break;
+			}
+			tail->base = start + nframes;
+			tail->nframes = end - tail->base;
+			tail->next = w->next;
+			w->next = tail;
+			w->nframes = start - w->base;
+		} else if (start > w->base) {
+			w->nframes = start - w->base;
+		} else if (start + nframes < end) {
+			w->base += nframes;
+			w->nframes -= nframes;
+		} else {
+			*pw = w->next;
+			free(w);
+		}
+		*base = start;
+		atomic_fetch_add(&pool->frames_reserved, nframes);
+		ret = 0;
+		break;
+	}
+	pthread_mutex_unlock(&pool->lock);
+	return ret;
+}
+
+/*
+ * Give a window back. Its frames were reclaimed folio by folio already;
+ * discarding the whole window also drops pages the host touched through a
+ * mapping without the file ever recording a folio there.
+ */
+void pool_release_window(struct gmem_pool *pool, uint64_t base,
+			 uint64_t nframes)
+{
+	struct window **pw, *w, *n;
+
+	pool_discard(pool, base, nframes);
+	pthread_mutex_lock(&pool->lock);
+	for (pw = &pool->windows; (w = *pw) && w->base < base; pw = &w->next)
+		;
+	n = malloc(sizeof(*n));
+	if (n) {
+		n->base = base;
+		n->nframes = nframes;
+		n->next = w;
+		*pw = n;
+	} else if (w && w->base == base + nframes) {
+		/* No memory for a node: grow the next extent downwards. */
+		w->base = base;
+		w->nframes += nframes;
+		n = w;
+	} else {
+		/* Leaks the window's address range, never memory. */
+		pthread_mutex_unlock(&pool->lock);
+		return;
+	}
+	atomic_fetch_sub(&pool->frames_reserved, nframes);
+	/* Coalesce with both neighbours. */
+	for (w = pool->windows; w && w->next; ) {
+		if (w->base + w->nframes == w->next->base) {
+			struct window *next = w->next;
+
+			w->nframes += next->nframes;
+			w->next = next->next;
+			free(next);
+		} else {
+			w = w->next;
+		}
+	}
+	pthread_mutex_unlock(&pool->lock);
+}
+
+void pool_discard(struct gmem_pool *pool, uint64_t pfn, uint64_t nr)
+{
+	/* Only fails for bad arguments, which callers never pass. */
+	fallocate(pool->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		  pfn << PAGE_SHIFT, nr << PAGE_SHIFT);
+}

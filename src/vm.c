@@ -1,0 +1,404 @@
+// SPDX-License-Identifier: MIT
+/*
+ * VMs and memslot bindings (KVM_SET_USER_MEMORY_REGION2 with a guest_memfd).
+ * A VM's slots are sorted by guest frame for the fault path's binary search;
+ * each file keeps its own list of the slots that bind it, for invalidation.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static void vm_release(struct obj *o)
+{
+	struct gmem_vm *vm = (struct gmem_vm *)o;
+
+	/* Drain lookups that raced with the last close (see vm_enter). */
+	brlock_write_lock(&vm->slots_lock);
+	brlock_write_unlock(&vm->slots_lock);
+	free(vm->slots);
+	s2_destroy(&vm->s2);
+	pool_put(vm->pool);
+	obj_recycle(o);
+}
+
+void vm_get(struct gmem_vm *vm)
+{
+	obj_get_ref(&vm->obj);
+}
+
+void vm_put(struct gmem_vm *vm)
+{
+	obj_put(&vm->obj);
+}
+
+/*
+ * Enter VM @h for a guest access without touching a shared refcount: the
+ * slots lock, held shared, keeps the VM alive (vm_release drains it).
+ */
+int vm_enter(int h, const char *fn, struct gmem_vm **out)
+{
+	struct obj *o = obj_peek(h);
+	struct gmem_vm *vm = (struct gmem_vm *)o;
+
+	if (!o)
+		return gmem_err(EBADF, "%s: handle %d is not open", fn, h);
+	if (o->type != OBJ_VM)
+		return gmem_err(EINVAL, "%s: handle %d is not a vm", fn, h);
+	brlock_read_lock(&vm->slots_lock);
+	if (obj_peek(h) != o || !atomic_load(&o->refs)) {
+		brlock_read_unlock(&vm->slots_lock);
+		return gmem_err(EBADF, "%s: handle %d is not open", fn, h);
+	}
+	*out = vm;
+	return 0;
+}
+
+void vm_exit(struct gmem_vm *vm)
+{
+	brlock_read_unlock(&vm->slots_lock);
+}
+
+GMEM_API int gmem_vm_create(int poolh, const char *arch_name, uint64_t flags)
+{
+	const struct gmem_arch *arch;
+	struct gmem_pool *pool;
+	struct gmem_vm *vm;
+	bool fresh;
+	int ret;
+
+	ret = obj_get(poolh, OBJ_POOL, "gmem_vm_create", (void **)&pool);
+	if (ret)
+		return ret;
+	if (flags) {
+		ret = gmem_err(EINVAL, "gmem_vm_create: flags %#llx must be 0",
+			       (unsigned long long)flags);
+		goto out_pool;
+	}
+	arch = arch_name ? arch_find(arch_name) : NULL;
+	if (!arch) {
+		ret = gmem_err(ENOENT, "gmem_vm_create: unknown arch \"%s\"",
+			       arch_name ? arch_name : "(null)");
+		goto out_pool;
+	}
+	vm = obj_alloc(OBJ_VM, sizeof(*vm), offsetof(struct gmem_vm, pool),
+		       &fresh);
+	if (!vm) {
+		ret = gmem_err(ENOMEM, "gmem_vm_create: out of memory");
+		goto out_pool;
+	}
+	if (fresh) {
+		brlock_init(&vm->slots_lock);
+		brlock_init(&vm->mmu_lock);
+	}
+	vm->obj.release = vm_release;
+	vm->pool = pool;
+	vm->arch = arch;
+	if (s2_init(&vm->s2)) {
+		obj_recycle(&vm->obj);
+		ret = gmem_err(ENOMEM, "gmem_vm_create: out of memory");
+		goto out_pool;
+	}
+	ret = obj_install(&vm->obj);
+	if (ret < 0) {
+		gmem_err(EMFILE, "gmem_vm_create: no free handle");
+		vm_put(vm);
+	}
+	return ret;
+
+out_pool:
+	pool_put(pool);
+	return ret;
+}
+
+GMEM_API int gmem_vm_destroy(int h)
+{
+	struct obj *o;
+	int ret = obj_close(h, OBJ_VM, "gmem_vm_destroy", &o);
+
+	if (!ret)
+		obj_put(o);
+	return ret;
+}
+
+/* The slot containing @gfn, or NULL. Caller holds slots_lock. */
+struct memslot *vm_find_slot(struct gmem_vm *vm, uint64_t gfn)
+{
+	unsigned int lo = 0, hi = vm->nslots;
+
+	while (lo < hi) {
+		unsigned int mid = (lo + hi) / 2;
+		struct memslot *s = vm->slots[mid];
+
+		if (gfn < s->base_gfn)
+			hi = mid;
+		else if (gfn >= s->base_gfn + s->npages)
+			lo = mid + 1;
+		else
+			return s;
+	}
+	return NULL;
+}
+
+static int grow(void *arrayp, unsigned int *cap, unsigned int need)
+{
+	void **array = arrayp;
+	unsigned int n = *cap ? *cap * 2 : 8;
+	void *p;
+
+	if (need <= *cap)
+		return 0;
+	while (n < need)
+		n *= 2;
+	p = realloc(*array, n * sizeof(void *));
+	if (!p)
+		return -ENOMEM;
+	*array = p;
+	*cap = n;
+	return 0;
+}
+
+static void array_insert(struct memslot **a, unsigned int *n, unsigned int at,
+			 struct memslot *s)
+{
+	memmove(&a[at + 1], &a[at], (*n - at) * sizeof(*a));
+	a[at] = s;
+	(*n)++;
+}
+
+static void array_remove(struct memslot **a, unsigned int *n,
+			 struct memslot *s)
+{
+	for (unsigned int i = 0; i < *n; i++) {
+		if (a[i] == s) {
+			memmove(&a[i], &a[i + 1], (*n - i - 1) * sizeof(*a));
+			(*n)--;
+			return;
+		}
+	}
+}
+
+/*
+ * Unlink @slot from its VM and file. Caller holds slots_lock and the file's
+ * invalidate_lock exclusive, and has zapped the slot's range.
+ */
+void vm_remove_slot(struct gmem_vm *vm, struct memslot *slot)
+{
+	array_remove(vm->slots, &vm->nslots, slot);
+	array_remove(slot->file->bindings, &slot->file->nbindings, slot);
+	free(slot);
+}
+
+static int check_bind_file(struct gmem_vm *vm, int fd, uint64_t size,
+			   uint64_t offset, struct gmem_file **out)
+{
+	struct gmem_file *file;
+	int ret = file_get(fd, "gmem_bind", &file);
+
+	if (ret)
+		return ret;
+	if (file->vm != vm)
+		ret = gmem_err(EINVAL, "gmem_bind: file %d belongs to another VM", fd);
+	else if (!ALIGNED(offset, PAGE_SIZE) || offset + size < offset ||
+		 offset + size > file->size)
+		ret = gmem_err(EINVAL, "gmem_bind: file range [%#llx, +%#llx) is unaligned or past the end",
+			       (unsigned long long)offset,
+			       (unsigned long long)size);
+	if (ret)
+		file_put(file);
+	else
+		*out = file;
+	return ret;
+}
+
+static struct memslot *find_slot_id(struct gmem_vm *vm, uint32_t id)
+{
+	for (unsigned int i = 0; i < vm->nslots; i++)
+		if (vm->slots[i]->id == id)
+			return vm->slots[i];
+	return NULL;
+}
+
+/* Insertion point keeping @a sorted by @key; -EEXIST if [lo, hi) overlaps. */
+static int slot_insert_point(struct memslot **a, unsigned int n, bool by_gfn,
+			     uint64_t lo, uint64_t hi, unsigned int *at)
+{
+	unsigned int i;
+
+	for (i = 0; i < n; i++) {
+		uint64_t s = by_gfn ? a[i]->base_gfn : a[i]->pgoff;
+
+		if (s + a[i]->npages <= lo)
+			continue;
+		if (s < hi)
+			return -EEXIST;
+		break;
+	}
+	*at = i;
+	return 0;
+}
+
+GMEM_API int gmem_bind(int vmh, uint32_t id, uint64_t gpa, uint64_t size,
+		       int fd, uint64_t offset)
+{
+	struct gmem_file *file;
+	struct memslot *slot;
+	struct gmem_vm *vm;
+	unsigned int vm_at, file_at;
+	uint64_t gfn, npages, pgoff;
+	int ret;
+
+	ret = obj_get(vmh, OBJ_VM, "gmem_bind", (void **)&vm);
+	if (ret)
+		return ret;
+	if (id >= GMEM_MAX_SLOTS) {
+		ret = gmem_err(EINVAL, "gmem_bind: slot %u is out of range", id);
+		goto out_vm;
+	}
+	if (!size || !ALIGNED(gpa, PAGE_SIZE) || !ALIGNED(size, PAGE_SIZE) ||
+	    gpa + size < gpa || (gpa + size) >> PAGE_SHIFT > S2_MAX_GFN) {
+		ret = gmem_err(EINVAL, "gmem_bind: guest range [%#llx, +%#llx) is empty, unaligned or too high",
+			       (unsigned long long)gpa,
+			       (unsigned long long)size);
+		goto out_vm;
+	}
+	ret = check_bind_file(vm, fd, size, offset, &file);
+	if (ret)
+		goto out_vm;
+	gfn = gpa >> PAGE_SHIFT;
+	npages = size >> PAGE_SHIFT;
+	pgoff = offset >> PAGE_SHIFT;
+
+	slot = malloc(sizeof(*slot));
+	brlock_write_lock(&vm->slots_lock);
+	brlock_write_lock(&file->invalidate_lock);
+	if (!slot || grow(&vm->slots, &vm->slots_cap, vm->nslots + 1) ||
+	    grow(&file->bindings, &file->bindings_cap, file->nbindings + 1)) {
+		ret = gmem_err(ENOMEM, "gmem_bind: out of memory");
+	} else if (find_slot_id(vm, id)) {
+		ret = gmem_err(EEXIST, "gmem_bind: slot %u is in use", id);
+	} else if (slot_insert_point(vm->slots, vm->nslots, true, gfn,
+				     gfn + npages, &vm_at)) {
+		ret = gmem_err(EEXIST, "gmem_bind: guest range [%#llx, +%#llx) overlaps another slot",
+			       (unsigned long long)gpa,
+			       (unsigned long long)size);
+	} else if (slot_insert_point(file->bindings, file->nbindings, false,
+				     pgoff, pgoff + npages, &file_at)) {
+		ret = gmem_err(EEXIST, "gmem_bind: file range [%#llx, +%#llx) is already bound",
+			       (unsigned long long)offset,
+			       (unsigned long long)size);
+	} else {
+		*slot = (struct memslot){ .id = id, .base_gfn = gfn,
+			.npages = npages, .file = file, .pgoff = pgoff };
+		array_insert(vm->slots, &vm->nslots, vm_at, slot);
+		array_insert(file->bindings, &file->nbindings, file_at, slot);
+		slot = NULL;
+	}
+	brlock_write_unlock(&file->invalidate_lock);
+	brlock_write_unlock(&vm->slots_lock);
+	free(slot);
+	file_put(file);
+out_vm:
+	vm_put(vm);
+	return ret;
+}
+
+GMEM_API int gmem_unbind(int vmh, uint32_t id)
+{
+	struct gmem_file *file;
+	struct memslot *slot;
+	struct gmem_vm *vm;
+	int ret;
+
+	ret = obj_get(vmh, OBJ_VM, "gmem_unbind", (void **)&vm);
+	if (ret)
+		return ret;
+	brlock_write_lock(&vm->slots_lock);
+	slot = id < GMEM_MAX_SLOTS ? find_slot_id(vm, id) : NULL;
+	if (!slot) {
+		ret = gmem_err(EINVAL, "gmem_unbind: slot %u is not in use", id);
+	} else {
+		file = slot->file;
+		brlock_write_lock(&file->invalidate_lock);
+		brlock_write_lock(&vm->mmu_lock);
+		vm_invalidate_start(vm);
+		vm_invalidate_range_add(vm, slot->base_gfn,
+					slot->base_gfn + slot->npages);
+		s2_zap(&vm->s2, slot->base_gfn, slot->base_gfn + slot->npages,
+		       S2_ZAP_ALL);
+		if (vm->arch->invalidate_range)
+			vm->arch->invalidate_range(vm, slot->base_gfn,
+						   slot->base_gfn + slot->npages);
+		brlock_write_unlock(&vm->mmu_lock);
+		vm_remove_slot(vm, slot);
+		brlock_write_lock(&vm->mmu_lock);
+		vm_invalidate_end(vm);
+		brlock_write_unlock(&vm->mmu_lock);
+		brlock_write_unlock(&file->invalidate_lock);
+	}
+	brlock_write_unlock(&vm->slots_lock);
+	vm_put(vm);
+	return ret;
+}
+
+GMEM_API int gmem_vm_translate(int vmh, uint64_t gpa, int *fd,
+			       uint64_t *offset, uint64_t *len)
+{
+	struct memslot *slot;
+	struct gmem_vm *vm;
+	uint64_t gfn = gpa >> PAGE_SHIFT;
+	int ret = vm_enter(vmh, "gmem_vm_translate", &vm);
+
+	if (ret)
+		return ret;
+	slot = vm_find_slot(vm, gfn);
+	if (!slot) {
+		ret = gmem_err(EFAULT, "gmem_vm_translate: nothing bound at gpa %#llx",
+			       (unsigned long long)gpa);
+	} else {
+		uint64_t into = gpa - (slot->base_gfn << PAGE_SHIFT);
+
+		if (fd)
+			*fd = slot->file->obj.handle;
+		if (offset)
+			*offset = (slot->pgoff << PAGE_SHIFT) + into;
+		if (len)
+			*len = (slot->npages << PAGE_SHIFT) - into;
+	}
+	vm_exit(vm);
+	return ret;
+}
+
+GMEM_API int gmem_vm_stage2(int vmh, uint64_t gpa, uint64_t *pfn, int *private)
+{
+	struct s2_entry e;
+	struct gmem_vm *vm;
+	int ret = vm_enter(vmh, "gmem_vm_stage2", &vm);
+
+	if (ret)
+		return ret;
+	brlock_read_lock(&vm->mmu_lock);
+	ret = s2_lookup(&vm->s2, gpa >> PAGE_SHIFT, &e);
+	brlock_read_unlock(&vm->mmu_lock);
+	vm_exit(vm);
+	if (ret) {
+		if (pfn)
+			*pfn = e.pfn;
+		if (private)
+			*private = e.private;
+	}
+	return ret;
+}
+
+GMEM_API int64_t gmem_vm_invalidate_seq(int vmh)
+{
+	struct gmem_vm *vm;
+	int64_t seq;
+	int ret = vm_enter(vmh, "gmem_vm_invalidate_seq", &vm);
+
+	if (ret)
+		return ret;
+	seq = (int64_t)atomic_load(&vm->mmu_invalidate_seq);
+	vm_exit(vm);
+	return seq;
+}

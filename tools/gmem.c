@@ -1,0 +1,62 @@
+// SPDX-License-Identifier: MIT
+/*
+ * gmem - the command line. Subcommands arrive with later work; today it
+ * reports the version and what the library can do on this machine.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "gmem.h"
+
+static int usage(FILE *out)
+{
+	fprintf(out,
+		"usage: gmem [--help] [--version] COMMAND\n"
+		"\n"
+		"commands:\n"
+		"  info     create a pool, a VM and a file; print what works here\n");
+	return out == stdout ? 0 : 2;
+}
+
+static int info(void)
+{
+	struct gmem_pool_stats st;
+	int pool, vm, fd;
+
+	pool = gmem_pool_create(0);
+	if (pool < 0)
+		goto fail;
+	vm = gmem_vm_create(pool, "sw", 0);
+	if (vm < 0)
+		goto fail;
+	fd = gmem_create(vm, 1ULL << 30, GMEM_FLAG_MMAP | GMEM_FLAG_INIT_SHARED);
+	if (fd < 0)
+		goto fail;
+	if (gmem_pool_stats(pool, &st) < 0)
+		goto fail;
+	printf("pool: %llu GiB reserved, %llu frames in use\n",
+	       (unsigned long long)(st.capacity_frames >> 18),
+	       (unsigned long long)st.frames_in_use);
+	printf("file: 1 GiB, %llu bytes of metadata\n",
+	       (unsigned long long)st.metadata_bytes);
+	return 0;
+fail:
+	fprintf(stderr, "gmem: %s\n", gmem_last_error());
+	return 1;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2)
+		return usage(stderr);
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))
+		return usage(stdout);
+	if (!strcmp(argv[1], "--version")) {
+		printf("gmem 0.1\n");
+		return 0;
+	}
+	if (!strcmp(argv[1], "info"))
+		return info();
+	fprintf(stderr, "gmem: unknown command '%s' (try gmem --help)\n", argv[1]);
+	return 2;
+}

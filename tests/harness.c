@@ -1,0 +1,139 @@
+// SPDX-License-Identifier: MIT
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static struct test *tests, **tail = &tests;
+static jmp_buf test_jmp;
+static int failed_now, skipped_now;
+
+void test_register(struct test *t)
+{
+	*tail = t;
+	tail = &t->next;
+}
+
+void test_fail(const char *file, int line, const char *expr, long long a,
+	       long long b)
+{
+	printf("#   %s:%d: ASSERT %s failed (%lld vs %lld)\n", file, line, expr,
+	       a, b);
+	printf("#   last gmem error: %s\n", gmem_last_error());
+	failed_now = 1;
+	longjmp(test_jmp, 1);
+}
+
+void test_skip(const char *why)
+{
+	printf("#   skipped: %s\n", why);
+	skipped_now = 1;
+	longjmp(test_jmp, 1);
+}
+
+struct env env_new(const char *arch)
+{
+	struct env e;
+
+	e.pool = gmem_pool_create(64ULL << 30);
+	ASSERT_GE(e.pool, 0);
+	e.vm = gmem_vm_create(e.pool, arch, 0);
+	ASSERT_GE(e.vm, 0);
+	return e;
+}
+
+void env_free(struct env *e)
+{
+	ASSERT_EQ(gmem_vm_destroy(e->vm), 0);
+	ASSERT_EQ(gmem_pool_destroy(e->pool), 0);
+}
+
+int run_in_child(void (*fn)(void *), void *arg)
+{
+	int status;
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		fn(arg);
+		_exit(0);
+	}
+	if (pid < 0 || waitpid(pid, &status, 0) != pid)
+		return -1;
+	return WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+}
+
+static sigjmp_buf probe_jmp;
+static volatile sig_atomic_t probe_sig;
+
+static void probe_handler(int sig)
+{
+	probe_sig = sig;
+	siglongjmp(probe_jmp, 1);
+}
+
+static int probe(volatile uint8_t *p, uint8_t *out, int write, uint8_t val)
+{
+	struct sigaction sa = { .sa_handler = probe_handler }, old_segv, old_bus;
+	int sig = 0;
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGSEGV, &sa, &old_segv);
+	sigaction(SIGBUS, &sa, &old_bus);
+	probe_sig = 0;
+	if (!sigsetjmp(probe_jmp, 1)) {
+		if (write)
+			*p = val;
+		else
+			*out = *p;
+	} else {
+		sig = probe_sig;
+	}
+	sigaction(SIGSEGV, &old_segv, NULL);
+	sigaction(SIGBUS, &old_bus, NULL);
+	return sig;
+}
+
+int probe_read(volatile const uint8_t *p, uint8_t *out)
+{
+	uint8_t dummy;
+
+	return probe((volatile uint8_t *)p, out ? out : &dummy, 0, 0);
+}
+
+int probe_write(volatile uint8_t *p, uint8_t val)
+{
+	return probe(p, NULL, 1, val);
+}
+
+int main(void)
+{
+	static int n, failed, skipped;	/* static: they live across longjmp */
+	static struct test *t;
+
+	for (t = tests; t; t = t->next)
+		n++;
+	printf("1..%d\n", n);
+	n = 0;
+	for (t = tests; t; t = t->next) {
+		failed_now = skipped_now = 0;
+		if (!setjmp(test_jmp))
+			t->fn();
+		n++;
+		if (skipped_now) {
+			printf("ok %d - %s # SKIP\n", n, t->name);
+			skipped++;
+		} else if (failed_now) {
+			printf("not ok %d - %s\n", n, t->name);
+			failed++;
+		} else {
+			printf("ok %d - %s\n", n, t->name);
+		}
+		fflush(stdout);
+	}
+	if (failed)
+		return 1;
+	return skipped == n && n ? 77 : 0;
+}

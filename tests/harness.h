@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A small TAP harness. Each test program holds TESTs; main() runs them all
+ * and exits 0 (all passed), 1 (a failure) or 77 (skipped).
+ *
+ *	TEST(converting_one_page_changes_only_that_page) { ... ASSERT_EQ(a, b); }
+ *
+ * A failed ASSERT prints file:line, the expression and both values, and ends
+ * the current test; the program goes on with the next one.
+ */
+#ifndef GMEM_TEST_HARNESS_H
+#define GMEM_TEST_HARNESS_H
+
+#include <errno.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "gmem.h"
+
+struct test {
+	const char *name;
+	void (*fn)(void);
+	struct test *next;
+};
+
+void test_register(struct test *t);
+void test_fail(const char *file, int line, const char *expr,
+	       long long a, long long b);
+void test_skip(const char *why);
+
+#define TEST(name)							\
+	static void test_##name(void);					\
+	static struct test test_rec_##name = { #name, test_##name, NULL }; \
+	__attribute__((constructor)) static void test_reg_##name(void)	\
+	{ test_register(&test_rec_##name); }				\
+	static void test_##name(void)
+
+#define ASSERT_OP(a, op, b) do {					\
+	long long _a = (long long)(a), _b = (long long)(b);		\
+	if (!(_a op _b))						\
+		test_fail(__FILE__, __LINE__, #a " " #op " " #b, _a, _b); \
+} while (0)
+
+#define ASSERT_EQ(a, b)	ASSERT_OP(a, ==, b)
+#define ASSERT_NE(a, b)	ASSERT_OP(a, !=, b)
+#define ASSERT_LT(a, b)	ASSERT_OP(a, <, b)
+#define ASSERT_LE(a, b)	ASSERT_OP(a, <=, b)
+#define ASSERT_GT(a, b)	ASSERT_OP(a, >, b)
+#define ASSERT_GE(a, b)	ASSERT_OP(a, >=, b)
+#define ASSERT_TRUE(x)	ASSERT_OP(!!(x), ==, 1)
+
+/* A 64 GiB pool and a VM of @arch; env_free() closes both. */
+struct env {
+	int pool, vm;
+};
+struct env env_new(const char *arch);
+void env_free(struct env *e);
+
+/*
+ * Run @fn(@arg) in a forked child and report how it ended: the signal that
+ * killed it, or 0 if it exited normally.
+ */
+int run_in_child(void (*fn)(void *), void *arg);
+
+/* Read one byte at @p; returns the signal it raised, or 0 and the byte in *out. */
+int probe_read(volatile const uint8_t *p, uint8_t *out);
+int probe_write(volatile uint8_t *p, uint8_t val);
+
+#endif

@@ -7,7 +7,7 @@ CC        ?= cc
 O         ?= build
 SAN       ?=
 OPT       ?= -O2 -g
-WARN      := -Wall -Wextra -Wshadow -Wmissing-prototypes -Wno-unused-parameter
+WARN      := -Wall -Wextra -Wshadow -Wmissing-prototypes -Wno-unused-parameter $(EXTRA_WARN)
 CFLAGS    += -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(SAN) -Iinclude -pthread
 LDFLAGS   += $(SAN) -pthread
 
@@ -41,6 +41,14 @@ $(O)/tests/%: tests/%.c $(HARNESS) tests/harness.h $(O)/libgmem.a
 check: all
 	O=$(O) tests/run.sh $(TESTS_ONLY)
 
+# The main job.
+run: $(O)/gmem
+	$(O)/gmem info
+
+# Everything CI runs; the last line reads "N passed, N failed".
+test:
+	tests/all.sh
+
 # Address and undefined-behaviour sanitizers over the whole suite.
 check-asan:
 	$(MAKE) O=build-asan SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" check
@@ -67,4 +75,4 @@ install: $(O)/libgmem.a $(O)/libgmem.so $(O)/gmem
 clean:
 	rm -rf build build-asan build-tsan build-clang
 
-.PHONY: all check check-asan check-tsan stress install clean
+.PHONY: all run check test check-asan check-tsan stress install clean

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# The whole suite: warning-free builds with gcc and clang, the tests plain,
+# under ASan+UBSan, and the threaded ones under TSan. Last line:
+# "N passed, N failed".
+set -u
+cd "$(dirname "$0")/.." || exit 2
+pass=0 fail=0 skip=0
+run() {	# run NAME COMMAND...: a step whose output ends in a runner line
+	local name=$1 out line; shift
+	echo "== $name"
+	out=$("$@" 2>&1); local rc=$?
+	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' <<<"$out" | tail -n 1)
+	grep -vE '^(cc|clang|gcc|ar|make)|^\s+-o |^\s*$' <<<"$out" | grep -E '^(FAIL|pass |failed:|#|not ok|==|.*error|.*warning|.*ERROR|.*WARNING)' | head -200
+	if [ -n "$line" ]; then
+		set -- $line
+		pass=$((pass + $1)); fail=$((fail + $3)); skip=$((skip + ${5:-0}))
+		[ $rc -ne 0 ] && [ "$3" -eq 0 ] && fail=$((fail + 1))
+	elif [ $rc -ne 0 ]; then
+		echo "$out" | tail -n 30
+		fail=$((fail + 1))
+	else
+		pass=$((pass + 1))
+	fi
+}
+# Warnings are errors here: both compilers must build everything cleanly.
+run "build (gcc)" make -j2 O=build CC=gcc EXTRA_WARN=-Werror all
+run "build (clang)" make -j2 O=build-clang CC=clang EXTRA_WARN=-Werror all
+run "install, README example, exported symbols" tests/install.sh
+run "tests" make -j2 O=build CC=gcc check
+run "tests under ASan+UBSan" make -j2 check-asan
+run "threaded tests under TSan" make -j2 check-tsan
+echo "$pass passed, $fail failed, $skip skipped"
+[ "$fail" -eq 0 ]

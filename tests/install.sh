@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# make install into a scratch prefix; the README's example must build against
+# it with pkg-config and run; libgmem.so must export gmem_* symbols only.
+set -eu
+cd "$(dirname "$0")/.."
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+make -s install PREFIX="$tmp/prefix" >/dev/null
+sed -n '/^```c$/,/^```$/p' README.md | sed '1d;$d' > "$tmp/example.c"
+export PKG_CONFIG_PATH="$tmp/prefix/lib/pkgconfig"
+cc -std=c11 -Wall -Wextra -Werror "$tmp/example.c" $(pkg-config --cflags --libs gmem) \
+	-Wl,-rpath,"$tmp/prefix/lib" -o "$tmp/example"
+"$tmp/example" | grep -q 'guest reads "hello"'
+bad=$(nm -D --defined-only "$tmp/prefix/lib/libgmem.so" | awk '$2 ~ /[TDBR]/ && $3 !~ /^gmem_/')
+[ -z "$bad" ] || { echo "unexpected exports: $bad"; exit 1; }
+echo "1 passed, 0 failed"

@@ -71,13 +71,19 @@ void *gmem_pool_frame(int pool, uint64_t pfn);
 
 struct gmem_pool_stats {
 	uint64_t capacity_frames;	/* frames the pool can hold */
-	uint64_t frames_in_use;		/* frames backing a folio now */
+	uint64_t frames_in_use;		/* frames backing a known folio now (1) */
 	uint64_t frames_reserved;	/* frames in windows given to files */
 	uint64_t files;			/* files alive */
 	uint64_t metadata_bytes;	/* gmem's own bookkeeping, all files */
 };
 
-/* Errors: -EBADF, -EINVAL (not a pool, or @st NULL). */
+/*
+ * (1) A page first touched through a host mapping is allocated by the host
+ * kernel's own fault, without a call into gmem; it is counted once gmem next
+ * looks at that page (gmem_folio_info, a punch, a release).
+ *
+ * Errors: -EBADF, -EINVAL (not a pool, or @st NULL).
+ */
 int gmem_pool_stats(int pool, struct gmem_pool_stats *st);
 
 /* -------------------------------------------------------------------- vm */

@@ -65,8 +65,8 @@ static void setup(void)
 	void *probe;
 
 	past_eof_fd = memfd_create("gmem-past-eof", MFD_CLOEXEC);
-	probe = mmap(NULL, PAGE_SIZE, PROT_NONE,
-		     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	/* Probe a shared file mapping: shmem gained guards after anonymous memory. */
+	probe = mmap(NULL, PAGE_SIZE, PROT_NONE, MAP_SHARED, past_eof_fd, 0);
 	if (probe != MAP_FAILED) {
 		have_guards = !madvise(probe, PAGE_SIZE, MADV_GUARD_INSTALL);
 		munmap(probe, PAGE_SIZE);
@@ -124,7 +124,7 @@ static int check_mmap(struct gmem_file *file, uint64_t offset, size_t len,
 		return gmem_err(ENODEV, "gmem_mmap: file was created without GMEM_FLAG_MMAP");
 	if ((flags & MAP_TYPE) != MAP_SHARED || (flags & ~MAP_TYPE))
 		return gmem_err(EINVAL, "gmem_mmap: only MAP_SHARED mappings; copy-on-write is not allowed");
-	if (prot & ~(PROT_READ | PROT_WRITE))
+	if (!prot || (prot & ~(PROT_READ | PROT_WRITE)))
 		return gmem_err(EINVAL, "gmem_mmap: prot %#x is not PROT_READ/PROT_WRITE", prot);
 	if (!len || !ALIGNED(offset, PAGE_SIZE) || !ALIGNED(len, PAGE_SIZE) ||
 	    offset >= file->size || offset + len < offset)

@@ -1,0 +1,291 @@
+// SPDX-License-Identifier: MIT
+/* The big-reader lock with real threads: exclusion, writers waiting for readers and back. */
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <time.h>
+
+#include "harness.h"
+#include "brlock.h"
+
+/* Widens a race window; never what an assertion depends on. */
+static void pause_ms(long ms)
+{
+	struct timespec ts = { 0, ms * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+static void wait_for(atomic_int *flag, int val)
+{
+	while (atomic_load(flag) != val)
+		sched_yield();
+}
+
+/* ------------------------------------------------------------ exclusion */
+
+struct excl {
+	struct brlock lock;
+	uint64_t a, b;			/* plain: only the lock orders them */
+	int writer_iters, reader_iters;
+	atomic_int go;			/* every thread created */
+	atomic_long torn;		/* reads that saw a != b */
+	atomic_long backwards;		/* reads that saw a go down */
+	atomic_long reads_mid_run;	/* reads between two writes */
+};
+
+static void *excl_writer(void *arg)
+{
+	struct excl *x = arg;
+
+	wait_for(&x->go, 1);
+	for (int i = 0; i < x->writer_iters; i++) {
+		brlock_write_lock(&x->lock);
+		x->a++;
+		if (i % 64 == 0)
+			sched_yield();	/* a reader inside now would see a != b */
+		x->b++;
+		brlock_write_unlock(&x->lock);
+	}
+	return NULL;
+}
+
+static void *excl_reader(void *arg)
+{
+	struct excl *x = arg;
+	uint64_t last = 0, total = 2ULL * x->writer_iters;
+
+	wait_for(&x->go, 1);
+	for (int i = 0; i < x->reader_iters; i++) {
+		uint64_t a, b;
+
+		brlock_read_lock(&x->lock);
+		a = x->a;
+		if (i % 64 == 0)
+			sched_yield();	/* a writer now would change b */
+		b = x->b;
+		brlock_read_unlock(&x->lock);
+
+		if (a != b)
+			atomic_fetch_add(&x->torn, 1);
+		if (a < last)
+			atomic_fetch_add(&x->backwards, 1);
+		if (a != 0 && a != total)
+			atomic_fetch_add(&x->reads_mid_run, 1);
+		last = a;
+	}
+	return NULL;
+}
+
+/*
+ * Two writers increment two counters under the write lock; readers read them
+ * under the read lock and must always see them equal and never going back.
+ * The totals prove the writers excluded each other too. Under TSan any
+ * overlap of a reader and a writer is also a data race report. Both sides run
+ * a fixed number of iterations; how much they overlapped is only reported.
+ */
+static void run_exclusion(int nreaders, int reader_iters, int writer_iters)
+{
+	static struct excl x;
+	pthread_t r[32], w[2];
+
+	ASSERT_LE(nreaders, 32);
+	brlock_init(&x.lock);
+	x.a = x.b = 0;
+	x.writer_iters = writer_iters;
+	x.reader_iters = reader_iters;
+	atomic_store(&x.go, 0);
+	atomic_store(&x.torn, 0);
+	atomic_store(&x.backwards, 0);
+	atomic_store(&x.reads_mid_run, 0);
+	for (int i = 0; i < nreaders; i++)
+		ASSERT_EQ(pthread_create(&r[i], NULL, excl_reader, &x), 0);
+	for (int i = 0; i < 2; i++)
+		ASSERT_EQ(pthread_create(&w[i], NULL, excl_writer, &x), 0);
+	atomic_store(&x.go, 1);
+	for (int i = 0; i < 2; i++)
+		ASSERT_EQ(pthread_join(w[i], NULL), 0);
+	for (int i = 0; i < nreaders; i++)
+		ASSERT_EQ(pthread_join(r[i], NULL), 0);
+
+	printf("#   %d readers: %ld of %ld reads between two writes\n", nreaders,
+	       atomic_load(&x.reads_mid_run), (long)nreaders * reader_iters);
+	ASSERT_EQ(atomic_load(&x.torn), 0);
+	ASSERT_EQ(atomic_load(&x.backwards), 0);
+	ASSERT_EQ(x.a, 2ULL * writer_iters);
+	ASSERT_EQ(x.b, 2ULL * writer_iters);
+	for (int i = 0; i < BRLOCK_SLOTS; i++)
+		ASSERT_EQ(atomic_load(&x.lock.slot[i].readers), 0);
+	ASSERT_EQ(atomic_load(&x.lock.writer), 0);
+	brlock_destroy(&x.lock);
+}
+
+TEST(writers_exclude_readers_and_each_other)
+{
+	run_exclusion(2, 200000, 20000);
+}
+
+/* More readers than slots: some threads share a slot's count. */
+TEST(writers_exclude_readers_that_share_slots)
+{
+	run_exclusion(BRLOCK_SLOTS + 3, 2000, 2000);
+}
+
+/* --------------------------------------------------- writer after reader */
+
+struct order {
+	struct brlock lock;
+	atomic_int trying;		/* the other thread is about to lock */
+	atomic_int holding;		/* the other thread holds the lock */
+	atomic_int released;		/* main has released its lock */
+	int released_seen;		/* `released` as the other thread got the lock */
+};
+
+static void *order_writer(void *arg)
+{
+	struct order *o = arg;
+
+	atomic_store(&o->trying, 1);
+	brlock_write_lock(&o->lock);
+	o->released_seen = atomic_load(&o->released);
+	atomic_store(&o->holding, 1);
+	brlock_write_unlock(&o->lock);
+	return NULL;
+}
+
+TEST(writer_waits_for_a_reader_in_progress)
+{
+	static struct order o;
+	pthread_t t;
+	int holding_while_read, holding_after_pause;
+
+	brlock_init(&o.lock);
+	atomic_store(&o.trying, 0);
+	atomic_store(&o.holding, 0);
+	atomic_store(&o.released, 0);
+	o.released_seen = -1;
+
+	brlock_read_lock(&o.lock);
+	ASSERT_EQ(pthread_create(&t, NULL, order_writer, &o), 0);
+	wait_for(&o.trying, 1);
+	/* The writer raises its flag, then has to wait for us. */
+	wait_for(&o.lock.writer, 1);
+	holding_while_read = atomic_load(&o.holding);
+	pause_ms(20);
+	holding_after_pause = atomic_load(&o.holding);
+	atomic_store(&o.released, 1);
+	brlock_read_unlock(&o.lock);
+	ASSERT_EQ(pthread_join(t, NULL), 0);
+
+	ASSERT_EQ(holding_while_read, 0);
+	ASSERT_EQ(holding_after_pause, 0);
+	ASSERT_EQ(o.released_seen, 1);
+	ASSERT_EQ(atomic_load(&o.holding), 1);
+	ASSERT_EQ(atomic_load(&o.lock.writer), 0);
+	brlock_destroy(&o.lock);
+}
+
+/* --------------------------------------------------- reader after writer */
+
+static void *order_reader(void *arg)
+{
+	struct order *o = arg;
+
+	atomic_store(&o->trying, 1);
+	brlock_read_lock(&o->lock);
+	o->released_seen = atomic_load(&o->released);
+	atomic_store(&o->holding, 1);
+	brlock_read_unlock(&o->lock);
+	return NULL;
+}
+
+TEST(reader_waits_for_a_writer_in_progress)
+{
+	static struct order o;
+	pthread_t t;
+	int holding_while_written;
+
+	brlock_init(&o.lock);
+	atomic_store(&o.trying, 0);
+	atomic_store(&o.holding, 0);
+	atomic_store(&o.released, 0);
+	o.released_seen = -1;
+
+	brlock_write_lock(&o.lock);
+	ASSERT_EQ(pthread_create(&t, NULL, order_reader, &o), 0);
+	wait_for(&o.trying, 1);
+	pause_ms(20);			/* let it reach the futex */
+	holding_while_written = atomic_load(&o.holding);
+	atomic_store(&o.released, 1);
+	brlock_write_unlock(&o.lock);
+	ASSERT_EQ(pthread_join(t, NULL), 0);
+
+	ASSERT_EQ(holding_while_written, 0);
+	ASSERT_EQ(o.released_seen, 1);
+	ASSERT_EQ(atomic_load(&o.holding), 1);
+	for (int i = 0; i < BRLOCK_SLOTS; i++)
+		ASSERT_EQ(atomic_load(&o.lock.slot[i].readers), 0);
+	brlock_destroy(&o.lock);
+}
+
+/* ------------------------------------------------------ readers share */
+
+static void *share_reader(void *arg)
+{
+	struct order *o = arg;
+
+	brlock_read_lock(&o->lock);
+	atomic_store(&o->holding, 1);
+	brlock_read_unlock(&o->lock);
+	return NULL;
+}
+
+TEST(readers_on_other_threads_enter_while_one_holds_the_lock)
+{
+	static struct order o;
+	pthread_t t;
+	int entered;
+
+	brlock_init(&o.lock);
+	atomic_store(&o.holding, 0);
+	brlock_read_lock(&o.lock);
+	ASSERT_EQ(pthread_create(&t, NULL, share_reader, &o), 0);
+	/* Joined while we still read: it never waited for us. */
+	ASSERT_EQ(pthread_join(t, NULL), 0);
+	entered = atomic_load(&o.holding);
+	brlock_read_unlock(&o.lock);
+	ASSERT_EQ(entered, 1);
+	brlock_destroy(&o.lock);
+}
+
+/* ---------------------------------------------------------------- slots */
+
+static void *slot_of(void *arg)
+{
+	unsigned int *slot = arg;
+
+	slot[0] = brlock_my_slot();
+	slot[1] = brlock_my_slot();
+	return NULL;
+}
+
+TEST(consecutive_threads_take_distinct_stable_slots)
+{
+	unsigned int slot[BRLOCK_SLOTS][2];
+	bool seen[BRLOCK_SLOTS] = { false };
+
+	/* One at a time, so that no other thread takes a slot in between. */
+	for (int i = 0; i < BRLOCK_SLOTS; i++) {
+		pthread_t t;
+
+		ASSERT_EQ(pthread_create(&t, NULL, slot_of, slot[i]), 0);
+		ASSERT_EQ(pthread_join(t, NULL), 0);
+	}
+	for (int i = 0; i < BRLOCK_SLOTS; i++) {
+		ASSERT_LT(slot[i][0], BRLOCK_SLOTS);
+		ASSERT_EQ(slot[i][1], slot[i][0]);
+		ASSERT_TRUE(!seen[slot[i][0]]);
+		seen[slot[i][0]] = true;
+	}
+}

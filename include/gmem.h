@@ -125,8 +125,9 @@ int gmem_vm_destroy(int vm);
 int gmem_create(int vm, uint64_t size, uint64_t flags);
 
 /*
- * gmem_close - close a file handle. Bindings are removed and memory freed
- * once no host mapping remains either. Errors: -EBADF, -EINVAL.
+ * gmem_close - close a file handle. Once no host mapping remains either, the
+ * file is released: its bindings are removed (later faults there get -EFAULT),
+ * its pins dropped and its memory freed. Errors: -EBADF, -EINVAL.
  */
 int gmem_close(int fd);
 

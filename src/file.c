@@ -2,7 +2,7 @@
 /*
  * gmem files: create, fallocate (allocate, punch hole), queries, release.
  * A file holds a reference on its VM (as a guest_memfd pins its KVM); the
- * file lives while its handle or any host mapping or pin refers to it.
+ * file lives while its handle or any host mapping refers to it.
  */
 #include <stdlib.h>
 
@@ -140,6 +140,10 @@ static void file_release(struct obj *o)
 	while (file->nbindings)
 		vm_remove_slot(vm, file->bindings[0]);
 	file_invalidate_end(file, started);
+	/* Nobody can unpin any more: the pins go with the file. */
+	free(file->pins);
+	file->pins = NULL;
+	file->npins = 0;
 	folio_sync_host_touched(file, 0, file->npages);
 	folio_free_range(file, 0, file->npages);
 	brlock_write_unlock(&file->invalidate_lock);
@@ -150,7 +154,6 @@ static void file_release(struct obj *o)
 	atomic_fetch_sub(&pool->files, 1);
 	free(file->present);
 	free(file->bindings);
-	free(file->pins);
 	attr_destroy(&file->attrs);
 	pthread_mutex_destroy(&file->mappings_lock);
 	pthread_mutex_destroy(&file->pins_lock);

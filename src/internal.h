@@ -209,10 +209,10 @@ struct gmem_file {
 	struct host_mapping *mappings;
 	bool mappings_ever;		/* was ever mapped: host may have touched pages */
 
-	/* Long-term pins, sorted by index; guarded by pins_lock. */
+	/* Long-term pins: sorted runs of pages; guarded by pins_lock. */
 	pthread_mutex_t pins_lock;
 	struct pin *pins;
-	size_t npins, pins_cap;
+	size_t npins;
 };
 
 int file_get(int fd, const char *fn, struct gmem_file **file);

@@ -2,7 +2,9 @@
 /*
  * Long-term pins (the GUP/FOLL_LONGTERM analogue of VFIO, vhost, io_uring
  * fixed buffers). A pinned page is an extra reference: conversion to private
- * refuses it with -EAGAIN, and punching a hole leaves it in place.
+ * refuses it with -EAGAIN, and punching a hole leaves it in place. Pins are
+ * taken and dropped through the file handle, so they do not keep the file
+ * alive: once nobody can unpin them, release drops them with the file.
  *
  * Pins are kept as sorted, disjoint runs of pages with a count each, so
  * pinning a whole guest costs one entry. Runs change under pins_lock, and
@@ -129,7 +131,6 @@ static int pin_range(int fd, uint64_t offset, uint64_t size, int delta,
 {
 	struct gmem_file *file;
 	uint64_t start = offset >> PAGE_SHIFT, end;
-	bool was_pinned, now_pinned;
 	int ret = file_get(fd, fn, &file);
 
 	if (ret)
@@ -144,19 +145,12 @@ static int pin_range(int fd, uint64_t offset, uint64_t size, int delta,
 		ret = gmem_err(EFAULT, "%s: the range holds private pages, which the host cannot reach", fn);
 	} else {
 		pthread_mutex_lock(&file->pins_lock);
-		was_pinned = file->npins;
 		ret = adjust(file, start, end, delta);
-		now_pinned = file->npins;
 		pthread_mutex_unlock(&file->pins_lock);
 		if (!ret && delta > 0)	/* pinning faults the pages in */
 			for (uint64_t i = folio_next_hole(file, start, end);
 			     i < end; i = folio_next_hole(file, i + 1, end))
 				folio_alloc(file, i);
-		/* While anything is pinned the file stays alive. */
-		if (!ret && !was_pinned && now_pinned)
-			file_get_ref(file);
-		if (!ret && was_pinned && !now_pinned)
-			file_put(file);	/* never the last: we hold one */
 	}
 	brlock_read_unlock(&file->invalidate_lock);
 out:

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-/* In-place conversion (gmem_set_attributes): validation, the attribute map, stage-2 zaps, content, pins. */
+/* Conversion (gmem_set_attributes): validation, attribute map, stage-2 zaps, content, pins. */
 #include <stdbool.h>
 #include <string.h>
 
@@ -533,7 +533,17 @@ TEST(pin_allocates_folios_and_folio_info_reports_pin_counts)
 	ASSERT_EQ(pins, 1);
 	ASSERT_EQ(gmem_folio_info(fd, 5 * PG, NULL, NULL, &pins), 0);
 	ASSERT_EQ(pins, 0);
+	/* A pin around pinned pages adds one everywhere, gaps included. */
+	ASSERT_EQ(gmem_pin(fd, 0, 8 * PG), 0);
+	for (int i = 0; i < 8; i++) {
+		uint32_t want = 1 + (i >= 2 && i <= 4) + (i == 3);
+
+		ASSERT_EQ(gmem_folio_info(fd, i * PG, NULL, NULL, &pins), 1);
+		ASSERT_EQ(pins, want);
+	}
+	ASSERT_EQ(gmem_unpin(fd, 0, 8 * PG), 0);
 	ASSERT_EQ(gmem_unpin(fd, 2 * PG, 3 * PG), 0);
+	ASSERT_EQ(pins_at(fd, 0), 0);
 	ASSERT_EQ(pins_at(fd, 2 * PG), 0);
 	ASSERT_EQ(pins_at(fd, 3 * PG), 1);
 	ASSERT_EQ(pins_at(fd, 4 * PG), 0);

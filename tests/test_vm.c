@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-/* VMs, memslot bindings, translation and guest faults: errors, memory-fault exits, zaps, lifetime. */
+/* VMs, memslot bindings, translation and guest faults: errors, exits, zaps, lifetime. */
 #include <stdbool.h>
 #include <string.h>
 
@@ -40,6 +40,27 @@ static void fill(uint8_t *p, size_t n, unsigned int seed)
 		p[i] = (uint8_t)(seed + i * 131 + (i >> 8));
 }
 
+/* Read @n bytes of file @fd at @offset through its frames in the direct map. */
+static void read_file(int pool, int fd, uint64_t offset, uint8_t *out, size_t n)
+{
+	while (n) {
+		size_t chunk = PG - offset % PG;
+		uint64_t pfn;
+		uint8_t *p;
+
+		if (chunk > n)
+			chunk = n;
+		ASSERT_EQ(gmem_folio_info(fd, offset - offset % PG, &pfn, NULL, NULL), 1);
+		p = gmem_pool_frame(pool, pfn);
+		ASSERT_TRUE(p);
+		for (size_t i = 0; i < chunk; i++)
+			out[i] = p[offset % PG + i];
+		out += chunk;
+		offset += chunk;
+		n -= chunk;
+	}
+}
+
 TEST(vm_create_rejects_unknown_arch_nonzero_flags_and_bad_pools)
 {
 	int pool = gmem_pool_create(GiB), vm;
@@ -56,6 +77,9 @@ TEST(vm_create_rejects_unknown_arch_nonzero_flags_and_bad_pools)
 	ASSERT_EQ(gmem_vm_create(vm, "sw", 0), -EINVAL);	/* not a pool */
 	ASSERT_EQ(gmem_vm_create(NEVER_OPEN, "sw", 0), -EBADF);
 	ASSERT_EQ(gmem_vm_create(-1, "sw", 0), -EBADF);
+	/* In the documented order: pool, then flags, then arch. */
+	ASSERT_EQ(gmem_vm_create(NEVER_OPEN, "no-such-arch", 1), -EBADF);
+	ASSERT_EQ(gmem_vm_create(pool, "no-such-arch", 1), -EINVAL);
 	ASSERT_EQ(gmem_vm_destroy(pool), -EINVAL);
 	ASSERT_EQ(gmem_vm_destroy(vm), 0);
 	ASSERT_EQ(gmem_vm_destroy(vm), -EBADF);
@@ -475,6 +499,32 @@ TEST(closing_a_file_removes_its_bindings_and_only_its_own)
 	env_free(&e);
 }
 
+/*
+ * A pin is a host reference on pages, not on the handle: once the last handle
+ * is closed (and nothing maps the file) the bindings go, as in KVM, where a
+ * GUP pin holds folios but not the guest_memfd file. No one could unpin after
+ * the close anyway.
+ */
+TEST(closing_a_file_removes_its_bindings_even_with_pinned_pages)
+{
+	struct env e = env_new("sw");
+	int fd = gmem_create(e.vm, MiB, GMEM_FLAG_INIT_SHARED);
+	struct gmem_pool_stats st;
+
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(gmem_bind(e.vm, 0, MiB, MiB, fd, 0), 0);
+	ASSERT_EQ(gmem_vm_fault(e.vm, MiB + PG, SHARED_W, NULL, NULL), 0);
+	ASSERT_EQ(gmem_pin(fd, 0, PG), 0);
+	ASSERT_EQ(gmem_close(fd), 0);
+	ASSERT_EQ(gmem_vm_fault(e.vm, MiB + 2 * PG, SHARED_W, NULL, NULL), -EFAULT);
+	ASSERT_EQ(gmem_vm_stage2(e.vm, MiB + PG, NULL, NULL), 0);
+	assert_unbound(e.vm, MiB);
+	ASSERT_EQ(gmem_pool_stats(e.pool, &st), 0);
+	ASSERT_EQ(st.files, 0);
+	ASSERT_EQ(st.frames_in_use, 0);
+	env_free(&e);
+}
+
 TEST(files_keep_their_vm_alive_after_vm_destroy)
 {
 	int pool = gmem_pool_create(GiB), vm, fd;
@@ -505,18 +555,7 @@ TEST(files_keep_their_vm_alive_after_vm_destroy)
 	ASSERT_EQ(gmem_pin(fd, 0, 2 * PG), 0);
 	ASSERT_EQ(gmem_unpin(fd, 0, 2 * PG), 0);
 	ASSERT_EQ(gmem_set_attributes(fd, 0, 2 * PG, GMEM_ATTR_PRIVATE, 0, NULL), 0);
-	for (int i = 0; i < 2; i++) {
-		uint64_t pfn;
-		uint8_t *p;
-
-		ASSERT_EQ(gmem_folio_info(fd, i * PG, &pfn, NULL, NULL), 1);
-		p = gmem_pool_frame(pool, pfn);
-		ASSERT_TRUE(p);
-		if (i == 0)
-			memcpy(back, p + PG - 32, 32);
-		else
-			memcpy(back + 32, p, 32);
-	}
+	read_file(pool, fd, PG - 32, back, sizeof(back));
 	ASSERT_EQ(memcmp(back, data, sizeof(data)), 0);
 	ASSERT_EQ(gmem_fallocate(fd, GMEM_FALLOC_KEEP_SIZE | GMEM_FALLOC_PUNCH_HOLE,
 				 PG, PG), 0);
@@ -538,9 +577,8 @@ TEST(guest_access_writes_and_reads_back_across_page_boundaries)
 	int priv = gmem_create(e.vm, MiB, 0);
 	int shared = gmem_create(e.vm, MiB, GMEM_FLAG_INIT_SHARED);
 	static uint8_t data[6000], back[6000];
-	uint64_t gpa = MiB + PG - 1000, pfn;
+	uint64_t gpa = MiB + PG - 1000;
 	struct gmem_exit exit;
-	uint8_t *p;
 
 	ASSERT_GE(priv, 0);
 	ASSERT_GE(shared, 0);
@@ -554,15 +592,9 @@ TEST(guest_access_writes_and_reads_back_across_page_boundaries)
 	ASSERT_EQ(gmem_vm_access(e.vm, PG - 1000, back, sizeof(back), PRIVATE_R, NULL), 0);
 	ASSERT_EQ(memcmp(back, data, sizeof(data)), 0);
 	/* The bytes are where the frames say they are. */
-	ASSERT_EQ(gmem_folio_info(priv, 0, &pfn, NULL, NULL), 1);
-	p = gmem_pool_frame(e.pool, pfn);
-	ASSERT_EQ(memcmp(p + PG - 1000, data, 1000), 0);
-	ASSERT_EQ(gmem_folio_info(priv, PG, &pfn, NULL, NULL), 1);
-	p = gmem_pool_frame(e.pool, pfn);
-	ASSERT_EQ(memcmp(p, data + 1000, PG), 0);
-	ASSERT_EQ(gmem_folio_info(priv, 2 * PG, &pfn, NULL, NULL), 1);
-	p = gmem_pool_frame(e.pool, pfn);
-	ASSERT_EQ(memcmp(p, data + 1000 + PG, sizeof(data) - 1000 - PG), 0);
+	memset(back, 0, sizeof(back));
+	read_file(e.pool, priv, PG - 1000, back, sizeof(back));
+	ASSERT_EQ(memcmp(back, data, sizeof(data)), 0);
 
 	/* A shared file converted to private first. */
 	ASSERT_EQ(gmem_set_attributes(shared, 0, 4 * PG, GMEM_ATTR_PRIVATE, 0, NULL), 0);
@@ -615,8 +647,7 @@ TEST(guest_access_crosses_from_one_slot_into_the_next)
 {
 	struct env e = env_new("sw");
 	int a = gmem_create(e.vm, MiB, 0), b = gmem_create(e.vm, MiB, 0);
-	uint8_t data[2 * PG], back[2 * PG], *p;
-	uint64_t pfn;
+	uint8_t data[2 * PG], back[2 * PG];
 
 	ASSERT_GE(a, 0);
 	ASSERT_GE(b, 0);
@@ -628,12 +659,9 @@ TEST(guest_access_crosses_from_one_slot_into_the_next)
 	ASSERT_EQ(gmem_vm_access(e.vm, MiB - PG, back, sizeof(back), PRIVATE_R, NULL), 0);
 	ASSERT_EQ(memcmp(back, data, sizeof(data)), 0);
 	/* Each half landed in its own file, at the bound offset. */
-	ASSERT_EQ(gmem_folio_info(a, 5 * PG, &pfn, NULL, NULL), 1);
-	p = gmem_pool_frame(e.pool, pfn);
-	ASSERT_EQ(memcmp(p, data, PG), 0);
-	ASSERT_EQ(gmem_folio_info(b, 9 * PG, &pfn, NULL, NULL), 1);
-	p = gmem_pool_frame(e.pool, pfn);
-	ASSERT_EQ(memcmp(p, data + PG, PG), 0);
+	read_file(e.pool, a, 5 * PG, back, PG);
+	read_file(e.pool, b, 9 * PG, back + PG, PG);
+	ASSERT_EQ(memcmp(back, data, sizeof(data)), 0);
 	ASSERT_EQ(gmem_folio_info(a, 6 * PG, NULL, NULL, NULL), 0);
 	ASSERT_EQ(gmem_folio_info(b, 8 * PG, NULL, NULL, NULL), 0);
 	ASSERT_EQ(gmem_close(a), 0);

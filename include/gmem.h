@@ -88,16 +88,75 @@ int gmem_pool_stats(int pool, struct gmem_pool_stats *st);
 
 /* -------------------------------------------------------------------- vm */
 
+#define GMEM_VM_LEGACY_CONTRACT	(1ULL << 0)	/* one invalidate hook, see below */
+#define GMEM_VM_CHECK		(1ULL << 1)	/* verify invariants after each call */
+
 /*
  * gmem_vm_create - create a VM on @pool with arch backend @arch.
  *
- * @arch: "sw" (software-protected: no hardware state, private pages
- * unreachable from the host). @flags must be 0. Returns a VM handle.
+ * @arch names the backend and its model of the hardware (docs/arch.md):
+ *   "sw"    software-protected: no hardware state; private pages unreachable
+ *           from the host; conversion keeps every byte.
+ *   "snp"   AMD SEV-SNP: an RMP entry per frame; private->shared and reclaim
+ *           return frames to the hypervisor, content lost.
+ *   "tdx"   Intel TDX: private frames added to the TD's S-EPT at map time,
+ *           removed (and cleared) on invalidation.
+ *   "pkvm"  arm64 pKVM: host/guest/shared ownership per frame; conversion
+ *           keeps frame and bytes; reclaim scrubs and returns to the host.
  *
- * Errors: -EBADF/-EINVAL bad pool; -EINVAL flags; -ENOENT unknown arch;
- *         -ENOMEM; -EMFILE.
+ * @flags:
+ *   GMEM_VM_LEGACY_CONTRACT  run the arch through the contract of the patch
+ *       under review: one invalidate(pfn range) hook, called on the free path
+ *       and on private->shared conversion alike, with no reason given.
+ *   GMEM_VM_CHECK  after every call on the VM or its files, verify the
+ *       invariants (docs/arch.md) and the arch's own rules; read what broke
+ *       with gmem_vm_violations(). Meant for single-threaded workloads.
+ * Returns a VM handle.
+ *
+ * Errors: -EBADF/-EINVAL bad pool; -EINVAL unknown flag; -ENOENT unknown
+ *         arch; -ENOMEM; -EMFILE.
  */
 int gmem_vm_create(int pool, const char *arch, uint64_t flags);
+
+/*
+ * gmem_vm_populate - load initial private content at launch (the
+ * kvm_gmem_populate analogue behind SNP_LAUNCH_UPDATE and TDX
+ * INIT_MEM_REGION). For each page of [gpa, gpa+len): copy the page from
+ * @src, or with @src NULL keep what the page already holds (content written
+ * while it was shared, then converted), then let the arch take it over
+ * (post_populate: RMP assign, TDH.MEM.PAGE.ADD, donation to the guest).
+ *
+ * Returns the number of pages populated; stops at the first page that fails
+ * and returns its error if it was the first. Errors: -EBADF/-EINVAL bad VM;
+ * -EINVAL flags != 0, len 0, unaligned gpa or len; -EFAULT nothing bound;
+ * -EINVAL the page is not private; -EEXIST the arch has already taken the
+ * frame (snp: RMP entry assigned).
+ */
+int64_t gmem_vm_populate(int vm, uint64_t gpa, const void *src, uint64_t len,
+			 uint64_t flags);
+
+struct gmem_violation {
+	char op[32];		/* the call that left it, e.g. "gmem_set_attributes" */
+	int invariant;		/* 1..6, as in docs/arch.md */
+	uint64_t offset;	/* file offset of the page, or ~0 */
+	uint64_t pfn;		/* frame, or ~0 */
+	char rule[160];		/* which rule broke, in words */
+};
+
+/*
+ * gmem_vm_violations - the violations a GMEM_VM_CHECK VM has seen: copies the
+ * first @max into @v and returns how many there are in all (0 = clean).
+ * Errors: -EBADF/-EINVAL bad VM.
+ */
+int64_t gmem_vm_violations(int vm, struct gmem_violation *v, unsigned int max);
+
+/*
+ * gmem_frame_state - the arch model's state of frame @pfn in words, e.g.
+ * "rmp assigned asid=1 gfn=0x100 4K" or "pkvm guest vm=1". Returns the
+ * length written (truncated to @len - 1). Errors: -EBADF/-EINVAL bad pool;
+ * -EINVAL pfn outside the pool or @buf NULL with @len > 0.
+ */
+int gmem_frame_state(int pool, uint64_t pfn, char *buf, size_t len);
 
 /*
  * gmem_vm_destroy - close a VM handle. Files created on the VM keep it alive

@@ -3,10 +3,11 @@
 
 #include "internal.h"
 
-extern const struct gmem_arch gmem_arch_sw;
+extern const struct gmem_arch gmem_arch_sw, gmem_arch_snp, gmem_arch_tdx,
+	gmem_arch_pkvm;
 
 static const struct gmem_arch *const arches[] = {
-	&gmem_arch_sw,
+	&gmem_arch_sw, &gmem_arch_snp, &gmem_arch_tdx, &gmem_arch_pkvm,
 };
 
 const struct gmem_arch *arch_find(const char *name)

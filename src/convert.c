@@ -14,19 +14,50 @@
  */
 #include "internal.h"
 
-/* To shared: the arch's make_shared over each present run of the range. */
-static void make_shared(struct gmem_file *file, uint64_t start, uint64_t end)
+/*
+ * Call @fn over each run of present pages in [start, end): the kernel's walk
+ * of the folios of a range, each clipped to it. Pages of one file are
+ * contiguous frames, so neighbouring folios make one run.
+ */
+static void for_each_present_run(struct gmem_file *file, uint64_t start,
+				 uint64_t end,
+				 void (*fn)(struct gmem_file *file, uint64_t pfn,
+					    uint64_t nr, bool to_private),
+				 bool to_private)
 {
-	const struct gmem_arch *arch = file->vm->arch;
 	uint64_t i = start;
 
 	while ((i = folio_next_present(file, i, end)) < end) {
 		uint64_t run_end = folio_next_hole(file, i, end);
 
-		/* One window per file: present pages are contiguous frames. */
-		arch->make_shared(file->vm->pool, file_pfn(file, i), run_end - i);
+		fn(file, file_pfn(file, i), run_end - i, to_private);
 		i = run_end;
 	}
+}
+
+/* To shared: the arch's make_shared, or the legacy contract's one hook. */
+static void make_shared(struct gmem_file *file, uint64_t pfn, uint64_t nr,
+			bool to_private)
+{
+	struct gmem_vm *vm = file->vm;
+
+	if (vm_legacy(vm))
+		vm->arch->legacy_invalidate(vm->pool, pfn, pfn + nr);
+	else
+		vm->arch->make_shared(vm->pool, pfn, nr);
+}
+
+static void guest_convert(struct gmem_file *file, uint64_t pfn, uint64_t nr,
+			  bool to_private)
+{
+	file->vm->arch->guest_convert(file->vm, pfn, nr, to_private);
+}
+
+/* Does the arch want the folio walk on to-shared conversion at all? */
+static bool wants_make_shared(const struct gmem_vm *vm)
+{
+	return vm_legacy(vm) ? vm->arch->legacy_invalidate != NULL
+			     : vm->arch->make_shared != NULL;
 }
 
 /* Give back host access to the shared parts of [start, end). */
@@ -91,8 +122,10 @@ static int set_attributes(struct gmem_file *file, uint64_t start,
 	/* Point of no return. */
 	started = file_invalidate_start(file, start, end,
 					to_private ? S2_ZAP_SHARED : S2_ZAP_PRIVATE);
-	if (!to_private && file->vm->arch->make_shared)
-		make_shared(file, start, end);
+	if (file->vm->arch->guest_convert)
+		for_each_present_run(file, start, end, guest_convert, to_private);
+	if (!to_private && wants_make_shared(file->vm))
+		for_each_present_run(file, start, end, make_shared, false);
 	attr_commit(&file->attrs, start, end, attrs, &res);
 	if (!to_private)
 		mapping_restore(file, start, end);
@@ -104,6 +137,7 @@ GMEM_API int gmem_set_attributes(int fd, uint64_t offset, uint64_t size,
 				 uint64_t attributes, uint64_t flags,
 				 uint64_t *error_offset)
 {
+	struct conversion_snapshot *snap;
 	struct gmem_file *file;
 	uint64_t err_index = 0;
 	int ret = file_get(fd, "gmem_set_attributes", &file);
@@ -122,12 +156,16 @@ GMEM_API int gmem_set_attributes(int fd, uint64_t offset, uint64_t size,
 		goto out;
 
 	brlock_write_lock(&file->invalidate_lock);
+	snap = check_snapshot(file, offset >> PAGE_SHIFT,
+			      (offset + size) >> PAGE_SHIFT);
 	ret = set_attributes(file, offset >> PAGE_SHIFT,
 			     (offset + size) >> PAGE_SHIFT, attributes,
 			     &err_index);
+	check_conversion(file, snap, ret != 0);
 	brlock_write_unlock(&file->invalidate_lock);
 	if (ret && error_offset)
 		*error_offset = err_index << PAGE_SHIFT;
+	check_after(file->vm, "gmem_set_attributes");
 out:
 	file_put(file);
 	return ret;

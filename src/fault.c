@@ -28,6 +28,8 @@ int file_get_pfn(struct gmem_file *file, uint64_t index, uint64_t gfn,
 	*pfn = file_pfn(file, index);
 	if (private && vm->arch->make_private)
 		ret = vm->arch->make_private(vm, gfn, *pfn, 1);
+	if (private && !ret)
+		frame_mark_private(vm->pool, *pfn);
 out:
 	brlock_read_unlock(&file->invalidate_lock);
 	return ret;
@@ -96,7 +98,7 @@ GMEM_API int gmem_vm_fault(int vmh, uint64_t gpa, unsigned int flags,
 	if (ret)
 		return ret;
 	ret = fault(vm, gpa >> PAGE_SHIFT, flags & GMEM_FAULT_PRIVATE, pfn, exit);
-	vm_exit(vm);
+	vm_exit_checked(vm, "gmem_vm_fault");
 	return ret;
 }
 
@@ -158,6 +160,6 @@ GMEM_API int gmem_vm_access(int vmh, uint64_t gpa, void *buf, size_t len,
 		gpa += n;
 		len -= n;
 	}
-	vm_exit(vm);
+	vm_exit_checked(vm, "gmem_vm_access");
 	return ret;
 }

@@ -104,6 +104,13 @@ GMEM_API int gmem_create(int vmh, uint64_t size, uint64_t flags)
 	}
 	pthread_mutex_init(&file->mappings_lock, NULL);
 	pthread_mutex_init(&file->pins_lock, NULL);
+	if (vm_add_file(vm, file)) {
+		ret = gmem_err(ENOMEM, "gmem_create: out of memory");
+		pthread_mutex_destroy(&file->mappings_lock);
+		pthread_mutex_destroy(&file->pins_lock);
+		attr_destroy(&file->attrs);
+		goto out_window;
+	}
 	atomic_fetch_add(&pool->files, 1);
 	atomic_fetch_add(&pool->metadata_bytes, file_metadata_bytes(file));
 	ret = obj_install(&file->obj);
@@ -149,6 +156,7 @@ static void file_release(struct obj *o)
 	brlock_write_unlock(&file->invalidate_lock);
 	brlock_write_unlock(&vm->slots_lock);
 
+	vm_remove_file(vm, file);
 	pool_release_window(pool, file->base_pfn, file->window_frames);
 	atomic_fetch_sub(&pool->metadata_bytes, file_metadata_bytes(file));
 	atomic_fetch_sub(&pool->files, 1);
@@ -163,12 +171,18 @@ static void file_release(struct obj *o)
 
 GMEM_API int gmem_close(int fd)
 {
+	struct gmem_vm *vm;
 	struct obj *o;
 	int ret = obj_close(fd, OBJ_FILE, "gmem_close", &o);
 
-	if (!ret)
-		obj_put(o);
-	return ret;
+	if (ret)
+		return ret;
+	vm = ((struct gmem_file *)o)->vm;
+	vm_get(vm);
+	obj_put(o);
+	check_after(vm, "gmem_close");
+	vm_put(vm);
+	return 0;
 }
 
 GMEM_API int64_t gmem_size(int fd)
@@ -237,6 +251,7 @@ GMEM_API int gmem_fallocate(int fd, int mode, uint64_t offset, uint64_t len)
 		ret = allocate(file, offset >> PAGE_SHIFT,
 			       (offset + len) >> PAGE_SHIFT);
 	}
+	check_after(file->vm, "gmem_fallocate");
 	file_put(file);
 	return ret;
 }

@@ -97,11 +97,17 @@ static void clear_range(struct gmem_file *file, uint64_t start, uint64_t end)
 /* Free one run of present, unpinned folios: reclaim, then back to the pool. */
 static void free_run(struct gmem_file *file, uint64_t start, uint64_t end)
 {
-	struct gmem_pool *pool = file->vm->pool;
+	struct gmem_vm *vm = file->vm;
+	struct gmem_pool *pool = vm->pool;
 	uint64_t pfn = file_pfn(file, start), nr = end - start;
 
-	if (file->vm->arch->reclaim)
-		file->vm->arch->reclaim(pool, pfn, nr);
+	if (vm_legacy(vm)) {
+		if (vm->arch->legacy_invalidate)
+			vm->arch->legacy_invalidate(pool, pfn, pfn + nr);
+	} else if (vm->arch->reclaim) {
+		vm->arch->reclaim(pool, pfn, nr);
+	}
+	check_reclaimed(file, pfn, nr);
 	pool_discard(pool, pfn, nr);
 	clear_range(file, start, end);
 	atomic_fetch_sub(&file->nr_present, nr);

@@ -82,6 +82,9 @@ struct gmem_pool {
 	atomic_uint_least64_t frames_reserved;
 	atomic_uint_least64_t files;
 	atomic_uint_least64_t metadata_bytes;
+	atomic_uint_least64_t *frames;	/* arch model, one word per frame */
+	const struct gmem_arch *arch;	/* one machine, one arch: set by the first VM */
+	atomic_uint next_vm_id;
 };
 
 void pool_put(struct gmem_pool *pool);
@@ -90,6 +93,8 @@ int pool_reserve_window(struct gmem_pool *pool, uint64_t nframes,
 void pool_release_window(struct gmem_pool *pool, uint64_t base,
 			 uint64_t nframes);
 void pool_discard(struct gmem_pool *pool, uint64_t pfn, uint64_t nr);
+struct gmem_arch;
+int pool_claim_arch(struct gmem_pool *pool, const struct gmem_arch *arch);
 static inline void *pool_va(struct gmem_pool *pool, uint64_t pfn)
 {
 	return pool->direct_map + (pfn << PAGE_SHIFT);
@@ -98,28 +103,90 @@ static inline void *pool_va(struct gmem_pool *pool, uint64_t pfn)
 /* ---------------------------------------------------------------- arch */
 
 struct gmem_vm;
+struct memslot;
 
 /*
- * The hook contract (docs/arch.md). Each hook is called exactly where the
- * kernel calls its namesake; a NULL hook is an arch that does not opt in.
+ * The hook contract (docs/arch.md). The first six hooks carry the upstream
+ * names and are called exactly where the kernel calls them; a NULL hook is an
+ * arch that does not opt in. The rest belong to the model, not to KVM.
  */
 struct gmem_arch {
 	const char *name;
-	/* A private page is handed to the guest; repeats must be harmless. */
+	bool keeps_content;	/* conversion preserves every byte */
+	bool forbids_leak;	/* freed frames must not carry guest data */
+
+	/* A private page is handed to the guest (fault path); repeats are harmless. */
 	int (*make_private)(struct gmem_vm *vm, uint64_t gfn, uint64_t pfn,
 			    uint64_t nr);
-	/* A folio leaves its file for good; leave frames fit for anyone. */
+	/* A folio leaves its file for good: leave frames fit for anyone. */
 	void (*reclaim)(struct gmem_pool *pool, uint64_t pfn, uint64_t nr);
-	/* private->shared conversion of pages that exist (opt-in). */
+	/* private->shared conversion, pages that exist, per contiguous run. */
 	void (*make_shared)(struct gmem_pool *pool, uint64_t pfn, uint64_t nr);
-	/* Inside an invalidation, per bound guest range. */
-	void (*invalidate_range)(struct gmem_vm *vm, uint64_t gfn_start,
-				 uint64_t gfn_end);
+	/* Inside an invalidation, per bound guest range, with the zap filter. */
+	void (*invalidate_range)(struct gmem_vm *vm, const struct memslot *slot,
+				 uint64_t gfn_start, uint64_t gfn_end,
+				 unsigned int filter);
+	/* Launch-time content loaded into a private page. */
+	int (*post_populate)(struct gmem_vm *vm, uint64_t gfn, uint64_t pfn);
 	/* Largest stage-2 level for a private page (0 = 4 KiB). */
 	int (*max_mapping_level)(struct gmem_vm *vm, uint64_t pfn);
+
+	/* The legacy contract: one hook for teardown and to-shared, no reason. */
+	void (*legacy_invalidate)(struct gmem_pool *pool, uint64_t pfn_start,
+				  uint64_t pfn_end);
+	/*
+	 * Model of the guest's own conversion request where the hardware acts on
+	 * it before the VMM converts (pKVM share/unshare hypercalls at EL2).
+	 */
+	void (*guest_convert)(struct gmem_vm *vm, uint64_t pfn, uint64_t nr,
+			      bool to_private);
+	/* Checks: the broken rule in words, or NULL. */
+	const char *(*check_page)(struct gmem_vm *vm, uint64_t pfn, uint64_t gfn,
+				  bool private, bool mapped);
+	const char *(*check_reclaimed)(struct gmem_pool *pool, uint64_t pfn);
+	int (*describe)(struct gmem_pool *pool, uint64_t pfn, char *buf,
+			size_t len);
 };
 
 const struct gmem_arch *arch_find(const char *name);
+
+/*
+ * Per-frame model state, one word per frame in pool->frames. The arch owns
+ * the low byte and bits 8..63 except FRAME_WAS_PRIVATE, which the engine
+ * keeps: set when a frame is made private, cleared when it is reclaimed.
+ */
+#define FRAME_WAS_PRIVATE	(1ULL << 7)
+
+static inline uint64_t frame_get(struct gmem_pool *pool, uint64_t pfn)
+{
+	return atomic_load_explicit(&pool->frames[pfn], memory_order_relaxed);
+}
+
+static inline void frame_set(struct gmem_pool *pool, uint64_t pfn, uint64_t v)
+{
+	atomic_store_explicit(&pool->frames[pfn], v, memory_order_relaxed);
+}
+
+/* Set the arch bits of a frame, keeping the engine's. */
+static inline void frame_set_arch(struct gmem_pool *pool, uint64_t pfn,
+				  uint64_t v)
+{
+	uint64_t old = frame_get(pool, pfn), new;
+
+	do {
+		new = (old & FRAME_WAS_PRIVATE) | (v & ~FRAME_WAS_PRIVATE);
+	} while (!atomic_compare_exchange_weak(&pool->frames[pfn], &old, new));
+}
+
+/* The frame now holds guest-private data: it must be reclaimed before reuse. */
+static inline void frame_mark_private(struct gmem_pool *pool, uint64_t pfn)
+{
+	if (!(frame_get(pool, pfn) & FRAME_WAS_PRIVATE))
+		atomic_fetch_or(&pool->frames[pfn], FRAME_WAS_PRIVATE);
+}
+
+void frames_clear_content(struct gmem_pool *pool, uint64_t pfn, uint64_t nr);
+bool frame_is_zero(struct gmem_pool *pool, uint64_t pfn);
 
 /* ------------------------------------------------------------------ vm */
 
@@ -143,6 +210,15 @@ struct gmem_vm {
 
 	struct gmem_pool *pool;
 	const struct gmem_arch *arch;
+	uint64_t flags;			/* GMEM_VM_* */
+	uint16_t id;			/* guest id in the arch model (ASID, TD, VMID) */
+	struct check *check;		/* GMEM_VM_CHECK state */
+
+	/* Files created on the VM, for the checker. */
+	pthread_mutex_t files_lock;
+	struct gmem_file **files;
+	unsigned int nfiles, files_cap;
+
 	struct memslot **slots;		/* sorted by base_gfn */
 	unsigned int nslots, slots_cap;
 
@@ -155,7 +231,14 @@ struct gmem_vm {
 
 int vm_enter(int h, const char *fn, struct gmem_vm **vm);
 void vm_exit(struct gmem_vm *vm);
+void vm_exit_checked(struct gmem_vm *vm, const char *op);
 void vm_get(struct gmem_vm *vm);
+int vm_add_file(struct gmem_vm *vm, struct gmem_file *file);
+void vm_remove_file(struct gmem_vm *vm, struct gmem_file *file);
+static inline bool vm_legacy(const struct gmem_vm *vm)
+{
+	return vm->flags & GMEM_VM_LEGACY_CONTRACT;
+}
 void vm_put(struct gmem_vm *vm);
 struct memslot *vm_find_slot(struct gmem_vm *vm, uint64_t gfn);
 void vm_remove_slot(struct gmem_vm *vm, struct memslot *slot);
@@ -246,8 +329,28 @@ int file_get_pfn(struct gmem_file *file, uint64_t index, uint64_t gfn,
 		 bool private, uint64_t *pfn);
 
 /* mapping.c */
+bool mapping_uses_guards(void);
 int mapping_revoke(struct gmem_file *file, uint64_t start, uint64_t end);
 void mapping_restore(struct gmem_file *file, uint64_t start, uint64_t end);
+
+/* check.c: GMEM_VM_CHECK. check_after() runs every invariant once a call is done. */
+struct check;
+int check_create(struct gmem_vm *vm);
+void check_destroy(struct gmem_vm *vm);
+void check_after(struct gmem_vm *vm, const char *op);
+void check_violation(struct gmem_vm *vm, int invariant, uint64_t offset,
+		     uint64_t pfn, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+void check_reclaimed(struct gmem_file *file, uint64_t pfn, uint64_t nr);
+struct conversion_snapshot;
+struct conversion_snapshot *check_snapshot(struct gmem_file *file,
+					   uint64_t start, uint64_t end);
+void check_conversion(struct gmem_file *file, struct conversion_snapshot *snap,
+		      bool failed);
+static inline bool vm_checking(const struct gmem_vm *vm)
+{
+	return vm->check;
+}
 
 /* pin.c */
 bool pin_first_in_range(struct gmem_file *file, uint64_t start, uint64_t end,

@@ -74,6 +74,12 @@ static void setup(void)
 	pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
 
+bool mapping_uses_guards(void)
+{
+	pthread_once(&once, setup);
+	return have_guards;
+}
+
 static int fence(struct host_mapping *m, uint64_t start, uint64_t end,
 		 bool revoke)
 {
@@ -219,6 +225,7 @@ GMEM_API int gmem_mmap(int fd, uint64_t offset, size_t len, int prot,
 	all_mappings = m;
 	pthread_mutex_unlock(&all_lock);
 	*addr = va;
+	check_after(file->vm, "gmem_mmap");
 	return 0;	/* the mapping keeps the file reference */
 
 out_free:
@@ -234,6 +241,7 @@ GMEM_API int gmem_munmap(void *addr, size_t len)
 {
 	struct host_mapping **pm, *m;
 	struct gmem_file *file;
+	struct gmem_vm *vm;
 
 	pthread_mutex_lock(&all_lock);
 	for (pm = &all_mappings; (m = *pm); pm = &m->next_all)
@@ -254,6 +262,10 @@ GMEM_API int gmem_munmap(void *addr, size_t len)
 	pthread_mutex_unlock(&file->mappings_lock);
 	munmap(m->addr, m->len);
 	free(m);
+	vm = file->vm;
+	vm_get(vm);
 	file_put(file);
+	check_after(vm, "gmem_munmap");
+	vm_put(vm);
 	return 0;
 }

@@ -153,6 +153,7 @@ static int pin_range(int fd, uint64_t offset, uint64_t size, int delta,
 				folio_alloc(file, i);
 	}
 	brlock_read_unlock(&file->invalidate_lock);
+	check_after(file->vm, fn);
 out:
 	file_put(file);
 	return ret;

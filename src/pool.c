@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <stdio.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -39,6 +40,7 @@ static void pool_release(struct obj *o)
 		w = next;
 	}
 	munmap(pool->direct_map, pool->nframes << PAGE_SHIFT);
+	munmap(pool->frames, pool->nframes * sizeof(*pool->frames));
 	close(pool->memfd);
 	pthread_mutex_destroy(&pool->lock);
 	obj_recycle(o);
@@ -81,9 +83,18 @@ GMEM_API int gmem_pool_create(uint64_t capacity)
 			       (unsigned long long)(capacity / GIB));
 		goto out_close;
 	}
+	/* The arch model: a word per frame, touched only where frames are used. */
+	pool->frames = mmap(NULL, pool->nframes * sizeof(*pool->frames),
+			    PROT_READ | PROT_WRITE,
+			    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (pool->frames == MAP_FAILED) {
+		ret = gmem_err(ENOMEM, "gmem_pool_create: no address space for the frame model");
+		goto out_unmap;
+	}
 	pool->windows = malloc(sizeof(*pool->windows));
 	if (!pool->windows) {
 		ret = gmem_err(ENOMEM, "gmem_pool_create: out of memory");
+		munmap(pool->frames, pool->nframes * sizeof(*pool->frames));
 		goto out_unmap;
 	}
 	*pool->windows = (struct window){ .base = 0, .nframes = pool->nframes };
@@ -241,4 +252,58 @@ void pool_discard(struct gmem_pool *pool, uint64_t pfn, uint64_t nr)
 	/* Only fails for bad arguments, which callers never pass. */
 	fallocate(pool->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 		  pfn << PAGE_SHIFT, nr << PAGE_SHIFT);
+}
+
+/* Content destroyed, as by a TDX page reset or an SNP scrub: the frames read zero. */
+void frames_clear_content(struct gmem_pool *pool, uint64_t pfn, uint64_t nr)
+{
+	pool_discard(pool, pfn, nr);
+}
+
+bool frame_is_zero(struct gmem_pool *pool, uint64_t pfn)
+{
+	const uint64_t *p = (const uint64_t *)pool_va(pool, pfn);
+
+	for (size_t i = 0; i < PAGE_SIZE / sizeof(*p); i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
+GMEM_API int gmem_frame_state(int h, uint64_t pfn, char *buf, size_t len)
+{
+	struct gmem_pool *pool;
+	char tmp[128];
+	int ret = obj_get(h, OBJ_POOL, "gmem_frame_state", (void **)&pool);
+
+	if (ret)
+		return ret;
+	if (pfn >= pool->nframes || (!buf && len)) {
+		pool_put(pool);
+		return gmem_err(EINVAL, "gmem_frame_state: pfn %#llx is outside the pool or no buffer",
+				(unsigned long long)pfn);
+	}
+	if (pool->arch && pool->arch->describe)
+		ret = pool->arch->describe(pool, pfn, tmp, sizeof(tmp));
+	else
+		ret = snprintf(tmp, sizeof(tmp), "no hardware state");
+	if (len)
+		snprintf(buf, len, "%s", tmp);
+	pool_put(pool);
+	return MIN(ret, len ? (int)len - 1 : 0);
+}
+
+/* A pool models one machine, and a machine has one kind of hardware. */
+int pool_claim_arch(struct gmem_pool *pool, const struct gmem_arch *arch)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&pool->lock);
+	if (!pool->arch)
+		pool->arch = arch;
+	else if (pool->arch != arch)
+		ret = gmem_err(EINVAL, "gmem_vm_create: the pool already runs %s VMs, not %s",
+			       pool->arch->name, arch->name);
+	pthread_mutex_unlock(&pool->lock);
+	return ret;
 }

@@ -16,6 +16,9 @@ static void vm_release(struct obj *o)
 	/* Drain lookups that raced with the last close (see vm_enter). */
 	brlock_write_lock(&vm->slots_lock);
 	brlock_write_unlock(&vm->slots_lock);
+	check_destroy(vm);
+	free(vm->files);
+	pthread_mutex_destroy(&vm->files_lock);
 	free(vm->slots);
 	s2_destroy(&vm->s2);
 	pool_put(vm->pool);
@@ -59,6 +62,19 @@ void vm_exit(struct gmem_vm *vm)
 	brlock_read_unlock(&vm->slots_lock);
 }
 
+/* Leave, then verify invariants if the VM is in check mode. */
+void vm_exit_checked(struct gmem_vm *vm, const char *op)
+{
+	if (!vm_checking(vm)) {
+		vm_exit(vm);
+		return;
+	}
+	vm_get(vm);
+	vm_exit(vm);
+	check_after(vm, op);
+	vm_put(vm);
+}
+
 GMEM_API int gmem_vm_create(int poolh, const char *arch_name, uint64_t flags)
 {
 	const struct gmem_arch *arch;
@@ -70,8 +86,8 @@ GMEM_API int gmem_vm_create(int poolh, const char *arch_name, uint64_t flags)
 	ret = obj_get(poolh, OBJ_POOL, "gmem_vm_create", (void **)&pool);
 	if (ret)
 		return ret;
-	if (flags) {
-		ret = gmem_err(EINVAL, "gmem_vm_create: flags %#llx must be 0",
+	if (flags & ~(GMEM_VM_LEGACY_CONTRACT | GMEM_VM_CHECK)) {
+		ret = gmem_err(EINVAL, "gmem_vm_create: unknown flags %#llx",
 			       (unsigned long long)flags);
 		goto out_pool;
 	}
@@ -81,6 +97,9 @@ GMEM_API int gmem_vm_create(int poolh, const char *arch_name, uint64_t flags)
 			       arch_name ? arch_name : "(null)");
 		goto out_pool;
 	}
+	ret = pool_claim_arch(pool, arch);
+	if (ret)
+		goto out_pool;
 	vm = obj_alloc(OBJ_VM, sizeof(*vm), offsetof(struct gmem_vm, pool),
 		       &fresh);
 	if (!vm) {
@@ -94,7 +113,13 @@ GMEM_API int gmem_vm_create(int poolh, const char *arch_name, uint64_t flags)
 	vm->obj.release = vm_release;
 	vm->pool = pool;
 	vm->arch = arch;
-	if (s2_init(&vm->s2)) {
+	vm->flags = flags;
+	vm->id = (uint16_t)(atomic_fetch_add(&pool->next_vm_id, 1) % 0xffff + 1);
+	pthread_mutex_init(&vm->files_lock, NULL);
+	if (s2_init(&vm->s2) ||
+	    ((flags & GMEM_VM_CHECK) && check_create(vm))) {
+		s2_destroy(&vm->s2);
+		pthread_mutex_destroy(&vm->files_lock);
 		obj_recycle(&vm->obj);
 		ret = gmem_err(ENOMEM, "gmem_vm_create: out of memory");
 		goto out_pool;
@@ -298,6 +323,7 @@ GMEM_API int gmem_bind(int vmh, uint32_t id, uint64_t gpa, uint64_t size,
 	brlock_write_unlock(&vm->slots_lock);
 	free(slot);
 	file_put(file);
+	check_after(vm, "gmem_bind");
 out_vm:
 	vm_put(vm);
 	return ret;
@@ -327,8 +353,9 @@ GMEM_API int gmem_unbind(int vmh, uint32_t id)
 		s2_zap(&vm->s2, slot->base_gfn, slot->base_gfn + slot->npages,
 		       S2_ZAP_ALL);
 		if (vm->arch->invalidate_range)
-			vm->arch->invalidate_range(vm, slot->base_gfn,
-						   slot->base_gfn + slot->npages);
+			vm->arch->invalidate_range(vm, slot, slot->base_gfn,
+						   slot->base_gfn + slot->npages,
+						   S2_ZAP_ALL);
 		brlock_write_unlock(&vm->mmu_lock);
 		vm_remove_slot(vm, slot);
 		brlock_write_lock(&vm->mmu_lock);
@@ -337,6 +364,7 @@ GMEM_API int gmem_unbind(int vmh, uint32_t id)
 		brlock_write_unlock(&file->invalidate_lock);
 	}
 	brlock_write_unlock(&vm->slots_lock);
+	check_after(vm, "gmem_unbind");
 	vm_put(vm);
 	return ret;
 }
@@ -401,4 +429,30 @@ GMEM_API int64_t gmem_vm_invalidate_seq(int vmh)
 	seq = (int64_t)atomic_load(&vm->mmu_invalidate_seq);
 	vm_exit(vm);
 	return seq;
+}
+
+/* The checker walks a VM's files; keep the list. */
+int vm_add_file(struct gmem_vm *vm, struct gmem_file *file)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&vm->files_lock);
+	if (grow(&vm->files, &vm->files_cap, vm->nfiles + 1))
+		ret = -ENOMEM;
+	else
+		vm->files[vm->nfiles++] = file;
+	pthread_mutex_unlock(&vm->files_lock);
+	return ret;
+}
+
+void vm_remove_file(struct gmem_vm *vm, struct gmem_file *file)
+{
+	pthread_mutex_lock(&vm->files_lock);
+	for (unsigned int i = 0; i < vm->nfiles; i++) {
+		if (vm->files[i] == file) {
+			vm->files[i] = vm->files[--vm->nfiles];
+			break;
+		}
+	}
+	pthread_mutex_unlock(&vm->files_lock);
 }

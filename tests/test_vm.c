@@ -69,7 +69,7 @@ TEST(vm_create_rejects_unknown_arch_nonzero_flags_and_bad_pools)
 	ASSERT_EQ(gmem_vm_create(pool, "no-such-arch", 0), -ENOENT);
 	ASSERT_EQ(gmem_vm_create(pool, "", 0), -ENOENT);
 	ASSERT_EQ(gmem_vm_create(pool, "sw ", 0), -ENOENT);
-	ASSERT_EQ(gmem_vm_create(pool, "sw", 1), -EINVAL);
+	ASSERT_EQ(gmem_vm_create(pool, "sw", 1ULL << 5), -EINVAL);
 	ASSERT_EQ(gmem_vm_create(pool, "sw", 1ULL << 63), -EINVAL);
 	ASSERT_EQ(gmem_vm_create(pool, "sw", ~0ULL), -EINVAL);
 	vm = gmem_vm_create(pool, "sw", 0);
@@ -78,8 +78,8 @@ TEST(vm_create_rejects_unknown_arch_nonzero_flags_and_bad_pools)
 	ASSERT_EQ(gmem_vm_create(NEVER_OPEN, "sw", 0), -EBADF);
 	ASSERT_EQ(gmem_vm_create(-1, "sw", 0), -EBADF);
 	/* In the documented order: pool, then flags, then arch. */
-	ASSERT_EQ(gmem_vm_create(NEVER_OPEN, "no-such-arch", 1), -EBADF);
-	ASSERT_EQ(gmem_vm_create(pool, "no-such-arch", 1), -EINVAL);
+	ASSERT_EQ(gmem_vm_create(NEVER_OPEN, "no-such-arch", 1ULL << 5), -EBADF);
+	ASSERT_EQ(gmem_vm_create(pool, "no-such-arch", 1ULL << 5), -EINVAL);
 	ASSERT_EQ(gmem_vm_destroy(pool), -EINVAL);
 	ASSERT_EQ(gmem_vm_destroy(vm), 0);
 	ASSERT_EQ(gmem_vm_destroy(vm), -EBADF);

@@ -2,11 +2,13 @@
 /*
  * sw: software-protected VMs (KVM_X86_SW_PROTECTED_VM). No hardware state:
  * what keeps private pages from the host is gmem itself (guarded host
- * mappings, pins refused). Conversion keeps every byte; reclaim needs
- * nothing beyond the pool's own discard, which zeroes the frames.
+ * mappings, pins refused). Conversion keeps every byte. Nothing forbids the
+ * host to see a freed frame's old content (the direct map always could), and
+ * the pool's discard zeroes it anyway.
  */
 #include "../internal.h"
 
 const struct gmem_arch gmem_arch_sw = {
 	.name = "sw",
+	.keeps_content = true,
 };

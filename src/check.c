@@ -1,0 +1,335 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Check mode (GMEM_VM_CHECK): after every call on a VM or its files, verify
+ * the invariants of docs/arch.md against the real state — page tables of the
+ * host mappings (/proc/self/pagemap), the stage-2 table, the attribute map,
+ * the page cache and the arch's model of each frame — and record what broke.
+ *
+ *   1  no host-reachable mapping of a private page
+ *   2  no stage-2 entry contradicts the attributes once invalidations end
+ *   3  no frame returns to the pool carrying guest data the arch forbids
+ *   4  conversion keeps every frame, and every byte where the arch does
+ *   5  a failed call changes nothing; every frame made private is reclaimed
+ *   6  the arch's own hardware rule holds (RMP, S-EPT, ownership)
+ *
+ * The scan is linear in the pages of the VM's files: check mode is for the
+ * small, single-threaded workloads of tests and `gmem check`.
+ */
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define MAX_RECORDED	1024
+#define SNAPSHOT_PAGES	(1U << 16)
+
+#define PM_PRESENT	(1ULL << 63)
+#define PM_GUARD	(1ULL << 58)
+
+struct check {
+	pthread_mutex_t lock;
+	struct gmem_violation v[MAX_RECORDED];
+	uint64_t total;
+	size_t unnamed;		/* violations recorded before their op is known */
+	int pagemap_fd;
+};
+
+int check_create(struct gmem_vm *vm)
+{
+	struct check *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return -ENOMEM;
+	pthread_mutex_init(&c->lock, NULL);
+	c->pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	vm->check = c;
+	return 0;
+}
+
+void check_destroy(struct gmem_vm *vm)
+{
+	struct check *c = vm->check;
+
+	if (!c)
+		return;
+	if (c->pagemap_fd >= 0)
+		close(c->pagemap_fd);
+	pthread_mutex_destroy(&c->lock);
+	free(c);
+	vm->check = NULL;
+}
+
+/* Record a violation; its op is filled in when the call finishes. Caller holds c->lock. */
+void check_violation(struct gmem_vm *vm, int invariant, uint64_t offset,
+		     uint64_t pfn, const char *fmt, ...)
+{
+	struct check *c = vm->check;
+	va_list ap;
+
+	if (!c)
+		return;
+	if (c->total < MAX_RECORDED) {
+		struct gmem_violation *v = &c->v[c->total];
+
+		memset(v, 0, sizeof(*v));
+		v->invariant = invariant;
+		v->offset = offset;
+		v->pfn = pfn;
+		va_start(ap, fmt);
+		vsnprintf(v->rule, sizeof(v->rule), fmt, ap);
+		va_end(ap);
+	}
+	c->total++;
+}
+
+/* A frame leaves a file: was it left fit for the next owner? */
+void check_reclaimed(struct gmem_file *file, uint64_t pfn, uint64_t nr)
+{
+	struct gmem_vm *vm = file->vm;
+	struct gmem_pool *pool = vm->pool;
+
+	if (vm->check)
+		pthread_mutex_lock(&vm->check->lock);
+	for (uint64_t i = pfn; i < pfn + nr; i++) {
+		uint64_t offset = (i - file->base_pfn) << PAGE_SHIFT;
+		const char *rule;
+
+		if (!(frame_get(pool, i) & FRAME_WAS_PRIVATE))
+			continue;
+		if (vm_checking(vm)) {
+			if (vm->arch->forbids_leak && !frame_is_zero(pool, i))
+				check_violation(vm, 3, offset, i,
+						"a freed frame still holds guest data");
+			rule = vm->arch->check_reclaimed ?
+			       vm->arch->check_reclaimed(pool, i) : NULL;
+			if (rule)
+				check_violation(vm, 3, offset, i, "%s", rule);
+		}
+		atomic_fetch_and(&pool->frames[i], ~FRAME_WAS_PRIVATE);
+	}
+	if (vm->check)
+		pthread_mutex_unlock(&vm->check->lock);
+}
+
+/* Invariant 1: private pages are fenced in every host mapping. */
+static void check_mappings(struct gmem_vm *vm, struct gmem_file *file)
+{
+	struct check *c = vm->check;
+
+	if (c->pagemap_fd < 0 || !mapping_uses_guards())
+		return;
+	pthread_mutex_lock(&file->mappings_lock);
+	for (struct host_mapping *m = file->mappings; m; m = m->next) {
+		for (uint64_t i = 0; i < m->file_pages; i++) {
+			uint64_t index = m->pgoff + i, pm;
+			off_t at = ((uintptr_t)m->addr / PAGE_SIZE + i) * sizeof(pm);
+
+			if (!(attr_lookup(&file->attrs, index, NULL, NULL) &
+			      GMEM_ATTR_PRIVATE))
+				continue;
+			if (pread(c->pagemap_fd, &pm, sizeof(pm), at) != sizeof(pm))
+				break;
+			if ((pm & PM_PRESENT) || !(pm & PM_GUARD))
+				check_violation(vm, 1, index << PAGE_SHIFT,
+						file_pfn(file, index),
+						"a host mapping at %p can reach a private page",
+						(void *)(m->addr + i * PAGE_SIZE));
+		}
+	}
+	pthread_mutex_unlock(&file->mappings_lock);
+}
+
+static struct memslot *binding_of(struct gmem_file *file, uint64_t index)
+{
+	for (unsigned int i = 0; i < file->nbindings; i++) {
+		struct memslot *s = file->bindings[i];
+
+		if (index >= s->pgoff && index < s->pgoff + s->npages)
+			return s;
+	}
+	return NULL;
+}
+
+/* Invariants 5 and 6 page by page: the arch's rule, no stray private state. */
+static void check_pages(struct gmem_vm *vm, struct gmem_file *file)
+{
+	for (uint64_t index = 0; index < file->npages; index++) {
+		uint64_t pfn = file_pfn(file, index), gfn = 0;
+		bool private = attr_lookup(&file->attrs, index, NULL, NULL) &
+			       GMEM_ATTR_PRIVATE;
+		struct memslot *slot;
+		struct s2_entry e;
+		bool mapped = false;
+		const char *rule;
+
+		if (!folio_present(file, index)) {
+			if (frame_get(vm->pool, pfn) & FRAME_WAS_PRIVATE)
+				check_violation(vm, 5, index << PAGE_SHIFT, pfn,
+						"a frame made private left its folio without reclaim");
+			continue;
+		}
+		slot = binding_of(file, index);
+		if (slot) {
+			gfn = slot->base_gfn + (index - slot->pgoff);
+			mapped = s2_lookup(&vm->s2, gfn, &e) && e.private == private;
+		}
+		rule = vm->arch->check_page ?
+		       vm->arch->check_page(vm, pfn, gfn, private, mapped) : NULL;
+		if (rule)
+			check_violation(vm, 6, index << PAGE_SHIFT, pfn, "%s", rule);
+	}
+}
+
+/* Invariant 2: every stage-2 entry agrees with the file behind it. */
+static int check_entry(uint64_t gfn, const struct s2_entry *e, void *arg)
+{
+	struct gmem_vm *vm = arg;
+	struct memslot *slot = vm_find_slot(vm, gfn);
+	struct gmem_file *file;
+	uint64_t index;
+	bool private;
+
+	if (!slot) {
+		check_violation(vm, 2, ~0ULL, e->pfn,
+				"stage-2 maps gfn %#llx, which nothing binds",
+				(unsigned long long)gfn);
+		return 0;
+	}
+	file = slot->file;
+	index = slot->pgoff + (gfn - slot->base_gfn);
+	private = attr_lookup(&file->attrs, index, NULL, NULL) & GMEM_ATTR_PRIVATE;
+	if (private != e->private)
+		check_violation(vm, 2, index << PAGE_SHIFT, e->pfn,
+				"stage-2 maps gfn %#llx as %s but the page is %s",
+				(unsigned long long)gfn,
+				e->private ? "private" : "shared",
+				private ? "private" : "shared");
+	else if (e->pfn != file_pfn(file, index) || !folio_present(file, index))
+		check_violation(vm, 4, index << PAGE_SHIFT, e->pfn,
+				"stage-2 maps gfn %#llx to a frame that is not its folio's",
+				(unsigned long long)gfn);
+	return 0;
+}
+
+void check_after(struct gmem_vm *vm, const char *op)
+{
+	struct check *c = vm->check;
+
+	if (!c)
+		return;
+	pthread_mutex_lock(&c->lock);
+	brlock_read_lock(&vm->slots_lock);
+	pthread_mutex_lock(&vm->files_lock);
+	for (unsigned int i = 0; i < vm->nfiles; i++) {
+		struct gmem_file *file = vm->files[i];
+
+		brlock_read_lock(&file->invalidate_lock);
+		check_mappings(vm, file);
+		brlock_read_lock(&vm->mmu_lock);
+		check_pages(vm, file);
+		brlock_read_unlock(&vm->mmu_lock);
+		brlock_read_unlock(&file->invalidate_lock);
+	}
+	brlock_read_lock(&vm->mmu_lock);
+	s2_walk(&vm->s2, check_entry, vm);
+	brlock_read_unlock(&vm->mmu_lock);
+	pthread_mutex_unlock(&vm->files_lock);
+	brlock_read_unlock(&vm->slots_lock);
+
+	for (; c->unnamed < MIN(c->total, MAX_RECORDED); c->unnamed++)
+		snprintf(c->v[c->unnamed].op, sizeof(c->v[0].op), "%s", op);
+	c->unnamed = c->total;
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* ------------------------------------------------- conversion snapshots */
+
+struct conversion_snapshot {
+	uint64_t start, end;
+	uint64_t attr[];	/* per page: attribute, then content hash */
+};
+
+static uint64_t page_hash(struct gmem_pool *pool, uint64_t pfn)
+{
+	const uint8_t *p = pool_va(pool, pfn);
+	uint64_t h = 1469598103934665603ULL;	/* FNV-1a */
+
+	for (size_t i = 0; i < PAGE_SIZE; i++)
+		h = (h ^ p[i]) * 1099511628211ULL;
+	return h;
+}
+
+/* Attributes and content of [start, end) before a conversion. Under the lock. */
+struct conversion_snapshot *check_snapshot(struct gmem_file *file,
+					   uint64_t start, uint64_t end)
+{
+	struct conversion_snapshot *s;
+	uint64_t n = end - start;
+
+	if (!vm_checking(file->vm) || n > SNAPSHOT_PAGES)
+		return NULL;
+	s = malloc(sizeof(*s) + 2 * n * sizeof(uint64_t));
+	if (!s)
+		return NULL;
+	s->start = start;
+	s->end = end;
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t index = start + i;
+
+		s->attr[2 * i] = attr_lookup(&file->attrs, index, NULL, NULL);
+		s->attr[2 * i + 1] = folio_present(file, index) ?
+			page_hash(file->vm->pool, file_pfn(file, index)) : 0;
+	}
+	return s;
+}
+
+/* After the conversion, still under the lock: what may have changed did. */
+void check_conversion(struct gmem_file *file, struct conversion_snapshot *s,
+		      bool failed)
+{
+	struct gmem_vm *vm = file->vm;
+
+	if (!s)
+		return;
+	pthread_mutex_lock(&vm->check->lock);
+	for (uint64_t i = 0; i < s->end - s->start; i++) {
+		uint64_t index = s->start + i, pfn = file_pfn(file, index);
+		uint64_t hash = folio_present(file, index) ?
+				page_hash(vm->pool, pfn) : 0;
+		uint64_t attr = attr_lookup(&file->attrs, index, NULL, NULL);
+
+		if (failed && (attr != s->attr[2 * i] || hash != s->attr[2 * i + 1]))
+			check_violation(vm, 5, index << PAGE_SHIFT, pfn,
+					"a failed conversion changed the page");
+		else if (!failed && vm->arch->keeps_content && s->attr[2 * i + 1] &&
+			 hash != s->attr[2 * i + 1])
+			check_violation(vm, 4, index << PAGE_SHIFT, pfn,
+					"conversion lost the content of a page the arch must keep");
+	}
+	pthread_mutex_unlock(&vm->check->lock);
+	free(s);
+}
+
+GMEM_API int64_t gmem_vm_violations(int h, struct gmem_violation *v,
+				    unsigned int max)
+{
+	struct gmem_vm *vm;
+	int64_t total = 0;
+	int ret = obj_get(h, OBJ_VM, "gmem_vm_violations", (void **)&vm);
+
+	if (ret)
+		return ret;
+	if (vm->check) {
+		pthread_mutex_lock(&vm->check->lock);
+		total = (int64_t)vm->check->total;
+		for (unsigned int i = 0; i < max && i < MIN(total, MAX_RECORDED); i++)
+			v[i] = vm->check->v[i];
+		pthread_mutex_unlock(&vm->check->lock);
+	}
+	vm_put(vm);
+	return total;
+}

@@ -145,7 +145,8 @@ struct gmem_violation {
 
 /*
  * gmem_vm_violations - the violations a GMEM_VM_CHECK VM has seen: copies the
- * first @max into @v and returns how many there are in all (0 = clean).
+ * first @max into @v and returns how many there are in all (0 = clean). Only
+ * the first 1024 are kept; the count goes on.
  * Errors: -EBADF/-EINVAL bad VM.
  */
 int64_t gmem_vm_violations(int vm, struct gmem_violation *v, unsigned int max);

@@ -98,10 +98,19 @@ void check_reclaimed(struct gmem_file *file, uint64_t pfn, uint64_t nr)
 		uint64_t offset = (i - file->base_pfn) << PAGE_SHIFT;
 		const char *rule;
 
+		uint64_t index = i - file->base_pfn;
+		bool private = attr_lookup(&file->attrs, index, NULL, NULL) &
+			       GMEM_ATTR_PRIVATE;
+
 		if (!(frame_get(pool, i) & FRAME_WAS_PRIVATE))
 			continue;
+		/*
+		 * Only a page freed while private holds data the host must not see;
+		 * one converted back to shared holds what the host could read anyway.
+		 */
 		if (vm_checking(vm)) {
-			if (vm->arch->forbids_leak && !frame_is_zero(pool, i))
+			if (vm->arch->forbids_leak && private &&
+			    !frame_is_zero(pool, i))
 				check_violation(vm, 3, offset, i,
 						"a freed frame still holds guest data");
 			rule = vm->arch->check_reclaimed ?

@@ -208,6 +208,26 @@ static int allocate(struct gmem_file *file, uint64_t start, uint64_t end)
 	return 0;
 }
 
+/*
+ * Discarding frames truncates them out of the pool memfd, and truncating a
+ * page that a racing direct-map access had just brought back unmaps it with
+ * its guard markers, in every mapping. Put the fences of the private pages
+ * back before anyone can look.
+ */
+static void refence_private(struct gmem_file *file, uint64_t start,
+			    uint64_t end)
+{
+	while (start < end) {
+		uint64_t run_end;
+		uint64_t attr = attr_lookup(&file->attrs, start, NULL, &run_end);
+
+		run_end = MIN(run_end, end);
+		if (attr & GMEM_ATTR_PRIVATE)
+			mapping_revoke(file, start, run_end);
+		start = run_end;
+	}
+}
+
 static int punch_hole(struct gmem_file *file, uint64_t start, uint64_t end)
 {
 	bool started;
@@ -219,6 +239,7 @@ static int punch_hole(struct gmem_file *file, uint64_t start, uint64_t end)
 	started = file_invalidate_start(file, start, end, S2_ZAP_ALL);
 	folio_sync_host_touched(file, start, end);
 	folio_free_range(file, start, end);
+	refence_private(file, start, end);
 	file_invalidate_end(file, started);
 	brlock_write_unlock(&file->invalidate_lock);
 	return 0;

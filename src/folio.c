@@ -153,7 +153,7 @@ void folio_sync_host_touched(struct gmem_file *file, uint64_t start,
 	off_t pos = (off_t)file_pfn(file, start) << PAGE_SHIFT;
 	off_t limit = (off_t)file_pfn(file, end) << PAGE_SHIFT;
 
-	if (!(file->flags & GMEM_FLAG_MMAP) || !file->mappings_ever)
+	if (!(file->flags & GMEM_FLAG_MMAP) || !atomic_load_explicit(&file->mappings_ever, memory_order_acquire))
 		return;
 	while (pos < limit) {
 		off_t data = lseek(fd, pos, SEEK_DATA), hole;

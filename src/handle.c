@@ -44,8 +44,10 @@ void *obj_alloc(enum obj_type type, size_t size, size_t keep, bool *fresh)
 	} else {
 		memset((char *)o + keep, 0, size - keep);
 	}
-	o->type = type;
-	o->handle = -1;
+	/* A recycled object already has @type; racing lookups may be reading it. */
+	if (*fresh)
+		o->type = type;
+	atomic_store(&o->handle, -1);
 	o->next_free = NULL;
 	atomic_store(&o->refs, 1);
 	return o;

@@ -53,7 +53,7 @@ enum obj_type { OBJ_FREE, OBJ_POOL, OBJ_VM, OBJ_FILE };
 struct obj {
 	enum obj_type type;
 	atomic_int refs;	/* handle + dependants; 0 = dead */
-	int handle;		/* -1 once closed */
+	atomic_int handle;	/* -1 once closed */
 	void (*release)(struct obj *o);	/* called when refs drops to 0 */
 	struct obj *next_free;
 };
@@ -290,7 +290,7 @@ struct gmem_file {
 	/* Host mappings; changed under mappings_lock and invalidate_lock. */
 	pthread_mutex_t mappings_lock;
 	struct host_mapping *mappings;
-	bool mappings_ever;		/* was ever mapped: host may have touched pages */
+	atomic_bool mappings_ever;	/* was ever mapped: host may have touched pages */
 
 	/* Long-term pins: sorted runs of pages; guarded by pins_lock. */
 	pthread_mutex_t pins_lock;

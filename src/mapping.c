@@ -212,7 +212,8 @@ GMEM_API int gmem_mmap(int fd, uint64_t offset, size_t len, int prot,
 		pthread_mutex_lock(&file->mappings_lock);
 		m->next = file->mappings;
 		file->mappings = m;
-		file->mappings_ever = true;
+		atomic_store_explicit(&file->mappings_ever, true,
+				      memory_order_release);
 		pthread_mutex_unlock(&file->mappings_lock);
 	}
 	brlock_read_unlock(&file->invalidate_lock);

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-/* Real threads: parallel faults, faults racing conversion, punch, pins, close and bindings. */
+/* Real pthreads racing faults, conversions, punches, pins, mappings, bindings and handles. */
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -58,6 +58,9 @@ struct ctx {
 	int id;
 	bool priv;			/* the file's pages are private */
 	long ops;			/* done by this worker */
+	long aux;			/* and a second count */
+	uint8_t *attr;			/* per page: 1 private, as last set */
+	volatile uint8_t *frame;	/* a frame, through the direct map */
 };
 
 static pthread_t threads[MAX_THREADS];
@@ -383,7 +386,7 @@ TEST(parallel_faults_on_two_vms_and_two_files_do_not_interfere)
 /* ------------------------------------------- faults racing conversion */
 
 #define FC_PAGES	64
-#define FC_CONVERSIONS	400
+#define FC_CONVERSIONS	120
 
 /* Faults pages in turn as it believes them to be; exits teach it otherwise. */
 static void *fc_faulter(void *arg)
@@ -407,8 +410,23 @@ static void *fc_faulter(void *arg)
 		c->ops++;
 		atomic_fetch_add(c->progress, 1);
 	}
-	c->ops += exits << 32;	/* both counts, for the comment line */
+	c->aux = exits;
 	return NULL;
+}
+
+/*
+ * Only this thread converts the file, so once a conversion has returned,
+ * every stage-2 entry of the file must agree with what it set: a fault that
+ * read the old attribute must have noticed the invalidation and retried.
+ */
+static void fc_check_stage2(struct ctx *c)
+{
+	for (uint64_t p = 0; p < c->npages; p++) {
+		int priv;
+
+		if (gmem_vm_stage2(c->vm, c->gpa + p * PAGE, NULL, &priv) == 1)
+			CHECK(priv == c->attr[p], p);
+	}
 }
 
 /* Flips the middle of the file as a whole and in random pieces. */
@@ -429,9 +447,41 @@ static void *fc_converter(void *arg)
 		ret = gmem_set_attributes(c->fd, off * PAGE, n * PAGE,
 					  i & 1 ? GMEM_ATTR_PRIVATE : 0, 0, NULL);
 		CHECK(ret == 0, ret);
+		if (!ret)
+			memset(c->attr + off, i & 1, n);
+		fc_check_stage2(c);
 		wait_for_progress(c);
+		fc_check_stage2(c);
 	}
 	atomic_store(c->stop, true);
+	return NULL;
+}
+
+/*
+ * Converts and punches another file of the same VM without pause. Each of
+ * its invalidations holds the VM's mmu_lock exclusive, so faults on the
+ * first file often wait for it between reading an attribute and installing
+ * the entry: just the window a racing conversion must not slip through.
+ */
+static void *fc_noise(void *arg)
+{
+	struct ctx *c = arg;
+	uint64_t s = 0x13579bdfULL;
+
+	pthread_barrier_wait(c->go);
+	while (!atomic_load(c->stop)) {
+		uint64_t off = rnd(&s) % c->npages, r = rnd(&s);
+		int ret;
+
+		if (r & 1)
+			ret = gmem_set_attributes(c->fd, off * PAGE, PAGE,
+						  r & 2 ? GMEM_ATTR_PRIVATE : 0, 0, NULL);
+		else
+			ret = gmem_fallocate(c->fd, PUNCH, off * PAGE, PAGE);
+		CHECK(ret == 0, ret);
+		c->ops++;
+		sched_yield();
+	}
 	return NULL;
 }
 
@@ -441,26 +491,36 @@ TEST(faults_racing_conversion_only_exit_and_stage2_ends_agreeing)
 	pthread_barrier_t go;
 	atomic_bool stop = false;
 	atomic_long progress = 0;
+	uint8_t attr[FC_PAGES];
 	struct ctx c = { .vm = e.vm, .npages = FC_PAGES, .gpa = GPA_BASE,
-			 .go = &go, .stop = &stop, .progress = &progress };
+			 .go = &go, .stop = &stop, .progress = &progress,
+			 .attr = attr };
+	struct ctx noise = c;
 	long faults = 0, exits = 0;
 
 	test_begin();
+	memset(attr, 1, sizeof(attr));
 	c.fd = gmem_create(e.vm, FC_PAGES * PAGE, 0);
+	noise.fd = gmem_create(e.vm, FC_PAGES * PAGE, 0);
 	ASSERT_GE(c.fd, 0);
-	ASSERT_EQ(gmem_bind(e.vm, 0, GPA_BASE, FC_PAGES * PAGE, c.fd, 0), 0);
+	ASSERT_GE(noise.fd, 0);
+	noise.gpa = GPA_BASE + FC_PAGES * PAGE;
+	ASSERT_EQ(gmem_bind(e.vm, 0, c.gpa, FC_PAGES * PAGE, c.fd, 0), 0);
+	ASSERT_EQ(gmem_bind(e.vm, 1, noise.gpa, FC_PAGES * PAGE, noise.fd, 0), 0);
 	c.expect_pfn = expected_pfns(c.fd, FC_PAGES);
-	pthread_barrier_init(&go, NULL, 3);
+	pthread_barrier_init(&go, NULL, 4);
 	start_thread(fc_faulter, &c);
 	start_thread(fc_faulter, &c);
 	start_thread(fc_converter, &c);
+	start_thread(fc_noise, &noise);
 	join_threads();
 	pthread_barrier_destroy(&go);
 	for (int i = 0; i < 2; i++) {
-		faults += ctxs[i].ops & 0xffffffff;
-		exits += ctxs[i].ops >> 32;
+		faults += ctxs[i].ops;
+		exits += ctxs[i].aux;
 	}
-	printf("#   %ld faults, %ld memory-fault exits\n", faults, exits);
+	printf("#   %ld faults, %ld memory-fault exits, %ld invalidations elsewhere\n",
+	       faults, exits, ctxs[3].ops);
 	ASSERT_EQ(atomic_load(&thread_failures), 0);
 	ASSERT_GT(faults, 0);
 
@@ -478,14 +538,38 @@ TEST(faults_racing_conversion_only_exit_and_stage2_ends_agreeing)
 	check_stage2_quiescent(&c);
 	free(c.expect_pfn);
 	ASSERT_EQ(gmem_close(c.fd), 0);
+	ASSERT_EQ(gmem_close(noise.fd), 0);
 	env_free(&e);
 }
 
 /* ------------------------------ guest content across racing conversion */
 
 #define GC_PAGES	64
-#define GC_CONVERSIONS	400
+#define GC_CONVERSIONS	250
 #define GC_BYTES	64
+
+static void gc_fill(uint64_t *buf, int id, uint64_t tag)
+{
+	for (int k = 0; k < GC_BYTES / 8; k++)
+		buf[k] = tag ? (uint64_t)id << 56 | tag << 8 | (uint64_t)k : 0;
+}
+
+/* One guest access to page @p, following memory-fault exits. */
+static int gc_access(struct ctx *c, uint64_t p, bool *priv, void *buf,
+		     unsigned int flags)
+{
+	for (;;) {
+		struct gmem_exit exit;
+		int ret = gmem_vm_access(c->vm, c->gpa + p * PAGE + 8, buf,
+					 GC_BYTES, flags |
+					 (*priv ? GMEM_FAULT_PRIVATE : 0), &exit);
+
+		if (ret != 1)
+			return ret;
+		CHECK(exit.gpa == c->gpa + p * PAGE, exit.gpa);
+		*priv = !(exit.flags & GMEM_MEMORY_EXIT_FLAG_PRIVATE);
+	}
+}
 
 /*
  * Each worker owns every other page (guest accesses of one page from two
@@ -505,37 +589,19 @@ static void *gc_worker(void *arg)
 	pthread_barrier_wait(c->go);
 	while (!atomic_load(c->stop)) {
 		uint64_t p = (rnd(&s) % (c->npages / 2)) * 2 + c->id;
-		uint64_t buf[GC_BYTES / 8], got[GC_BYTES / 8];
-		struct gmem_exit exit;
-		int ret, tries;
+		uint64_t got[GC_BYTES / 8], want[GC_BYTES / 8];
+		int ret;
 
-		for (tries = 0; tries < 2; tries++) {	/* read, check, write */
-			uint8_t *io = tries ? (uint8_t *)buf : (uint8_t *)got;
-			unsigned int flags = tries ? GMEM_FAULT_WRITE : 0;
-
-			if (tries)
-				for (int k = 0; k < GC_BYTES / 8; k++)
-					buf[k] = ((uint64_t)c->id << 56) |
-						 (tag[p] + 1) << 8 | (uint64_t)k;
-			for (;;) {
-				ret = gmem_vm_access(c->vm, c->gpa + p * PAGE + 8, io,
-						     GC_BYTES, flags |
-						     (priv[p] ? GMEM_FAULT_PRIVATE : 0),
-						     &exit);
-				if (ret != 1)
-					break;
-				CHECK(exit.gpa == c->gpa + p * PAGE, exit.gpa);
-				priv[p] = !(exit.flags & GMEM_MEMORY_EXIT_FLAG_PRIVATE);
-			}
-			CHECK(ret == 0, ret);
-			if (!tries)
-				for (int k = 0; k < GC_BYTES / 8; k++)
-					CHECK(got[k] == (tag[p] ? ((uint64_t)c->id << 56) |
-							 tag[p] << 8 | (uint64_t)k : 0),
-					      got[k]);
-		}
-		tag[p]++;
+		/* What it wrote last (zeroes at first), as private or shared. */
+		ret = gc_access(c, p, &priv[p], got, 0);
+		CHECK(ret == 0, ret);
+		gc_fill(want, c->id, tag[p]);
+		CHECK(!memcmp(got, want, GC_BYTES), p);
+		gc_fill(want, c->id, ++tag[p]);
+		ret = gc_access(c, p, &priv[p], want, GMEM_FAULT_WRITE);
+		CHECK(ret == 0, ret);
 		c->ops++;
+		atomic_fetch_add(c->progress, 1);
 	}
 	return NULL;
 }
@@ -554,6 +620,7 @@ static void *gc_converter(void *arg)
 					      0, NULL);
 
 		CHECK(ret == 0, ret);
+		wait_for_progress(c);
 	}
 	atomic_store(c->stop, true);
 	return NULL;
@@ -564,8 +631,9 @@ TEST(guest_data_survives_conversions_racing_its_accesses)
 	struct env e = env_new("sw");
 	pthread_barrier_t go;
 	atomic_bool stop = false;
+	atomic_long progress = 0;
 	struct ctx c = { .vm = e.vm, .npages = GC_PAGES, .gpa = GPA_BASE,
-			 .go = &go, .stop = &stop };
+			 .go = &go, .stop = &stop, .progress = &progress };
 
 	test_begin();
 	c.fd = gmem_create(e.vm, GC_PAGES * PAGE, 0);
@@ -589,7 +657,7 @@ TEST(guest_data_survives_conversions_racing_its_accesses)
 /* ------------------------------------------------ faults racing punch */
 
 #define FP_PAGES	64
-#define FP_PUNCHES	400
+#define FP_PUNCHES	250
 
 static void *fp_faulter(void *arg)
 {
@@ -606,6 +674,7 @@ static void *fp_faulter(void *arg)
 		CHECK(ret == 0, ret);
 		CHECK(pfn == c->expect_pfn[p], pfn);
 		c->ops++;
+		atomic_fetch_add(c->progress, 1);
 	}
 	return NULL;
 }
@@ -621,6 +690,7 @@ static void *fp_puncher(void *arg)
 		int ret = gmem_fallocate(c->fd, PUNCH, off * PAGE, n * PAGE);
 
 		CHECK(ret == 0, ret);
+		wait_for_progress(c);
 	}
 	atomic_store(c->stop, true);
 	return NULL;
@@ -632,8 +702,9 @@ TEST(faults_racing_punch_never_leave_stage2_on_a_freed_folio)
 	struct gmem_pool_stats st;
 	pthread_barrier_t go;
 	atomic_bool stop = false;
+	atomic_long progress = 0;
 	struct ctx c = { .vm = e.vm, .npages = FP_PAGES, .gpa = GPA_BASE,
-			 .go = &go, .stop = &stop };
+			 .go = &go, .stop = &stop, .progress = &progress };
 	uint64_t present = 0;
 
 	test_begin();
@@ -666,7 +737,7 @@ TEST(faults_racing_punch_never_leave_stage2_on_a_freed_folio)
 /* ------------------------------------------- pins racing conversion */
 
 #define PC_PAGES	32
-#define PC_CONVERSIONS	600
+#define PC_CONVERSIONS	400
 
 /* Pins a random range; while it holds it, the pages must stay shared. */
 static void *pc_pinner(void *arg)
@@ -682,6 +753,7 @@ static void *pc_pinner(void *arg)
 		n = n > c->npages - off ? c->npages - off : n;
 		ret = gmem_pin(c->fd, off * PAGE, n * PAGE);
 		CHECK(ret == 0 || ret == -EFAULT, ret);
+		atomic_fetch_add(c->progress, 1);
 		if (ret)
 			continue;
 		for (uint64_t p = off; p < off + n; p++) {
@@ -727,10 +799,12 @@ static void *pc_converter(void *arg)
 			CHECK(err_off >= off * PAGE && err_off < (off + n) * PAGE,
 			      err_off);
 			eagain++;
+			wait_for_progress(c);
 			continue;
 		}
 		for (uint64_t p = off; p < off + n; p++)
 			pc_expect[p] = to_private;
+		wait_for_progress(c);
 	}
 	c->ops = eagain;
 	atomic_store(c->stop, true);
@@ -743,8 +817,9 @@ TEST(pins_racing_conversion_give_only_eagain_and_leave_state_consistent)
 	struct gmem_pool_stats st;
 	pthread_barrier_t go;
 	atomic_bool stop = false;
+	atomic_long progress = 0;
 	struct ctx c = { .vm = e.vm, .npages = PC_PAGES, .gpa = GPA_BASE,
-			 .go = &go, .stop = &stop };
+			 .go = &go, .stop = &stop, .progress = &progress };
 	uint8_t *map;
 
 	test_begin();
@@ -785,7 +860,6 @@ TEST(pins_racing_conversion_give_only_eagain_and_leave_state_consistent)
 	free(c.expect_pfn);
 	ASSERT_EQ(gmem_munmap(map, PC_PAGES * PAGE), 0);
 	ASSERT_EQ(gmem_close(c.fd), 0);
-	/* Pins hold the file: had one leaked a reference, it would live on. */
 	ASSERT_EQ(gmem_pool_stats(e.pool, &st), 0);
 	ASSERT_EQ(st.files, 0);
 	ASSERT_EQ(st.frames_in_use, 0);
@@ -856,7 +930,7 @@ TEST(closing_a_file_while_faults_run_ends_them_cleanly)
 /* ------------------------------------ binding and unbinding under faults */
 
 #define BU_PAGES	32
-#define BU_ROUNDS	150
+#define BU_ROUNDS	60
 
 static void *bu_faulter(void *arg)
 {
@@ -873,6 +947,7 @@ static void *bu_faulter(void *arg)
 		if (!ret)
 			CHECK(pfn == c->expect_pfn[p], pfn);
 		c->ops += !ret;
+		atomic_fetch_add(c->progress, 1);
 	}
 	return NULL;
 }
@@ -882,8 +957,9 @@ TEST(bind_and_unbind_racing_faults_leave_no_stage2_behind)
 	struct env e = env_new("sw");
 	pthread_barrier_t go;
 	atomic_bool stop = false;
+	atomic_long progress = 0;
 	struct ctx c = { .vm = e.vm, .npages = BU_PAGES, .gpa = GPA_BASE,
-			 .go = &go, .stop = &stop };
+			 .go = &go, .stop = &stop, .progress = &progress };
 	int bind_ret = 0, unbind_ret = 0;
 
 	test_begin();
@@ -896,9 +972,10 @@ TEST(bind_and_unbind_racing_faults_leave_no_stage2_behind)
 	pthread_barrier_wait(&go);
 	for (int i = 0; i < BU_ROUNDS && !bind_ret && !unbind_ret; i++) {
 		bind_ret = gmem_bind(e.vm, i % 3, GPA_BASE, BU_PAGES * PAGE, c.fd, 0);
-		sched_yield();
+		wait_for_progress(&c);
 		if (!bind_ret)
 			unbind_ret = gmem_unbind(e.vm, i % 3);
+		wait_for_progress(&c);
 	}
 	atomic_store(&stop, true);
 	join_threads();
@@ -918,7 +995,7 @@ TEST(bind_and_unbind_racing_faults_leave_no_stage2_behind)
 /* ------------------------- host mappings coming and going under conversion */
 
 #define MC_PAGES	32
-#define MC_CONVERSIONS	300
+#define MC_CONVERSIONS	150
 
 static void *mc_mapper(void *arg)
 {
@@ -934,6 +1011,7 @@ static void *mc_mapper(void *arg)
 		if (!ret)
 			CHECK(gmem_munmap(addr, c->npages * PAGE) == 0, 0);
 		c->ops++;
+		atomic_fetch_add(c->progress, 1);
 	}
 	return NULL;
 }
@@ -951,6 +1029,7 @@ static void *mc_reader(void *arg)
 		CHECK(ret == 0 || ret == 1, ret);
 		CHECK(pfn == c->expect_pfn[p], pfn);
 		c->ops++;
+		atomic_fetch_add(c->progress, 1);
 	}
 	return NULL;
 }
@@ -969,6 +1048,7 @@ static void *mc_converter(void *arg)
 					      0, NULL);
 
 		CHECK(ret == 0, ret);
+		wait_for_progress(c);
 	}
 	atomic_store(c->stop, true);
 	return NULL;
@@ -980,8 +1060,9 @@ TEST(mmap_and_munmap_racing_conversion_and_queries_fence_what_is_private)
 	struct gmem_pool_stats st;
 	pthread_barrier_t go;
 	atomic_bool stop = false;
+	atomic_long progress = 0;
 	struct ctx c = { .vm = e.vm, .npages = MC_PAGES, .gpa = GPA_BASE,
-			 .go = &go, .stop = &stop };
+			 .go = &go, .stop = &stop, .progress = &progress };
 	uint8_t *map;
 
 	test_begin();
@@ -1009,5 +1090,201 @@ TEST(mmap_and_munmap_racing_conversion_and_queries_fence_what_is_private)
 	ASSERT_EQ(gmem_pool_stats(e.pool, &st), 0);
 	ASSERT_EQ(st.files, 0);
 	ASSERT_EQ(st.frames_in_use, 0);
+	env_free(&e);
+}
+
+/* ------------------------------ punch racing another mapping of the frame */
+
+#define DM_PUNCHES	20000
+
+static void *dm_reader(void *arg)
+{
+	struct ctx *c = arg;
+
+	pthread_barrier_wait(c->go);
+	while (!atomic_load_explicit(c->stop, memory_order_relaxed)) {
+		(void)*c->frame;
+		atomic_fetch_add_explicit(c->progress, 1, memory_order_relaxed);
+	}
+	return NULL;
+}
+
+/*
+ * gmem_pool_frame() may read any frame, private ones included. Reading one
+ * while its page is punched must not take the host mapping's fence with it:
+ * the page stays private, and a host mapping that reached it would read what
+ * the guest stores there next.
+ */
+TEST(punch_racing_direct_map_reads_keeps_private_pages_fenced)
+{
+	struct env e = env_new("sw");
+	pthread_barrier_t go;
+	atomic_bool stop = false;
+	atomic_long progress = 0;
+	struct ctx c = { .vm = e.vm, .npages = 4, .go = &go, .stop = &stop,
+			 .progress = &progress };
+	uint64_t pfn;
+	uint8_t *map;
+	int i, sig = SIGSEGV;
+	bool priv;
+
+	test_begin();
+	c.fd = gmem_create(e.vm, c.npages * PAGE,
+			   GMEM_FLAG_MMAP | GMEM_FLAG_INIT_SHARED);
+	ASSERT_GE(c.fd, 0);
+	ASSERT_EQ(gmem_mmap(c.fd, 0, c.npages * PAGE, PROT_READ | PROT_WRITE,
+			    MAP_SHARED, (void **)&map), 0);
+	ASSERT_EQ(gmem_set_attributes(c.fd, 0, PAGE, GMEM_ATTR_PRIVATE, 0, NULL), 0);
+	ASSERT_GE(gmem_folio_info(c.fd, 0, &pfn, NULL, NULL), 0);
+	c.frame = gmem_pool_frame(e.pool, pfn);
+	ASSERT_TRUE(c.frame);
+	ASSERT_EQ(probe_read(map, NULL), SIGSEGV);
+
+	pthread_barrier_init(&go, NULL, 2);
+	start_thread(dm_reader, &c);
+	pthread_barrier_wait(&go);
+	for (i = 0; i < DM_PUNCHES && sig == SIGSEGV; i++) {
+		if (gmem_fallocate(c.fd, GMEM_FALLOC_KEEP_SIZE, 0, PAGE) ||
+		    gmem_fallocate(c.fd, PUNCH, 0, PAGE))
+			break;
+		sig = probe_read(map, NULL);
+	}
+	atomic_store(&stop, true);
+	join_threads();
+	pthread_barrier_destroy(&go);
+	if (sig != SIGSEGV)
+		printf("#   the host mapping reached the private page after %d punches\n",
+		       i);
+	priv = page_private(c.fd, 0);
+	ASSERT_EQ(gmem_munmap(map, c.npages * PAGE), 0);
+	ASSERT_EQ(gmem_close(c.fd), 0);
+	env_free(&e);
+	ASSERT_TRUE(priv);
+	ASSERT_EQ(sig, SIGSEGV);
+	ASSERT_EQ(i, DM_PUNCHES);
+}
+
+/* ----------------------------------- stale handles: translate and close */
+
+#define TC_ROUNDS	100
+
+static atomic_int tc_fd;
+
+/* The file at the gpa: the one bound, or (closed, still mapped) -1, or none. */
+static void *tc_translator(void *arg)
+{
+	struct ctx *c = arg;
+
+	pthread_barrier_wait(c->go);
+	while (!atomic_load(c->stop)) {
+		int want = atomic_load(&tc_fd), fd = -2;
+		uint64_t off = ~0ULL;
+		int ret = gmem_vm_translate(c->vm, c->gpa, &fd, &off, NULL);
+
+		CHECK(ret == 0 || ret == -EFAULT, ret);
+		if (!ret) {
+			CHECK(fd == want || fd == -1, fd);
+			CHECK(off == 0, off);
+		}
+		atomic_fetch_add(c->progress, 1);
+	}
+	return NULL;
+}
+
+TEST(translate_racing_close_of_a_mapped_file)
+{
+	struct env e = env_new("sw");
+	pthread_barrier_t go;
+	atomic_bool stop = false;
+	atomic_long progress = 0;
+	struct ctx c = { .vm = e.vm, .gpa = GPA_BASE, .go = &go, .stop = &stop,
+			 .progress = &progress };
+	int ret = 0;
+
+	test_begin();
+	atomic_store(&tc_fd, -1);
+	pthread_barrier_init(&go, NULL, 2);
+	start_thread(tc_translator, &c);
+	pthread_barrier_wait(&go);
+	for (int i = 0; i < TC_ROUNDS && !ret; i++) {
+		int fd = gmem_create(e.vm, PAGE, GMEM_FLAG_MMAP);
+		void *map = NULL;
+
+		ret = fd < 0 ? fd : 0;
+		if (!ret) {
+			atomic_store(&tc_fd, fd);
+			ret = gmem_bind(e.vm, 0, GPA_BASE, PAGE, fd, 0);
+		}
+		if (!ret)
+			ret = gmem_mmap(fd, 0, PAGE, PROT_READ, MAP_SHARED, &map);
+		wait_for_progress(&c);
+		if (fd >= 0)
+			gmem_close(fd);		/* the mapping keeps file and binding */
+		wait_for_progress(&c);
+		if (map)
+			gmem_munmap(map, PAGE);	/* now both go */
+	}
+	atomic_store(&stop, true);
+	join_threads();
+	pthread_barrier_destroy(&go);
+	ASSERT_EQ(ret, 0);
+	ASSERT_EQ(atomic_load(&thread_failures), 0);
+	ASSERT_EQ(gmem_vm_translate(e.vm, GPA_BASE, NULL, NULL, NULL), -EFAULT);
+	env_free(&e);
+}
+
+/* ----------------------------- stale handles: faults on a VM being replaced */
+
+#define VR_ROUNDS	2000
+
+static atomic_int vr_vm;
+
+static void *vr_faulter(void *arg)
+{
+	struct ctx *c = arg;
+
+	pthread_barrier_wait(c->go);
+	while (!atomic_load(c->stop)) {
+		int ret = gmem_vm_fault(atomic_load(&vr_vm), GPA_BASE,
+					GMEM_FAULT_PRIVATE, NULL, NULL);
+
+		/* Nothing is ever bound: the VM is empty, or the handle closed. */
+		CHECK(ret == -EFAULT || ret == -EBADF, ret);
+		atomic_fetch_add(c->progress, 1);
+	}
+	return NULL;
+}
+
+TEST(faults_on_a_vm_handle_being_destroyed_and_reused_fail_cleanly)
+{
+	struct env e = env_new("sw");
+	pthread_barrier_t go;
+	atomic_bool stop = false;
+	atomic_long progress = 0;
+	struct ctx c = { .go = &go, .stop = &stop, .progress = &progress };
+	int ret = 0;
+
+	test_begin();
+	atomic_store(&vr_vm, e.vm);
+	pthread_barrier_init(&go, NULL, 3);
+	start_thread(vr_faulter, &c);
+	start_thread(vr_faulter, &c);
+	pthread_barrier_wait(&go);
+	for (int i = 0; i < VR_ROUNDS && !ret; i++) {
+		int vm = gmem_vm_create(e.pool, "sw", 0);
+
+		if (vm < 0) {
+			ret = vm;
+			break;
+		}
+		atomic_store(&vr_vm, vm);
+		wait_for_progress(&c);
+		ret = gmem_vm_destroy(vm);	/* the last reference: released */
+	}
+	atomic_store(&stop, true);
+	join_threads();
+	pthread_barrier_destroy(&go);
+	ASSERT_EQ(ret, 0);
+	ASSERT_EQ(atomic_load(&thread_failures), 0);
 	env_free(&e);
 }

@@ -45,7 +45,9 @@ static int snp_make_private(struct gmem_vm *vm, uint64_t gfn, uint64_t pfn,
 		if (e & RMP_ASSIGNED) {
 			if (rmp_asid(e) != vm->id)
 				return -EINVAL;	/* another guest's frame */
-			continue;
+			if (e >> RMP_GFN_SHIFT == gfn + i)
+				continue;
+			/* Rebound at another gfn: RMPUPDATE the entry to match. */
 		}
 		frame_set_arch(vm->pool, pfn + i, rmp_entry(vm->id, gfn + i));
 	}

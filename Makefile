@@ -30,8 +30,8 @@ $(O)/libgmem.so: $(LIB_OBJ) src/libgmem.map
 	$(CC) -shared -Wl,--version-script=src/libgmem.map -Wl,-soname,libgmem.so.0 \
 		-o $@ $(LIB_OBJ) $(LDFLAGS)
 
-$(O)/gmem: tools/gmem.c $(O)/libgmem.a
-	$(CC) $(CFLAGS) -o $@ $< $(O)/libgmem.a $(LDFLAGS)
+$(O)/gmem: $(wildcard tools/*.c tools/*.h) $(O)/libgmem.a
+	$(CC) $(CFLAGS) -o $@ $(filter %.c,$^) $(O)/libgmem.a $(LDFLAGS)
 
 # Tests link the archive: white-box tests may reach internal symbols.
 $(O)/tests/%: tests/%.c $(HARNESS) tests/harness.h $(O)/libgmem.a

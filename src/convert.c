@@ -53,6 +53,17 @@ static void guest_convert(struct gmem_file *file, uint64_t pfn, uint64_t nr,
 	file->vm->arch->guest_convert(file->vm, pfn, nr, to_private);
 }
 
+/*
+ * Where to-shared conversion destroys the content (snp, tdx), the frames hold
+ * no guest-private data any more: they owe no reclaim for it.
+ */
+static void forget_private(struct gmem_file *file, uint64_t pfn, uint64_t nr,
+			   bool to_private)
+{
+	for (uint64_t i = pfn; i < pfn + nr; i++)
+		atomic_fetch_and(&file->vm->pool->frames[i], ~FRAME_WAS_PRIVATE);
+}
+
 /* Does the arch want the folio walk on to-shared conversion at all? */
 static bool wants_make_shared(const struct gmem_vm *vm)
 {
@@ -126,6 +137,8 @@ static int set_attributes(struct gmem_file *file, uint64_t start,
 		for_each_present_run(file, start, end, guest_convert, to_private);
 	if (!to_private && wants_make_shared(file->vm))
 		for_each_present_run(file, start, end, make_shared, false);
+	if (!to_private && !file->vm->arch->keeps_content)
+		for_each_present_run(file, start, end, forget_private, false);
 	attr_commit(&file->attrs, start, end, attrs, &res);
 	if (!to_private)
 		mapping_restore(file, start, end);

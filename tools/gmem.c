@@ -1,12 +1,13 @@
 // SPDX-License-Identifier: MIT
 /*
- * gmem - the command line. Subcommands arrive with later work; today it
- * reports the version and what the library can do on this machine.
+ * gmem - the command line: dispatches to the subcommands. "info" reports what
+ * the library can do on this machine; "check" lives in check.c.
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "gmem.h"
+#include "cli.h"
 
 static int usage(FILE *out)
 {
@@ -14,7 +15,10 @@ static int usage(FILE *out)
 		"usage: gmem [--help] [--version] COMMAND\n"
 		"\n"
 		"commands:\n"
-		"  info     create a pool, a VM and a file; print what works here\n");
+		"  info     create a pool, a VM and a file; print what works here\n"
+		"  check    run a random workload on every backend and contract with\n"
+		"           the invariant checker on; print the violations\n"
+		"           (gmem check --help for its options)\n");
 	return out == stdout ? 0 : 2;
 }
 
@@ -57,6 +61,13 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "info"))
 		return info();
+	if (!strcmp(argv[1], "check"))
+		return cmd_check(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "bench")) {
+		int cmd_bench(int, char **);	/* tools/bench.c */
+
+		return cmd_bench(argc - 1, argv + 1);
+	}
 	fprintf(stderr, "gmem: unknown command '%s' (try gmem --help)\n", argv[1]);
 	return 2;
 }

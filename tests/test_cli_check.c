@@ -1,0 +1,536 @@
+// SPDX-License-Identifier: MIT
+/*
+ * gmem check, run the way a user runs it: the built binary ($(O)/gmem, beside
+ * this program's tests/ directory), its table, its determinism, its JSON, its
+ * exit status and its usage errors.
+ */
+#include <limits.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static const char *const backends[] = { "sw", "snp", "tdx", "pkvm" };
+static const char *const contracts[] = { "split", "legacy" };
+
+struct output {
+	int status;		/* exit status, or 128 + the signal that killed it */
+	char *out, *err;
+};
+
+/* $(O)/tests/test_cli_check -> $(O)/gmem */
+static const char *gmem_path(void)
+{
+	static char path[PATH_MAX];
+	ssize_t n;
+	char *slash;
+
+	if (path[0])
+		return path;
+	n = readlink("/proc/self/exe", path, sizeof(path) - 16);
+	ASSERT_GT(n, 0);
+	path[n] = 0;
+	for (int i = 0; i < 2; i++) {
+		slash = strrchr(path, '/');
+		ASSERT_TRUE(slash);
+		*slash = 0;
+	}
+	strcat(path, "/gmem");
+	if (access(path, X_OK)) {
+		printf("#   %s is not built\n", path);
+		ASSERT_EQ(access(path, X_OK), 0);
+	}
+	return path;
+}
+
+static char *slurp(FILE *f)
+{
+	size_t len = 0, cap = 4096, n;
+	char *s = malloc(cap);
+
+	ASSERT_TRUE(s);
+	rewind(f);
+	while ((n = fread(s + len, 1, cap - len - 1, f)) > 0) {
+		len += n;
+		if (cap - len == 1) {
+			cap *= 2;
+			s = realloc(s, cap);
+			ASSERT_TRUE(s);
+		}
+	}
+	s[len] = 0;
+	fclose(f);
+	return s;
+}
+
+/* Run "gmem ARGS..." (@args NULL-terminated) and collect what it printed. */
+static struct output run_gmem(const char *const *args)
+{
+	const char *argv[32] = { gmem_path() };
+	FILE *out = tmpfile(), *err = tmpfile();
+	struct output o;
+	int status, i;
+	pid_t pid;
+
+	ASSERT_TRUE(out && err);
+	for (i = 0; args[i]; i++)
+		argv[i + 1] = args[i];
+	argv[i + 1] = NULL;
+	fflush(stdout);
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		dup2(fileno(out), 1);
+		dup2(fileno(err), 2);
+		execv(argv[0], (char **)argv);
+		_exit(127);
+	}
+	ASSERT_EQ(waitpid(pid, &status, 0), pid);
+	o.status = WIFEXITED(status) ? WEXITSTATUS(status) :
+		   128 + WTERMSIG(status);
+	o.out = slurp(out);
+	o.err = slurp(err);
+	return o;
+}
+
+static void output_free(struct output *o)
+{
+	free(o->out);
+	free(o->err);
+}
+
+/* Print @s as TAP comment lines. */
+static void print_comment(const char *s)
+{
+	while (*s) {
+		int len = strcspn(s, "\n");
+
+		printf("#     %.*s\n", len, s);
+		s += len + (s[len] == '\n');
+	}
+}
+
+static int count_lines(const char *s)
+{
+	int n = 0;
+
+	for (; *s; s++)
+		n += *s == '\n';
+	return n;
+}
+
+/* The default comparison run, made once: several tests read it. */
+static const struct output *seed7(void)
+{
+	static const char *const args[] = { "check", "--ops", "300", "--seed", "7", NULL };
+	static struct output o;
+	static bool done;
+
+	if (!done) {
+		o = run_gmem(args);
+		done = true;
+		if (o.status) {
+			printf("#   gmem check --ops 300 --seed 7 exited %d:\n",
+			       o.status);
+			print_comment(o.out);
+			print_comment(o.err);
+		}
+	}
+	return &o;
+}
+
+struct row {
+	char backend[16], contract[16];
+	unsigned long long ops;
+	long long violations;
+};
+
+/* Rows of a table; returns how many, -1 if a line does not read as one. */
+static int parse_table(const char *s, struct row *rows, int max)
+{
+	const char *line = strchr(s, '\n');
+	int n = 0;
+
+	if (strncmp(s, "backend", 7) || !line)
+		return -1;
+	for (line++; *line && n < max; n++) {
+		if (sscanf(line, "%15s %15s %llu %lld", rows[n].backend,
+			   rows[n].contract, &rows[n].ops,
+			   &rows[n].violations) != 4)
+			return -1;
+		line = strchr(line, '\n');
+		if (!line)
+			return -1;
+		line++;
+	}
+	return n;
+}
+
+static int find_row(const struct row *rows, int n, const char *backend,
+		    const char *contract)
+{
+	int found = -1;
+
+	for (int i = 0; i < n; i++) {
+		if (strcmp(rows[i].backend, backend) ||
+		    strcmp(rows[i].contract, contract))
+			continue;
+		if (found >= 0)
+			return -2;	/* twice */
+		found = i;
+	}
+	return found;
+}
+
+TEST(check_exits_zero_and_prints_a_row_for_every_backend_and_contract)
+{
+	const struct output *o = seed7();
+	struct row rows[16];
+	int n = parse_table(o->out, rows, 16);
+
+	ASSERT_EQ(o->status, 0);
+	ASSERT_EQ(n, 8);
+	for (int b = 0; b < 4; b++) {
+		for (int c = 0; c < 2; c++) {
+			int i = find_row(rows, n, backends[b], contracts[c]);
+
+			ASSERT_GE(i, 0);
+			ASSERT_EQ(rows[i].ops, 300);
+		}
+	}
+}
+
+TEST(check_split_contract_rows_show_no_violations)
+{
+	const struct output *o = seed7();
+	struct row rows[16];
+	int n = parse_table(o->out, rows, 16);
+
+	ASSERT_EQ(n, 8);
+	for (int i = 0; i < n; i++) {
+		if (strcmp(rows[i].contract, "split"))
+			continue;
+		if (rows[i].violations)
+			printf("#   %s/split: %lld violations\n", rows[i].backend,
+			       rows[i].violations);
+		ASSERT_EQ(rows[i].violations, 0);
+	}
+}
+
+TEST(check_prints_the_same_table_for_the_same_seed)
+{
+	static const char *const args[] = { "check", "--ops", "300", "--seed", "7", NULL };
+	const struct output *first = seed7();
+	struct output again = run_gmem(args);
+
+	ASSERT_EQ(again.status, first->status);
+	ASSERT_EQ(strcmp(again.out, first->out), 0);
+	output_free(&again);
+}
+
+static long long sum_of(const char *s, const char *key)
+{
+	long long sum = 0;
+
+	while ((s = strstr(s, key)))
+		sum += strtoll(s += strlen(key), NULL, 10);
+	return sum;
+}
+
+TEST(check_workload_depends_on_the_seed)
+{
+	static const char *const args8[] = { "check", "--ops", "300", "--seed", "8",
+					     "--json", NULL };
+	static const char *const args7[] = { "check", "--ops", "300", "--seed", "7",
+					     "--json", NULL };
+	struct output a = run_gmem(args8), b = run_gmem(args7);
+
+	ASSERT_TRUE(strstr(a.out, "\"seed\":8,"));
+	/* Another seed, another workload: the guest sees other exits. */
+	ASSERT_NE(sum_of(a.out, "\"exits\":"), sum_of(b.out, "\"exits\":"));
+	output_free(&a);
+	output_free(&b);
+}
+
+/* ---------------------------------------------------------------- JSON */
+
+/*
+ * Just enough of a JSON parser to prove a line is one well-formed object and
+ * to collect its keys, and those of the object under "first".
+ */
+struct jobj {
+	int nkeys;
+	char keys[16][32];
+	long long violations;
+	bool first_null;
+	struct jobj *first;
+};
+
+static bool json_value(const char **p, struct jobj *child, const char *key,
+		       struct jobj *parent);
+
+static void json_ws(const char **p)
+{
+	while (**p == ' ' || **p == '\t' || **p == '\n' || **p == '\r')
+		(*p)++;
+}
+
+static bool json_string(const char **p, char *out, size_t len)
+{
+	size_t n = 0;
+
+	if (*(*p)++ != '"')
+		return false;
+	for (;;) {
+		char c = *(*p)++;
+
+		if (!c || (unsigned char)c < 0x20)
+			return false;
+		if (c == '"')
+			break;
+		if (c == '\\') {
+			c = *(*p)++;
+			if (c == 'u') {
+				for (int i = 0; i < 4; i++)
+					if (!strchr("0123456789abcdefABCDEF", *(*p)++))
+						return false;
+				c = '?';
+			} else if (!c || !strchr("\"\\/bfnrt", c)) {
+				return false;
+			}
+		}
+		if (out && n + 1 < len)
+			out[n++] = c;
+	}
+	if (out)
+		out[n] = 0;
+	return true;
+}
+
+static bool json_number(const char **p, long long *v)
+{
+	char *end;
+
+	if (**p != '-' && (**p < '0' || **p > '9'))
+		return false;
+	*v = strtoll(*p, &end, 10);
+	if (*end == '.' || *end == 'e' || *end == 'E')
+		strtod(*p, &end);
+	*p = end;
+	return true;
+}
+
+static bool json_object(const char **p, struct jobj *o)
+{
+	if (*(*p)++ != '{')
+		return false;
+	json_ws(p);
+	if (**p == '}') {
+		(*p)++;
+		return true;
+	}
+	for (;;) {
+		char key[32];
+
+		json_ws(p);
+		if (!json_string(p, key, sizeof(key)))
+			return false;
+		if (o && o->nkeys < 16)
+			strcpy(o->keys[o->nkeys++], key);
+		json_ws(p);
+		if (*(*p)++ != ':')
+			return false;
+		json_ws(p);
+		if (!json_value(p, o && !strcmp(key, "first") ? o->first : NULL,
+				key, o))
+			return false;
+		json_ws(p);
+		if (**p == '}') {
+			(*p)++;
+			return true;
+		}
+		if (*(*p)++ != ',')
+			return false;
+	}
+}
+
+static bool json_value(const char **p, struct jobj *child, const char *key,
+		       struct jobj *parent)
+{
+	long long v;
+
+	if (**p == '{')
+		return json_object(p, child);
+	if (**p == '"')
+		return json_string(p, NULL, 0);
+	if (!strncmp(*p, "null", 4)) {
+		*p += 4;
+		if (parent && !strcmp(key, "first"))
+			parent->first_null = true;
+		return true;
+	}
+	if (!strncmp(*p, "true", 4) || !strncmp(*p, "false", 5)) {
+		*p += **p == 't' ? 4 : 5;
+		return true;
+	}
+	if (!json_number(p, &v))
+		return false;
+	if (parent && !strcmp(key, "violations"))
+		parent->violations = v;
+	return true;
+}
+
+static bool has_key(const struct jobj *o, const char *key)
+{
+	for (int i = 0; i < o->nkeys; i++)
+		if (!strcmp(o->keys[i], key))
+			return true;
+	return false;
+}
+
+TEST(check_json_lines_are_objects_with_every_key)
+{
+	static const char *const args[] = { "check", "--ops", "300", "--seed", "7",
+					    "--json", NULL };
+	static const char *const top[] = { "backend", "contract", "seed",
+					   "operations", "violations", "exits",
+					   "first" };
+	static const char *const sub[] = { "op", "invariant", "offset", "pfn",
+					   "rule" };
+	struct output o = run_gmem(args);
+	const char *line = o.out;
+	int lines = 0;
+
+	while (*line) {
+		struct jobj first = { 0 }, obj = { .violations = -1, .first = &first };
+		const char *p = line;
+
+		ASSERT_TRUE(json_object(&p, &obj));
+		ASSERT_EQ(*p, '\n');
+		for (size_t k = 0; k < sizeof(top) / sizeof(top[0]); k++) {
+			if (!has_key(&obj, top[k]))
+				printf("#   line %d lacks \"%s\"\n", lines + 1, top[k]);
+			ASSERT_TRUE(has_key(&obj, top[k]));
+		}
+		/* "first" is null exactly when there is no violation. */
+		ASSERT_GE(obj.violations, 0);
+		ASSERT_EQ(obj.first_null, obj.violations == 0);
+		for (size_t k = 0; obj.violations && k < sizeof(sub) / sizeof(sub[0]); k++)
+			ASSERT_TRUE(has_key(&first, sub[k]));
+		line = p + 1;
+		lines++;
+	}
+	ASSERT_EQ(lines, 8);
+	output_free(&o);
+}
+
+/* ------------------------------------------------------- expected finding */
+
+TEST(check_finds_the_legacy_contract_breaking_pkvm)
+{
+	static const char *const args[] = { "check", "--backend", "pkvm",
+					    "--contract", "legacy", "--ops",
+					    "2000", NULL };
+	struct output o = run_gmem(args);
+	struct row rows[4];
+
+	/* A legacy-contract violation is the expected finding, not a failure. */
+	ASSERT_EQ(o.status, 0);
+	ASSERT_EQ(parse_table(o.out, rows, 4), 1);
+	ASSERT_EQ(strcmp(rows[0].backend, "pkvm"), 0);
+	ASSERT_EQ(strcmp(rows[0].contract, "legacy"), 0);
+	ASSERT_EQ(rows[0].ops, 2000);
+	ASSERT_GT(rows[0].violations, 0);
+	output_free(&o);
+}
+
+/* --------------------------------------------------------------- usage */
+
+/* Bad usage: status 2, nothing on stdout, one line on stderr naming gmem check. */
+static void expect_usage_error(const char *const *args)
+{
+	struct output o = run_gmem(args);
+
+	if (o.status != 2 || count_lines(o.err) != 1) {
+		printf("#   gmem %s %s: status %d, stderr:\n", args[0],
+		       args[1] ? args[1] : "", o.status);
+		print_comment(o.err);
+	}
+	ASSERT_EQ(o.status, 2);
+	ASSERT_EQ(o.out[0], 0);
+	ASSERT_EQ(count_lines(o.err), 1);
+	ASSERT_EQ(strncmp(o.err, "gmem check: ", 12), 0);
+	output_free(&o);
+}
+
+TEST(check_rejects_an_unknown_option_with_one_line_and_status_2)
+{
+	static const char *const a[] = { "check", "--frobnicate", NULL };
+	static const char *const b[] = { "check", "--ops", "10", "extra", NULL };
+
+	expect_usage_error(a);
+	expect_usage_error(b);
+}
+
+TEST(check_rejects_garbage_negative_and_overflowing_numbers)
+{
+	static const char *const args[][4] = {
+		{ "check", "--ops", "12x", NULL },
+		{ "check", "--ops", "", NULL },
+		{ "check", "--ops", "-1", NULL },
+		{ "check", "--ops", " 5", NULL },
+		{ "check", "--seed", "18446744073709551616", NULL },
+		{ "check", "--seed", "0x10", NULL },
+		{ "check", "--seed", NULL },
+	};
+
+	for (size_t i = 0; i < sizeof(args) / sizeof(args[0]); i++)
+		expect_usage_error(args[i]);
+}
+
+TEST(check_rejects_unknown_backends_and_contracts)
+{
+	static const char *const args[][4] = {
+		{ "check", "--backend", "sev", NULL },
+		{ "check", "--backend", NULL },
+		{ "check", "--contract", "split,legacy", NULL },
+		{ "check", "--contract=", NULL },
+	};
+
+	for (size_t i = 0; i < sizeof(args) / sizeof(args[0]); i++)
+		expect_usage_error(args[i]);
+}
+
+TEST(check_accepts_the_largest_seed_and_equals_forms)
+{
+	static const char *const args[] = { "check", "--seed=18446744073709551615",
+					    "--ops=50", "--backend=sw",
+					    "--contract=split", NULL };
+	struct output o = run_gmem(args);
+	struct row rows[4];
+
+	ASSERT_EQ(o.status, 0);
+	ASSERT_EQ(parse_table(o.out, rows, 4), 1);
+	ASSERT_EQ(rows[0].ops, 50);
+	output_free(&o);
+}
+
+TEST(check_help_lists_every_option_and_gmem_help_lists_check)
+{
+	static const char *const check_help[] = { "check", "--help", NULL };
+	static const char *const help[] = { "--help", NULL };
+	static const char *const opts[] = { "--seed", "--ops", "--backend",
+					    "--contract", "--json", "--help" };
+	struct output o = run_gmem(check_help), g = run_gmem(help);
+
+	ASSERT_EQ(o.status, 0);
+	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++)
+		ASSERT_TRUE(strstr(o.out, opts[i]));
+	ASSERT_EQ(g.status, 0);
+	ASSERT_TRUE(strstr(g.out, "  check "));
+	output_free(&o);
+	output_free(&g);
+}

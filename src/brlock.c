@@ -40,10 +40,20 @@ static void futex_wake_all(atomic_int *addr)
 	syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, 0x7fffffff, NULL, NULL, 0);
 }
 
-void brlock_wait_writer(struct brlock *l)
+/* A writer holds or wants the lock: step out, sleep until it is gone, retry. */
+void brlock_read_lock_slow(struct brlock *l, struct brlock_slot *s)
 {
-	while (atomic_load(&l->writer))
-		futex_wait(&l->writer, 1);
+	do {
+		int w;
+
+		atomic_fetch_sub_explicit(&s->readers, 1, memory_order_release);
+		while ((w = atomic_load(&l->writer))) {
+			if (w == 1 && !atomic_compare_exchange_strong(&l->writer, &w, 2))
+				continue;
+			futex_wait(&l->writer, 2);
+		}
+		atomic_fetch_add(&s->readers, 1);
+	} while (atomic_load(&l->writer));
 }
 
 void brlock_write_lock(struct brlock *l)
@@ -57,7 +67,7 @@ void brlock_write_lock(struct brlock *l)
 
 void brlock_write_unlock(struct brlock *l)
 {
-	atomic_store(&l->writer, 0);
-	futex_wake_all(&l->writer);
+	if (atomic_exchange(&l->writer, 0) == 2)
+		futex_wake_all(&l->writer);
 	pthread_mutex_unlock(&l->writers);
 }

@@ -8,7 +8,8 @@
  * The reader's increment and the writer's flag are both sequentially
  * consistent: either the reader sees the flag and backs off, or the writer
  * sees the reader's count and waits. Readers that back off sleep on the flag
- * with a futex.
+ * with a futex; the flag reads 2 while someone sleeps, so an unlock without
+ * sleepers makes no system call.
  */
 #ifndef GMEM_BRLOCK_H
 #define GMEM_BRLOCK_H
@@ -25,7 +26,7 @@ struct brlock_slot {
 
 struct brlock {
 	struct brlock_slot slot[BRLOCK_SLOTS];
-	atomic_int writer;		/* 1 while a writer holds or waits */
+	atomic_int writer;		/* 0 free, 1 held or wanted, 2 and readers sleep */
 	pthread_mutex_t writers;	/* serialises writers */
 } __attribute__((aligned(64)));
 
@@ -33,20 +34,16 @@ void brlock_init(struct brlock *l);
 void brlock_destroy(struct brlock *l);
 void brlock_write_lock(struct brlock *l);
 void brlock_write_unlock(struct brlock *l);
-void brlock_wait_writer(struct brlock *l);
+void brlock_read_lock_slow(struct brlock *l, struct brlock_slot *s);
 unsigned int brlock_my_slot(void);
 
 static inline void brlock_read_lock(struct brlock *l)
 {
 	struct brlock_slot *s = &l->slot[brlock_my_slot()];
 
-	for (;;) {
-		atomic_fetch_add(&s->readers, 1);
-		if (!atomic_load(&l->writer))
-			return;
-		atomic_fetch_sub_explicit(&s->readers, 1, memory_order_release);
-		brlock_wait_writer(l);
-	}
+	atomic_fetch_add(&s->readers, 1);
+	if (__builtin_expect(atomic_load(&l->writer), 0))
+		brlock_read_lock_slow(l, s);
 }
 
 static inline void brlock_read_unlock(struct brlock *l)

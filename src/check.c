@@ -171,6 +171,10 @@ static void check_pages(struct gmem_vm *vm, struct gmem_file *file)
 		bool private = attr_lookup(&file->attrs, index, NULL, NULL) &
 			       GMEM_ATTR_PRIVATE;
 		struct memslot *slot;
+
+		if (file_page_private(file, index) != private)
+			check_violation(vm, 2, index << PAGE_SHIFT, pfn,
+					"the fault path's attribute bit disagrees with the attribute map");
 		struct s2_entry e;
 		bool mapped = false;
 		const char *rule;

@@ -140,6 +140,8 @@ static int set_attributes(struct gmem_file *file, uint64_t start,
 	if (!to_private && !file->vm->arch->keeps_content)
 		for_each_present_run(file, start, end, forget_private, false);
 	attr_commit(&file->attrs, start, end, attrs, &res);
+	bitmap_assign(file->flipped, start, end,
+		      to_private == !!(file->flags & GMEM_FLAG_INIT_SHARED));
 	if (!to_private)
 		mapping_restore(file, start, end);
 	file_invalidate_end(file, started);

@@ -19,8 +19,7 @@ int file_get_pfn(struct gmem_file *file, uint64_t index, uint64_t gfn,
 	int ret = 0;
 
 	brlock_read_lock(&file->invalidate_lock);
-	if (!!(attr_lookup(&file->attrs, index, NULL, NULL) &
-	       GMEM_ATTR_PRIVATE) != private) {
+	if (file_page_private(file, index) != private) {
 		ret = 1;
 		goto out;
 	}

@@ -49,7 +49,7 @@ int file_check_range(struct gmem_file *file, uint64_t offset, uint64_t len,
 
 static size_t file_metadata_bytes(struct gmem_file *file)
 {
-	return sizeof(*file) + folio_metadata_bytes(file->npages);
+	return sizeof(*file) + 2 * bitmap_bytes(file->npages);
 }
 
 GMEM_API int gmem_create(int vmh, uint64_t size, uint64_t flags)
@@ -96,9 +96,11 @@ GMEM_API int gmem_create(int vmh, uint64_t size, uint64_t flags)
 			       (unsigned long long)(size >> 20));
 		goto out_obj;
 	}
-	file->present = calloc(1, folio_metadata_bytes(file->npages));
+	file->present = calloc(1, bitmap_bytes(file->npages));
+	file->flipped = calloc(1, bitmap_bytes(file->npages));
 	attr = (flags & GMEM_FLAG_INIT_SHARED) ? 0 : GMEM_ATTR_PRIVATE;
-	if (!file->present || attr_init(&file->attrs, file->npages, attr)) {
+	if (!file->present || !file->flipped ||
+	    attr_init(&file->attrs, file->npages, attr)) {
 		ret = gmem_err(ENOMEM, "gmem_create: out of memory");
 		goto out_window;
 	}
@@ -122,6 +124,7 @@ GMEM_API int gmem_create(int vmh, uint64_t size, uint64_t flags)
 
 out_window:
 	free(file->present);
+	free(file->flipped);
 	pool_release_window(pool, file->base_pfn, file->window_frames);
 out_obj:
 	obj_recycle(&file->obj);
@@ -161,6 +164,7 @@ static void file_release(struct obj *o)
 	atomic_fetch_sub(&pool->metadata_bytes, file_metadata_bytes(file));
 	atomic_fetch_sub(&pool->files, 1);
 	free(file->present);
+	free(file->flipped);
 	free(file->bindings);
 	attr_destroy(&file->attrs);
 	pthread_mutex_destroy(&file->mappings_lock);

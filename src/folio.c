@@ -24,11 +24,6 @@ static uint64_t bit(uint64_t index)
 	return 1ULL << (index % BITS);
 }
 
-size_t folio_metadata_bytes(uint64_t npages)
-{
-	return (npages + BITS - 1) / BITS * sizeof(uint64_t);
-}
-
 bool folio_present(struct gmem_file *file, uint64_t index)
 {
 	return atomic_load_explicit(word(file, index), memory_order_relaxed) &
@@ -83,17 +78,6 @@ uint64_t folio_next_hole(struct gmem_file *file, uint64_t index, uint64_t end)
 	return find_bit(file, index, end, false);
 }
 
-static void clear_range(struct gmem_file *file, uint64_t start, uint64_t end)
-{
-	for (uint64_t i = start; i < end; ) {
-		uint64_t n = MIN(end - i, BITS - i % BITS);
-		uint64_t mask = (n == BITS ? ~0ULL : ((1ULL << n) - 1)) << (i % BITS);
-
-		atomic_fetch_and(word(file, i), ~mask);
-		i += n;
-	}
-}
-
 /* Free one run of present, unpinned folios: reclaim, then back to the pool. */
 static void free_run(struct gmem_file *file, uint64_t start, uint64_t end)
 {
@@ -109,7 +93,7 @@ static void free_run(struct gmem_file *file, uint64_t start, uint64_t end)
 	}
 	check_reclaimed(file, pfn, nr);
 	pool_discard(pool, pfn, nr);
-	clear_range(file, start, end);
+	bitmap_assign(file->present, start, end, false);
 	atomic_fetch_sub(&file->nr_present, nr);
 	atomic_fetch_sub(&pool->frames_in_use, nr);
 }

@@ -23,6 +23,7 @@
 #include <errno.h>
 
 #include "gmem.h"
+#include "bitmap.h"
 #include "brlock.h"
 #include "attr.h"
 #include "stage2.h"
@@ -278,6 +279,13 @@ struct gmem_file {
 	uint64_t window_frames;
 
 	struct attr_map attrs;
+	/*
+	 * The map again, one bit per page, for the fault path: set where the
+	 * page's attribute differs from the file's initial one (so a new file's
+	 * bits are all clear, and cost nothing until converted). Written with the
+	 * map, under the invalidate lock exclusive.
+	 */
+	atomic_uint_least64_t *flipped;
 
 	/* Page cache: one bit per page, set while a folio backs it. */
 	atomic_uint_least64_t *present;
@@ -305,6 +313,13 @@ static inline uint64_t file_pfn(const struct gmem_file *file, uint64_t index)
 {
 	return file->base_pfn + index;
 }
+/* The page's PRIVATE attribute, from the bitmap: one load. */
+static inline bool file_page_private(struct gmem_file *file, uint64_t index)
+{
+	return !(file->flags & GMEM_FLAG_INIT_SHARED) ^
+	       bitmap_test(file->flipped, index);
+}
+
 int file_check_range(struct gmem_file *file, uint64_t offset, uint64_t len,
 		     const char *fn);
 
@@ -317,7 +332,6 @@ void folio_sync_host_touched(struct gmem_file *file, uint64_t start,
 uint64_t folio_next_present(struct gmem_file *file, uint64_t index,
 			    uint64_t end);
 uint64_t folio_next_hole(struct gmem_file *file, uint64_t index, uint64_t end);
-size_t folio_metadata_bytes(uint64_t npages);
 
 /* invalidate.c: the file side, over every VM binding of [start, end). */
 bool file_invalidate_start(struct gmem_file *file, uint64_t start,

@@ -82,13 +82,13 @@ static struct s2_table *leaf_table(struct stage2 *s2, uint64_t gfn, bool alloc)
 int s2_map(struct stage2 *s2, uint64_t gfn, uint64_t pfn, bool private)
 {
 	struct s2_table *t = leaf_table(s2, gfn, true);
+	uint64_t v = (pfn << E_PFN_SHIFT) | E_PRESENT | (private ? E_PRIVATE : 0);
 
 	if (!t)
 		return -ENOMEM;
-	atomic_store_explicit(&t->e[idx(gfn, 0)],
-			      (pfn << E_PFN_SHIFT) | E_PRESENT |
-			      (private ? E_PRIVATE : 0),
-			      memory_order_release);
+	/* Refaulting a mapped page writes nothing: no line bounces between vCPUs. */
+	if (atomic_load_explicit(&t->e[idx(gfn, 0)], memory_order_relaxed) != v)
+		atomic_store_explicit(&t->e[idx(gfn, 0)], v, memory_order_release);
 	return 0;
 }
 

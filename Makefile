@@ -45,6 +45,10 @@ check: all
 run: $(O)/gmem
 	$(O)/gmem check
 
+# The benchmark suite (docs/PERFORMANCE.md); BENCH_ARGS=--quick for ~30 s.
+bench: $(O)/gmem
+	$(O)/gmem bench $(BENCH_ARGS)
+
 # Everything CI runs; the last line reads "N passed, N failed".
 test:
 	tests/all.sh
@@ -72,7 +76,30 @@ install: $(O)/libgmem.a $(O)/libgmem.so $(O)/gmem
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' gmem.pc.in \
 		> $(DESTDIR)$(PREFIX)/lib/pkgconfig/gmem.pc
 
+# Every scenario in examples/ through gmem run: one line each, then a summary.
+examples: $(O)/gmem
+	@pass=0; fail=0; for f in examples/*.gmem; do \
+		if $(O)/gmem run $$f >/dev/null 2>$(O)/examples.err; then \
+			echo "pass $$f"; pass=$$((pass + 1)); \
+		else \
+			echo "FAIL $$f: $$(head -1 $(O)/examples.err)"; fail=$$((fail + 1)); \
+		fi; \
+	done; echo "$$pass passed, $$fail failed"; [ $$fail -eq 0 ]
+
+# libFuzzer over the scenario parser and executor, corpus seeded from examples/.
+FUZZ_SECONDS ?= 60
+FUZZ_DIR     := build-fuzz
+FUZZ_SAN     := -fsanitize=fuzzer,address,undefined -fno-omit-frame-pointer
+fuzz:
+	$(MAKE) O=$(FUZZ_DIR) CC=clang SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" $(FUZZ_DIR)/libgmem.a
+	clang -std=c11 -D_GNU_SOURCE -O1 -g $(WARN) $(FUZZ_SAN) -Iinclude -Itools -pthread \
+		-o $(FUZZ_DIR)/fuzz_scenario fuzz/fuzz_scenario.c tools/scenario.c $(FUZZ_DIR)/libgmem.a
+	@mkdir -p $(FUZZ_DIR)/corpus
+	cp examples/*.gmem $(FUZZ_DIR)/corpus/
+	$(FUZZ_DIR)/fuzz_scenario -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -dict=fuzz/scenario.dict \
+		-timeout=20 $(FUZZ_DIR)/corpus
+
 clean:
 	rm -rf build build-asan build-tsan build-clang
 
-.PHONY: all run check test check-asan check-tsan stress install clean
+.PHONY: all run bench check test check-asan check-tsan stress install clean examples fuzz

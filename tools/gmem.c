@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
- * gmem - the command line: dispatches to the subcommands. "info" reports what
- * the library can do on this machine; "check" lives in check.c.
+ * gmem - the command line: dispatches to the subcommands, each in its own
+ * file (check.c, bench.c, run.c). "info" reports what works on this machine.
  */
 #include <stdio.h>
 #include <string.h>
@@ -18,7 +18,9 @@ static int usage(FILE *out)
 		"  info     create a pool, a VM and a file; print what works here\n"
 		"  check    run a random workload on every backend and contract with\n"
 		"           the invariant checker on; print the violations\n"
-		"           (gmem check --help for its options)\n");
+		"           (gmem check --help for its options)\n"
+		"  bench    measure every performance target against its baseline\n"
+		"  run      replay a scenario file (gmem run --help)\n");
 	return out == stdout ? 0 : 2;
 }
 
@@ -63,11 +65,10 @@ int main(int argc, char **argv)
 		return info();
 	if (!strcmp(argv[1], "check"))
 		return cmd_check(argc - 1, argv + 1);
-	if (!strcmp(argv[1], "bench")) {
-		int cmd_bench(int, char **);	/* tools/bench.c */
-
+	if (!strcmp(argv[1], "bench"))
 		return cmd_bench(argc - 1, argv + 1);
-	}
+	if (!strcmp(argv[1], "run"))
+		return cmd_run(argc - 1, argv + 1);
 	fprintf(stderr, "gmem: unknown command '%s' (try gmem --help)\n", argv[1]);
 	return 2;
 }

@@ -41,9 +41,11 @@ $(O)/tests/%: tests/%.c $(HARNESS) tests/harness.h $(O)/libgmem.a
 check: all
 	O=$(O) tests/run.sh $(TESTS_ONLY)
 
-# The main job: the arch contract checked on every backend.
+# The main job: the arch contract checked on every backend, then every
+# scenario in examples/.
 run: $(O)/gmem
 	$(O)/gmem check
+	@$(MAKE) --no-print-directory examples
 
 # The benchmark suite (docs/PERFORMANCE.md); BENCH_ARGS=--quick for ~30 s.
 bench: $(O)/gmem
@@ -91,7 +93,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_DIR     := build-fuzz
 FUZZ_SAN     := -fsanitize=fuzzer,address,undefined -fno-omit-frame-pointer
 fuzz:
-	$(MAKE) O=$(FUZZ_DIR) CC=clang SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" $(FUZZ_DIR)/libgmem.a
+	$(MAKE) -j2 O=$(FUZZ_DIR) CC=clang SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" $(FUZZ_DIR)/libgmem.a
 	clang -std=c11 -D_GNU_SOURCE -O1 -g $(WARN) $(FUZZ_SAN) -Iinclude -Itools -pthread \
 		-o $(FUZZ_DIR)/fuzz_scenario fuzz/fuzz_scenario.c tools/scenario.c $(FUZZ_DIR)/libgmem.a
 	@mkdir -p $(FUZZ_DIR)/corpus
@@ -100,6 +102,6 @@ fuzz:
 		-timeout=20 $(FUZZ_DIR)/corpus
 
 clean:
-	rm -rf build build-asan build-tsan build-clang
+	rm -rf build build-asan build-tsan build-clang build-fuzz
 
 .PHONY: all run bench check test check-asan check-tsan stress install clean examples fuzz

@@ -3,7 +3,7 @@
  * fuzz_scenario - libFuzzer target for the scenario language: parse any
  * bytes, and run what parses against small pools (1 GiB per arch). Inputs of
  * odd length run with the trace on (text, or JSON when the first byte is
- * odd) into /dev/null, so the hook inference is fuzzed too. Nothing may
+ * odd) into /dev/null, so the trace (hook recording, snapshots) is fuzzed too. Nothing may
  * crash, leak or trip a sanitizer. "make fuzz".
  */
 #include <stddef.h>

@@ -159,6 +159,37 @@ int64_t gmem_vm_violations(int vm, struct gmem_violation *v, unsigned int max);
  */
 int gmem_frame_state(int pool, uint64_t pfn, char *buf, size_t len);
 
+/* One call the engine made into the VM's arch backend. */
+struct gmem_hook_call {
+	const char *hook;	/* "make_private", "reclaim", "make_shared",
+				 * "invalidate_range", "post_populate",
+				 * "max_mapping_level", "invalidate" (the legacy
+				 * contract's one hook), or "guest_convert(share)"
+				 * / "guest_convert(unshare)" (pKVM's EL2 acting
+				 * on the guest's hypercall) */
+	const char *path;	/* why the engine called it: "fault", "free",
+				 * "conversion", "invalidation" or "populate";
+				 * the hook itself is never told */
+	uint64_t pfn;		/* first frame, or ~0 for a guest-range hook */
+	uint64_t gfn;		/* first gfn, or ~0 for a frame-only hook */
+	uint64_t nr;		/* frames (or gfns) in the call */
+	int ret;		/* what the hook returned; the level for
+				 * max_mapping_level; 0 for hooks returning
+				 * nothing */
+};
+
+typedef void (*gmem_hook_fn)(void *arg, const struct gmem_hook_call *call);
+
+/*
+ * gmem_vm_trace_hooks - call @fn(@arg, call) after every arch hook the engine
+ * runs for @vm or its files, in the thread that made the gmem call and under
+ * its locks: @fn must return quickly and must not call into gmem. A hook the
+ * arch does not implement is not called and not reported. @fn NULL stops the
+ * trace. Change it only while no other thread is in a call on the VM.
+ * Errors: -EBADF/-EINVAL bad VM.
+ */
+int gmem_vm_trace_hooks(int vm, gmem_hook_fn fn, void *arg);
+
 /*
  * gmem_vm_destroy - close a VM handle. Files created on the VM keep it alive
  * (a file pins its VM, as in KVM); its bindings stay until the files go.
@@ -270,7 +301,7 @@ int gmem_folio_info(int fd, uint64_t offset, uint64_t *pfn, int *order,
  *
  * Shared pages are the pool's frames: every mapping and the direct map see
  * the same bytes, and the first touch of a hole allocates a zeroed folio.
- * A private page raises SIGSEGV on access (it is guarded, see docs/mapping.md);
+ * A private page raises SIGSEGV on access (it is guarded, see docs/design.md);
  * a page past the end of the file raises SIGBUS, as in the kernel. Neither
  * ever reads data. The range may extend past the end of the file.
  *

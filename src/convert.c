@@ -39,18 +39,13 @@ static void for_each_present_run(struct gmem_file *file, uint64_t start,
 static void make_shared(struct gmem_file *file, uint64_t pfn, uint64_t nr,
 			bool to_private)
 {
-	struct gmem_vm *vm = file->vm;
-
-	if (vm_legacy(vm))
-		vm->arch->legacy_invalidate(vm->pool, pfn, pfn + nr);
-	else
-		vm->arch->make_shared(vm->pool, pfn, nr);
+	arch_make_shared(file->vm, pfn, nr);
 }
 
 static void guest_convert(struct gmem_file *file, uint64_t pfn, uint64_t nr,
 			  bool to_private)
 {
-	file->vm->arch->guest_convert(file->vm, pfn, nr, to_private);
+	arch_guest_convert(file->vm, pfn, nr, to_private);
 }
 
 /*
@@ -62,13 +57,6 @@ static void forget_private(struct gmem_file *file, uint64_t pfn, uint64_t nr,
 {
 	for (uint64_t i = pfn; i < pfn + nr; i++)
 		atomic_fetch_and(&file->vm->pool->frames[i], ~FRAME_WAS_PRIVATE);
-}
-
-/* Does the arch want the folio walk on to-shared conversion at all? */
-static bool wants_make_shared(const struct gmem_vm *vm)
-{
-	return vm_legacy(vm) ? vm->arch->legacy_invalidate != NULL
-			     : vm->arch->make_shared != NULL;
 }
 
 /* Give back host access to the shared parts of [start, end). */
@@ -135,7 +123,7 @@ static int set_attributes(struct gmem_file *file, uint64_t start,
 					to_private ? S2_ZAP_SHARED : S2_ZAP_PRIVATE);
 	if (file->vm->arch->guest_convert)
 		for_each_present_run(file, start, end, guest_convert, to_private);
-	if (!to_private && wants_make_shared(file->vm))
+	if (!to_private && arch_wants_make_shared(file->vm))
 		for_each_present_run(file, start, end, make_shared, false);
 	if (!to_private && !file->vm->arch->keeps_content)
 		for_each_present_run(file, start, end, forget_private, false);

@@ -25,8 +25,8 @@ int file_get_pfn(struct gmem_file *file, uint64_t index, uint64_t gfn,
 	}
 	folio_alloc(file, index);
 	*pfn = file_pfn(file, index);
-	if (private && vm->arch->make_private)
-		ret = vm->arch->make_private(vm, gfn, *pfn, 1);
+	if (private)
+		ret = arch_make_private(vm, gfn, *pfn, 1);
 	if (private && !ret)
 		frame_mark_private(vm->pool, *pfn);
 out:

@@ -85,12 +85,7 @@ static void free_run(struct gmem_file *file, uint64_t start, uint64_t end)
 	struct gmem_pool *pool = vm->pool;
 	uint64_t pfn = file_pfn(file, start), nr = end - start;
 
-	if (vm_legacy(vm)) {
-		if (vm->arch->legacy_invalidate)
-			vm->arch->legacy_invalidate(pool, pfn, pfn + nr);
-	} else if (vm->arch->reclaim) {
-		vm->arch->reclaim(pool, pfn, nr);
-	}
+	arch_reclaim(vm, pfn, nr);
 	check_reclaimed(file, pfn, nr);
 	pool_discard(pool, pfn, nr);
 	bitmap_assign(file->present, start, end, false);
@@ -100,7 +95,7 @@ static void free_run(struct gmem_file *file, uint64_t start, uint64_t end)
 
 /*
  * Free the folios of [start, end). Pinned pages stay: their frames cannot go
- * back to the pool while someone holds them (docs/file.md). Caller holds the
+ * back to the pool while someone holds them (docs/design.md). Caller holds the
  * invalidate lock exclusive and has invalidated the range.
  */
 void folio_free_range(struct gmem_file *file, uint64_t start, uint64_t end)

@@ -151,6 +151,20 @@ struct gmem_arch {
 
 const struct gmem_arch *arch_find(const char *name);
 
+/* arch.c: the engine calls the backend only through these. */
+int arch_make_private(struct gmem_vm *vm, uint64_t gfn, uint64_t pfn,
+		      uint64_t nr);
+void arch_reclaim(struct gmem_vm *vm, uint64_t pfn, uint64_t nr);
+bool arch_wants_make_shared(const struct gmem_vm *vm);
+void arch_make_shared(struct gmem_vm *vm, uint64_t pfn, uint64_t nr);
+void arch_invalidate_range(struct gmem_vm *vm, const struct memslot *slot,
+			   uint64_t gfn_start, uint64_t gfn_end,
+			   unsigned int filter);
+int arch_post_populate(struct gmem_vm *vm, uint64_t gfn, uint64_t pfn);
+int arch_max_mapping_level(struct gmem_vm *vm, uint64_t pfn, int level);
+void arch_guest_convert(struct gmem_vm *vm, uint64_t pfn, uint64_t nr,
+			bool to_private);
+
 /*
  * Per-frame model state, one word per frame in pool->frames. The arch owns
  * the low byte and bits 8..63 except FRAME_WAS_PRIVATE, which the engine
@@ -214,6 +228,8 @@ struct gmem_vm {
 	uint64_t flags;			/* GMEM_VM_* */
 	uint16_t id;			/* guest id in the arch model (ASID, TD, VMID) */
 	struct check *check;		/* GMEM_VM_CHECK state */
+	_Atomic(gmem_hook_fn) hook_fn;	/* gmem_vm_trace_hooks */
+	_Atomic(void *) hook_arg;
 
 	/* Files created on the VM, for the checker. */
 	pthread_mutex_t files_lock;

@@ -31,13 +31,11 @@ static int populate_page(struct gmem_vm *vm, uint64_t gfn, const uint8_t *src)
 			       (unsigned long long)(gfn << PAGE_SHIFT));
 		goto out;
 	}
-	if (vm->arch->post_populate) {
-		ret = vm->arch->post_populate(vm, gfn, pfn);
-		if (ret) {
-			ret = gmem_err(-ret, "gmem_vm_populate: the arch refused gpa %#llx (already taken?)",
-				       (unsigned long long)(gfn << PAGE_SHIFT));
-			goto out;
-		}
+	ret = arch_post_populate(vm, gfn, pfn);
+	if (ret) {
+		ret = gmem_err(-ret, "gmem_vm_populate: the arch refused gpa %#llx (already taken?)",
+			       (unsigned long long)(gfn << PAGE_SHIFT));
+		goto out;
 	}
 	/* post_populate checked the frame was free; now load and hand over. */
 	folio_sync_host_touched(file, index, index + 1);

@@ -352,10 +352,8 @@ GMEM_API int gmem_unbind(int vmh, uint32_t id)
 					slot->base_gfn + slot->npages);
 		s2_zap(&vm->s2, slot->base_gfn, slot->base_gfn + slot->npages,
 		       S2_ZAP_ALL);
-		if (vm->arch->invalidate_range)
-			vm->arch->invalidate_range(vm, slot, slot->base_gfn,
-						   slot->base_gfn + slot->npages,
-						   S2_ZAP_ALL);
+		arch_invalidate_range(vm, slot, slot->base_gfn,
+				      slot->base_gfn + slot->npages, S2_ZAP_ALL);
 		brlock_write_unlock(&vm->mmu_lock);
 		vm_remove_slot(vm, slot);
 		brlock_write_lock(&vm->mmu_lock);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # The whole suite: warning-free builds with gcc and clang, the tests plain,
-# under ASan+UBSan, and the threaded ones under TSan. Last line:
+# under ASan+UBSan, the threaded ones under TSan, the examples, and a short
+# run of the scenario fuzzer. Last line:
 # "N passed, N failed".
 set -u
 cd "$(dirname "$0")/.." || exit 2
@@ -30,5 +31,7 @@ run "install, README example, exported symbols" tests/install.sh
 run "tests" make -j2 O=build CC=gcc check
 run "tests under ASan+UBSan" make -j2 check-asan
 run "threaded tests under TSan" make -j2 check-tsan
+run "examples through gmem run" make -s O=build examples
+run "scenario fuzzing (${GMEM_FUZZ_SECONDS:-30} s)" make -s fuzz FUZZ_SECONDS=${GMEM_FUZZ_SECONDS:-30}
 echo "$pass passed, $fail failed, $skip skipped"
 [ "$fail" -eq 0 ]

@@ -304,7 +304,7 @@ TEST(malformed_lines_give_a_positioned_error)
 	}
 }
 
-TEST(trace_shows_each_operation_its_outcome_and_the_inferred_hooks)
+TEST(trace_shows_each_operation_its_outcome_and_the_hooks_called)
 {
 	struct output o = run_after_setup(
 		"guest write g gpa=0x10000 private data=\"x\"\n"
@@ -317,8 +317,43 @@ TEST(trace_shows_each_operation_its_outcome_and_the_inferred_hooks)
 	ASSERT_TRUE(strstr(o.out, "stage-2 map gpa=0x10000"));
 	ASSERT_TRUE(strstr(o.out, "5: punch f offset=0 size=4K\n    -> ok\n"));
 	ASSERT_TRUE(strstr(o.out, "mmu_invalidate_seq 0->1"));
-	ASSERT_TRUE(strstr(o.out, "reclaim pfn="));
+	ASSERT_TRUE(strstr(o.out, "folio freed off=0"));
+	ASSERT_TRUE(!strstr(o.out, "hook "));	/* sw opts into no hook */
 	ASSERT_TRUE(strstr(o.out, "6: expect attr f offset=0 private\n    -> checked, pass\n"));
+	output_free(&o);
+}
+
+/*
+ * The hooks are the engine's own calls: under the split contract snp gets
+ * make_shared on conversion and reclaim on the free path; under the legacy
+ * contract both paths call the one invalidate hook.
+ */
+TEST(trace_names_the_hook_each_contract_calls_on_each_path)
+{
+	static const char *const body =
+		"file m vm=v size=64K\n"
+		"bind v slot=0 gpa=0 file=m size=64K\n"
+		"guest write v gpa=0 private data=\"x\"\n"
+		"convert m offset=0 size=4K shared\n"
+		"punch m offset=0 size=4K\n";
+	char text[512];
+	struct output o;
+
+	snprintf(text, sizeof(text), "vm v arch=snp\n%s", body);
+	o = run_text(text, "--trace");
+	ASSERT_EQ(o.status, 0);
+	ASSERT_TRUE(strstr(o.out, "hook make_private pfn=0 gfn=0 nr=1 (fault path)"));
+	ASSERT_TRUE(strstr(o.out, "hook make_shared pfn=0 nr=1 (conversion path)"));
+	ASSERT_TRUE(strstr(o.out, "hook reclaim pfn=0 nr=1 (free path)"));
+	ASSERT_TRUE(!strstr(o.out, "hook invalidate pfn"));
+	output_free(&o);
+
+	snprintf(text, sizeof(text), "vm v arch=snp contract=legacy\n%s", body);
+	o = run_text(text, "--trace");
+	ASSERT_EQ(o.status, 0);
+	ASSERT_TRUE(strstr(o.out, "hook invalidate pfn=0 nr=1 (conversion path)"));
+	ASSERT_TRUE(!strstr(o.out, "hook make_shared"));
+	ASSERT_TRUE(!strstr(o.out, "hook reclaim"));
 	output_free(&o);
 }
 

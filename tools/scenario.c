@@ -1234,86 +1234,61 @@ static void hook(struct run *r, const char *fmt, ...)
 		r->hlen = sizeof(r->hooks) - 1;
 }
 
-static int file_arch(struct run *r, int fd, bool *legacy)
+/* gmem_vm_trace_hooks callback: the engine's calls into the arch, as made. */
+static void record_hook(void *arg, const struct gmem_hook_call *call)
 {
-	for (int i = 0; i < r->s->nobjs; i++)
-		if (r->s->objs[i].kind == OBJ_FILE && r->rt[i].h == fd &&
-		    fd >= 0) {
-			*legacy = r->rt[r->rt[i].vm].legacy;
-			return r->rt[r->rt[i].vm].arch;
-		}
-	*legacy = false;
-	return POOL_OTHER;
+	struct run *r = arg;
+	char where[96];
+	int n = 0;
+
+	where[0] = 0;
+	if (call->pfn != ~0ULL)
+		n += snprintf(where + n, sizeof(where) - (size_t)n, " pfn=%#llx",
+			      (unsigned long long)call->pfn);
+	if (call->gfn != ~0ULL && n < (int)sizeof(where))
+		n += snprintf(where + n, sizeof(where) - (size_t)n, " gfn=%#llx",
+			      (unsigned long long)call->gfn);
+	if (!strcmp(call->hook, "max_mapping_level"))
+		hook(r, "hook %s%s -> level %d (%s path)", call->hook, where,
+		     call->ret, call->path);
+	else
+		hook(r, "hook %s%s nr=%llu%s (%s path)%s", call->hook, where,
+		     (unsigned long long)call->nr,
+		     call->ret ? " failed" : "", call->path,
+		     strcmp(call->hook, "invalidate") ? "" :
+		     ", the legacy hook: it is not told which");
 }
 
 /*
- * Name the arch hooks the command must have called, from what changed in the
- * model's state (docs/scenarios.md: the hooks are inferred, not recorded).
+ * After the hooks the command called, what changed: folios, frame states in
+ * the arch model, stage-2, and the content of pages a conversion touched.
  */
-static void infer_hooks(struct run *r)
+static void describe_changes(struct run *r)
 {
 	struct snap *b = &r->before, *a = &r->after;
 	enum op op = r->c->spec->op;
-	bool to_shared = op == OP_CONVERT && (r->c->flags & BIT(F_SHARED));
 	int lost = 0, kept = 0, zeroed = 0;
 
-	r->hlen = 0;
-	r->hooks[0] = 0;
 	for (int i = 0; i < r->s->nobjs && i < 64; i++)
 		if (b->seq[i] >= 0 && a->seq[i] > b->seq[i])
-			hook(r, "invalidation vm=%s mmu_invalidate_seq %lld->%lld"
-			     " (invalidate_range per bound range)",
+			hook(r, "invalidation vm=%s mmu_invalidate_seq %lld->%lld",
 			     r->s->objs[i].name, (long long)b->seq[i],
 			     (long long)a->seq[i]);
 	for (int i = 0; i < b->n && i < a->n; i++) {
 		struct page_snap *pb = &b->pg[i], *pa = &a->pg[i];
-		bool changed = strcmp(pb->state, pa->state) != 0;
-		bool legacy;
-		int arch = file_arch(r, pb->fd, &legacy);
-		const char *name;
 
 		if (!pb->present && pa->present)
-			hook(r, "folio allocated off=%#llx pfn=%#llx",
+			hook(r, "folio allocated off=%#llx pfn=%#llx%s%s",
 			     (unsigned long long)pa->off,
-			     (unsigned long long)pa->pfn);
-		if (pb->present && !pa->present) {
-			hook(r, "%s pfn=%#llx (%s -> %s), frame freed",
-			     legacy ? "invalidate [legacy hook, free path]" :
-			     "reclaim", (unsigned long long)pb->pfn, pb->state,
-			     pa->state);
-		} else if (pb->present && pa->present && changed) {
-			switch (op) {
-			case OP_POPULATE:
-				name = "post_populate";
-				break;
-			case OP_GREAD: case OP_GWRITE: case OP_GFAULT:
-				name = "make_private";
-				break;
-			case OP_CONVERT:
-				if (arch == POOL_PKVM)
-					name = legacy && to_shared ?
-					       "guest_convert + invalidate [legacy hook, conversion path]" :
-					       "guest_convert (pkvm share/unshare)";
-				else if (arch == POOL_TDX)
-					name = "invalidate_range (S-EPT remove)";
-				else
-					name = legacy ? "invalidate [legacy hook, conversion path]" :
-					       "make_shared";
-				break;
-			default:
-				name = arch == POOL_TDX ? "invalidate_range" :
-				       "arch state change";
-				break;
-			}
-			hook(r, "%s pfn=%#llx (%s -> %s)", name,
+			     (unsigned long long)pa->pfn,
+			     pa->state[0] ? ", frame now " : "", pa->state);
+		else if (pb->present && !pa->present)
+			hook(r, "folio freed off=%#llx pfn=%#llx, frame %s -> %s",
+			     (unsigned long long)pb->off,
+			     (unsigned long long)pb->pfn, pb->state, pa->state);
+		else if (pb->present && strcmp(pb->state, pa->state))
+			hook(r, "frame pfn=%#llx: %s -> %s",
 			     (unsigned long long)pa->pfn, pb->state, pa->state);
-		} else if (!pb->present && pa->present && pa->state[0] &&
-			   (op == OP_GREAD || op == OP_GWRITE ||
-			    op == OP_GFAULT || op == OP_POPULATE)) {
-			hook(r, "%s pfn=%#llx (%s)", op == OP_POPULATE ?
-			     "post_populate" : "make_private",
-			     (unsigned long long)pa->pfn, pa->state);
-		}
 		if (pb->s2 != pa->s2 || pb->s2pfn != pa->s2pfn ||
 		    pb->s2priv != pa->s2priv) {
 			if (pa->s2 == 1)
@@ -1486,8 +1461,11 @@ static int do_op(struct run *r)
 		ret = gmem_vm_create(pool, c->arch,
 				     (c->legacy ? GMEM_VM_LEGACY_CONTRACT : 0) |
 				     (c->flags & BIT(F_CHECK) ? GMEM_VM_CHECK : 0));
-		if (ret >= 0)
+		if (ret >= 0) {
 			o->h = ret;
+			if (r->o->trace)
+				gmem_vm_trace_hooks(ret, record_hook, r);
+		}
 		return ret < 0 ? ret : 0;
 	case OP_FILE:
 		o->vm = c->vm;
@@ -1870,6 +1848,8 @@ int scenario_run(struct scenario *s, const struct scn_opts *o)
 		if (o->trace) {
 			snap_pages(&r, &r.before);
 			snap_take(&r, &r.before, NULL);
+			r.hlen = 0;	/* the snapshot's reads are not the command's */
+			r.hooks[0] = 0;
 		}
 		r.ret = do_op(&r);
 		if (r.ret < 0 && !r.why[0])
@@ -1877,7 +1857,7 @@ int scenario_run(struct scenario *s, const struct scn_opts *o)
 		if (o->trace) {
 			r.after = r.before;
 			snap_take(&r, &r.after, &r.before);
-			infer_hooks(&r);
+			describe_changes(&r);
 		}
 		ret = verdict(&r);
 		if (o->trace)

@@ -67,4 +67,19 @@ int run_in_child(void (*fn)(void *), void *arg);
 int probe_read(volatile const uint8_t *p, uint8_t *out);
 int probe_write(volatile uint8_t *p, uint8_t val);
 
+/* What one run of the gmem command printed; output_free() releases it. */
+struct output {
+	int status;		/* exit status, or 128 + the signal that killed it */
+	char *out, *err;
+};
+
+/* The gmem binary of this build: $(O)/gmem beside $(O)/tests/. */
+const char *gmem_path(void);
+/* Run "gmem ARGS..." (@args NULL-terminated, at most 14) in a child. */
+struct output run_gmem(const char *const *args);
+void output_free(struct output *o);
+/* All of @f from its start, NUL-terminated; closes @f. */
+char *slurp(FILE *f);
+int count_lines(const char *s);
+
 #endif

@@ -12,96 +12,6 @@
 
 #include "harness.h"
 
-#define OUT_MAX	(256 * 1024)
-
-/* $(O)/tests/test_cli_bench -> $(O)/gmem */
-static int gmem_path(char *buf, size_t len)
-{
-	ssize_t n = readlink("/proc/self/exe", buf, len - 1);
-	char *slash;
-
-	if (n <= 0)
-		return -1;
-	buf[n] = '\0';
-	slash = strrchr(buf, '/');
-	if (!slash)
-		return -1;
-	*slash = '\0';
-	slash = strrchr(buf, '/');
-	if (!slash || (size_t)(slash - buf) + sizeof("/gmem") > len)
-		return -1;
-	strcpy(slash, "/gmem");
-	return access(buf, X_OK);
-}
-
-struct run {
-	int status;		/* exit status, or -1 */
-	char out[OUT_MAX];
-	char err[4096];
-};
-
-static void drain(int fd, char *buf, size_t len)
-{
-	size_t used = 0;
-	ssize_t n;
-
-	while ((n = read(fd, buf + used, len - 1 - used)) > 0) {
-		used += n;
-		if (used == len - 1)
-			break;
-	}
-	buf[used] = '\0';
-}
-
-/* Runs gmem with @args (NULL-terminated), collecting stdout and stderr. */
-static void run_gmem(struct run *r, const char *const *args)
-{
-	char path[PATH_MAX];
-	const char *argv[8];
-	int out[2], err[2], i, st;
-	pid_t pid;
-
-	r->status = -1;
-	r->out[0] = r->err[0] = '\0';
-	if (gmem_path(path, sizeof(path)))
-		return;
-	argv[0] = path;
-	for (i = 0; args[i] && i < 6; i++)
-		argv[i + 1] = args[i];
-	argv[i + 1] = NULL;
-	if (pipe(out) || pipe(err))
-		return;
-	pid = fork();
-	if (pid < 0)
-		return;
-	if (pid == 0) {
-		dup2(out[1], 1);
-		dup2(err[1], 2);
-		close(out[0]);
-		close(err[0]);
-		execv(path, (char *const *)argv);
-		_exit(127);
-	}
-	close(out[1]);
-	close(err[1]);
-	/* stderr is small; read stdout first, then stderr. */
-	drain(out[0], r->out, sizeof(r->out));
-	drain(err[0], r->err, sizeof(r->err));
-	close(out[0]);
-	close(err[0]);
-	if (waitpid(pid, &st, 0) == pid && WIFEXITED(st))
-		r->status = WEXITSTATUS(st);
-}
-
-static int count_lines(const char *s)
-{
-	int n = 0;
-
-	for (; *s; s++)
-		n += *s == '\n';
-	return n;
-}
-
 /* Does some line of @out start with @id (case column) and contain @what? */
 static int has_row(const char *out, const char *id, const char *what)
 {
@@ -124,13 +34,19 @@ static int has_row(const char *out, const char *id, const char *what)
 	return 0;
 }
 
-static struct run run;
+static struct output run;
+
+static void bench(const char *const *args)
+{
+	output_free(&run);
+	run = run_gmem(args);
+}
 
 TEST(bench_quick_exits_0_and_prints_every_case)
 {
 	static const char *const args[] = { "bench", "--quick", NULL };
 
-	run_gmem(&run, args);
+	bench(args);
 	ASSERT_EQ(run.status, 0);
 	ASSERT_TRUE(strstr(run.out, "measured"));
 	ASSERT_TRUE(has_row(run.out, "1a", "no host mapping"));
@@ -164,7 +80,7 @@ TEST(bench_json_lines_have_the_expected_keys)
 	unsigned int k;
 	int lines = 0;
 
-	run_gmem(&run, args);
+	bench(args);
 	ASSERT_EQ(run.status, 0);
 	for (line = strtok_r(run.out, "\n", &save); line;
 	     line = strtok_r(NULL, "\n", &save)) {
@@ -182,7 +98,7 @@ TEST(bench_unknown_option_exits_2_with_one_line)
 {
 	static const char *const args[] = { "bench", "--no-such-option", NULL };
 
-	run_gmem(&run, args);
+	bench(args);
 	ASSERT_EQ(run.status, 2);
 	ASSERT_EQ(count_lines(run.err), 1);
 	ASSERT_TRUE(strstr(run.err, "--no-such-option"));
@@ -193,7 +109,7 @@ TEST(bench_help_exits_0)
 {
 	static const char *const args[] = { "bench", "--help", NULL };
 
-	run_gmem(&run, args);
+	bench(args);
 	ASSERT_EQ(run.status, 0);
 	ASSERT_TRUE(strstr(run.out, "--quick"));
 	ASSERT_TRUE(strstr(run.out, "--json"));

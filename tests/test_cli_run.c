@@ -15,36 +15,6 @@
 
 #include "harness.h"
 
-struct output {
-	int status;		/* exit status, or 128 + the signal that killed it */
-	char *out, *err;
-};
-
-/* $(O)/tests/test_cli_run -> $(O)/gmem */
-static const char *gmem_path(void)
-{
-	static char path[PATH_MAX];
-	ssize_t n;
-	char *slash;
-
-	if (path[0])
-		return path;
-	n = readlink("/proc/self/exe", path, sizeof(path) - 16);
-	ASSERT_GT(n, 0);
-	path[n] = 0;
-	for (int i = 0; i < 2; i++) {
-		slash = strrchr(path, '/');
-		ASSERT_TRUE(slash);
-		*slash = 0;
-	}
-	strcat(path, "/gmem");
-	if (access(path, X_OK)) {
-		printf("#   %s is not built\n", path);
-		ASSERT_EQ(access(path, X_OK), 0);
-	}
-	return path;
-}
-
 /* The repository's examples/: the first parent of the binary that has one. */
 static const char *examples_dir(void)
 {
@@ -70,62 +40,6 @@ static const char *examples_dir(void)
 	return dir;
 }
 
-static char *slurp(FILE *f)
-{
-	size_t len = 0, cap = 4096, n;
-	char *s = malloc(cap);
-
-	ASSERT_TRUE(s);
-	rewind(f);
-	while ((n = fread(s + len, 1, cap - len - 1, f)) > 0) {
-		len += n;
-		if (cap - len == 1) {
-			cap *= 2;
-			s = realloc(s, cap);
-			ASSERT_TRUE(s);
-		}
-	}
-	s[len] = 0;
-	fclose(f);
-	return s;
-}
-
-/* Run "gmem ARGS..." (@args NULL-terminated) and collect what it printed. */
-static struct output run_gmem(const char *const *args)
-{
-	const char *argv[16] = { gmem_path() };
-	FILE *out = tmpfile(), *err = tmpfile();
-	struct output o;
-	int status, i;
-	pid_t pid;
-
-	ASSERT_TRUE(out && err);
-	for (i = 0; args[i] && i < 14; i++)
-		argv[i + 1] = args[i];
-	argv[i + 1] = NULL;
-	fflush(stdout);
-	pid = fork();
-	ASSERT_GE(pid, 0);
-	if (pid == 0) {
-		dup2(fileno(out), 1);
-		dup2(fileno(err), 2);
-		execv(argv[0], (char **)argv);
-		_exit(127);
-	}
-	ASSERT_EQ(waitpid(pid, &status, 0), pid);
-	o.status = WIFEXITED(status) ? WEXITSTATUS(status) :
-		   128 + WTERMSIG(status);
-	o.out = slurp(out);
-	o.err = slurp(err);
-	return o;
-}
-
-static void output_free(struct output *o)
-{
-	free(o->out);
-	free(o->err);
-}
-
 /* Write @len bytes of @text to a fresh temporary .gmem file; returns its path. */
 static char *scenario_file(const char *text, size_t len)
 {
@@ -149,15 +63,6 @@ static struct output run_text(const char *text, const char *opt)
 
 	unlink(args[1]);
 	return o;
-}
-
-static int count_lines(const char *s)
-{
-	int n = 0;
-
-	for (; *s; s++)
-		n += *s == '\n';
-	return n;
 }
 
 /* stderr is one line "PATH:LINE:COL: ..." with the given line and column. */

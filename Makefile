@@ -30,8 +30,23 @@ $(O)/libgmem.so: $(LIB_OBJ) src/libgmem.map
 	$(CC) -shared -Wl,--version-script=src/libgmem.map -Wl,-soname,libgmem.so.0 \
 		-o $@ $(LIB_OBJ) $(LDFLAGS)
 
-$(O)/gmem: $(wildcard tools/*.c tools/*.h) $(O)/libgmem.a
-	$(CC) $(CFLAGS) -o $@ $(filter %.c,$^) $(O)/libgmem.a $(LDFLAGS)
+$(O)/gmem: $(wildcard tools/*.c tools/*.h) tools/guest/abi.h $(O)/libgmem.a $(O)/tools/guest/image.o
+	$(CC) $(CFLAGS) -o $@ $(filter %.c,$^) $(O)/tools/guest/image.o $(O)/libgmem.a $(LDFLAGS)
+
+# The guest of gmem vm: freestanding 32-bit code, always built by gcc, linked
+# into the gmem binary as data.
+GUEST_CC     ?= gcc
+GUEST_CFLAGS := -m32 -march=i686 -O2 -ffreestanding -fno-pic -fno-pie -fno-stack-protector \
+	-mno-sse -mno-mmx -fno-asynchronous-unwind-tables -Wall -Wextra -Werror \
+	-nostdlib -static -no-pie -Wl,-T,tools/guest/guest.ld -Wl,--build-id=none
+$(O)/guest/guest.bin: $(wildcard tools/guest/*.[chS] tools/guest/*.ld)
+	@mkdir -p $(dir $@)
+	$(GUEST_CC) $(GUEST_CFLAGS) -o $(O)/guest/guest.elf tools/guest/entry.S tools/guest/guest.c
+	objcopy -O binary $(O)/guest/guest.elf $@
+
+$(O)/tools/guest/image.o: tools/guest/image.S $(O)/guest/guest.bin
+	@mkdir -p $(dir $@)
+	$(CC) -c -DGUEST_BIN='"$(O)/guest/guest.bin"' -o $@ $<
 
 # Tests link the archive: white-box tests may reach internal symbols.
 $(O)/tests/%: tests/%.c $(HARNESS) tests/harness.h $(O)/libgmem.a

@@ -80,6 +80,7 @@ struct vmm {
 
 	atomic_uint_least64_t conversions, implicit, exits;
 	atomic_uint_least64_t bench_conversions;
+	atomic_uint_least64_t gmem_ns;	/* spent in gmem calls on exits */
 	atomic_uint checks_passed, checks_failed;
 	atomic_int in_bench;
 	pthread_mutex_t time_lock;
@@ -133,6 +134,14 @@ static void console_putc(struct vcpu *v, char c)
 
 /* -------------------------------------------------------- guest memory */
 
+static uint64_t now_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
 /* A guest range of whole pages inside RAM, as a file range. */
 static bool ram_range(uint64_t gpa, uint64_t size)
 {
@@ -147,12 +156,15 @@ static bool ram_range(uint64_t gpa, uint64_t size)
 static int convert(struct vcpu *v, uint64_t gpa, uint64_t size, bool private)
 {
 	struct vmm *m = v->vmm;
+	uint64_t t0;
 	int ret;
 
 	if (!ram_range(gpa, size))
 		return -EINVAL;
+	t0 = now_ns();
 	ret = gmem_set_attributes(m->fd, gpa, size,
 				  private ? GMEM_ATTR_PRIVATE : 0, 0, NULL);
+	atomic_fetch_add(&m->gmem_ns, now_ns() - t0);
 	if (ret)
 		return ret;
 	atomic_fetch_add(&m->conversions, size / PAGE);
@@ -289,8 +301,11 @@ static int handle_mmio(struct vcpu *v)
 		return -EFAULT;
 	}
 	for (int tries = 0; tries < 8; tries++) {
+		uint64_t t0 = now_ns();
+
 		ret = gmem_vm_access(m->gvm, gpa, run->mmio.data, run->mmio.len,
 				     flags, &exit);
+		atomic_fetch_add(&m->gmem_ns, now_ns() - t0);
 		if (ret <= 0)
 			break;
 		/* GMEM_EXIT_MEMORY_FAULT: the guest used the other alias. */
@@ -538,13 +553,15 @@ static void report(struct vmm *m, bool ok)
 		       "\"result\":\"%s\",\"checks_passed\":%u,\"checks_failed\":%u,"
 		       "\"conversions\":%llu,\"implicit_conversions\":%llu,"
 		       "\"exits\":%llu,\"bench_conversions\":%llu,"
-		       "\"bench_seconds\":%.6f,\"conversions_per_sec\":%.0f",
+		       "\"bench_seconds\":%.6f,\"conversions_per_sec\":%.0f,"
+		       "\"gmem_seconds\":%.6f",
 		       arches[m->arch], m->o->vcpus, m->o->refuse ? "refuse" : "convert",
 		       ok ? "pass" : "fail", passed, failed,
 		       (unsigned long long)atomic_load(&m->conversions),
 		       (unsigned long long)atomic_load(&m->implicit),
 		       (unsigned long long)atomic_load(&m->exits),
-		       (unsigned long long)conv, secs, rate);
+		       (unsigned long long)conv, secs, rate,
+		       (double)atomic_load(&m->gmem_ns) / 1e9);
 		if (m->error[0]) {
 			printf(",\"error\":\"");
 			for (const char *p = m->error; *p; p++)
@@ -560,9 +577,11 @@ static void report(struct vmm *m, bool ok)
 	       (unsigned long long)atomic_load(&m->implicit),
 	       (unsigned long long)atomic_load(&m->exits));
 	if (conv)
-		printf("%s: benchmark: %llu conversions by %d vCPU%s in %.3f s: %.0f conversions/s\n",
+		printf("%s: benchmark: %llu conversions by %d vCPU%s in %.3f s: %.0f conversions/s (%.0f%% of the run in gmem calls)\n",
 		       arches[m->arch], (unsigned long long)conv, m->o->vcpus,
-		       m->o->vcpus > 1 ? "s" : "", secs, rate);
+		       m->o->vcpus > 1 ? "s" : "", secs, rate,
+		       100.0 * (double)atomic_load(&m->gmem_ns) / 1e9 /
+		       (secs * m->o->vcpus));
 }
 
 /* Run the guest once on backend @arch. Returns the exit status. */

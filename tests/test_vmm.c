@@ -456,6 +456,26 @@ TEST(guest_console_reports_each_check)
 	output_free(&o);
 }
 
+TEST(eager_map_spares_the_first_touch_after_each_conversion_an_exit)
+{
+	const char *const lazy[] = { "--arch", "snp", "--json", "--iterations", "300", NULL };
+	const char *const eager[] = { "--arch", "snp", "--json", "--iterations", "300",
+				      "--eager-map", NULL };
+	struct output a, b;
+
+	need_kvm();
+	a = run_vm(lazy);
+	b = run_vm(eager);
+	ASSERT_EQ(a.status, 0);
+	ASSERT_EQ(b.status, 0);
+	ASSERT_EQ(json_num(b.out, "checks_passed"), 19);
+	ASSERT_EQ(json_num(b.out, "implicit_conversions"), 2);
+	/* Two conversions a round, each one exit fewer. */
+	ASSERT_LE(json_num(b.out, "exits"), json_num(a.out, "exits") - 2 * 300);
+	output_free(&a);
+	output_free(&b);
+}
+
 TEST(refuse_policy_stops_the_guest_at_a_wrong_view_access)
 {
 	const char *const args[] = { "--arch", "sw", "--policy", "refuse",
@@ -503,5 +523,6 @@ TEST(help_lists_the_options)
 	ASSERT_TRUE(strstr(o.out, "--vcpus"));
 	ASSERT_TRUE(strstr(o.out, "--policy convert|refuse"));
 	ASSERT_TRUE(strstr(o.out, "--json"));
+	ASSERT_TRUE(strstr(o.out, "--eager-map"));
 	output_free(&o);
 }

@@ -353,7 +353,8 @@ int gmem_unbind(int vm, uint32_t slot);
  * A closed page raises SIGSEGV in the host; under KVM, the page-table change
  * makes KVM drop its own mapping, and the guest's next access through it
  * exits to the VMM (KVM_EXIT_MMIO at that gpa), which calls gmem_vm_fault.
- * Pages mapped when the view is made are open at once.
+ * Pages mapped when the view is made are open at once. A child made by
+ * fork() does not inherit the view (MADV_DONTFORK).
  *
  * The VMM itself reads and writes guest memory through gmem_mmap; it touches
  * a view only to complete the one guest access that exited (as the hardware

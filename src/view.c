@@ -131,7 +131,9 @@ static uint8_t *map_fenced(struct gmem_vm *vm, struct memslot *slot)
 		    MAP_SHARED | MAP_NORESERVE, vm->pool->memfd, pos);
 	if (addr == MAP_FAILED)
 		return NULL;
-	if (guards && madvise(addr, len, MADV_GUARD_INSTALL)) {
+	/* A forked child could not follow stage-2: it gets no view at all. */
+	if (madvise(addr, len, MADV_DONTFORK) ||
+	    (guards && madvise(addr, len, MADV_GUARD_INSTALL))) {
 		munmap(addr, len);
 		return NULL;
 	}

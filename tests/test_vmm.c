@@ -11,6 +11,7 @@
 #include <limits.h>
 #include <linux/kvm.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -204,6 +205,23 @@ TEST(closing_the_file_closes_its_views)
 	ASSERT_EQ(gmem_close(v.fd), 0);
 	v.fd = -1;
 	ASSERT_TRUE(!open_in(&v, 1, 4));
+	views_free(&v);
+}
+
+/* In a child: read @p with the default SIGSEGV action, so a fault kills it. */
+static void read_view(void *p)
+{
+	signal(SIGSEGV, SIG_DFL);
+	(void)*(volatile uint8_t *)p;
+}
+
+TEST(a_forked_child_has_no_view)
+{
+	struct views v = views_new("pkvm", 0);
+
+	ASSERT_EQ(fault(&v, 0, GMEM_FAULT_PRIVATE | GMEM_FAULT_WRITE), 0);
+	ASSERT_TRUE(open_in(&v, 1, 0));
+	ASSERT_EQ(run_in_child(read_view, v.view[1]), SIGSEGV);
 	views_free(&v);
 }
 

@@ -376,6 +376,21 @@ static void output_free(struct output *o)
 	free(o->err);
 }
 
+/* gmem vm ARGS, skipping the calling test if it says it cannot run a guest. */
+static struct output run_guest(const char *const *args)
+{
+	static char why[200];
+	struct output o = run_vm(args);
+
+	if (o.status == 77) {
+		snprintf(why, sizeof(why), "%s", o.err);
+		why[strcspn(why, "\n")] = 0;
+		output_free(&o);
+		test_skip(why);
+	}
+	return o;
+}
+
 /* Skip the calling test unless this process can run a KVM guest. */
 static void need_kvm(void)
 {
@@ -419,7 +434,7 @@ static void guest_passes(const char *arch, const char *vcpus)
 	struct output o;
 
 	need_kvm();
-	o = run_vm(args);
+	o = run_guest(args);
 	if (o.status != 0)
 		printf("#   gmem vm --arch %s: exit %d: %s%s", arch, o.status, o.out, o.err);
 	ASSERT_EQ(o.status, 0);
@@ -464,7 +479,7 @@ TEST(guest_console_reports_each_check)
 	struct output o;
 
 	need_kvm();
-	o = run_vm(args);
+	o = run_guest(args);
 	ASSERT_EQ(o.status, 0);
 	ASSERT_TRUE(strstr(o.out, "tdx: vcpu0: ok 2 - the host cannot read a private page\n"));
 	ASSERT_TRUE(strstr(o.out, "private data is gone after shared and back (snp, tdx)"));
@@ -482,8 +497,8 @@ TEST(eager_map_spares_the_first_touch_after_each_conversion_an_exit)
 	struct output a, b;
 
 	need_kvm();
-	a = run_vm(lazy);
-	b = run_vm(eager);
+	a = run_guest(lazy);
+	b = run_guest(eager);
 	ASSERT_EQ(a.status, 0);
 	ASSERT_EQ(b.status, 0);
 	ASSERT_EQ(json_num(b.out, "checks_passed"), 19);
@@ -501,7 +516,7 @@ TEST(refuse_policy_stops_the_guest_at_a_wrong_view_access)
 	struct output o;
 
 	need_kvm();
-	o = run_vm(args);
+	o = run_guest(args);
 	ASSERT_EQ(o.status, 1);
 	ASSERT_TRUE(strstr(o.out, "\"result\":\"fail\""));
 	ASSERT_EQ(json_num(o.out, "checks_failed"), 0);	/* it never got to say */

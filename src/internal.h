@@ -246,7 +246,8 @@ struct memslot *vm_find_slot(struct gmem_vm *vm, uint64_t gfn);
 void vm_remove_slot(struct gmem_vm *vm, struct memslot *slot);
 
 /* view.c: stage-2 views of a slot for a real VMM's memslots. */
-int view_open(struct memslot *slot, uint64_t gfn, bool private);
+int view_open(struct memslot *slot, uint64_t gfn, uint64_t npages,
+	      bool private);
 void view_close(struct memslot *slot, uint64_t gfn_start, uint64_t gfn_end,
 		unsigned int filter);
 void view_release(struct memslot *slot);

@@ -47,14 +47,18 @@ static int view_fence(struct view *v, uint64_t first, uint64_t npages,
 	       -ENOMEM : 0;
 }
 
-/* Fault path: stage-2 now maps @gfn of @slot. Caller holds mmu_lock shared. */
-int view_open(struct memslot *slot, uint64_t gfn, bool private)
+/*
+ * Fault path: stage-2 now maps [gfn, gfn + npages) of @slot (one entry, of
+ * any level). Caller holds mmu_lock shared.
+ */
+int view_open(struct memslot *slot, uint64_t gfn, uint64_t npages,
+	      bool private)
 {
 	struct view *v = slot->views[private];
 
 	if (!v)
 		return 0;
-	return view_fence(v, gfn - slot->base_gfn, 1, true);
+	return view_fence(v, gfn - slot->base_gfn, npages, true);
 }
 
 /*
@@ -104,11 +108,13 @@ static int open_mapped(uint64_t gfn, const struct s2_entry *e, void *argp)
 {
 	struct open_arg *arg = argp;
 	struct memslot *slot = arg->slot;
+	uint64_t end = gfn + (1ULL << (e->level * S2_BITS));
 
-	if (gfn < slot->base_gfn || gfn >= slot->base_gfn + slot->npages ||
-	    e->private != arg->private)
+	gfn = MAX(gfn, slot->base_gfn);
+	end = MIN(end, slot->base_gfn + slot->npages);
+	if (gfn >= end || e->private != arg->private)
 		return 0;
-	arg->ret = view_open(slot, gfn, arg->private);
+	arg->ret = view_open(slot, gfn, end - gfn, arg->private);
 	return arg->ret;
 }
 

@@ -89,8 +89,8 @@ struct vmm {
 	atomic_uint_least64_t bench_conversions;
 	atomic_uint_least64_t gmem_ns;	/* benchmark time spent in gmem calls */
 	atomic_uint checks_passed, checks_failed;
-	atomic_int in_bench;
 	pthread_mutex_t time_lock;
+	bool bench_started;
 	struct timespec bench_start, bench_end;
 };
 
@@ -235,14 +235,13 @@ static void bench_mark(struct vcpu *v, bool start)
 	struct timespec now;
 
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	pthread_mutex_lock(&m->time_lock);
-	if (start && atomic_fetch_add(&m->in_bench, 1) == 0 &&
-	    !m->bench_start.tv_sec && !m->bench_start.tv_nsec)
+	pthread_mutex_lock(&m->time_lock);	/* first start to last end */
+	if (start && !m->bench_started) {
 		m->bench_start = now;
-	if (!start) {
-		atomic_fetch_sub(&m->in_bench, 1);
-		m->bench_end = now;
+		m->bench_started = true;
 	}
+	if (!start)
+		m->bench_end = now;
 	pthread_mutex_unlock(&m->time_lock);
 	v->in_bench = start;
 }

@@ -509,6 +509,24 @@ TEST(eager_map_spares_the_first_touch_after_each_conversion_an_exit)
 	output_free(&b);
 }
 
+TEST(real_guest_traffic_breaks_no_invariant_on_any_backend)
+{
+	const char *const args[] = { "--arch", "all", "--check", "--json",
+				     "--iterations", "5", NULL };
+	struct output o;
+	int lines = 0;
+
+	need_kvm();
+	o = run_guest(args);
+	if (o.status != 0)
+		printf("#   %s%s", o.out, o.err);
+	ASSERT_EQ(o.status, 0);
+	for (const char *p = o.out; (p = strstr(p, "\"result\":\"pass\"")); p++)
+		lines++;
+	ASSERT_EQ(lines, 4);
+	output_free(&o);
+}
+
 TEST(refuse_policy_stops_the_guest_at_a_wrong_view_access)
 {
 	const char *const args[] = { "--arch", "sw", "--policy", "refuse",
@@ -527,11 +545,11 @@ TEST(refuse_policy_stops_the_guest_at_a_wrong_view_access)
 
 TEST(bad_options_exit_2_with_one_line)
 {
-	static const char *const cases[][4] = {
+	static const char *const cases[][5] = {
 		{ "--arch", "x86", NULL }, { "--vcpus", "0", NULL },
 		{ "--vcpus", "9", NULL }, { "--policy", "maybe", NULL },
 		{ "--iterations", "-1", NULL }, { "--frobnicate", NULL },
-		{ "--arch", NULL },
+		{ "--arch", NULL }, { "--check", "--vcpus", "2", NULL },
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {

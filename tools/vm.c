@@ -68,6 +68,7 @@ struct opts {
 	bool refuse;
 	unsigned int iterations;
 	bool eager;		/* map converted pages at once (--eager-map) */
+	bool check;		/* GMEM_VM_CHECK: verify invariants after every call */
 	bool json, quiet;
 };
 
@@ -442,7 +443,8 @@ static int memory_setup(struct vmm *m)
 	m->pool = gmem_pool_create(1ULL << 30);
 	if (m->pool < 0)
 		return m->pool;
-	m->gvm = gmem_vm_create(m->pool, arches[m->arch], 0);
+	m->gvm = gmem_vm_create(m->pool, arches[m->arch],
+				m->o->check ? GMEM_VM_CHECK : 0);
 	if (m->gvm < 0)
 		return m->gvm;
 	m->fd = gmem_create(m->gvm, VM_RAM_SIZE, GMEM_FLAG_MMAP);
@@ -669,6 +671,15 @@ static int run_arch(const struct opts *o, int arch)
 	for (int i = 0; i < started; i++)
 		pthread_join(threads[i], NULL);
 
+	if (o->check) {
+		struct gmem_violation viol;
+		int64_t n = gmem_vm_violations(m.gvm, &viol, 1);
+
+		if (n != 0)
+			vmm_stop(&m, "%lld invariant violations; first after %s: invariant %d at offset %#llx: %s",
+				 (long long)n, viol.op, viol.invariant,
+				 (unsigned long long)viol.offset, viol.rule);
+	}
 	ok = !m.error[0] && atomic_load(&m.checks_failed) == 0 &&
 	     atomic_load(&m.checks_passed) > 0;
 	for (int i = 0; i < o->vcpus; i++)
@@ -685,7 +696,7 @@ static int run_arch(const struct opts *o, int arch)
 
 static const char usage_text[] =
 	"usage: gmem vm [--arch sw|snp|tdx|pkvm|all] [--vcpus N] [--policy convert|refuse]\n"
-	"               [--iterations N] [--eager-map] [--json] [--quiet]\n"
+	"               [--iterations N] [--eager-map] [--check] [--json] [--quiet]\n"
 	"\n"
 	"Boot a small KVM guest whose memory is a gmem file, with a private and a\n"
 	"shared alias of its RAM, and let it check its arch's conversion semantics\n"
@@ -700,6 +711,8 @@ static const char usage_text[] =
 	"                   (default: 2000)\n"
 	"  --eager-map      map the pages of a small explicit conversion right away,\n"
 	"                   sparing the guest's first touch an exit\n"
+	"  --check          run gmem's invariant checker after every call (slow;\n"
+	"                   one vCPU) and fail on any violation\n"
 	"  --json           one JSON object per backend instead of text\n"
 	"  --quiet          do not echo the guest's console\n"
 	"\n"
@@ -747,6 +760,8 @@ int cmd_vm(int argc, char **argv)
 			o.quiet = true;
 		} else if (!strcmp(a, "--eager-map")) {
 			o.eager = true;
+		} else if (!strcmp(a, "--check")) {
+			o.check = true;
 		} else if (!strcmp(a, "--arch")) {
 			if (!val)
 				return bad_usage("%s needs a value", a);
@@ -779,6 +794,8 @@ int cmd_vm(int argc, char **argv)
 			return bad_usage("unknown option '%s'", a);
 		}
 	}
+	if (o.check && o.vcpus > 1)
+		return bad_usage("%s runs with one vCPU only", "--check");
 	for (int k = 0; k < 4; k++) {
 		int ret;
 

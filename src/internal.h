@@ -251,6 +251,7 @@ int view_open(struct memslot *slot, uint64_t gfn, uint64_t npages,
 void view_close(struct memslot *slot, uint64_t gfn_start, uint64_t gfn_end,
 		unsigned int filter);
 void view_release(struct memslot *slot);
+void view_check(struct gmem_vm *vm, struct memslot *slot, int pagemap_fd);
 
 /* invalidate.c: KVM's mmu_invalidate_* on one VM. */
 void vm_invalidate_start(struct gmem_vm *vm);

@@ -20,6 +20,7 @@
  */
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -95,6 +96,46 @@ void view_release(struct memslot *slot)
 		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
 		free(v);
 		slot->views[kind] = NULL;
+	}
+}
+
+#define PM_GUARD	(1ULL << 58)	/* /proc/self/pagemap: a guard entry */
+
+/*
+ * Check mode, invariant 2 for views: a page is open in a view exactly while
+ * stage-2 maps it with the view's kind. Reads the views' page tables from
+ * @pagemap_fd; needs guard regions (with mprotect the page tables do not
+ * say). Caller holds slots_lock and mmu_lock shared, and the check lock.
+ */
+void view_check(struct gmem_vm *vm, struct memslot *slot, int pagemap_fd)
+{
+	uint64_t pm[512];
+
+	if (pagemap_fd < 0 || !mapping_uses_guards())
+		return;
+	for (int kind = 0; kind < 2; kind++) {
+		struct view *v = slot->views[kind];
+
+		for (uint64_t i = 0; v && i < slot->npages; i++) {
+			uint64_t gfn = slot->base_gfn + i, index = slot->pgoff + i;
+			off_t at = ((uintptr_t)v->addr / PAGE_SIZE + i) * sizeof(pm[0]);
+			struct s2_entry e;
+			bool mapped, open;
+
+			if (i % 512 == 0 &&
+			    pread(pagemap_fd, pm, sizeof(pm), at) <= 0)
+				return;
+			mapped = s2_lookup(&vm->s2, gfn, &e) && e.private == kind;
+			open = !(pm[i % 512] & PM_GUARD);
+			if (open != mapped)
+				check_violation(vm, 2, index << PAGE_SHIFT,
+						file_pfn(slot->file, index),
+						"the %s view %s gfn %#llx, which stage-2 %s",
+						kind ? "private" : "shared",
+						open ? "shows" : "hides",
+						(unsigned long long)gfn,
+						mapped ? "maps" : "does not map with that kind");
+		}
 	}
 }
 

@@ -242,6 +242,38 @@ TEST(view_mmap_reports_its_errors)
 	views_free(&v);
 }
 
+#ifndef MADV_GUARD_REMOVE
+#define MADV_GUARD_REMOVE	103
+#endif
+
+TEST(check_mode_catches_a_view_that_shows_an_unmapped_page)
+{
+	struct env e = env_new("sw");
+	struct gmem_violation viol;
+	int vm = gmem_vm_create(e.pool, "sw", GMEM_VM_CHECK), fd;
+	uint8_t *p = NULL;
+
+	ASSERT_GE(vm, 0);
+	fd = gmem_create(vm, NPAGES * PG, 0);
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(gmem_bind(vm, 0, GPA, NPAGES * PG, fd, 0), 0);
+	ASSERT_EQ(gmem_vm_view_mmap(vm, 0, PRIV, (void **)&p), 0);
+	ASSERT_EQ(gmem_vm_fault(vm, GPA, GMEM_FAULT_PRIVATE, NULL, NULL), 0);
+	ASSERT_EQ(gmem_vm_violations(vm, NULL, 0), 0);
+	/* Open page 5 behind gmem's back, as a missed fence would leave it. */
+	if (madvise(p + 5 * PG, PG, MADV_GUARD_REMOVE))
+		test_skip("no guard regions: check mode cannot see view fences");
+	ASSERT_EQ(gmem_vm_fault(vm, GPA + PG, GMEM_FAULT_PRIVATE, NULL, NULL), 0);
+	ASSERT_EQ(gmem_vm_violations(vm, &viol, 1), 1);
+	ASSERT_EQ(viol.invariant, 2);
+	ASSERT_EQ(viol.offset, 5 * PG);
+	ASSERT_TRUE(strstr(viol.rule, "the private view shows gfn"));
+	ASSERT_EQ(gmem_close(fd), 0);
+	ASSERT_EQ(munmap(p, NPAGES * PG), 0);
+	ASSERT_EQ(gmem_vm_destroy(vm), 0);
+	env_free(&e);
+}
+
 /*
  * Faults and conversions race on the same pages from two threads; once both
  * stop, every page is open in exactly the views stage-2 maps it for.

@@ -303,8 +303,11 @@ static int handle_io(struct vcpu *v)
 	    run->io.size == 4 && run->io.count == 1) {
 		uint32_t ret;
 
-		if (ioctl(v->fd, KVM_GET_REGS, &regs))
-			return -errno;
+		if (ioctl(v->fd, KVM_GET_REGS, &regs)) {
+			vmm_stop(v->vmm, "vcpu%d: KVM_GET_REGS: %s", v->id,
+				 strerror(errno));
+			return -1;
+		}
 		ret = (uint32_t)hypercall(v, (uint32_t)regs.rax, (uint32_t)regs.rbx,
 					  (uint32_t)regs.rcx, (uint32_t)regs.rsi);
 		memcpy(data, &ret, sizeof(ret));
@@ -434,38 +437,49 @@ static int kvm_open(struct vmm *m)
 	return 0;
 }
 
+/* Setup failed in @call: record why (gmem's reason or errno's) and return -1. */
+static int setup_failed(struct vmm *m, const char *call, int ret)
+{
+	snprintf(m->error, sizeof(m->error), "%s: %s", call,
+		 ret == -1 ? strerror(errno) : gmem_last_error());
+	return -1;
+}
+
 /* Guest RAM: one gmem file bound as slot 0, and its two views as memslots. */
 static int memory_setup(struct vmm *m)
 {
 	struct kvm_userspace_memory_region region = { .memory_size = VM_RAM_SIZE };
 	void *host;
+	int ret;
 
 	m->pool = gmem_pool_create(1ULL << 30);
 	if (m->pool < 0)
-		return m->pool;
+		return setup_failed(m, "gmem_pool_create", m->pool);
 	m->gvm = gmem_vm_create(m->pool, arches[m->arch],
 				m->o->check ? GMEM_VM_CHECK : 0);
 	if (m->gvm < 0)
-		return m->gvm;
+		return setup_failed(m, "gmem_vm_create", m->gvm);
 	m->fd = gmem_create(m->gvm, VM_RAM_SIZE, GMEM_FLAG_MMAP);
 	if (m->fd < 0)
-		return m->fd;
-	if (gmem_bind(m->gvm, 0, 0, VM_RAM_SIZE, m->fd, 0) ||
-	    gmem_mmap(m->fd, 0, VM_RAM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
-		      &host) ||
-	    gmem_vm_view_mmap(m->gvm, 0, GMEM_ATTR_PRIVATE, &m->view[1]) ||
-	    gmem_vm_view_mmap(m->gvm, 0, 0, &m->view[0]))
-		return -1;
+		return setup_failed(m, "gmem_create", m->fd);
+	ret = gmem_bind(m->gvm, 0, 0, VM_RAM_SIZE, m->fd, 0);
+	if (ret)
+		return setup_failed(m, "gmem_bind", ret);
+	ret = gmem_mmap(m->fd, 0, VM_RAM_SIZE, PROT_READ | PROT_WRITE,
+			MAP_SHARED, &host);
+	if (ret)
+		return setup_failed(m, "gmem_mmap", ret);
 	m->host = host;
 	for (int kind = 1; kind >= 0; kind--) {
+		ret = gmem_vm_view_mmap(m->gvm, 0, kind ? GMEM_ATTR_PRIVATE : 0,
+					&m->view[kind]);
+		if (ret)
+			return setup_failed(m, "gmem_vm_view_mmap", ret);
 		region.slot = (uint32_t)(1 - kind);
 		region.guest_phys_addr = kind ? 0 : VM_SHARED_BIT;
 		region.userspace_addr = (uint64_t)(uintptr_t)m->view[kind];
-		if (ioctl(m->vmfd, KVM_SET_USER_MEMORY_REGION, &region)) {
-			snprintf(m->error, sizeof(m->error),
-				 "KVM_SET_USER_MEMORY_REGION: %s", strerror(errno));
-			return -2;
-		}
+		if (ioctl(m->vmfd, KVM_SET_USER_MEMORY_REGION, &region))
+			return setup_failed(m, "KVM_SET_USER_MEMORY_REGION", -1);
 	}
 	return 0;
 }
@@ -485,22 +499,22 @@ static int load_guest(struct vmm *m)
 
 	if (VM_IMAGE_GPA + padded > VM_BOOT_END - VM_MAX_VCPUS * VM_STACK_SIZE) {
 		snprintf(m->error, sizeof(m->error), "guest image of %zu bytes does not fit", len);
-		return -2;
+		return -1;
 	}
 	buf = calloc(1, padded);
 	if (!buf)
-		return -ENOMEM;
+		return setup_failed(m, "calloc", -1);
 	memcpy(buf, gmem_guest_image, len);
 	n = gmem_vm_populate(m->gvm, VM_IMAGE_GPA, buf, padded, 0);
 	free(buf);
 	if (n < 0)
-		return (int)n;
+		return setup_failed(m, "gmem_vm_populate", (int)n);
 	for (uint64_t gpa = VM_IMAGE_GPA; gpa < VM_BOOT_END; gpa += PAGE) {
 		int ret = gmem_vm_fault(m->gvm, gpa,
 					GMEM_FAULT_PRIVATE | GMEM_FAULT_WRITE, NULL, NULL);
 
 		if (ret)
-			return ret < 0 ? ret : -EFAULT;
+			return setup_failed(m, "gmem_vm_fault", ret);
 	}
 	return 0;
 }
@@ -525,15 +539,15 @@ static int vcpu_setup(struct vmm *m, struct vcpu *v)
 
 	v->fd = ioctl(m->vmfd, KVM_CREATE_VCPU, v->id);
 	if (v->fd < 0)
-		return -errno;
+		return setup_failed(m, "KVM_CREATE_VCPU", -1);
 	v->run = mmap(NULL, (size_t)m->run_size, PROT_READ | PROT_WRITE,
 		      MAP_SHARED, v->fd, 0);
 	if (v->run == MAP_FAILED) {
 		v->run = NULL;
-		return -errno;
+		return setup_failed(m, "mmap of kvm_run", -1);
 	}
 	if (ioctl(v->fd, KVM_GET_SREGS, &sregs))
-		return -errno;
+		return setup_failed(m, "KVM_GET_SREGS", -1);
 	data.type = 0x3;
 	data.selector = 0x10;
 	sregs.cs = code;
@@ -542,7 +556,7 @@ static int vcpu_setup(struct vmm *m, struct vcpu *v)
 	sregs.cr4 = 0;
 	sregs.efer = 0;
 	if (ioctl(v->fd, KVM_SET_SREGS, &sregs) || ioctl(v->fd, KVM_SET_REGS, &regs))
-		return -errno;
+		return setup_failed(m, "KVM_SET_SREGS/REGS", -1);
 	return 0;
 }
 
@@ -658,8 +672,7 @@ static int run_arch(const struct opts *o, int arch)
 		ret = vcpu_setup(&m, &vcpus[i]);
 	if (ret) {
 		fprintf(stderr, "gmem vm: %s: setup failed: %s\n", arches[arch],
-			ret == -2 ? m.error : ret == -1 || ret == -ENOMEM ?
-			gmem_last_error() : strerror(-ret));
+			m.error);
 		vmm_teardown(&m, vcpus);
 		return 1;
 	}

@@ -49,7 +49,7 @@
 #define PAGE		GMEM_PAGE_SIZE
 #define EXIT_SKIP	77
 
-/* The guest image, built from tools/guest/ and linked in (guest_image.S). */
+/* The guest image, built from tools/guest/ and linked in (tools/guest/image.S). */
 extern const unsigned char gmem_guest_image[], gmem_guest_image_end[];
 
 static size_t guest_image_size(void)

@@ -559,6 +559,26 @@ TEST(real_guest_traffic_breaks_no_invariant_on_any_backend)
 	output_free(&o);
 }
 
+TEST(legacy_contract_loses_a_real_pkvm_guests_shared_data)
+{
+	const char *const legacy[] = { "--arch", "pkvm", "--contract", "legacy",
+				       "--iterations", "10", NULL };
+	const char *const split[] = { "--arch", "pkvm", "--contract", "split",
+				      "--iterations", "10", NULL };
+	struct output o;
+
+	need_kvm();
+	o = run_guest(legacy);
+	ASSERT_EQ(o.status, 1);
+	ASSERT_TRUE(strstr(o.out, "not ok 4 - private data is still there once shared (sw, pkvm)"));
+	ASSERT_TRUE(strstr(o.out, "pkvm: FAIL: 16 checks passed, 3 failed"));
+	output_free(&o);
+	o = run_guest(split);
+	ASSERT_EQ(o.status, 0);
+	ASSERT_TRUE(!strstr(o.out, "not ok"));
+	output_free(&o);
+}
+
 TEST(refuse_policy_stops_the_guest_at_a_wrong_view_access)
 {
 	const char *const args[] = { "--arch", "sw", "--policy", "refuse",
@@ -582,6 +602,7 @@ TEST(bad_options_exit_2_with_one_line)
 		{ "--vcpus", "9", NULL }, { "--policy", "maybe", NULL },
 		{ "--iterations", "-1", NULL }, { "--frobnicate", NULL },
 		{ "--arch", NULL }, { "--check", "--vcpus", "2", NULL },
+		{ "--contract", "final", NULL },
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -607,5 +628,6 @@ TEST(help_lists_the_options)
 	ASSERT_TRUE(strstr(o.out, "--policy convert|refuse"));
 	ASSERT_TRUE(strstr(o.out, "--json"));
 	ASSERT_TRUE(strstr(o.out, "--eager-map"));
+	ASSERT_TRUE(strstr(o.out, "--contract split|legacy"));
 	output_free(&o);
 }

@@ -69,6 +69,7 @@ struct opts {
 	unsigned int iterations;
 	bool eager;		/* map converted pages at once (--eager-map) */
 	bool check;		/* GMEM_VM_CHECK: verify invariants after every call */
+	bool legacy;		/* GMEM_VM_LEGACY_CONTRACT (--contract legacy) */
 	bool json, quiet;
 };
 
@@ -456,7 +457,8 @@ static int memory_setup(struct vmm *m)
 	if (m->pool < 0)
 		return setup_failed(m, "gmem_pool_create", m->pool);
 	m->gvm = gmem_vm_create(m->pool, arches[m->arch],
-				m->o->check ? GMEM_VM_CHECK : 0);
+				(m->o->check ? GMEM_VM_CHECK : 0) |
+				(m->o->legacy ? GMEM_VM_LEGACY_CONTRACT : 0));
 	if (m->gvm < 0)
 		return setup_failed(m, "gmem_vm_create", m->gvm);
 	m->fd = gmem_create(m->gvm, VM_RAM_SIZE, GMEM_FLAG_MMAP);
@@ -709,7 +711,8 @@ static int run_arch(const struct opts *o, int arch)
 
 static const char usage_text[] =
 	"usage: gmem vm [--arch sw|snp|tdx|pkvm|all] [--vcpus N] [--policy convert|refuse]\n"
-	"               [--iterations N] [--eager-map] [--check] [--json] [--quiet]\n"
+	"               [--iterations N] [--eager-map] [--check] [--contract split|legacy]\n"
+	"               [--json] [--quiet]\n"
 	"\n"
 	"Boot a small KVM guest whose memory is a gmem file, with a private and a\n"
 	"shared alias of its RAM, and let it check its arch's conversion semantics\n"
@@ -726,6 +729,9 @@ static const char usage_text[] =
 	"                   sparing the guest's first touch an exit\n"
 	"  --check          run gmem's invariant checker after every call (slow;\n"
 	"                   one vCPU) and fail on any violation\n"
+	"  --contract C     the arch hook contract: split (default) or legacy, the\n"
+	"                   single invalidate hook of the patch under review\n"
+	"                   (docs/arch.md)\n"
 	"  --json           one JSON object per backend instead of text\n"
 	"  --quiet          do not echo the guest's console\n"
 	"\n"
@@ -775,6 +781,12 @@ int cmd_vm(int argc, char **argv)
 			o.eager = true;
 		} else if (!strcmp(a, "--check")) {
 			o.check = true;
+		} else if (!strcmp(a, "--contract")) {
+			if (!val || (strcmp(val, "split") && strcmp(val, "legacy")))
+				return bad_usage("--contract wants split or legacy, not '%s'",
+						 val ? val : "");
+			o.legacy = !strcmp(val, "legacy");
+			i++;
 		} else if (!strcmp(a, "--arch")) {
 			if (!val)
 				return bad_usage("%s needs a value", a);

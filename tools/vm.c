@@ -736,7 +736,8 @@ static const char usage_text[] =
 	"  --quiet          do not echo the guest's console\n"
 	"\n"
 	"Exit status: 0 every guest check passed; 1 a check failed or the guest\n"
-	"was stopped; 2 bad usage; 77 KVM is not usable here.\n";
+	"was stopped; 2 bad usage; 77 KVM is not usable here, or gmem was built\n"
+	"without its guest.\n";
 
 static int bad_usage(const char *fmt, const char *arg)
 {

@@ -30,8 +30,30 @@ $(O)/libgmem.so: $(LIB_OBJ) src/libgmem.map
 	$(CC) -shared -Wl,--version-script=src/libgmem.map -Wl,-soname,libgmem.so.0 \
 		-o $@ $(LIB_OBJ) $(LDFLAGS)
 
-$(O)/gmem: $(wildcard tools/*.c tools/*.h) $(O)/libgmem.a
-	$(CC) $(CFLAGS) -o $@ $(filter %.c,$^) $(O)/libgmem.a $(LDFLAGS)
+$(O)/gmem: $(wildcard tools/*.c tools/*.h) tools/guest/abi.h $(O)/libgmem.a $(O)/tools/guest/image.o
+	$(CC) $(CFLAGS) -o $@ $(filter %.c,$^) $(O)/tools/guest/image.o $(O)/libgmem.a $(LDFLAGS)
+
+# The guest of gmem vm: freestanding 32-bit code, always built by gcc, linked
+# into the gmem binary as data.
+GUEST_CC     ?= gcc
+GUEST_CFLAGS := -m32 -march=i686 -O2 -ffreestanding -fno-pic -fno-pie -fno-stack-protector \
+	-mno-sse -mno-mmx -fno-asynchronous-unwind-tables -Wall -Wextra -Werror \
+	-nostdlib -static -no-pie -Wl,-T,tools/guest/guest.ld -Wl,--build-id=none
+# Without a compiler for 32-bit x86 the image is empty and gmem vm says so.
+$(O)/guest/guest.bin: $(wildcard tools/guest/*.[chS] tools/guest/*.ld)
+	@mkdir -p $(dir $@)
+	@if echo 'int x;' | $(GUEST_CC) -m32 -c -x c -o /dev/null - 2>/dev/null; then \
+		echo "$(GUEST_CC) $(GUEST_CFLAGS) -o $(O)/guest/guest.elf tools/guest/entry.S tools/guest/guest.c"; \
+		$(GUEST_CC) $(GUEST_CFLAGS) -o $(O)/guest/guest.elf tools/guest/entry.S tools/guest/guest.c && \
+		objcopy -O binary $(O)/guest/guest.elf $@; \
+	else \
+		echo "note: $(GUEST_CC) cannot build 32-bit x86 code: gmem vm will have no guest"; \
+		: > $@; \
+	fi
+
+$(O)/tools/guest/image.o: tools/guest/image.S $(O)/guest/guest.bin
+	@mkdir -p $(dir $@)
+	$(CC) -c -DGUEST_BIN='"$(O)/guest/guest.bin"' -o $@ $<
 
 # Tests link the archive: white-box tests may reach internal symbols.
 $(O)/tests/%: tests/%.c $(HARNESS) tests/harness.h $(O)/libgmem.a
@@ -63,7 +85,7 @@ check-asan:
 check-tsan:
 	$(MAKE) O=build-tsan SAN="-fsanitize=thread" TESTS_ONLY="$(TSAN_TESTS)" check
 
-TSAN_TESTS := test_brlock test_threads test_stress
+TSAN_TESTS := test_brlock test_threads test_stress test_vmm
 
 stress: all
 	GMEM_STRESS_SECONDS=60 $(O)/tests/test_stress

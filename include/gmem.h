@@ -370,6 +370,40 @@ int gmem_bind(int vm, uint32_t slot, uint64_t gpa, uint64_t size, int fd,
 int gmem_unbind(int vm, uint32_t slot);
 
 /*
+ * gmem_vm_view_mmap - map slot @slot's memory as the guest sees it through
+ * one view: private with @attributes GMEM_ATTR_PRIVATE, shared with 0. This
+ * is the address a VMM gives a real hypervisor (the userspace_addr of a KVM
+ * memslot): the private view backs the guest's private alias of the slot,
+ * the shared view its shared alias (the shared-bit alias of TDX and SNP).
+ * Stores the address of the slot's first page in *@addr; the view spans the
+ * whole slot, page i at gpa + i * 4 KiB.
+ *
+ * A page of a view is accessible only while stage-2 maps it with the view's
+ * kind: gmem_vm_fault on the page with the matching access opens it, and any
+ * zap of the entry (conversion, punch, file release, unbind) closes it again.
+ * A closed page raises SIGSEGV in the host; under KVM, the page-table change
+ * makes KVM drop its own mapping, and the guest's next access through it
+ * exits to the VMM (KVM_EXIT_MMIO at that gpa), which calls gmem_vm_fault.
+ * Pages mapped when the view is made are open at once. A child made by
+ * fork() does not inherit the view (MADV_DONTFORK).
+ *
+ * The VMM itself reads and writes guest memory through gmem_mmap; it touches
+ * a view only to complete the one guest access that exited (as the hardware
+ * would) and hands it to the hypervisor otherwise.
+ *
+ * Lifetime: one view of each kind per slot. gmem_unbind (or the file's
+ * release) replaces the view by an inaccessible reservation of the same
+ * range; the caller then releases it with munmap(2). Do not munmap a view
+ * while its slot is bound.
+ *
+ * Errors (in this order): -EINVAL attribute bits other than PRIVATE;
+ *         -EINVAL @addr NULL; -EBADF/-EINVAL bad VM; -EINVAL slot not in
+ *         use; -ENOMEM no memory or address space; -EEXIST the slot already
+ *         has a view of that kind.
+ */
+int gmem_vm_view_mmap(int vm, uint32_t slot, uint64_t attributes, void **addr);
+
+/*
  * gmem_vm_translate - the lookup every VMM writes: which file and offset back
  * @gpa, and how many bytes remain to the end of that binding.
  * Any output pointer may be NULL. Errors: -EBADF/-EINVAL bad VM; -EFAULT

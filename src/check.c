@@ -6,7 +6,8 @@
  * the page cache and the arch's model of each frame — and record what broke.
  *
  *   1  no host-reachable mapping of a private page
- *   2  no stage-2 entry contradicts the attributes once invalidations end
+ *   2  no stage-2 entry contradicts the attributes once invalidations end,
+ *      and every stage-2 view shows exactly what stage-2 maps with its kind
  *   3  no frame returns to the pool carrying guest data the arch forbids
  *   4  conversion keeps every frame, and every byte where the arch does
  *   5  a failed call changes nothing; every frame made private is reclaimed
@@ -249,6 +250,8 @@ void check_after(struct gmem_vm *vm, const char *op)
 	}
 	brlock_read_lock(&vm->mmu_lock);
 	s2_walk(&vm->s2, check_entry, vm);
+	for (unsigned int i = 0; i < vm->nslots; i++)
+		view_check(vm, vm->slots[i], c->pagemap_fd);
 	brlock_read_unlock(&vm->mmu_lock);
 	pthread_mutex_unlock(&vm->files_lock);
 	brlock_read_unlock(&vm->slots_lock);

@@ -76,6 +76,8 @@ static int fault(struct gmem_vm *vm, uint64_t gfn, bool private,
 			continue;
 		}
 		ret = s2_map(&vm->s2, gfn, pfn, private);
+		if (!ret)
+			ret = view_open(slot, gfn, 1, private);
 		brlock_read_unlock(&vm->mmu_lock);
 		if (ret)
 			return gmem_err(ENOMEM, "gmem_vm_fault: out of memory for stage-2");

@@ -211,6 +211,7 @@ struct memslot {
 	uint64_t npages;
 	struct gmem_file *file;
 	uint64_t pgoff;
+	struct view *views[2];	/* view.c: [0] shared, [1] private */
 };
 
 struct gmem_vm {
@@ -259,6 +260,14 @@ static inline bool vm_legacy(const struct gmem_vm *vm)
 void vm_put(struct gmem_vm *vm);
 struct memslot *vm_find_slot(struct gmem_vm *vm, uint64_t gfn);
 void vm_remove_slot(struct gmem_vm *vm, struct memslot *slot);
+
+/* view.c: stage-2 views of a slot for a real VMM's memslots. */
+int view_open(struct memslot *slot, uint64_t gfn, uint64_t npages,
+	      bool private);
+void view_close(struct memslot *slot, uint64_t gfn_start, uint64_t gfn_end,
+		unsigned int filter);
+void view_release(struct memslot *slot);
+void view_check(struct gmem_vm *vm, struct memslot *slot, int pagemap_fd);
 
 /* invalidate.c: KVM's mmu_invalidate_* on one VM. */
 void vm_invalidate_start(struct gmem_vm *vm);

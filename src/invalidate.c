@@ -85,6 +85,7 @@ bool file_invalidate_start(struct gmem_file *file, uint64_t start,
 		gfn_hi = s->base_gfn + (hi - s->pgoff);
 		vm_invalidate_range_add(vm, gfn_lo, gfn_hi);
 		s2_zap(&vm->s2, gfn_lo, gfn_hi, zap_filter);
+		view_close(s, gfn_lo, gfn_hi, zap_filter);
 		arch_invalidate_range(vm, s, gfn_lo, gfn_hi, zap_filter);
 	}
 	if (started)

@@ -211,6 +211,7 @@ void vm_remove_slot(struct gmem_vm *vm, struct memslot *slot)
 {
 	array_remove(vm->slots, &vm->nslots, slot);
 	array_remove(slot->file->bindings, &slot->file->nbindings, slot);
+	view_release(slot);
 	free(slot);
 }
 

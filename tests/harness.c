@@ -11,6 +11,7 @@
 static struct test *tests, **tail = &tests;
 static jmp_buf test_jmp;
 static int failed_now, skipped_now;
+static char skip_reason[200];
 
 void test_register(struct test *t)
 {
@@ -30,7 +31,7 @@ void test_fail(const char *file, int line, const char *expr, long long a,
 
 void test_skip(const char *why)
 {
-	printf("#   skipped: %s\n", why);
+	snprintf(skip_reason, sizeof(skip_reason), "%s", why);
 	skipped_now = 1;
 	longjmp(test_jmp, 1);
 }
@@ -124,7 +125,7 @@ int main(void)
 			t->fn();
 		n++;
 		if (skipped_now) {
-			printf("ok %d - %s # SKIP\n", n, t->name);
+			printf("ok %d - %s # SKIP %s\n", n, t->name, skip_reason);
 			skipped++;
 		} else if (failed_now) {
 			printf("not ok %d - %s\n", n, t->name);

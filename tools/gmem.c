@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * gmem - the command line: dispatches to the subcommands, each in its own
- * file (check.c, bench.c, run.c). "info" reports what works on this machine.
+ * file (check.c, bench.c, run.c, vm.c). "info" reports what works on this machine.
  */
 #include <stdio.h>
 #include <string.h>
@@ -20,7 +20,9 @@ static int usage(FILE *out)
 		"           the invariant checker on; print the violations\n"
 		"           (gmem check --help for its options)\n"
 		"  bench    measure every performance target against its baseline\n"
-		"  run      replay a scenario file (gmem run --help)\n");
+		"  run      replay a scenario file (gmem run --help)\n"
+		"  vm       boot a KVM guest on gmem memory and let it check its\n"
+		"           arch's conversions (gmem vm --help)\n");
 	return out == stdout ? 0 : 2;
 }
 
@@ -69,6 +71,8 @@ int main(int argc, char **argv)
 		return cmd_bench(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "run"))
 		return cmd_run(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "vm"))
+		return cmd_vm(argc - 1, argv + 1);
 	fprintf(stderr, "gmem: unknown command '%s' (try gmem --help)\n", argv[1]);
 	return 2;
 }

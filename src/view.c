@@ -1,0 +1,246 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Stage-2 views: what a VMM hands to KVM as a memslot's userspace address.
+ *
+ * A view is one MAP_SHARED mapping of the pool memfd frames behind a bound
+ * slot (page i of the slot is frame file->base_pfn + pgoff + i), of one kind:
+ * the private view or the shared view. Every page starts fenced. A page opens
+ * only while gmem's stage-2 maps it with the view's kind: the fault that
+ * installs the entry opens it, and every zap of the entry (conversion, punch,
+ * release, unbind) fences it again. Fencing drops the host page-table
+ * entries, so the host kernel's MMU notifiers make KVM drop its own mapping
+ * of the page: revocation reaches the real guest. The next guest access
+ * through a fenced page leaves KVM as an exit naming the gpa (an MMIO exit),
+ * and the VMM sends it to gmem_vm_fault.
+ *
+ * Fences are guard regions where the kernel has them (see mapping.c) and
+ * PROT_NONE otherwise. Opens run under mmu_lock shared right after the entry
+ * is installed; fences under mmu_lock exclusive right after the zap, so a
+ * view never shows a page that stage-2 does not map with its kind.
+ */
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL	102
+#define MADV_GUARD_REMOVE	103
+#endif
+
+struct view {
+	uint8_t *addr;
+	size_t len;
+};
+
+/* Open or fence @npages of view @v from page @first. */
+static int view_fence(struct view *v, uint64_t first, uint64_t npages,
+		      bool open)
+{
+	uint8_t *addr = v->addr + (first << PAGE_SHIFT);
+	size_t len = npages << PAGE_SHIFT;
+
+	if (mapping_uses_guards())
+		return madvise(addr, len, open ? MADV_GUARD_REMOVE
+					       : MADV_GUARD_INSTALL) ? -ENOMEM : 0;
+	return mprotect(addr, len, open ? PROT_READ | PROT_WRITE : PROT_NONE) ?
+	       -ENOMEM : 0;
+}
+
+/*
+ * Fault path: stage-2 now maps [gfn, gfn + npages) of @slot (one entry, of
+ * any level). Caller holds mmu_lock shared.
+ */
+int view_open(struct memslot *slot, uint64_t gfn, uint64_t npages,
+	      bool private)
+{
+	struct view *v = slot->views[private];
+
+	if (!v)
+		return 0;
+	return view_fence(v, gfn - slot->base_gfn, npages, true);
+}
+
+/*
+ * Invalidation: stage-2 entries of [gfn_start, gfn_end) matching @filter
+ * are gone. Caller holds mmu_lock exclusive. A fence that fails (no memory
+ * for a VMA split without guard support) leaves the page open; nothing can
+ * be undone at this point, as in the kernel's zap.
+ */
+void view_close(struct memslot *slot, uint64_t gfn_start, uint64_t gfn_end,
+		unsigned int filter)
+{
+	uint64_t first = gfn_start - slot->base_gfn;
+
+	if (slot->views[0] && (filter & S2_ZAP_SHARED))
+		view_fence(slot->views[0], first, gfn_end - gfn_start, false);
+	if (slot->views[1] && (filter & S2_ZAP_PRIVATE))
+		view_fence(slot->views[1], first, gfn_end - gfn_start, false);
+}
+
+/*
+ * The slot goes away: swap each view for an inaccessible anonymous
+ * reservation. The address stays reserved (the VMM may not have deleted its
+ * KVM memslot yet) until the VMM munmaps it; the pool is no longer mapped
+ * there. Caller holds slots_lock and the file's invalidate_lock exclusive.
+ */
+void view_release(struct memslot *slot)
+{
+	for (int kind = 0; kind < 2; kind++) {
+		struct view *v = slot->views[kind];
+
+		if (!v)
+			continue;
+		mmap(v->addr, v->len, PROT_NONE,
+		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+		free(v);
+		slot->views[kind] = NULL;
+	}
+}
+
+#define PM_GUARD	(1ULL << 58)	/* /proc/self/pagemap: a guard entry */
+
+/*
+ * Check mode, invariant 2 for views: a page is open in a view exactly while
+ * stage-2 maps it with the view's kind. Reads the views' page tables from
+ * @pagemap_fd; needs guard regions (with mprotect the page tables do not
+ * say). Caller holds slots_lock and mmu_lock shared, and the check lock.
+ */
+void view_check(struct gmem_vm *vm, struct memslot *slot, int pagemap_fd)
+{
+	uint64_t pm[512];
+
+	if (pagemap_fd < 0 || !mapping_uses_guards())
+		return;
+	for (int kind = 0; kind < 2; kind++) {
+		struct view *v = slot->views[kind];
+
+		for (uint64_t i = 0; v && i < slot->npages; i++) {
+			uint64_t gfn = slot->base_gfn + i, index = slot->pgoff + i;
+			off_t at = ((uintptr_t)v->addr / PAGE_SIZE + i) * sizeof(pm[0]);
+			struct s2_entry e;
+			bool mapped, open;
+
+			if (i % 512 == 0 &&
+			    pread(pagemap_fd, pm, sizeof(pm), at) <= 0)
+				return;
+			mapped = s2_lookup(&vm->s2, gfn, &e) && e.private == kind;
+			open = !(pm[i % 512] & PM_GUARD);
+			if (open != mapped)
+				check_violation(vm, 2, index << PAGE_SHIFT,
+						file_pfn(slot->file, index),
+						"the %s view %s gfn %#llx, which stage-2 %s",
+						kind ? "private" : "shared",
+						open ? "shows" : "hides",
+						(unsigned long long)gfn,
+						mapped ? "maps" : "does not map with that kind");
+		}
+	}
+}
+
+struct open_arg {
+	struct memslot *slot;
+	bool private;
+	int ret;
+};
+
+static int open_mapped(uint64_t gfn, const struct s2_entry *e, void *argp)
+{
+	struct open_arg *arg = argp;
+	struct memslot *slot = arg->slot;
+	uint64_t end = gfn + (1ULL << (e->level * S2_BITS));
+
+	gfn = MAX(gfn, slot->base_gfn);
+	end = MIN(end, slot->base_gfn + slot->npages);
+	if (gfn >= end || e->private != arg->private)
+		return 0;
+	arg->ret = view_open(slot, gfn, end - gfn, arg->private);
+	return arg->ret;
+}
+
+static struct memslot *slot_by_id(struct gmem_vm *vm, uint32_t id)
+{
+	for (unsigned int i = 0; i < vm->nslots; i++)
+		if (vm->slots[i]->id == id)
+			return vm->slots[i];
+	return NULL;
+}
+
+static uint8_t *map_fenced(struct gmem_vm *vm, struct memslot *slot)
+{
+	size_t len = slot->npages << PAGE_SHIFT;
+	off_t pos = (off_t)file_pfn(slot->file, slot->pgoff) << PAGE_SHIFT;
+	bool guards = mapping_uses_guards();
+	uint8_t *addr;
+
+	addr = mmap(NULL, len, guards ? PROT_READ | PROT_WRITE : PROT_NONE,
+		    MAP_SHARED | MAP_NORESERVE, vm->pool->memfd, pos);
+	if (addr == MAP_FAILED)
+		return NULL;
+	/* A forked child could not follow stage-2: it gets no view at all. */
+	if (madvise(addr, len, MADV_DONTFORK) ||
+	    (guards && madvise(addr, len, MADV_GUARD_INSTALL))) {
+		munmap(addr, len);
+		return NULL;
+	}
+	return addr;
+}
+
+GMEM_API int gmem_vm_view_mmap(int vmh, uint32_t id, uint64_t attributes,
+			       void **addr)
+{
+	struct open_arg arg = { .private = attributes & GMEM_ATTR_PRIVATE };
+	struct memslot *slot;
+	struct gmem_vm *vm;
+	struct view *v;
+	int ret;
+
+	if (attributes & ~GMEM_ATTR_PRIVATE)
+		return gmem_err(EINVAL, "gmem_vm_view_mmap: attributes %#llx: only GMEM_ATTR_PRIVATE",
+				(unsigned long long)attributes);
+	if (!addr)
+		return gmem_err(EINVAL, "gmem_vm_view_mmap: no address output");
+	ret = vm_enter(vmh, "gmem_vm_view_mmap", &vm);
+	if (ret)
+		return ret;
+	slot = id < GMEM_MAX_SLOTS ? slot_by_id(vm, id) : NULL;
+	if (!slot) {
+		ret = gmem_err(EINVAL, "gmem_vm_view_mmap: slot %u is not in use", id);
+		goto out;
+	}
+	v = malloc(sizeof(*v));
+	if (v)
+		v->addr = map_fenced(vm, slot);
+	if (!v || !v->addr) {
+		free(v);
+		ret = gmem_err(ENOMEM, "gmem_vm_view_mmap: out of memory or address space");
+		goto out;
+	}
+	v->len = slot->npages << PAGE_SHIFT;
+
+	/* Publish and open what stage-2 already maps, with installs held off. */
+	brlock_write_lock(&vm->mmu_lock);
+	if (slot->views[arg.private]) {
+		ret = gmem_err(EEXIST, "gmem_vm_view_mmap: slot %u already has a %s view",
+			       id, arg.private ? "private" : "shared");
+	} else {
+		slot->views[arg.private] = v;
+		arg.slot = slot;
+		s2_walk(&vm->s2, open_mapped, &arg);
+		if (arg.ret) {
+			slot->views[arg.private] = NULL;
+			ret = gmem_err(ENOMEM, "gmem_vm_view_mmap: cannot open mapped pages");
+		}
+	}
+	brlock_write_unlock(&vm->mmu_lock);
+	if (ret) {
+		munmap(v->addr, v->len);
+		free(v);
+	} else {
+		*addr = v->addr;
+	}
+out:
+	vm_exit(vm);
+	return ret;
+}

@@ -198,34 +198,80 @@ static void check_pages(struct gmem_vm *vm, struct gmem_file *file)
 }
 
 /* Invariant 2: every stage-2 entry agrees with the file behind it. */
-static int check_entry(uint64_t gfn, const struct s2_entry *e, void *arg)
+static void check_entry_page(struct gmem_vm *vm, uint64_t gfn, uint64_t pfn,
+			     bool e_private)
 {
-	struct gmem_vm *vm = arg;
 	struct memslot *slot = vm_find_slot(vm, gfn);
 	struct gmem_file *file;
 	uint64_t index;
 	bool private;
 
 	if (!slot) {
-		check_violation(vm, 2, ~0ULL, e->pfn,
+		check_violation(vm, 2, ~0ULL, pfn,
 				"stage-2 maps gfn %#llx, which nothing binds",
 				(unsigned long long)gfn);
-		return 0;
+		return;
 	}
 	file = slot->file;
 	index = slot->pgoff + (gfn - slot->base_gfn);
 	private = attr_lookup(&file->attrs, index, NULL, NULL) & GMEM_ATTR_PRIVATE;
-	if (private != e->private)
-		check_violation(vm, 2, index << PAGE_SHIFT, e->pfn,
+	if (private != e_private)
+		check_violation(vm, 2, index << PAGE_SHIFT, pfn,
 				"stage-2 maps gfn %#llx as %s but the page is %s",
 				(unsigned long long)gfn,
-				e->private ? "private" : "shared",
+				e_private ? "private" : "shared",
 				private ? "private" : "shared");
-	else if (e->pfn != file_pfn(file, index) || !folio_present(file, index))
-		check_violation(vm, 4, index << PAGE_SHIFT, e->pfn,
+	else if (pfn != file_pfn(file, index) || !folio_present(file, index))
+		check_violation(vm, 4, index << PAGE_SHIFT, pfn,
 				"stage-2 maps gfn %#llx to a frame that is not its folio's",
 				(unsigned long long)gfn);
+}
+
+/* A huge entry also needs a whole huge folio of at least its size under it. */
+static int check_entry(uint64_t gfn, const struct s2_entry *e, void *arg)
+{
+	struct gmem_vm *vm = arg;
+	uint64_t n = 1ULL << (e->level * S2_BITS);
+	struct memslot *slot;
+
+	for (uint64_t i = 0; i < n; i++)
+		check_entry_page(vm, gfn + i, e->pfn + i, e->private);
+	slot = e->level ? vm_find_slot(vm, gfn) : NULL;
+	if (slot) {
+		struct gmem_file *file = slot->file;
+		uint64_t index = slot->pgoff + (gfn - slot->base_gfn);
+
+		if (file->order < e->level * S2_BITS || !huge_whole(file, index))
+			check_violation(vm, 2, index << PAGE_SHIFT, e->pfn,
+					"a %s stage-2 entry at gfn %#llx maps no whole huge folio",
+					e->level == 1 ? "2 MiB" : "1 GiB",
+					(unsigned long long)gfn);
+	}
 	return 0;
+}
+
+/*
+ * Invariant 5 for huge folios: a whole block has every page present and
+ * uniform attributes; an absent block has no page present.
+ */
+static void check_blocks(struct gmem_vm *vm, struct gmem_file *file)
+{
+	uint64_t pages = file_folio_pages(file);
+
+	for (uint64_t lo = 0; file->order && lo < file->npages; lo += pages) {
+		int state = huge_block_state(file, lo);
+		uint64_t hole = folio_next_hole(file, lo, lo + pages);
+		uint64_t any = folio_next_present(file, lo, lo + pages);
+		uint64_t attr = attr_lookup(&file->attrs, lo, NULL, NULL);
+
+		if (state == BLOCK_WHOLE && (hole < lo + pages ||
+		    !attr_range_is(&file->attrs, lo, lo + pages, attr)))
+			check_violation(vm, 5, lo << PAGE_SHIFT, file_pfn(file, lo),
+					"a whole huge folio has a hole or mixed attributes");
+		if (state == BLOCK_ABSENT && any < lo + pages)
+			check_violation(vm, 5, any << PAGE_SHIFT, file_pfn(file, any),
+					"a page is cached in a huge block marked absent");
+	}
 }
 
 void check_after(struct gmem_vm *vm, const char *op)
@@ -244,6 +290,7 @@ void check_after(struct gmem_vm *vm, const char *op)
 		check_mappings(vm, file);
 		brlock_read_lock(&vm->mmu_lock);
 		check_pages(vm, file);
+		check_blocks(vm, file);
 		brlock_read_unlock(&vm->mmu_lock);
 		brlock_read_unlock(&file->invalidate_lock);
 	}

@@ -35,15 +35,18 @@ static int tdx_make_private(struct gmem_vm *vm, uint64_t gfn, uint64_t pfn,
 			    uint64_t nr)
 {
 	for (uint64_t i = pfn; i < pfn + nr; i++) {
-		uint64_t e = frame_get(vm->pool, i);
+		uint64_t e = frame_get(vm->pool, i), run = i;
 
 		if (e & TD_OWNED) {
 			if (td_id(e) != vm->id)
 				return -EBUSY;
 			continue;
 		}
-		frames_clear_content(vm->pool, i, 1);
-		frame_set_arch(vm->pool, i, td_entry(vm->id));
+		/* A huge folio comes in one call: clear each unowned run at once. */
+		while (run < pfn + nr && !(frame_get(vm->pool, run) & TD_OWNED))
+			frame_set_arch(vm->pool, run++, td_entry(vm->id));
+		frames_clear_content(vm->pool, i, run - i);
+		i = run - 1;
 	}
 	return 0;
 }

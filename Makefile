@@ -61,7 +61,7 @@ check-asan:
 check-tsan:
 	$(MAKE) O=build-tsan SAN="-fsanitize=thread" TESTS_ONLY="$(TSAN_TESTS)" check
 
-TSAN_TESTS := test_brlock test_threads test_stress
+TSAN_TESTS := test_brlock test_threads test_stress test_huge
 
 stress: all
 	GMEM_STRESS_SECONDS=60 $(O)/tests/test_stress

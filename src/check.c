@@ -268,9 +268,18 @@ static void check_blocks(struct gmem_vm *vm, struct gmem_file *file)
 		    !attr_range_is(&file->attrs, lo, lo + pages, attr)))
 			check_violation(vm, 5, lo << PAGE_SHIFT, file_pfn(file, lo),
 					"a whole huge folio has a hole or mixed attributes");
+		uint64_t count = 0;
+
 		if (state == BLOCK_ABSENT && any < lo + pages)
 			check_violation(vm, 5, any << PAGE_SHIFT, file_pfn(file, any),
 					"a page is cached in a huge block marked absent");
+		for (uint64_t i = any; i < lo + pages; i++)
+			count += folio_present(file, i);
+		if (count != file->block_pages[lo >> file->order])
+			check_violation(vm, 5, lo << PAGE_SHIFT, file_pfn(file, lo),
+					"a huge block counts %u pages present, not %llu",
+					(unsigned int)file->block_pages[lo >> file->order],
+					(unsigned long long)count);
 	}
 }
 

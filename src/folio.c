@@ -46,6 +46,7 @@ bool folio_alloc(struct gmem_file *file, uint64_t index)
 	old = atomic_fetch_or(word(file, index), bit(index));
 	if (old & bit(index))
 		return false;
+	huge_count(file, index, 1);
 	atomic_fetch_add_explicit(&file->nr_present, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&file->vm->pool->frames_in_use, 1,
 				  memory_order_relaxed);
@@ -100,6 +101,7 @@ static void free_run(struct gmem_file *file, uint64_t start, uint64_t end)
 	check_reclaimed(file, pfn, nr);
 	pool_discard(pool, pfn, nr);
 	bitmap_assign(file->present, start, end, false);
+	huge_count(file, start, -(int64_t)nr);	/* a run never leaves its block */
 	atomic_fetch_sub(&file->nr_present, nr);
 	atomic_fetch_sub(&pool->frames_in_use, nr);
 }

@@ -56,13 +56,24 @@ int huge_init(struct gmem_file *file)
 	if (!file->order)
 		return 0;
 	file->blocks = calloc(file->nblocks, sizeof(*file->blocks));
-	return file->blocks ? 0 : -ENOMEM;
+	file->block_pages = calloc(file->nblocks, sizeof(*file->block_pages));
+	return file->blocks && file->block_pages ? 0 : -ENOMEM;
 }
 
 void huge_destroy(struct gmem_file *file)
 {
 	free(file->blocks);
+	free(file->block_pages);
 	file->blocks = NULL;
+	file->block_pages = NULL;
+}
+
+/* @delta pages of the block at @index entered (or left) the page cache. */
+void huge_count(struct gmem_file *file, uint64_t index, int64_t delta)
+{
+	if (file->order)
+		atomic_fetch_add_explicit(&file->block_pages[index >> file->order],
+					  (uint32_t)delta, memory_order_relaxed);
 }
 
 static _Atomic uint8_t *block(struct gmem_file *file, uint64_t index)
@@ -97,14 +108,8 @@ static void set_state(struct gmem_file *file, uint64_t index, int state)
 /* Pages of the block at @index present in the page cache. */
 static uint64_t block_present(struct gmem_file *file, uint64_t index)
 {
-	uint64_t lo = block_start(file, index), n = 0;
-	uint64_t hi = lo + file_folio_pages(file);
-
-	for (uint64_t i = lo; i < hi; i += BITMAP_BITS)
-		n += (uint64_t)__builtin_popcountll(
-			atomic_load_explicit(&file->present[i / BITMAP_BITS],
-					     memory_order_relaxed));
-	return n;
+	return atomic_load_explicit(&file->block_pages[index >> file->order],
+				    memory_order_relaxed);
 }
 
 static bool block_uniform(struct gmem_file *file, uint64_t index)
@@ -136,6 +141,7 @@ bool huge_alloc_block(struct gmem_file *file, uint64_t index)
 		added += (uint64_t)__builtin_popcountll(~old);
 	}
 	if (added) {
+		huge_count(file, index, (int64_t)added);
 		atomic_fetch_add_explicit(&file->nr_present, added,
 					  memory_order_relaxed);
 		atomic_fetch_add_explicit(&file->vm->pool->frames_in_use, added,

@@ -287,6 +287,7 @@ struct gmem_file {
 	int order;
 	uint64_t nblocks;
 	_Atomic uint8_t *blocks;
+	atomic_uint_least32_t *block_pages;	/* pages present, per block */
 
 	struct attr_map attrs;
 	/*
@@ -365,6 +366,7 @@ int huge_convert_prepare(struct gmem_file *file, uint64_t start, uint64_t end,
 void huge_convert_commit(struct gmem_file *file, uint64_t start, uint64_t end);
 void huge_before_free(struct gmem_file *file, uint64_t start, uint64_t end);
 void huge_after_free(struct gmem_file *file, uint64_t start, uint64_t end);
+void huge_count(struct gmem_file *file, uint64_t index, int64_t delta);
 
 /* folio.c: the page cache. */
 bool folio_present(struct gmem_file *file, uint64_t index);

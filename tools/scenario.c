@@ -48,11 +48,11 @@ enum op {
 
 enum key {
 	K_ARCH, K_CONTRACT, K_VM, K_FILE, K_SIZE, K_SLOT, K_GPA, K_OFFSET,
-	K_LEN, K_DATA, K_FILL, K_PROT, K_NKEYS
+	K_LEN, K_DATA, K_FILL, K_PROT, K_HUGE, K_NKEYS
 };
 static const char *const key_names[] = {
 	"arch", "contract", "vm", "file", "size", "slot", "gpa", "offset",
-	"len", "data", "fill", "prot",
+	"len", "data", "fill", "prot", "huge",
 };
 
 enum flag {
@@ -91,7 +91,8 @@ struct spec {
 static const struct spec specs[] = {
 	{ "vm", NULL, OP_VM, P_DEF_VM, BIT(K_ARCH) | BIT(K_CONTRACT),
 	  BIT(K_ARCH), BIT(F_CHECK), XBASE },
-	{ "file", NULL, OP_FILE, P_DEF_FILE, BIT(K_VM) | BIT(K_SIZE),
+	{ "file", NULL, OP_FILE, P_DEF_FILE,
+	  BIT(K_VM) | BIT(K_SIZE) | BIT(K_HUGE),
 	  BIT(K_VM) | BIT(K_SIZE), BIT(F_MMAP) | BIT(F_SHARED), XBASE },
 	{ "bind", NULL, OP_BIND, P_VM,
 	  BIT(K_SLOT) | BIT(K_GPA) | BIT(K_FILE) | RANGE,
@@ -153,6 +154,7 @@ struct scn_cmd {
 	char *arch;
 	bool legacy;
 	int prot;
+	uint64_t huge;			/* GMEM_FLAG_HUGE_* from huge= */
 	char *data;			/* data= bytes, or the expect state text */
 	size_t data_len;
 	bool more;			/* expect violations >N */
@@ -630,6 +632,14 @@ static int parse_key(struct parser *p, struct scn_cmd *c, struct tok *t,
 		c->data = dup_bytes(t->val, t->vlen);
 		c->data_len = t->vlen;
 		return c->data ? 0 : perr(p, t->vcol, "out of memory");
+	case K_HUGE:
+		if (!strcmp(t->val, "2M") && !t->quoted)
+			c->huge = GMEM_FLAG_HUGE_2M;
+		else if (!strcmp(t->val, "1G") && !t->quoted)
+			c->huge = GMEM_FLAG_HUGE_1G;
+		else
+			return perr(p, t->vcol, "huge is 2M or 1G");
+		return 0;
 	case K_PROT:
 		if (!strcmp(t->val, "r"))
 			c->prot = PROT_READ;
@@ -1491,7 +1501,7 @@ static int do_op(struct run *r)
 		return ret < 0 ? ret : 0;
 	case OP_FILE:
 		o->vm = c->vm;
-		ret = gmem_create(r->rt[c->vm].h, v[K_SIZE],
+		ret = gmem_create(r->rt[c->vm].h, v[K_SIZE], c->huge |
 				  (c->flags & BIT(F_MMAP) ? GMEM_FLAG_MMAP : 0) |
 				  (c->flags & BIT(F_SHARED) ?
 				   GMEM_FLAG_INIT_SHARED : 0));

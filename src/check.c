@@ -29,6 +29,7 @@
 
 #define PM_PRESENT	(1ULL << 63)
 #define PM_GUARD	(1ULL << 58)
+#define PM_BATCH	512		/* pagemap entries per read */
 
 struct check {
 	pthread_mutex_t lock;
@@ -125,6 +126,31 @@ void check_reclaimed(struct gmem_file *file, uint64_t pfn, uint64_t nr)
 }
 
 /* Invariant 1: private pages are fenced in every host mapping. */
+static void check_mapping_run(struct gmem_vm *vm, struct gmem_file *file,
+			      struct host_mapping *m, uint64_t lo, uint64_t hi)
+{
+	uint64_t pm[PM_BATCH];
+
+	/* One pagemap read per batch of pages of a private run. */
+	for (uint64_t i = lo; i < hi; i += PM_BATCH) {
+		uint64_t n = MIN(PM_BATCH, hi - i);
+		off_t at = ((uintptr_t)m->addr / PAGE_SIZE + i) * sizeof(pm[0]);
+
+		if (pread(vm->check->pagemap_fd, pm, n * sizeof(pm[0]), at) !=
+		    (ssize_t)(n * sizeof(pm[0])))
+			return;
+		for (uint64_t j = 0; j < n; j++) {
+			uint64_t index = m->pgoff + i + j;
+
+			if ((pm[j] & PM_PRESENT) || !(pm[j] & PM_GUARD))
+				check_violation(vm, 1, index << PAGE_SHIFT,
+						file_pfn(file, index),
+						"a host mapping at %p can reach a private page",
+						(void *)(m->addr + (i + j) * PAGE_SIZE));
+		}
+	}
+}
+
 static void check_mappings(struct gmem_vm *vm, struct gmem_file *file)
 {
 	struct check *c = vm->check;
@@ -133,20 +159,17 @@ static void check_mappings(struct gmem_vm *vm, struct gmem_file *file)
 		return;
 	pthread_mutex_lock(&file->mappings_lock);
 	for (struct host_mapping *m = file->mappings; m; m = m->next) {
-		for (uint64_t i = 0; i < m->file_pages; i++) {
-			uint64_t index = m->pgoff + i, pm;
-			off_t at = ((uintptr_t)m->addr / PAGE_SIZE + i) * sizeof(pm);
+		uint64_t i = 0;
 
-			if (!(attr_lookup(&file->attrs, index, NULL, NULL) &
-			      GMEM_ATTR_PRIVATE))
-				continue;
-			if (pread(c->pagemap_fd, &pm, sizeof(pm), at) != sizeof(pm))
-				break;
-			if ((pm & PM_PRESENT) || !(pm & PM_GUARD))
-				check_violation(vm, 1, index << PAGE_SHIFT,
-						file_pfn(file, index),
-						"a host mapping at %p can reach a private page",
-						(void *)(m->addr + i * PAGE_SIZE));
+		while (i < m->file_pages) {
+			uint64_t run_end;
+			uint64_t attr = attr_lookup(&file->attrs, m->pgoff + i,
+						    NULL, &run_end);
+
+			run_end = MIN(run_end - m->pgoff, m->file_pages);
+			if (attr & GMEM_ATTR_PRIVATE)
+				check_mapping_run(vm, file, m, i, run_end);
+			i = run_end;
 		}
 	}
 	pthread_mutex_unlock(&file->mappings_lock);

@@ -3,9 +3,9 @@
  * In-place conversion: gmem_set_attributes, the KVM_SET_MEMORY_ATTRIBUTES2
  * analogue. The steps, in the order the kernel takes them:
  *
- *   validate -> lock exclusive -> already in state? -> huge folios to split
- *   or merge hold no pin? -> reserve map nodes
+ *   validate -> lock exclusive -> already in state? -> reserve map nodes
  *   -> (to private) revoke host mappings, refuse pages still referenced
+ *   -> huge folios to split or merge hold no pin?
  *   -> point of no return: invalidate start -> (to shared) arch make_shared
  *   -> store attributes -> split/merge huge folios
  *   -> (to shared) host mappings regain access
@@ -122,11 +122,6 @@ static int set_attributes(struct gmem_file *file, uint64_t start,
 
 	if (attr_range_is(&file->attrs, start, end, attrs))
 		return 0;
-	/* Huge folios to split or merge must hold no extra reference. */
-	ret = huge_convert_prepare(file, start, end, attrs, &zap_start,
-				   &zap_end, err_index);
-	if (ret)
-		return ret;
 	if (attr_reserve(&file->attrs, &res)) {
 		*err_index = start;
 		return gmem_err(ENOMEM, "gmem_set_attributes: out of memory for the attribute map");
@@ -137,6 +132,19 @@ static int set_attributes(struct gmem_file *file, uint64_t start,
 			attr_unreserve(&res);
 			return ret;
 		}
+	}
+	/*
+	 * Huge folios to split or merge must hold no extra reference; checked
+	 * after the range's own pins so that a pinned page in the range is the
+	 * one reported.
+	 */
+	ret = huge_convert_prepare(file, start, end, attrs, &zap_start,
+				   &zap_end, err_index);
+	if (ret) {
+		if (to_private)
+			restore_shared(file, start, end);
+		attr_unreserve(&res);
+		return ret;
 	}
 
 	/* Point of no return. */

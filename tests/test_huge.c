@@ -711,3 +711,35 @@ TEST(faults_racing_splits_merges_and_punches_never_map_a_stale_entry)
 	ASSERT_EQ(in_use(&e), 0);
 	env_free(&e);
 }
+
+#ifndef MADV_GUARD_REMOVE
+#define MADV_GUARD_REMOVE	103
+#endif
+
+TEST(check_mode_sees_a_host_reachable_private_page_in_a_huge_mapping)
+{
+	struct env e = check_env("sw");
+	int fd = gmem_create(e.vm, 4 * MiB, H2M | GMEM_FLAG_MMAP);
+	struct gmem_violation v[4];
+	volatile uint8_t *p = NULL;
+
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(gmem_mmap(fd, 0, 4 * MiB, PROT_READ | PROT_WRITE, MAP_SHARED,
+			    (void **)&p), 0);
+	assert_clean(&e);
+	/* Knock the fence off one private page behind gmem's back. */
+	if (madvise((void *)(p + 700 * PG), PG, MADV_GUARD_REMOVE)) {
+		ASSERT_EQ(gmem_munmap((void *)p, 4 * MiB), 0);
+		ASSERT_EQ(gmem_close(fd), 0);
+		env_free(&e);
+		test_skip("no guard regions on this kernel");
+	}
+	p[700 * PG] = 1;
+	ASSERT_EQ(gmem_fallocate(fd, GMEM_FALLOC_KEEP_SIZE, 0, PG), 0);
+	ASSERT_EQ(gmem_vm_violations(e.vm, v, 4), 1);
+	ASSERT_EQ(v[0].invariant, 1);
+	ASSERT_EQ(v[0].offset, 700 * PG);
+	ASSERT_EQ(gmem_munmap((void *)p, 4 * MiB), 0);
+	ASSERT_EQ(gmem_close(fd), 0);
+	env_free(&e);
+}

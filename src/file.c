@@ -245,13 +245,16 @@ static void refence_private(struct gmem_file *file, uint64_t start,
 
 static int punch_hole(struct gmem_file *file, uint64_t start, uint64_t end)
 {
+	uint64_t zap_start, zap_end;
 	bool started;
 
 	end = MIN(end, file->npages);
 	if (start >= end)
 		return 0;
 	brlock_write_lock(&file->invalidate_lock);
-	started = file_invalidate_start(file, start, end, S2_ZAP_ALL);
+	huge_punch_zap_range(file, start, end, &zap_start, &zap_end);
+	started = file_invalidate_start_wide(file, start, end, S2_ZAP_ALL,
+					     zap_start, zap_end);
 	folio_sync_host_touched(file, start, end);
 	folio_free_range(file, start, end);
 	refence_private(file, start, end);

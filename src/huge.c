@@ -299,3 +299,25 @@ void huge_after_free(struct gmem_file *file, uint64_t start, uint64_t end)
 		    !block_present(file, lo))
 			set_state(file, lo, BLOCK_ABSENT);
 }
+
+/*
+ * A punch of [start, end) that leaves a block with no page also zaps the
+ * whole block in stage-2 ([*zap_start, *zap_end)), so its emptied tables go
+ * and the next fault can map the refilled folio with one huge entry.
+ */
+void huge_punch_zap_range(struct gmem_file *file, uint64_t start, uint64_t end,
+			  uint64_t *zap_start, uint64_t *zap_end)
+{
+	uint64_t pages = file_folio_pages(file), lo, hi;
+
+	*zap_start = start;
+	*zap_end = end;
+	if (!file->order || start >= end)
+		return;
+	lo = block_start(file, start);
+	if (lo < start && folio_next_present(file, lo, start) == start)
+		*zap_start = lo;
+	hi = block_start(file, end - 1) + pages;
+	if (hi > end && folio_next_present(file, end, hi) == hi)
+		*zap_end = hi;
+}

@@ -367,6 +367,8 @@ void huge_convert_commit(struct gmem_file *file, uint64_t start, uint64_t end);
 void huge_before_free(struct gmem_file *file, uint64_t start, uint64_t end);
 void huge_after_free(struct gmem_file *file, uint64_t start, uint64_t end);
 void huge_count(struct gmem_file *file, uint64_t index, int64_t delta);
+void huge_punch_zap_range(struct gmem_file *file, uint64_t start, uint64_t end,
+			  uint64_t *zap_start, uint64_t *zap_end);
 
 /* folio.c: the page cache. */
 bool folio_present(struct gmem_file *file, uint64_t index);

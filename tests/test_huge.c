@@ -743,3 +743,31 @@ TEST(check_mode_sees_a_host_reachable_private_page_in_a_huge_mapping)
 	ASSERT_EQ(gmem_close(fd), 0);
 	env_free(&e);
 }
+
+TEST(a_folio_emptied_page_by_page_maps_huge_again_once_refilled)
+{
+	struct env e = check_env("sw");
+	int fd = bound_file(&e, 2 * MiB, H2M);
+
+	ASSERT_EQ(gmem_vm_fault(e.vm, GPA, PRIVATE_W, NULL, NULL), 0);
+	ASSERT_EQ(gmem_fallocate(fd, GMEM_FALLOC_KEEP_SIZE | GMEM_FALLOC_PUNCH_HOLE,
+				 0, PG), 0);
+	/* Split now: the rest maps page by page. */
+	ASSERT_EQ(gmem_vm_fault(e.vm, GPA + PG, PRIVATE_W, NULL, NULL), 0);
+	ASSERT_EQ(gmem_vm_fault(e.vm, GPA + 9 * PG, PRIVATE_W, NULL, NULL), 0);
+	ASSERT_EQ(gmem_vm_stage2_level(e.vm, GPA + 9 * PG), 0);
+	ASSERT_EQ(gmem_fallocate(fd, GMEM_FALLOC_KEEP_SIZE | GMEM_FALLOC_PUNCH_HOLE,
+				 PG, 100 * PG), 0);
+	ASSERT_EQ(gmem_fallocate(fd, GMEM_FALLOC_KEEP_SIZE | GMEM_FALLOC_PUNCH_HOLE,
+				 101 * PG, 2 * MiB - 101 * PG), 0);
+	ASSERT_EQ(in_use(&e), 0);
+	ASSERT_EQ(gmem_folio_info(fd, 0, NULL, NULL, NULL), 0);
+	/* Absent again: the next fault brings the whole folio back, mapped huge. */
+	ASSERT_EQ(gmem_vm_fault(e.vm, GPA + 9 * PG, PRIVATE_W, NULL, NULL), 0);
+	ASSERT_EQ(order_at(fd, 0), 9);
+	ASSERT_EQ(gmem_vm_stage2_level(e.vm, GPA + 9 * PG), 1);
+	ASSERT_EQ(in_use(&e), 512);
+	assert_clean(&e);
+	ASSERT_EQ(gmem_close(fd), 0);
+	env_free(&e);
+}

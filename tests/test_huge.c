@@ -12,6 +12,7 @@
 #include <sys/mman.h>
 
 #include "harness.h"
+#include "internal.h"	/* white box: a recording arch */
 
 #define PG	GMEM_PAGE_SIZE
 #define MiB	(1ULL << 20)
@@ -768,6 +769,175 @@ TEST(a_folio_emptied_page_by_page_maps_huge_again_once_refilled)
 	ASSERT_EQ(gmem_vm_stage2_level(e.vm, GPA + 9 * PG), 1);
 	ASSERT_EQ(in_use(&e), 512);
 	assert_clean(&e);
+	ASSERT_EQ(gmem_close(fd), 0);
+	env_free(&e);
+}
+
+TEST(a_1g_file_gets_a_1g_aligned_window_after_smaller_files)
+{
+	struct env e = env_new("sw");
+	int small = gmem_create(e.vm, 4 * PG, 0);
+	int two = gmem_create(e.vm, 2 * MiB, H2M);
+	int big = gmem_create(e.vm, GiB, H1G);
+	struct gmem_pool_stats st;
+
+	ASSERT_GE(small, 0);
+	ASSERT_GE(two, 0);
+	ASSERT_GE(big, 0);
+	ASSERT_EQ(gmem_fallocate(big, GMEM_FALLOC_KEEP_SIZE, GiB - PG, PG), 0);
+	ASSERT_EQ(frame_of(big, 0) % (GiB / PG), 0);
+	ASSERT_EQ(gmem_fallocate(two, GMEM_FALLOC_KEEP_SIZE, 0, PG), 0);
+	ASSERT_EQ(frame_of(two, 0) % 512, 0);
+	ASSERT_EQ(gmem_pool_stats(e.pool, &st), 0);
+	ASSERT_EQ(st.frames_in_use, GiB / PG + 512);
+	ASSERT_EQ(gmem_close(small), 0);
+	ASSERT_EQ(gmem_close(two), 0);
+	ASSERT_EQ(gmem_close(big), 0);
+	/* A pool with no 1 GiB-aligned room left refuses, changing nothing. */
+	{
+		int pool = gmem_pool_create(GiB), vm, fd;
+
+		ASSERT_GE(pool, 0);
+		vm = gmem_vm_create(pool, "sw", 0);
+		ASSERT_GE(vm, 0);
+		fd = gmem_create(vm, 2 * MiB, 0);
+		ASSERT_GE(fd, 0);
+		ASSERT_EQ(gmem_create(vm, GiB, H1G), -ENOSPC);
+		ASSERT_EQ(gmem_pool_stats(pool, &st), 0);
+		ASSERT_EQ(st.files, 1);
+		ASSERT_EQ(gmem_close(fd), 0);
+		fd = gmem_create(vm, GiB, H1G);
+		ASSERT_GE(fd, 0);
+		ASSERT_EQ(gmem_close(fd), 0);
+		ASSERT_EQ(gmem_vm_destroy(vm), 0);
+		ASSERT_EQ(gmem_pool_destroy(pool), 0);
+	}
+	env_free(&e);
+}
+
+TEST(populated_pages_of_a_huge_folio_keep_their_content_when_it_maps_huge)
+{
+	struct env e = check_env("snp");
+	int fd = bound_file(&e, 2 * MiB, H2M);
+	uint8_t image[2 * 4096], buf[sizeof(image)];
+	struct gmem_exit ex;
+
+	for (size_t i = 0; i < sizeof(image); i++)
+		image[i] = (uint8_t)(i * 13 + 5);
+	ASSERT_EQ(gmem_vm_populate(e.vm, GPA + 10 * PG, image, sizeof(image), 0), 2);
+	ASSERT_EQ(order_at(fd, 0), 9);
+	ASSERT_EQ(gmem_vm_populate(e.vm, GPA + 10 * PG, image, PG, 0), -EEXIST);
+	/* The first fault takes the rest over with 2 MiB RMP entries; content stays. */
+	ASSERT_EQ(gmem_vm_access(e.vm, GPA + 10 * PG, buf, sizeof(buf),
+				 GMEM_FAULT_PRIVATE, &ex), 0);
+	ASSERT_EQ(memcmp(buf, image, sizeof(image)), 0);
+	ASSERT_EQ(gmem_vm_stage2_level(e.vm, GPA), 1);
+	ASSERT_TRUE(frame_is(e.pool, frame_of(fd, 10 * PG), "2M"));
+	assert_clean(&e);
+	ASSERT_EQ(gmem_close(fd), 0);
+	assert_clean(&e);
+	env_free(&e);
+}
+
+TEST(legacy_contract_on_huge_folios_smashes_only_the_folio_a_4k_conversion_cuts)
+{
+	struct env e;
+	int fd;
+	uint64_t base;
+
+	e.pool = gmem_pool_create(64 * GiB);
+	ASSERT_GE(e.pool, 0);
+	e.vm = gmem_vm_create(e.pool, "snp", GMEM_VM_CHECK | GMEM_VM_LEGACY_CONTRACT);
+	ASSERT_GE(e.vm, 0);
+	fd = bound_file(&e, 4 * MiB, H2M);
+	ASSERT_EQ(gmem_fallocate(fd, GMEM_FALLOC_KEEP_SIZE, 0, 4 * MiB), 0);
+	ASSERT_EQ(gmem_vm_fault(e.vm, GPA, PRIVATE_W, NULL, NULL), 0);
+	ASSERT_EQ(gmem_vm_fault(e.vm, GPA + 2 * MiB, PRIVATE_W, NULL, NULL), 0);
+	base = frame_of(fd, 0);
+	/* One page in the middle of the first folio: smashed, that page shared. */
+	ASSERT_EQ(convert(fd, 100 * PG, PG, 0), 0);
+	ASSERT_TRUE(frame_is(e.pool, base + 100, "rmp hypervisor"));
+	ASSERT_TRUE(frame_is(e.pool, base + 99, "4K"));
+	ASSERT_TRUE(frame_is(e.pool, base + 512, "2M"));
+	/* Both folios to shared at once: each a run of its own, none smashed. */
+	ASSERT_EQ(convert(fd, 0, 4 * MiB, 0), 0);
+	ASSERT_TRUE(frame_is(e.pool, base + 99, "rmp hypervisor"));
+	ASSERT_TRUE(frame_is(e.pool, base + 1023, "rmp hypervisor"));
+	ASSERT_EQ(order_at(fd, 0), 9);
+	assert_clean(&e);
+	ASSERT_EQ(gmem_close(fd), 0);
+	assert_clean(&e);
+	env_free(&e);
+}
+
+/* ----------------------------------------------- hooks see folio runs */
+
+#define MAX_CALLS	16
+
+static struct {
+	int n;
+	uint64_t pfn[MAX_CALLS], nr[MAX_CALLS];
+} calls;
+
+static void record(struct gmem_pool *pool, uint64_t pfn, uint64_t nr)
+{
+	if (calls.n < MAX_CALLS) {
+		calls.pfn[calls.n] = pfn;
+		calls.nr[calls.n] = nr;
+	}
+	calls.n++;
+}
+
+static const struct gmem_arch recording = {
+	.name = "sw",
+	.keeps_content = true,
+	.make_shared = record,
+	.reclaim = record,
+};
+
+static void assert_calls(uint64_t base, const uint64_t (*want)[2], int n)
+{
+	ASSERT_EQ(calls.n, n);
+	for (int i = 0; i < n; i++) {
+		ASSERT_EQ(calls.pfn[i], base + want[i][0]);
+		ASSERT_EQ(calls.nr[i], want[i][1]);
+	}
+	calls.n = 0;
+}
+
+TEST(arch_hooks_see_each_folio_clipped_to_the_range_as_one_run)
+{
+	struct env e = env_new("sw");
+	int fd = gmem_create(e.vm, 6 * MiB, H2M);
+	struct gmem_vm *vm = (struct gmem_vm *)obj_peek(e.vm);
+	static const uint64_t shared[][2] = {
+		{ 100, 412 }, { 512, 512 }, { 1024, 76 },
+	};
+	static const uint64_t punched[][2] = {
+		{ 300, 10 }, { 320, 192 }, { 512, 512 }, { 1024, 1 },
+	};
+	uint64_t base;
+
+	ASSERT_GE(fd, 0);
+	vm->arch = &recording;
+	ASSERT_EQ(gmem_fallocate(fd, GMEM_FALLOC_KEEP_SIZE, 0, 6 * MiB), 0);
+	base = frame_of(fd, 0);
+	calls.n = 0;
+	/* Across three huge folios: the tail of one, one whole, the head of one. */
+	ASSERT_EQ(convert(fd, 100 * PG, 1000 * PG, 0), 0);
+	assert_calls(base, shared, 3);
+	ASSERT_EQ(order_at(fd, 0), 0);
+	ASSERT_EQ(order_at(fd, 2 * MiB), 9);
+	ASSERT_EQ(order_at(fd, 4 * MiB), 0);
+	/* Punch: 4 KiB pieces of a split folio (around a hole), a whole folio. */
+	ASSERT_EQ(gmem_fallocate(fd, GMEM_FALLOC_KEEP_SIZE | GMEM_FALLOC_PUNCH_HOLE,
+				 310 * PG, 10 * PG), 0);
+	calls.n = 0;
+	ASSERT_EQ(gmem_fallocate(fd, GMEM_FALLOC_KEEP_SIZE | GMEM_FALLOC_PUNCH_HOLE,
+				 300 * PG, 725 * PG), 0);
+	assert_calls(base, punched, 4);
+	ASSERT_EQ(gmem_folio_info(fd, 2 * MiB, NULL, NULL, NULL), 0);
+	ASSERT_EQ(in_use(&e), 3 * 512 - 725);	/* 10 of the 725 were holes already */
 	ASSERT_EQ(gmem_close(fd), 0);
 	env_free(&e);
 }

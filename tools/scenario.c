@@ -126,7 +126,7 @@ static const struct spec specs[] = {
 	{ "expect", "state", OP_XSTATE, P_FILE, BIT(K_OFFSET), BIT(K_OFFSET),
 	  0, 0 },
 	{ "expect", "violations", OP_XVIOL, P_VM, 0, 0, 0, 0 },
-	{ "expect", "stage2", OP_XSTAGE2, P_VM, BIT(K_GPA), BIT(K_GPA),
+	{ "expect", "stage2", OP_XSTAGE2, P_VM, BIT(K_GPA) | BIT(K_SIZE), BIT(K_GPA),
 	  PS | BIT(F_MAPPED) | BIT(F_UNMAPPED), 0 },
 };
 
@@ -687,6 +687,11 @@ static int check_cmd(struct parser *p, struct scn_cmd *c)
 		if ((c->flags & BIT(F_UNMAPPED)) && (c->flags & PS))
 			return perr(p, c->col, "an unmapped entry is neither "
 				    "private nor shared");
+		if ((c->has & BIT(K_SIZE)) && ((c->flags & BIT(F_UNMAPPED)) ||
+		    (c->v[K_SIZE] != PAGE && c->v[K_SIZE] != 512 * PAGE &&
+		     c->v[K_SIZE] != 512 * 512 * PAGE)))
+			return perr(p, c->col, "an entry's size is 4K, 2M or 1G, "
+				    "and only a mapped one has one");
 		break;
 	case OP_GREAD:
 	case OP_HREAD:
@@ -1719,6 +1724,15 @@ static int do_check(struct run *r)
 				     (unsigned long long)c->v[K_GPA],
 				     !ret ? "unmapped" : priv ?
 				     "mapped private" : "mapped shared");
+		if (ret && (c->has & BIT(K_SIZE))) {
+			int level = gmem_vm_stage2_level(o->h, c->v[K_GPA]);
+			uint64_t size = level < 0 ? 0 : PAGE << (9 * level);
+
+			if (size != c->v[K_SIZE])
+				return rfail(r, c->col, "stage-2 entry of gpa %#llx maps %llu KiB",
+					     (unsigned long long)c->v[K_GPA],
+					     (unsigned long long)(size >> 10));
+		}
 		return 0;
 	}
 	case OP_XVIOL: {

@@ -94,11 +94,6 @@ int huge_block_state(struct gmem_file *file, uint64_t index)
 	       BLOCK_STATE;
 }
 
-bool huge_whole(struct gmem_file *file, uint64_t index)
-{
-	return file->order && huge_block_state(file, index) == BLOCK_WHOLE;
-}
-
 static void set_state(struct gmem_file *file, uint64_t index, int state)
 {
 	atomic_store_explicit(block(file, index), (uint8_t)state,

@@ -354,7 +354,14 @@ int huge_order_of_flags(uint64_t flags);
 int huge_init(struct gmem_file *file);
 void huge_destroy(struct gmem_file *file);
 int huge_block_state(struct gmem_file *file, uint64_t index);
-bool huge_whole(struct gmem_file *file, uint64_t index);
+/* Is the page's folio a whole huge one? One load; false in a 4 KiB file. */
+static inline bool huge_whole(struct gmem_file *file, uint64_t index)
+{
+	return file->order &&
+	       (atomic_load_explicit(&file->blocks[index >> file->order],
+				     memory_order_acquire) & BLOCK_STATE) ==
+	       BLOCK_WHOLE;
+}
 bool huge_alloc_block(struct gmem_file *file, uint64_t index);
 bool huge_test_prepared(struct gmem_file *file, uint64_t index);
 void huge_set_prepared(struct gmem_file *file, uint64_t index);

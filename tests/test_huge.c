@@ -941,3 +941,57 @@ TEST(arch_hooks_see_each_folio_clipped_to_the_range_as_one_run)
 	ASSERT_EQ(gmem_close(fd), 0);
 	env_free(&e);
 }
+
+/* ------------------------------------------- racing first allocations */
+
+struct first {
+	struct env *e;
+	pthread_barrier_t *go;
+	unsigned int seed;
+	atomic_int *errors;
+};
+
+static void *first_faulter(void *arg)
+{
+	struct first *f = arg;
+	uint64_t s = f->seed;
+
+	pthread_barrier_wait(f->go);
+	for (int i = 0; i < 4096; i++) {
+		uint64_t page;
+
+		s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+		page = (s >> 33) % (32 * 512);
+		if (gmem_vm_fault(f->e->vm, GPA + page * PG, PRIVATE_W, NULL, NULL))
+			atomic_fetch_add(f->errors, 1);
+	}
+	return NULL;
+}
+
+TEST(racing_first_faults_allocate_each_huge_folio_once)
+{
+	struct env e = env_new("pkvm");
+	int fd = bound_file(&e, 64 * MiB, H2M);
+	pthread_barrier_t go;
+	atomic_int errors = 0;
+	struct first args[2] = {
+		{ &e, &go, 1, &errors }, { &e, &go, 2, &errors },
+	};
+	pthread_t t[2];
+
+	pthread_barrier_init(&go, NULL, 2);
+	for (int i = 0; i < 2; i++)
+		ASSERT_EQ(pthread_create(&t[i], NULL, first_faulter, &args[i]), 0);
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	pthread_barrier_destroy(&go);
+	ASSERT_EQ(atomic_load(&errors), 0);
+	ASSERT_EQ(in_use(&e), 32 * 512);
+	for (uint64_t b = 0; b < 32; b++) {
+		ASSERT_EQ(order_at(fd, b * 2 * MiB + 77 * PG), 9);
+		ASSERT_EQ(gmem_vm_stage2_level(e.vm, GPA + b * 2 * MiB), 1);
+	}
+	ASSERT_EQ(gmem_close(fd), 0);
+	ASSERT_EQ(in_use(&e), 0);
+	env_free(&e);
+}

@@ -85,7 +85,7 @@ check-asan:
 check-tsan:
 	$(MAKE) O=build-tsan SAN="-fsanitize=thread" TESTS_ONLY="$(TSAN_TESTS)" check
 
-TSAN_TESTS := test_brlock test_threads test_stress test_vmm
+TSAN_TESTS := test_brlock test_threads test_stress test_vmm test_huge
 
 stress: all
 	GMEM_STRESS_SECONDS=60 $(O)/tests/test_stress

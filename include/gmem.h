@@ -201,6 +201,8 @@ int gmem_vm_destroy(int vm);
 
 #define GMEM_FLAG_MMAP		(1ULL << 0)	/* host mmap allowed */
 #define GMEM_FLAG_INIT_SHARED	(1ULL << 1)	/* every page starts shared */
+#define GMEM_FLAG_HUGE_2M	(1ULL << 2)	/* 2 MiB folios (order 9) */
+#define GMEM_FLAG_HUGE_1G	(1ULL << 3)	/* 1 GiB folios (order 18) */
 
 /*
  * gmem_create - create a guest memory file of @size bytes on @vm.
@@ -209,9 +211,22 @@ int gmem_vm_destroy(int vm);
  * changes. Returns a file handle; the file lives until the handle is closed
  * and every host mapping of it is unmapped.
  *
- * Errors (in this order): -EBADF/-EINVAL bad VM; -EINVAL unknown flag bit;
- *         -EINVAL size 0, not a multiple of 4 KiB, or above 64 TiB;
- *         -ENOSPC no window of that size left in the pool; -ENOMEM; -EMFILE.
+ * Folio size: 4 KiB, or with GMEM_FLAG_HUGE_2M / GMEM_FLAG_HUGE_1G (at most
+ * one) 2 MiB / 1 GiB. A huge file's size, and the offset, size and gpa of
+ * every binding (gmem_bind) and the offset and length of every host mapping
+ * (gmem_mmap, whose address is then aligned to the folio size too) must be
+ * multiples of it. The first use of a page allocates its whole huge folio.
+ * Attributes, pins and punches still work on any 4 KiB page: a huge folio
+ * is split into 4 KiB folios when its range stops being uniform, and merged
+ * back, on the same frames and without a copy, when a conversion leaves the
+ * whole range uniform with every page present (docs/design.md, "Huge
+ * folios"). Memory in use (gmem_pool_stats) counts each frame once,
+ * whatever the mix of private and shared.
+ *
+ * Errors (in this order): -EBADF/-EINVAL bad VM; -EINVAL unknown flag bit, or
+ *         both huge flags; -EINVAL size 0, not a multiple of the folio size,
+ *         or above 64 TiB; -ENOSPC no window of that size (aligned to the
+ *         folio size) left in the pool; -ENOMEM; -EMFILE.
  */
 int gmem_create(int vm, uint64_t size, uint64_t flags);
 
@@ -235,6 +250,8 @@ int64_t gmem_size(int fd);
  * KEEP_SIZE alone allocates folios for [offset, offset+len); their content is
  * zero. KEEP_SIZE|PUNCH_HOLE frees them: guest mappings are zapped, the arch
  * reclaims the frames, the next access sees zeroes. Attributes never change.
+ * In a huge file, allocation allocates every huge folio the range touches;
+ * a punch of part of a huge folio splits it and frees the 4 KiB pieces.
  *
  * Errors (in this order): -EBADF/-EINVAL bad handle;
  *         -EOPNOTSUPP mode lacks KEEP_SIZE or has another bit;
@@ -258,6 +275,11 @@ int gmem_fallocate(int fd, int mode, uint64_t offset, uint64_t len);
  * an extra reference (a pin) then fails the call with -EAGAIN. To shared,
  * host mappings regain access. All or nothing: on failure attributes,
  * mappings and contents are as before.
+ *
+ * In a huge file, any 4 KiB range converts. A huge folio that must split
+ * (its range stops being uniform) or merge (its range becomes uniform, every
+ * page present) may hold no extra reference: a pinned page anywhere in it
+ * fails the call with -EAGAIN and its offset, in either direction.
  *
  * @error_offset, if not NULL, receives the byte offset of the first page
  * that made the call fail with -EAGAIN or -ENOMEM.
@@ -285,8 +307,9 @@ int64_t gmem_attribute_ranges(int fd);
 
 /*
  * gmem_folio_info - the page cache at @offset: returns 1 and the frame of that
- * page in *@pfn (and the folio order, and the page's pin count) when a folio
- * is present, 0 for a hole. Output pointers may be NULL.
+ * page in *@pfn (and the folio order: 9 or 18 for a whole huge folio, 0 for a
+ * 4 KiB one; and the page's pin count) when a folio is present, 0 for a
+ * hole. Output pointers may be NULL.
  * Errors: -EBADF/-EINVAL bad handle; -EINVAL offset unaligned or past the end.
  */
 int gmem_folio_info(int fd, uint64_t offset, uint64_t *pfn, int *order,
@@ -311,7 +334,8 @@ int gmem_folio_info(int fd, uint64_t offset, uint64_t *pfn, int *order,
  * Errors (in this order): -EBADF/-EINVAL bad handle; -ENODEV file without
  *         GMEM_FLAG_MMAP; -EINVAL flags other than MAP_SHARED (a private,
  *         copy-on-write mapping is refused); -EINVAL prot, len 0, offset or
- *         len not 4 KiB aligned, or offset at/after the end; -ENOMEM.
+ *         len not 4 KiB aligned, or offset at/after the end; -EINVAL offset
+ *         or len not a multiple of a huge file's folio size; -ENOMEM.
  */
 int gmem_mmap(int fd, uint64_t offset, size_t len, int prot, int flags,
 	      void **addr);
@@ -356,6 +380,9 @@ int gmem_unpin(int fd, uint64_t offset, uint64_t size);
  *         -EINVAL size 0, gpa or size unaligned, gpa+size overflows;
  *         -EBADF @fd not open; -EINVAL @fd not a file, or a file of another VM;
  *         -EINVAL offset unaligned, or offset+size past the end of the file;
+ *         -EINVAL gpa, offset or size not a multiple of a huge file's folio
+ *         size (so a huge folio is always bound whole, gfn and page aligned
+ *         alike);
  *         -EEXIST slot in use, or the guest range overlaps another slot;
  *         -EEXIST the file range is already bound; -ENOMEM.
  */
@@ -436,6 +463,10 @@ struct gmem_exit {
  * page's attribute: the folio is allocated (zeroed once in its life) if it did
  * not exist, the arch prepares private pages, and the stage-2 entry is
  * installed unless an invalidation raced, in which case the fault retries.
+ * The entry is as large as the page allows: the folio's order (2 MiB or
+ * 1 GiB for a whole huge folio, which it is only while its attributes are
+ * uniform), for a private page capped by the arch (snp: the RMP entry size,
+ * 2 MiB at most); gmem_vm_stage2_level() reads it back.
  * Returns 1 and fills *@exit (a memory-fault exit) when the access disagrees:
  * the VMM converts and runs the guest again. @pfn and @exit may be NULL.
  *
@@ -461,6 +492,14 @@ int gmem_vm_access(int vm, uint64_t gpa, void *buf, size_t len,
  * Errors: -EBADF/-EINVAL bad VM.
  */
 int gmem_vm_stage2(int vm, uint64_t gpa, uint64_t *pfn, int *private);
+
+/*
+ * gmem_vm_stage2_level - the size of the stage-2 entry mapping @gpa: 0 for
+ * 4 KiB, 1 for 2 MiB, 2 for 1 GiB. An invalidation of any part of a huge
+ * entry removes the whole entry. Errors: -EBADF/-EINVAL bad VM; -ENOENT
+ * nothing mapped at @gpa.
+ */
+int gmem_vm_stage2_level(int vm, uint64_t gpa);
 
 /* Current mmu_invalidate_seq of the VM (>= 0), or -errno. */
 int64_t gmem_vm_invalidate_seq(int vm);

@@ -30,6 +30,7 @@
 
 #define PM_PRESENT	(1ULL << 63)
 #define PM_GUARD	(1ULL << 58)
+#define PM_BATCH	512		/* pagemap entries per read */
 
 struct check {
 	pthread_mutex_t lock;
@@ -126,6 +127,31 @@ void check_reclaimed(struct gmem_file *file, uint64_t pfn, uint64_t nr)
 }
 
 /* Invariant 1: private pages are fenced in every host mapping. */
+static void check_mapping_run(struct gmem_vm *vm, struct gmem_file *file,
+			      struct host_mapping *m, uint64_t lo, uint64_t hi)
+{
+	uint64_t pm[PM_BATCH];
+
+	/* One pagemap read per batch of pages of a private run. */
+	for (uint64_t i = lo; i < hi; i += PM_BATCH) {
+		uint64_t n = MIN(PM_BATCH, hi - i);
+		off_t at = ((uintptr_t)m->addr / PAGE_SIZE + i) * sizeof(pm[0]);
+
+		if (pread(vm->check->pagemap_fd, pm, n * sizeof(pm[0]), at) !=
+		    (ssize_t)(n * sizeof(pm[0])))
+			return;
+		for (uint64_t j = 0; j < n; j++) {
+			uint64_t index = m->pgoff + i + j;
+
+			if ((pm[j] & PM_PRESENT) || !(pm[j] & PM_GUARD))
+				check_violation(vm, 1, index << PAGE_SHIFT,
+						file_pfn(file, index),
+						"a host mapping at %p can reach a private page",
+						(void *)(m->addr + (i + j) * PAGE_SIZE));
+		}
+	}
+}
+
 static void check_mappings(struct gmem_vm *vm, struct gmem_file *file)
 {
 	struct check *c = vm->check;
@@ -134,20 +160,17 @@ static void check_mappings(struct gmem_vm *vm, struct gmem_file *file)
 		return;
 	pthread_mutex_lock(&file->mappings_lock);
 	for (struct host_mapping *m = file->mappings; m; m = m->next) {
-		for (uint64_t i = 0; i < m->file_pages; i++) {
-			uint64_t index = m->pgoff + i, pm;
-			off_t at = ((uintptr_t)m->addr / PAGE_SIZE + i) * sizeof(pm);
+		uint64_t i = 0;
 
-			if (!(attr_lookup(&file->attrs, index, NULL, NULL) &
-			      GMEM_ATTR_PRIVATE))
-				continue;
-			if (pread(c->pagemap_fd, &pm, sizeof(pm), at) != sizeof(pm))
-				break;
-			if ((pm & PM_PRESENT) || !(pm & PM_GUARD))
-				check_violation(vm, 1, index << PAGE_SHIFT,
-						file_pfn(file, index),
-						"a host mapping at %p can reach a private page",
-						(void *)(m->addr + i * PAGE_SIZE));
+		while (i < m->file_pages) {
+			uint64_t run_end;
+			uint64_t attr = attr_lookup(&file->attrs, m->pgoff + i,
+						    NULL, &run_end);
+
+			run_end = MIN(run_end - m->pgoff, m->file_pages);
+			if (attr & GMEM_ATTR_PRIVATE)
+				check_mapping_run(vm, file, m, i, run_end);
+			i = run_end;
 		}
 	}
 	pthread_mutex_unlock(&file->mappings_lock);
@@ -199,34 +222,89 @@ static void check_pages(struct gmem_vm *vm, struct gmem_file *file)
 }
 
 /* Invariant 2: every stage-2 entry agrees with the file behind it. */
-static int check_entry(uint64_t gfn, const struct s2_entry *e, void *arg)
+static void check_entry_page(struct gmem_vm *vm, uint64_t gfn, uint64_t pfn,
+			     bool e_private)
 {
-	struct gmem_vm *vm = arg;
 	struct memslot *slot = vm_find_slot(vm, gfn);
 	struct gmem_file *file;
 	uint64_t index;
 	bool private;
 
 	if (!slot) {
-		check_violation(vm, 2, ~0ULL, e->pfn,
+		check_violation(vm, 2, ~0ULL, pfn,
 				"stage-2 maps gfn %#llx, which nothing binds",
 				(unsigned long long)gfn);
-		return 0;
+		return;
 	}
 	file = slot->file;
 	index = slot->pgoff + (gfn - slot->base_gfn);
 	private = attr_lookup(&file->attrs, index, NULL, NULL) & GMEM_ATTR_PRIVATE;
-	if (private != e->private)
-		check_violation(vm, 2, index << PAGE_SHIFT, e->pfn,
+	if (private != e_private)
+		check_violation(vm, 2, index << PAGE_SHIFT, pfn,
 				"stage-2 maps gfn %#llx as %s but the page is %s",
 				(unsigned long long)gfn,
-				e->private ? "private" : "shared",
+				e_private ? "private" : "shared",
 				private ? "private" : "shared");
-	else if (e->pfn != file_pfn(file, index) || !folio_present(file, index))
-		check_violation(vm, 4, index << PAGE_SHIFT, e->pfn,
+	else if (pfn != file_pfn(file, index) || !folio_present(file, index))
+		check_violation(vm, 4, index << PAGE_SHIFT, pfn,
 				"stage-2 maps gfn %#llx to a frame that is not its folio's",
 				(unsigned long long)gfn);
+}
+
+/* A huge entry also needs a whole huge folio of at least its size under it. */
+static int check_entry(uint64_t gfn, const struct s2_entry *e, void *arg)
+{
+	struct gmem_vm *vm = arg;
+	uint64_t n = 1ULL << (e->level * S2_BITS);
+	struct memslot *slot;
+
+	for (uint64_t i = 0; i < n; i++)
+		check_entry_page(vm, gfn + i, e->pfn + i, e->private);
+	slot = e->level ? vm_find_slot(vm, gfn) : NULL;
+	if (slot) {
+		struct gmem_file *file = slot->file;
+		uint64_t index = slot->pgoff + (gfn - slot->base_gfn);
+
+		if (file->order < e->level * S2_BITS || !huge_whole(file, index))
+			check_violation(vm, 2, index << PAGE_SHIFT, e->pfn,
+					"a %s stage-2 entry at gfn %#llx maps no whole huge folio",
+					e->level == 1 ? "2 MiB" : "1 GiB",
+					(unsigned long long)gfn);
+	}
 	return 0;
+}
+
+/*
+ * Invariant 5 for huge folios: a whole block has every page present and
+ * uniform attributes; an absent block has no page present.
+ */
+static void check_blocks(struct gmem_vm *vm, struct gmem_file *file)
+{
+	uint64_t pages = file_folio_pages(file);
+
+	for (uint64_t lo = 0; file->order && lo < file->npages; lo += pages) {
+		int state = huge_block_state(file, lo);
+		uint64_t hole = folio_next_hole(file, lo, lo + pages);
+		uint64_t any = folio_next_present(file, lo, lo + pages);
+		uint64_t attr = attr_lookup(&file->attrs, lo, NULL, NULL);
+
+		if (state == BLOCK_WHOLE && (hole < lo + pages ||
+		    !attr_range_is(&file->attrs, lo, lo + pages, attr)))
+			check_violation(vm, 5, lo << PAGE_SHIFT, file_pfn(file, lo),
+					"a whole huge folio has a hole or mixed attributes");
+		uint64_t count = 0;
+
+		if (state == BLOCK_ABSENT && any < lo + pages)
+			check_violation(vm, 5, any << PAGE_SHIFT, file_pfn(file, any),
+					"a page is cached in a huge block marked absent");
+		for (uint64_t i = any; i < lo + pages; i++)
+			count += folio_present(file, i);
+		if (count != file->block_pages[lo >> file->order])
+			check_violation(vm, 5, lo << PAGE_SHIFT, file_pfn(file, lo),
+					"a huge block counts %u pages present, not %llu",
+					(unsigned int)file->block_pages[lo >> file->order],
+					(unsigned long long)count);
+	}
 }
 
 void check_after(struct gmem_vm *vm, const char *op)
@@ -245,6 +323,7 @@ void check_after(struct gmem_vm *vm, const char *op)
 		check_mappings(vm, file);
 		brlock_read_lock(&vm->mmu_lock);
 		check_pages(vm, file);
+		check_blocks(vm, file);
 		brlock_read_unlock(&vm->mmu_lock);
 		brlock_read_unlock(&file->invalidate_lock);
 	}

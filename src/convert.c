@@ -5,8 +5,10 @@
  *
  *   validate -> lock exclusive -> already in state? -> reserve map nodes
  *   -> (to private) revoke host mappings, refuse pages still referenced
+ *   -> huge folios to split or merge hold no pin?
  *   -> point of no return: invalidate start -> (to shared) arch make_shared
- *   -> store attributes -> (to shared) host mappings regain access
+ *   -> store attributes -> split/merge huge folios
+ *   -> (to shared) host mappings regain access
  *   -> invalidate end -> unlock
  *
  * Everything that can fail happens before the point of no return, so a
@@ -17,7 +19,8 @@
 /*
  * Call @fn over each run of present pages in [start, end): the kernel's walk
  * of the folios of a range, each clipped to it. Pages of one file are
- * contiguous frames, so neighbouring folios make one run.
+ * contiguous frames, so neighbouring 4 KiB folios make one run; a huge folio
+ * is always a run of its own (folio_run_end).
  */
 static void for_each_present_run(struct gmem_file *file, uint64_t start,
 				 uint64_t end,
@@ -28,7 +31,7 @@ static void for_each_present_run(struct gmem_file *file, uint64_t start,
 	uint64_t i = start;
 
 	while ((i = folio_next_present(file, i, end)) < end) {
-		uint64_t run_end = folio_next_hole(file, i, end);
+		uint64_t run_end = folio_run_end(file, i, end);
 
 		fn(file, file_pfn(file, i), run_end - i, to_private);
 		i = run_end;
@@ -101,6 +104,7 @@ static int set_attributes(struct gmem_file *file, uint64_t start,
 {
 	bool to_private = attrs & GMEM_ATTR_PRIVATE;
 	struct attr_reservation res;
+	uint64_t zap_start, zap_end;
 	bool started;
 	int ret;
 
@@ -117,10 +121,24 @@ static int set_attributes(struct gmem_file *file, uint64_t start,
 			return ret;
 		}
 	}
+	/*
+	 * Huge folios to split or merge must hold no extra reference; checked
+	 * after the range's own pins so that a pinned page in the range is the
+	 * one reported.
+	 */
+	ret = huge_convert_prepare(file, start, end, attrs, &zap_start,
+				   &zap_end, err_index);
+	if (ret) {
+		if (to_private)
+			restore_shared(file, start, end);
+		attr_unreserve(&res);
+		return ret;
+	}
 
 	/* Point of no return. */
-	started = file_invalidate_start(file, start, end,
-					to_private ? S2_ZAP_SHARED : S2_ZAP_PRIVATE);
+	started = file_invalidate_start_wide(file, start, end,
+					     to_private ? S2_ZAP_SHARED : S2_ZAP_PRIVATE,
+					     zap_start, zap_end);
 	if (file->vm->arch->guest_convert)
 		for_each_present_run(file, start, end, guest_convert, to_private);
 	if (!to_private && arch_wants_make_shared(file->vm))
@@ -130,6 +148,7 @@ static int set_attributes(struct gmem_file *file, uint64_t start,
 	attr_commit(&file->attrs, start, end, attrs, &res);
 	bitmap_assign(file->flipped, start, end,
 		      to_private == !!(file->flags & GMEM_FLAG_INIT_SHARED));
+	huge_convert_commit(file, start, end);
 	if (!to_private)
 		mapping_restore(file, start, end);
 	file_invalidate_end(file, started);

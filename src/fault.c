@@ -7,13 +7,44 @@
 #include "internal.h"
 
 /*
+ * Take a private folio over for the guest: make_private on the frames the
+ * mapping will cover (the whole folio when it is huge, once until it changes),
+ * and mark them as holding private data.
+ */
+static int prepare_private(struct gmem_file *file, uint64_t index,
+			   uint64_t gfn, int level)
+{
+	struct gmem_vm *vm = file->vm;
+	uint64_t first = index, nr = 1;
+	int ret = 0;
+
+	if (level) {
+		if (huge_test_prepared(file, index))
+			return 0;
+		nr = file_folio_pages(file);
+		first = index & ~(nr - 1);
+	}
+	ret = arch_make_private(vm, gfn - (index - first),
+				file_pfn(file, first), nr);
+	if (ret)
+		return ret;
+	for (uint64_t i = 0; i < nr; i++)
+		frame_mark_private(vm->pool, file_pfn(file, first + i));
+	if (level)
+		huge_set_prepared(file, index);
+	return 0;
+}
+
+/*
  * The file side of a fault: under the invalidate lock shared, check the
  * page's attribute against the access, find or create its folio, and let the
- * arch make a private page private. Returns 0 with *@pfn, 1 if the access
- * disagrees with the attribute, or -errno.
+ * arch make a private page private. Returns 0 with *@pfn and the largest
+ * stage-2 level the page allows in *@level (the folio's, which a whole huge
+ * folio has only while its attributes are uniform, capped for private pages
+ * by the arch), 1 if the access disagrees with the attribute, or -errno.
  */
 int file_get_pfn(struct gmem_file *file, uint64_t index, uint64_t gfn,
-		 bool private, uint64_t *pfn)
+		 bool private, uint64_t *pfn, int *level)
 {
 	struct gmem_vm *vm = file->vm;
 	int ret = 0;
@@ -25,10 +56,11 @@ int file_get_pfn(struct gmem_file *file, uint64_t index, uint64_t gfn,
 	}
 	folio_alloc(file, index);
 	*pfn = file_pfn(file, index);
+	*level = huge_whole(file, index) ? file->order / S2_BITS : 0;
 	if (private)
-		ret = arch_make_private(vm, gfn, *pfn, 1);
-	if (private && !ret)
-		frame_mark_private(vm->pool, *pfn);
+		ret = prepare_private(file, index, gfn, *level);
+	if (private && !ret && *level)
+		*level = arch_max_mapping_level(vm, *pfn, *level);
 out:
 	brlock_read_unlock(&file->invalidate_lock);
 	return ret;
@@ -54,14 +86,14 @@ static int fault(struct gmem_vm *vm, uint64_t gfn, bool private,
 		uint64_t seq = atomic_load_explicit(&vm->mmu_invalidate_seq,
 						    memory_order_acquire);
 		struct memslot *slot = vm_find_slot(vm, gfn);
-		uint64_t pfn;
-		int ret;
+		uint64_t pfn, index, span;
+		int ret, level;
 
 		if (!slot)
 			return gmem_err(EFAULT, "gmem_vm_fault: nothing bound at gpa %#llx",
 					(unsigned long long)(gfn << PAGE_SHIFT));
-		ret = file_get_pfn(slot->file, slot->pgoff + (gfn - slot->base_gfn),
-				   gfn, private, &pfn);
+		index = slot->pgoff + (gfn - slot->base_gfn);
+		ret = file_get_pfn(slot->file, index, gfn, private, &pfn, &level);
 		if (ret == 1) {
 			memory_fault_exit(exit, gfn, private);
 			return 1;
@@ -69,18 +101,32 @@ static int fault(struct gmem_vm *vm, uint64_t gfn, bool private,
 		if (ret < 0)
 			return gmem_err(-ret, "gmem_vm_fault: the arch refused gpa %#llx",
 					(unsigned long long)(gfn << PAGE_SHIFT));
+		/* A huge entry must fit the slot with gfn and file page aligned alike. */
+		span = 1ULL << (level * S2_BITS);
+		if (level && ((gfn ^ index) & (span - 1) ||
+			      (gfn & ~(span - 1)) < slot->base_gfn ||
+			      (gfn | (span - 1)) >= slot->base_gfn + slot->npages)) {
+			level = 0;
+			span = 1;
+		}
 
 		brlock_read_lock(&vm->mmu_lock);
-		if (vm_invalidate_retry_gfn(vm, seq, gfn)) {
+		if (vm_invalidate_retry_range(vm, seq, gfn & ~(span - 1),
+					      (gfn & ~(span - 1)) + span)) {
 			brlock_read_unlock(&vm->mmu_lock);
 			continue;
 		}
-		ret = s2_map(&vm->s2, gfn, pfn, private);
-		if (!ret)
-			ret = view_open(slot, gfn, 1, private);
+		ret = s2_map(&vm->s2, gfn, pfn, private, level);
+		if (ret >= 0) {		/* the level of the entry that maps gfn */
+			span = 1ULL << (ret * S2_BITS);
+			ret = view_open(slot, gfn & ~(span - 1), span, private);
+		}
 		brlock_read_unlock(&vm->mmu_lock);
-		if (ret)
+		if (ret == -ENOMEM)
 			return gmem_err(ENOMEM, "gmem_vm_fault: out of memory for stage-2");
+		if (ret < 0)
+			return gmem_err(EIO, "gmem_vm_fault: stage-2 at gpa %#llx holds another frame",
+					(unsigned long long)(gfn << PAGE_SHIFT));
 		if (pfnp)
 			*pfnp = pfn;
 		return 0;

@@ -8,7 +8,8 @@
 
 #include "internal.h"
 
-#define WINDOW_ALIGN	512	/* frames: 2 MiB, so huge folios stay aligned */
+/* Frames: 2 MiB at least, the folio size of a huge file, so folios stay aligned. */
+#define WINDOW_ALIGN	512
 
 static void file_release(struct obj *o);
 
@@ -49,7 +50,9 @@ int file_check_range(struct gmem_file *file, uint64_t offset, uint64_t len,
 
 static size_t file_metadata_bytes(struct gmem_file *file)
 {
-	return sizeof(*file) + 2 * bitmap_bytes(file->npages);
+	return sizeof(*file) + 2 * bitmap_bytes(file->npages) +
+	       file->nblocks * (sizeof(*file->blocks) +
+				sizeof(*file->block_pages));
 }
 
 GMEM_API int gmem_create(int vmh, uint64_t size, uint64_t flags)
@@ -57,22 +60,26 @@ GMEM_API int gmem_create(int vmh, uint64_t size, uint64_t flags)
 	struct gmem_file *file;
 	struct gmem_vm *vm;
 	struct gmem_pool *pool;
-	uint64_t attr;
+	uint64_t attr, align;
 	bool fresh;
-	int ret;
+	int ret, order;
 
 	ret = obj_get(vmh, OBJ_VM, "gmem_create", (void **)&vm);
 	if (ret)
 		return ret;
 	pool = vm->pool;
-	if (flags & ~(GMEM_FLAG_MMAP | GMEM_FLAG_INIT_SHARED)) {
-		ret = gmem_err(EINVAL, "gmem_create: unknown flags %#llx",
+	if (flags & ~(GMEM_FLAG_MMAP | GMEM_FLAG_INIT_SHARED |
+		      GMEM_FLAG_HUGE_2M | GMEM_FLAG_HUGE_1G) ||
+	    huge_order_of_flags(flags) < 0) {
+		ret = gmem_err(EINVAL, "gmem_create: unknown flags %#llx, or two folio sizes",
 			       (unsigned long long)flags);
 		goto out_vm;
 	}
-	if (!size || !ALIGNED(size, PAGE_SIZE) || size > MAX_FILE_SIZE) {
-		ret = gmem_err(EINVAL, "gmem_create: size %#llx is 0, not a multiple of 4096, or above 64 TiB",
-			       (unsigned long long)size);
+	order = huge_order_of_flags(flags);
+	if (!size || !ALIGNED(size, PAGE_SIZE << order) || size > MAX_FILE_SIZE) {
+		ret = gmem_err(EINVAL, "gmem_create: size %#llx is 0, not a multiple of the folio size (%llu KiB), or above 64 TiB",
+			       (unsigned long long)size,
+			       (unsigned long long)((PAGE_SIZE << order) >> 10));
 		goto out_vm;
 	}
 	file = obj_alloc(OBJ_FILE, sizeof(*file),
@@ -88,8 +95,10 @@ GMEM_API int gmem_create(int vmh, uint64_t size, uint64_t flags)
 	file->size = size;
 	file->npages = size >> PAGE_SHIFT;
 	file->flags = flags;
-	file->window_frames = (file->npages + WINDOW_ALIGN - 1) & ~(uint64_t)(WINDOW_ALIGN - 1);
-	ret = pool_reserve_window(pool, file->window_frames, WINDOW_ALIGN,
+	file->order = order;
+	align = MAX(WINDOW_ALIGN, file_folio_pages(file));
+	file->window_frames = (file->npages + align - 1) & ~(align - 1);
+	ret = pool_reserve_window(pool, file->window_frames, align,
 				  &file->base_pfn);
 	if (ret) {
 		ret = gmem_err(-ret, "gmem_create: no room for %llu MiB in the pool",
@@ -99,7 +108,7 @@ GMEM_API int gmem_create(int vmh, uint64_t size, uint64_t flags)
 	file->present = calloc(1, bitmap_bytes(file->npages));
 	file->flipped = calloc(1, bitmap_bytes(file->npages));
 	attr = (flags & GMEM_FLAG_INIT_SHARED) ? 0 : GMEM_ATTR_PRIVATE;
-	if (!file->present || !file->flipped ||
+	if (!file->present || !file->flipped || huge_init(file) ||
 	    attr_init(&file->attrs, file->npages, attr)) {
 		ret = gmem_err(ENOMEM, "gmem_create: out of memory");
 		goto out_window;
@@ -125,6 +134,7 @@ GMEM_API int gmem_create(int vmh, uint64_t size, uint64_t flags)
 out_window:
 	free(file->present);
 	free(file->flipped);
+	huge_destroy(file);
 	pool_release_window(pool, file->base_pfn, file->window_frames);
 out_obj:
 	obj_recycle(&file->obj);
@@ -165,6 +175,7 @@ static void file_release(struct obj *o)
 	atomic_fetch_sub(&pool->files, 1);
 	free(file->present);
 	free(file->flipped);
+	huge_destroy(file);
 	free(file->bindings);
 	attr_destroy(&file->attrs);
 	pthread_mutex_destroy(&file->mappings_lock);
@@ -234,13 +245,16 @@ static void refence_private(struct gmem_file *file, uint64_t start,
 
 static int punch_hole(struct gmem_file *file, uint64_t start, uint64_t end)
 {
+	uint64_t zap_start, zap_end;
 	bool started;
 
 	end = MIN(end, file->npages);
 	if (start >= end)
 		return 0;
 	brlock_write_lock(&file->invalidate_lock);
-	started = file_invalidate_start(file, start, end, S2_ZAP_ALL);
+	huge_punch_zap_range(file, start, end, &zap_start, &zap_end);
+	started = file_invalidate_start_wide(file, start, end, S2_ZAP_ALL,
+					     zap_start, zap_end);
 	folio_sync_host_touched(file, start, end);
 	folio_free_range(file, start, end);
 	refence_private(file, start, end);
@@ -346,7 +360,7 @@ GMEM_API int gmem_folio_info(int fd, uint64_t offset, uint64_t *pfn,
 		if (pfn)
 			*pfn = file_pfn(file, index);
 		if (order)
-			*order = 0;
+			*order = ret && huge_whole(file, index) ? file->order : 0;
 		if (pins)
 			*pins = pin_count(file, index);
 		brlock_read_unlock(&file->invalidate_lock);

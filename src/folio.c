@@ -30,16 +30,23 @@ bool folio_present(struct gmem_file *file, uint64_t index)
 	       bit(index);
 }
 
-/* Returns true if this call created the folio. Safe against racing faults. */
+/*
+ * Returns true if this call created the folio. Safe against racing faults.
+ * In a huge file the first allocation in an absent block creates the whole
+ * huge folio (huge.c); a hole punched in a split block gets a 4 KiB folio.
+ */
 bool folio_alloc(struct gmem_file *file, uint64_t index)
 {
 	uint64_t old;
 
 	if (folio_present(file, index))
 		return false;
+	if (file->order && huge_block_state(file, index) == BLOCK_ABSENT)
+		return huge_alloc_block(file, index);
 	old = atomic_fetch_or(word(file, index), bit(index));
 	if (old & bit(index))
 		return false;
+	huge_count(file, index, 1);
 	atomic_fetch_add_explicit(&file->nr_present, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&file->vm->pool->frames_in_use, 1,
 				  memory_order_relaxed);
@@ -89,21 +96,24 @@ static void free_run(struct gmem_file *file, uint64_t start, uint64_t end)
 	check_reclaimed(file, pfn, nr);
 	pool_discard(pool, pfn, nr);
 	bitmap_assign(file->present, start, end, false);
+	huge_count(file, start, -(int64_t)nr);	/* a run never leaves its block */
 	atomic_fetch_sub(&file->nr_present, nr);
 	atomic_fetch_sub(&pool->frames_in_use, nr);
 }
 
 /*
  * Free the folios of [start, end). Pinned pages stay: their frames cannot go
- * back to the pool while someone holds them (docs/design.md). Caller holds the
- * invalidate lock exclusive and has invalidated the range.
+ * back to the pool while someone holds them (docs/design.md). A huge folio that
+ * loses only part of its pages is split first. Caller holds the invalidate
+ * lock exclusive and has invalidated the range.
  */
 void folio_free_range(struct gmem_file *file, uint64_t start, uint64_t end)
 {
 	uint64_t i = start;
 
+	huge_before_free(file, start, end);
 	while ((i = folio_next_present(file, i, end)) < end) {
-		uint64_t run_end = folio_next_hole(file, i, end), pinned;
+		uint64_t run_end = folio_run_end(file, i, end), pinned;
 
 		while (i < run_end) {
 			uint64_t stop = run_end;
@@ -117,6 +127,7 @@ void folio_free_range(struct gmem_file *file, uint64_t start, uint64_t end)
 				i++;
 		}
 	}
+	huge_after_free(file, start, end);
 }
 
 /*

@@ -274,6 +274,8 @@ void vm_invalidate_start(struct gmem_vm *vm);
 void vm_invalidate_range_add(struct gmem_vm *vm, uint64_t start, uint64_t end);
 void vm_invalidate_end(struct gmem_vm *vm);
 bool vm_invalidate_retry_gfn(struct gmem_vm *vm, uint64_t seq, uint64_t gfn);
+bool vm_invalidate_retry_range(struct gmem_vm *vm, uint64_t seq,
+			       uint64_t start, uint64_t end);
 
 /* ---------------------------------------------------------------- file */
 
@@ -302,6 +304,15 @@ struct gmem_file {
 	uint64_t flags;
 	uint64_t base_pfn;		/* the file's window in the pool */
 	uint64_t window_frames;
+
+	/*
+	 * Huge folios (huge.c): folio order 0, 9 (2 MiB) or 18 (1 GiB), and for
+	 * a huge file one state byte per huge block (BLOCK_*), NULL otherwise.
+	 */
+	int order;
+	uint64_t nblocks;
+	_Atomic uint8_t *blocks;
+	atomic_uint_least32_t *block_pages;	/* pages present, per block */
 
 	struct attr_map attrs;
 	/*
@@ -347,6 +358,49 @@ static inline bool file_page_private(struct gmem_file *file, uint64_t index)
 
 int file_check_range(struct gmem_file *file, uint64_t offset, uint64_t len,
 		     const char *fn);
+static inline uint64_t file_folio_pages(const struct gmem_file *file)
+{
+	return 1ULL << file->order;
+}
+
+/*
+ * huge.c: the huge blocks of a file. A block is ABSENT (no page of it in the
+ * page cache), WHOLE (one huge folio: every page present, attributes uniform)
+ * or SPLIT (4 KiB folios, some maybe absent). PREPARED marks a WHOLE private
+ * block the arch has taken over as one folio (make_private done).
+ */
+#define BLOCK_ABSENT	0
+#define BLOCK_WHOLE	1
+#define BLOCK_SPLIT	2
+#define BLOCK_STATE	3
+#define BLOCK_PREPARED	4
+
+int huge_order_of_flags(uint64_t flags);
+int huge_init(struct gmem_file *file);
+void huge_destroy(struct gmem_file *file);
+int huge_block_state(struct gmem_file *file, uint64_t index);
+/* Is the page's folio a whole huge one? One load; false in a 4 KiB file. */
+static inline bool huge_whole(struct gmem_file *file, uint64_t index)
+{
+	return file->order &&
+	       (atomic_load_explicit(&file->blocks[index >> file->order],
+				     memory_order_acquire) & BLOCK_STATE) ==
+	       BLOCK_WHOLE;
+}
+bool huge_alloc_block(struct gmem_file *file, uint64_t index);
+bool huge_test_prepared(struct gmem_file *file, uint64_t index);
+void huge_set_prepared(struct gmem_file *file, uint64_t index);
+void huge_unprepare(struct gmem_file *file, uint64_t start, uint64_t end);
+uint64_t folio_run_end(struct gmem_file *file, uint64_t index, uint64_t end);
+int huge_convert_prepare(struct gmem_file *file, uint64_t start, uint64_t end,
+			 uint64_t attrs, uint64_t *zap_start, uint64_t *zap_end,
+			 uint64_t *err_index);
+void huge_convert_commit(struct gmem_file *file, uint64_t start, uint64_t end);
+void huge_before_free(struct gmem_file *file, uint64_t start, uint64_t end);
+void huge_after_free(struct gmem_file *file, uint64_t start, uint64_t end);
+void huge_count(struct gmem_file *file, uint64_t index, int64_t delta);
+void huge_punch_zap_range(struct gmem_file *file, uint64_t start, uint64_t end,
+			  uint64_t *zap_start, uint64_t *zap_end);
 
 /* folio.c: the page cache. */
 bool folio_present(struct gmem_file *file, uint64_t index);
@@ -361,11 +415,14 @@ uint64_t folio_next_hole(struct gmem_file *file, uint64_t index, uint64_t end);
 /* invalidate.c: the file side, over every VM binding of [start, end). */
 bool file_invalidate_start(struct gmem_file *file, uint64_t start,
 			   uint64_t end, unsigned int zap_filter);
+bool file_invalidate_start_wide(struct gmem_file *file, uint64_t start,
+				uint64_t end, unsigned int zap_filter,
+				uint64_t zap_start, uint64_t zap_end);
 void file_invalidate_end(struct gmem_file *file, bool started);
 
 /* fault.c */
 int file_get_pfn(struct gmem_file *file, uint64_t index, uint64_t gfn,
-		 bool private, uint64_t *pfn);
+		 bool private, uint64_t *pfn, int *level);
 
 /* mapping.c */
 bool mapping_uses_guards(void);

@@ -55,42 +55,105 @@ bool vm_invalidate_retry_gfn(struct gmem_vm *vm, uint64_t seq, uint64_t gfn)
 				    memory_order_acquire) != seq;
 }
 
+/* A fault about to map [start, end) (a huge entry): should it retry? */
+bool vm_invalidate_retry_range(struct gmem_vm *vm, uint64_t seq,
+			       uint64_t start, uint64_t end)
+{
+	if (vm->mmu_invalidate_in_progress) {
+		if (vm->mmu_invalidate_range_start == INVALID_GFN)
+			return true;
+		if (start < vm->mmu_invalidate_range_end &&
+		    end > vm->mmu_invalidate_range_start)
+			return true;
+	}
+	return atomic_load_explicit(&vm->mmu_invalidate_seq,
+				    memory_order_acquire) != seq;
+}
+
+/* Guest frames of file pages [lo, hi) clipped to slot @s; false if none. */
+static bool slot_gfns(const struct memslot *s, uint64_t lo, uint64_t hi,
+		      uint64_t *gfn_lo, uint64_t *gfn_hi)
+{
+	lo = MAX(lo, s->pgoff);
+	hi = MIN(hi, s->pgoff + s->npages);
+	if (lo >= hi)
+		return false;
+	*gfn_lo = s->base_gfn + (lo - s->pgoff);
+	*gfn_hi = s->base_gfn + (hi - s->pgoff);
+	return true;
+}
+
+/*
+ * Zap the stage-2 entries of [lo, hi) in slot @s that match @filter, and
+ * close the stage-2 views over what went: a huge entry straddling either end
+ * goes whole, so the views close over all of it.
+ */
+static void zap(struct gmem_vm *vm, struct memslot *s, uint64_t lo,
+		uint64_t hi, unsigned int filter)
+{
+	struct s2_entry e;
+
+	if (s2_lookup(&vm->s2, lo, &e) && e.level)
+		lo &= ~((1ULL << (e.level * S2_BITS)) - 1);
+	if (s2_lookup(&vm->s2, hi - 1, &e) && e.level)
+		hi = ((hi - 1) | ((1ULL << (e.level * S2_BITS)) - 1)) + 1;
+	s2_zap(&vm->s2, lo, hi, filter);
+	view_close(s, MAX(lo, s->base_gfn), MIN(hi, s->base_gfn + s->npages),
+		   filter);
+}
+
 /*
  * Start invalidating file pages [start, end) in the VM that binds them:
  * zap matching stage-2 entries of every overlapping slot and let the arch
  * drop its own mappings. Caller holds the file's invalidate_lock exclusive,
  * which keeps the bindings stable until file_invalidate_end(). Returns
  * whether anything was bound there (and so whether an end is owed).
+ *
+ * The wide variant zaps every stage-2 entry of [zap_start, zap_end) instead
+ * (a superset of the range), whatever its attribute: huge folios about to
+ * merge lose their small entries so a huge one can replace them. The arch
+ * still sees only [start, end): the rest changes no attribute.
  */
-bool file_invalidate_start(struct gmem_file *file, uint64_t start,
-			   uint64_t end, unsigned int zap_filter)
+bool file_invalidate_start_wide(struct gmem_file *file, uint64_t start,
+				uint64_t end, unsigned int zap_filter,
+				uint64_t zap_start, uint64_t zap_end)
 {
 	struct gmem_vm *vm = file->vm;
 	bool started = false;
 
+	/* The arch takes a huge folio over again once it changed. */
+	huge_unprepare(file, zap_start, zap_end);
 	for (unsigned int i = 0; i < file->nbindings; i++) {
 		struct memslot *s = file->bindings[i];
-		uint64_t lo = MAX(start, s->pgoff);
-		uint64_t hi = MIN(end, s->pgoff + s->npages);
-		uint64_t gfn_lo, gfn_hi;
+		uint64_t gfn_lo, gfn_hi, wide_lo, wide_hi;
 
-		if (lo >= hi)
+		if (!slot_gfns(s, zap_start, zap_end, &wide_lo, &wide_hi))
 			continue;
 		if (!started) {
 			brlock_write_lock(&vm->mmu_lock);
 			vm_invalidate_start(vm);
 			started = true;
 		}
-		gfn_lo = s->base_gfn + (lo - s->pgoff);
-		gfn_hi = s->base_gfn + (hi - s->pgoff);
-		vm_invalidate_range_add(vm, gfn_lo, gfn_hi);
-		s2_zap(&vm->s2, gfn_lo, gfn_hi, zap_filter);
-		view_close(s, gfn_lo, gfn_hi, zap_filter);
+		vm_invalidate_range_add(vm, wide_lo, wide_hi);
+		if (!slot_gfns(s, start, end, &gfn_lo, &gfn_hi))
+			continue;
+		/* One zap over the whole blocks, so their tables can go. */
+		if (wide_lo < gfn_lo || gfn_hi < wide_hi)
+			zap(vm, s, wide_lo, wide_hi, S2_ZAP_ALL);
+		else
+			zap(vm, s, gfn_lo, gfn_hi, zap_filter);
 		arch_invalidate_range(vm, s, gfn_lo, gfn_hi, zap_filter);
 	}
 	if (started)
 		brlock_write_unlock(&vm->mmu_lock);
 	return started;
+}
+
+bool file_invalidate_start(struct gmem_file *file, uint64_t start,
+			   uint64_t end, unsigned int zap_filter)
+{
+	return file_invalidate_start_wide(file, start, end, zap_filter,
+					  start, end);
 }
 
 void file_invalidate_end(struct gmem_file *file, bool started)

@@ -136,6 +136,10 @@ static int check_mmap(struct gmem_file *file, uint64_t offset, size_t len,
 	    offset >= file->size || offset + len < offset)
 		return gmem_err(EINVAL, "gmem_mmap: offset %#llx, length %#zx: empty, unaligned or past the end",
 				(unsigned long long)offset, len);
+	if (!ALIGNED(offset, PAGE_SIZE << file->order) ||
+	    !ALIGNED(len, PAGE_SIZE << file->order))
+		return gmem_err(EINVAL, "gmem_mmap: offset %#llx or length %#zx is not a multiple of the folio size",
+				(unsigned long long)offset, len);
 	return 0;
 }
 
@@ -154,6 +158,29 @@ static int fence_private(struct gmem_file *file, struct host_mapping *m)
 		i = run_end;
 	}
 	return 0;
+}
+
+/*
+ * Address space for a mapping, aligned to the file's folio size so the host
+ * kernel can map a huge folio with huge page-table entries where it is able.
+ */
+static void *reserve_aligned(size_t len, uint64_t align)
+{
+	uint8_t *va, *aligned;
+	size_t extra = align > PAGE_SIZE ? align : 0;
+
+	if (len + extra < len)
+		return MAP_FAILED;
+	va = mmap(NULL, len + extra, PROT_NONE,
+		  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (va == MAP_FAILED || !extra)
+		return va;
+	aligned = (uint8_t *)(((uintptr_t)va + align - 1) & ~(uintptr_t)(align - 1));
+	if (aligned > va)
+		munmap(va, aligned - va);
+	if (aligned + len < va + len + extra)
+		munmap(aligned + len, va + len + extra - (aligned + len));
+	return aligned;
 }
 
 static int map_window(struct gmem_file *file, struct host_mapping *m)
@@ -190,8 +217,7 @@ GMEM_API int gmem_mmap(int fd, uint64_t offset, size_t len, int prot,
 		goto out_put;
 	m = calloc(1, sizeof(*m));
 	if (m)	/* reserve the address range, then fill it */
-		va = mmap(NULL, len, PROT_NONE,
-			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		va = reserve_aligned(len, PAGE_SIZE << file->order);
 	if (!m || va == MAP_FAILED || past_eof_fd < 0) {
 		ret = gmem_err(ENOMEM, "gmem_mmap: out of memory or address space");
 		goto out_free;

@@ -1,4 +1,12 @@
 // SPDX-License-Identifier: MIT
+/*
+ * Stage-2 table. An entry of an upper-level table is either a pointer to the
+ * next table (bit 0 clear: tables are malloc-aligned) or a huge leaf (present
+ * bit set) that maps the whole span below it: 2 MiB at level 1, 1 GiB at
+ * level 2. Tables are freed only under the mmu_lock held exclusive (s2_zap,
+ * s2_destroy), so lookups and installs, which hold it shared, never walk a
+ * freed table.
+ */
 #include <stdlib.h>
 #include <errno.h>
 
@@ -12,13 +20,28 @@
 #define E_PFN_SHIFT	12
 
 struct s2_table {
-	/* Upper levels hold table pointers, the last level leaf entries. */
+	/* Upper levels hold table pointers or huge leaves, the last level leaves. */
 	_Atomic uint64_t e[S2_ENTRIES];
 };
 
 static unsigned int idx(uint64_t gfn, int level)
 {
 	return (gfn >> (level * S2_BITS)) & (S2_ENTRIES - 1);
+}
+
+static uint64_t span_of(int level)
+{
+	return 1ULL << (level * S2_BITS);
+}
+
+static bool is_leaf(uint64_t v)
+{
+	return v & E_PRESENT;
+}
+
+static struct s2_table *table_of(uint64_t v)
+{
+	return (struct s2_table *)(uintptr_t)v;
 }
 
 int s2_init(struct stage2 *s2)
@@ -32,12 +55,15 @@ static void free_table(struct s2_table *t, int level)
 {
 	if (!t)
 		return;
-	if (level > 0)
-		for (unsigned int i = 0; i < S2_ENTRIES; i++)
-			free_table((struct s2_table *)(uintptr_t)
-				   atomic_load_explicit(&t->e[i],
-							memory_order_relaxed),
-				   level - 1);
+	if (level > 0) {
+		for (unsigned int i = 0; i < S2_ENTRIES; i++) {
+			uint64_t v = atomic_load_explicit(&t->e[i],
+							  memory_order_relaxed);
+
+			if (v && !is_leaf(v))
+				free_table(table_of(v), level - 1);
+		}
+	}
 	free(t);
 }
 
@@ -47,24 +73,75 @@ void s2_destroy(struct stage2 *s2)
 	s2->root = NULL;
 }
 
-/* Find (or, with @alloc, build) the last-level table covering @gfn. */
-static struct s2_table *leaf_table(struct stage2 *s2, uint64_t gfn, bool alloc)
+static uint64_t make_leaf(uint64_t pfn, bool private)
+{
+	return (pfn << E_PFN_SHIFT) | E_PRESENT | (private ? E_PRIVATE : 0);
+}
+
+/*
+ * Install @v in @slot at @level for the page (@gfn, @pfn). Returns the level
+ * installed, 1 + @level to ask the caller to go one level down (a table is
+ * there), or -errno.
+ */
+static int install(_Atomic uint64_t *slot, int level, uint64_t gfn,
+		   uint64_t pfn, bool private)
+{
+	uint64_t mask = span_of(level) - 1;
+	uint64_t v = make_leaf(pfn & ~mask, private);
+	uint64_t old = atomic_load_explicit(slot, memory_order_acquire);
+
+	for (;;) {
+		if (old && !is_leaf(old))
+			return level + 1;	/* smaller entries live here */
+		/* Refaulting a mapped page writes nothing: no line bounces between vCPUs. */
+		if (old == v)
+			return level;
+		if (!old) {
+			if (atomic_compare_exchange_weak(slot, &old, v))
+				return level;
+			continue;
+		}
+		/* A leaf of another frame or attribute: the newer fault wins. */
+		if (atomic_compare_exchange_weak(slot, &old, v))
+			return level;
+	}
+}
+
+int s2_map(struct stage2 *s2, uint64_t gfn, uint64_t pfn, bool private,
+	   int want)
 {
 	struct s2_table *t = s2->root;
 
-	for (int level = S2_LEVELS - 1; level > 0; level--) {
+	if (gfn >= S2_MAX_GFN || want < 0 || want >= S2_LEVELS - 1)
+		return -EINVAL;
+	for (int level = S2_LEVELS - 1; level >= 0; level--) {
 		_Atomic uint64_t *slot = &t->e[idx(gfn, level)];
-		uint64_t next = atomic_load_explicit(slot, memory_order_acquire);
+		uint64_t next;
 
+		if (level == want) {
+			int ret = install(slot, level, gfn, pfn, private);
+
+			if (ret <= level)
+				return ret;
+			/* A table is in the way: map this page alone. */
+			want = 0;
+		}
+		next = atomic_load_explicit(slot, memory_order_acquire);
+		if (next && is_leaf(next)) {
+			/* A huge leaf covers the page already; it must agree. */
+			uint64_t off = gfn & (span_of(level) - 1);
+
+			if ((next >> E_PFN_SHIFT) + off == pfn &&
+			    !!(next & E_PRIVATE) == private)
+				return level;
+			return -EEXIST;
+		}
 		if (!next) {
-			struct s2_table *n;
+			struct s2_table *n = calloc(1, sizeof(*n));
 			uint64_t expected = 0;
 
-			if (!alloc)
-				return NULL;
-			n = calloc(1, sizeof(*n));
 			if (!n)
-				return NULL;
+				return -ENOMEM;
 			if (atomic_compare_exchange_strong(slot, &expected,
 							   (uint64_t)(uintptr_t)n)) {
 				next = (uint64_t)(uintptr_t)n;
@@ -72,49 +149,46 @@ static struct s2_table *leaf_table(struct stage2 *s2, uint64_t gfn, bool alloc)
 			} else {
 				free(n);	/* another fault won the race */
 				next = expected;
+				if (is_leaf(next)) {
+					level++;	/* look at the leaf again */
+					continue;
+				}
 			}
 		}
-		t = (struct s2_table *)(uintptr_t)next;
+		t = table_of(next);
 	}
-	return t;
+	return -EINVAL;	/* not reached: level 0 always installs */
 }
 
-int s2_map(struct stage2 *s2, uint64_t gfn, uint64_t pfn, bool private)
+static void decode(uint64_t v, uint64_t gfn, int level, struct s2_entry *e)
 {
-	struct s2_table *t = leaf_table(s2, gfn, true);
-	uint64_t v = (pfn << E_PFN_SHIFT) | E_PRESENT | (private ? E_PRIVATE : 0);
-
-	if (!t)
-		return -ENOMEM;
-	/* Refaulting a mapped page writes nothing: no line bounces between vCPUs. */
-	if (atomic_load_explicit(&t->e[idx(gfn, 0)], memory_order_relaxed) != v)
-		atomic_store_explicit(&t->e[idx(gfn, 0)], v, memory_order_release);
-	return 0;
-}
-
-static void decode(uint64_t v, struct s2_entry *e)
-{
-	e->pfn = v >> E_PFN_SHIFT;
+	e->pfn = (v >> E_PFN_SHIFT) + (gfn & (span_of(level) - 1));
 	e->private = v & E_PRIVATE;
-	e->level = 0;
+	e->level = level;
 }
 
 bool s2_lookup(struct stage2 *s2, uint64_t gfn, struct s2_entry *e)
 {
-	struct s2_table *t;
-	uint64_t v;
+	struct s2_table *t = s2->root;
 
 	if (gfn >= S2_MAX_GFN)
 		return false;
-	t = leaf_table(s2, gfn, false);
-	if (!t)
-		return false;
-	v = atomic_load_explicit(&t->e[idx(gfn, 0)], memory_order_acquire);
-	if (!(v & E_PRESENT))
-		return false;
-	if (e)
-		decode(v, e);
-	return true;
+	for (int level = S2_LEVELS - 1; level >= 0; level--) {
+		uint64_t v = atomic_load_explicit(&t->e[idx(gfn, level)],
+						  memory_order_acquire);
+
+		if (!v)
+			return false;
+		if (is_leaf(v)) {
+			if (e)
+				decode(v, gfn, level, e);
+			return true;
+		}
+		if (level == 0)
+			return false;
+		t = table_of(v);
+	}
+	return false;
 }
 
 static bool zap_matches(uint64_t v, unsigned int filter)
@@ -125,11 +199,24 @@ static bool zap_matches(uint64_t v, unsigned int filter)
 			       : (filter & S2_ZAP_SHARED);
 }
 
-/* Zap [start, end) below table @t that covers gfns from @base. */
-static uint64_t zap_table(struct s2_table *t, int level, uint64_t base,
-			  uint64_t start, uint64_t end, unsigned int filter)
+static bool table_empty(struct s2_table *t)
 {
-	uint64_t span = 1ULL << (level * S2_BITS), zapped = 0;
+	for (unsigned int i = 0; i < S2_ENTRIES; i++)
+		if (atomic_load_explicit(&t->e[i], memory_order_relaxed))
+			return false;
+	return true;
+}
+
+/*
+ * Zap [start, end) below table @t that covers gfns from @base. A huge leaf
+ * that overlaps the range goes whole; a table the range covers entirely goes
+ * too once empty, so a huge leaf can take its place later.
+ */
+static uint64_t zap_table(struct stage2 *s2, struct s2_table *t, int level,
+			  uint64_t base, uint64_t start, uint64_t end,
+			  unsigned int filter)
+{
+	uint64_t span = span_of(level), zapped = 0;
 	unsigned int first = start > base ? (start - base) / span : 0;
 
 	for (unsigned int i = first; i < S2_ENTRIES; i++) {
@@ -141,17 +228,26 @@ static uint64_t zap_table(struct s2_table *t, int level, uint64_t base,
 		v = atomic_load_explicit(&t->e[i], memory_order_relaxed);
 		if (!v)
 			continue;
-		if (level > 0) {
-			zapped += zap_table((struct s2_table *)(uintptr_t)v,
-					    level - 1, lo, start, end, filter);
-		} else if (zap_matches(v, filter)) {
+		if (is_leaf(v)) {
+			if (zap_matches(v, filter)) {
+				atomic_store_explicit(&t->e[i], 0,
+						      memory_order_relaxed);
+				zapped += span;
+			}
+			continue;
+		}
+		zapped += zap_table(s2, table_of(v), level - 1, lo, start, end,
+				    filter);
+		if (start <= lo && lo + span <= end && table_empty(table_of(v))) {
 			atomic_store_explicit(&t->e[i], 0, memory_order_relaxed);
-			zapped++;
+			free(table_of(v));
+			atomic_fetch_sub(&s2->tables, 1);
 		}
 	}
 	return zapped;
 }
 
+/* Caller holds the mmu_lock exclusive: tables may be freed. */
 uint64_t s2_zap(struct stage2 *s2, uint64_t start, uint64_t end,
 		unsigned int filter)
 {
@@ -159,14 +255,14 @@ uint64_t s2_zap(struct stage2 *s2, uint64_t start, uint64_t end,
 		end = S2_MAX_GFN;
 	if (start >= end)
 		return 0;
-	return zap_table(s2->root, S2_LEVELS - 1, 0, start, end, filter);
+	return zap_table(s2, s2->root, S2_LEVELS - 1, 0, start, end, filter);
 }
 
 static int walk_table(struct s2_table *t, int level, uint64_t base,
 		      int (*fn)(uint64_t, const struct s2_entry *, void *),
 		      void *arg)
 {
-	uint64_t span = 1ULL << (level * S2_BITS);
+	uint64_t span = span_of(level);
 
 	for (unsigned int i = 0; i < S2_ENTRIES; i++) {
 		uint64_t v = atomic_load_explicit(&t->e[i], memory_order_acquire);
@@ -174,16 +270,16 @@ static int walk_table(struct s2_table *t, int level, uint64_t base,
 
 		if (!v)
 			continue;
-		if (level > 0) {
-			ret = walk_table((struct s2_table *)(uintptr_t)v,
-					 level - 1, base + i * span, fn, arg);
-		} else {
+		if (is_leaf(v)) {
 			struct s2_entry e;
 
-			if (!(v & E_PRESENT))
-				continue;
-			decode(v, &e);
-			ret = fn(base + i, &e, arg);
+			decode(v, base + i * span, level, &e);
+			ret = fn(base + i * span, &e, arg);
+		} else if (level > 0) {
+			ret = walk_table(table_of(v), level - 1,
+					 base + i * span, fn, arg);
+		} else {
+			continue;
 		}
 		if (ret)
 			return ret;

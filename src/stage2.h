@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Stage-2: a VM's gfn -> (pfn, private) table, shaped like a four-level
- * EPT/NPT so huge entries fit later. Installs run in parallel under the VM's
- * mmu_lock held shared (compare-and-swap on entries and tables); zaps run
- * under it exclusive.
+ * Stage-2: a VM's gfn -> (pfn, level, private) table, shaped like a
+ * four-level EPT/NPT. Leaves sit at level 0 (4 KiB), 1 (2 MiB) or 2 (1 GiB).
+ * Installs run in parallel under the VM's mmu_lock held shared
+ * (compare-and-swap on entries and tables); zaps run under it exclusive, and
+ * a zap that touches any part of a huge leaf removes the whole leaf.
  */
 #ifndef GMEM_STAGE2_H
 #define GMEM_STAGE2_H
@@ -28,18 +29,25 @@ struct stage2 {
 };
 
 struct s2_entry {
-	uint64_t pfn;
+	uint64_t pfn;		/* s2_lookup: the frame of the gfn asked for;
+				 * s2_walk: the first frame of the leaf */
 	bool private;
-	int level;
+	int level;		/* 0 = 4 KiB, 1 = 2 MiB, 2 = 1 GiB */
 };
 
 int s2_init(struct stage2 *s2);
 void s2_destroy(struct stage2 *s2);
-int s2_map(struct stage2 *s2, uint64_t gfn, uint64_t pfn, bool private);
+/*
+ * Map page @gfn -> @pfn with a leaf of level @level (covering the aligned
+ * span around both). Where smaller entries still fill that span, maps the
+ * page alone at level 0. Returns the level installed or -errno.
+ */
+int s2_map(struct stage2 *s2, uint64_t gfn, uint64_t pfn, bool private,
+	   int level);
 bool s2_lookup(struct stage2 *s2, uint64_t gfn, struct s2_entry *e);
 uint64_t s2_zap(struct stage2 *s2, uint64_t start, uint64_t end,
 		unsigned int filter);
-/* Calls @fn for every mapped gfn; stops early if it returns non-zero. */
+/* Calls @fn for every leaf, at its first gfn; stops early if it returns non-zero. */
 int s2_walk(struct stage2 *s2, int (*fn)(uint64_t gfn,
 		const struct s2_entry *e, void *arg), void *arg);
 

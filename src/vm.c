@@ -215,8 +215,9 @@ void vm_remove_slot(struct gmem_vm *vm, struct memslot *slot)
 	free(slot);
 }
 
-static int check_bind_file(struct gmem_vm *vm, int fd, uint64_t size,
-			   uint64_t offset, struct gmem_file **out)
+static int check_bind_file(struct gmem_vm *vm, int fd, uint64_t gpa,
+			   uint64_t size, uint64_t offset,
+			   struct gmem_file **out)
 {
 	struct gmem_file *file;
 	int ret = file_get(fd, "gmem_bind", &file);
@@ -225,6 +226,11 @@ static int check_bind_file(struct gmem_vm *vm, int fd, uint64_t size,
 		return ret;
 	if (file->vm != vm)
 		ret = gmem_err(EINVAL, "gmem_bind: file %d belongs to another VM", fd);
+	else if (!ALIGNED(offset | size | gpa, PAGE_SIZE << file->order))
+		ret = gmem_err(EINVAL, "gmem_bind: gpa %#llx, offset %#llx or size %#llx is not a multiple of the file's folio size",
+			       (unsigned long long)gpa,
+			       (unsigned long long)offset,
+			       (unsigned long long)size);
 	else if (!ALIGNED(offset, PAGE_SIZE) || offset + size < offset ||
 		 offset + size > file->size)
 		ret = gmem_err(EINVAL, "gmem_bind: file range [%#llx, +%#llx) is unaligned or past the end",
@@ -288,7 +294,7 @@ GMEM_API int gmem_bind(int vmh, uint32_t id, uint64_t gpa, uint64_t size,
 			       (unsigned long long)size);
 		goto out_vm;
 	}
-	ret = check_bind_file(vm, fd, size, offset, &file);
+	ret = check_bind_file(vm, fd, gpa, size, offset, &file);
 	if (ret)
 		goto out_vm;
 	gfn = gpa >> PAGE_SHIFT;
@@ -356,6 +362,8 @@ GMEM_API int gmem_unbind(int vmh, uint32_t id)
 		arch_invalidate_range(vm, slot, slot->base_gfn,
 				      slot->base_gfn + slot->npages, S2_ZAP_ALL);
 		brlock_write_unlock(&vm->mmu_lock);
+		/* A later binding maps the folios at other gfns: prepare them again. */
+		huge_unprepare(file, slot->pgoff, slot->pgoff + slot->npages);
 		vm_remove_slot(vm, slot);
 		brlock_write_lock(&vm->mmu_lock);
 		vm_invalidate_end(vm);
@@ -414,6 +422,24 @@ GMEM_API int gmem_vm_stage2(int vmh, uint64_t gpa, uint64_t *pfn, int *private)
 		if (private)
 			*private = e.private;
 	}
+	return ret;
+}
+
+GMEM_API int gmem_vm_stage2_level(int vmh, uint64_t gpa)
+{
+	struct s2_entry e;
+	struct gmem_vm *vm;
+	int ret = vm_enter(vmh, "gmem_vm_stage2_level", &vm);
+
+	if (ret)
+		return ret;
+	brlock_read_lock(&vm->mmu_lock);
+	ret = s2_lookup(&vm->s2, gpa >> PAGE_SHIFT, &e) ? e.level : -ENOENT;
+	brlock_read_unlock(&vm->mmu_lock);
+	vm_exit(vm);
+	if (ret < 0)
+		return gmem_err(ENOENT, "gmem_vm_stage2_level: nothing mapped at gpa %#llx",
+				(unsigned long long)gpa);
 	return ret;
 }
 

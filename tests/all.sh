@@ -32,6 +32,16 @@ run "tests" make -j2 O=build CC=gcc check
 run "tests under ASan+UBSan" make -j2 check-asan
 run "threaded tests under TSan" make -j2 check-tsan
 run "examples through gmem run" make -s O=build examples
-run "scenario fuzzing (${GMEM_FUZZ_SECONDS:-30} s)" make -s fuzz FUZZ_SECONDS=${GMEM_FUZZ_SECONDS:-30}
+fuzz() {	# libFuzzer's progress lines are noise here: keep its verdict
+	make -s fuzz FUZZ_SECONDS="$1" >"${O:-build}/fuzz.log" 2>&1
+	local rc=$?
+	if [ $rc -eq 0 ]; then
+		echo "pass fuzz_scenario: $(grep -E '^Done' "${O:-build}/fuzz.log")"
+	else
+		tail -n 40 "${O:-build}/fuzz.log"
+	fi
+	return $rc
+}
+run "scenario fuzzing (${GMEM_FUZZ_SECONDS:-30} s)" fuzz "${GMEM_FUZZ_SECONDS:-30}"
 echo "$pass passed, $fail failed, $skip skipped"
 [ "$fail" -eq 0 ]

@@ -56,7 +56,7 @@ TEST(bench_quick_exits_0_and_prints_every_case)
 	ASSERT_TRUE(has_row(run.out, "3a", "1 thread"));
 	ASSERT_TRUE(has_row(run.out, "3b", "2 threads"));
 	ASSERT_TRUE(has_row(run.out, "4a", "4 KiB folios"));
-	ASSERT_TRUE(has_row(run.out, "4b", "n/a (huge folios not implemented)"));
+	ASSERT_TRUE(has_row(run.out, "4b", "2 MiB folios"));
 	/* Measured side by side, or "skipped: <reason>" without /dev/kvm. */
 	ASSERT_TRUE(has_row(run.out, "5a", "first-touch"));
 	ASSERT_TRUE(has_row(run.out, "5b", "punch"));
@@ -64,6 +64,9 @@ TEST(bench_quick_exits_0_and_prints_every_case)
 	ASSERT_TRUE(has_row(run.out, "6b", "faults/s"));
 	ASSERT_TRUE(has_row(run.out, "7a", "1 TiB"));
 	ASSERT_TRUE(has_row(run.out, "7b", "ranges"));
+	ASSERT_TRUE(has_row(run.out, "8a", "inside a 1 GiB folio"));
+	ASSERT_TRUE(has_row(run.out, "8b", "first fault on a 1 GiB folio"));
+	ASSERT_TRUE(has_row(run.out, "8c", "merged 1 GiB folio"));
 	ASSERT_TRUE(strstr(run.out, "--quick"));
 	ASSERT_TRUE(!strstr(run.out, "error:"));
 }

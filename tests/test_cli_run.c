@@ -193,6 +193,9 @@ TEST(malformed_lines_give_a_positioned_error)
 		{ "host read f offset=0 len=1\n", 11, "is a file, not a mapping" },
 		{ "expect violations g lots\n", 21, "expected a number" },
 		{ "vm h arch=sw contract=maybe\n", 23, "split or legacy" },
+		{ "file h vm=g size=2M huge=4M\n", 26, "2M or 1G" },
+		{ "expect stage2 g gpa=0 mapped size=8K\n", 1, "4K, 2M or 1G" },
+		{ "expect stage2 g gpa=0 unmapped size=4K\n", 1, "4K, 2M or 1G" },
 	};
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {

@@ -139,7 +139,7 @@ TEST(populate_calls_post_populate_with_the_page_gfn)
 {
 	struct env e = env_new("snp");
 	struct log l = { 0 };
-	static char src[PG] = "launch image";
+	static char src[2 * PG] = "launch image";
 	int fd = gmem_create(e.vm, 4 * PG, 0);
 
 	ASSERT_GE(fd, 0);

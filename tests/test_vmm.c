@@ -275,6 +275,52 @@ TEST(check_mode_catches_a_view_that_shows_an_unmapped_page)
 }
 
 /*
+ * A huge entry opens its whole folio in the view; splitting it (a 4 KiB
+ * conversion inside) zaps the whole entry and closes the whole folio, and
+ * the check mode's page-table read agrees with stage-2 at every step.
+ */
+TEST(a_huge_entry_opens_and_closes_its_whole_folio_in_the_view)
+{
+	enum { BLOCK = 512 };
+	struct env e = env_new("sw");
+	int vm = gmem_vm_create(e.pool, "sw", GMEM_VM_CHECK), fd;
+	uint8_t *p = NULL;
+
+	ASSERT_GE(vm, 0);
+	fd = gmem_create(vm, 2 * BLOCK * PG, GMEM_FLAG_HUGE_2M);
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(gmem_bind(vm, 0, GPA, 2 * BLOCK * PG, fd, 0), 0);
+	ASSERT_EQ(gmem_vm_view_mmap(vm, 0, PRIV, (void **)&p), 0);
+
+	ASSERT_EQ(gmem_vm_fault(vm, GPA + 7 * PG, GMEM_FAULT_PRIVATE, NULL, NULL), 0);
+	ASSERT_EQ(gmem_vm_stage2_level(vm, GPA), 1);
+	ASSERT_EQ(probe_read(p, NULL), 0);
+	ASSERT_EQ(probe_read(p + (BLOCK - 1) * PG, NULL), 0);
+	ASSERT_EQ(probe_read(p + BLOCK * PG, NULL), SIGSEGV);	/* next folio */
+
+	/* One page goes shared: the folio splits and its entry goes whole. */
+	ASSERT_EQ(gmem_set_attributes(fd, 100 * PG, PG, 0, 0, NULL), 0);
+	ASSERT_EQ(probe_read(p, NULL), SIGSEGV);
+	ASSERT_EQ(probe_read(p + (BLOCK - 1) * PG, NULL), SIGSEGV);
+	ASSERT_EQ(gmem_vm_fault(vm, GPA + 7 * PG, GMEM_FAULT_PRIVATE, NULL, NULL), 0);
+	ASSERT_EQ(gmem_vm_stage2_level(vm, GPA + 7 * PG), 0);
+	ASSERT_EQ(probe_read(p + 7 * PG, NULL), 0);
+	ASSERT_EQ(probe_read(p + 8 * PG, NULL), SIGSEGV);
+
+	/* Back to private: merged, and the next fault opens all of it again. */
+	ASSERT_EQ(gmem_set_attributes(fd, 100 * PG, PG, PRIV, 0, NULL), 0);
+	ASSERT_EQ(gmem_vm_fault(vm, GPA + 300 * PG, GMEM_FAULT_PRIVATE, NULL, NULL), 0);
+	ASSERT_EQ(gmem_vm_stage2_level(vm, GPA), 1);
+	ASSERT_EQ(probe_read(p + 100 * PG, NULL), 0);
+	ASSERT_EQ(gmem_vm_violations(vm, NULL, 0), 0);
+
+	ASSERT_EQ(gmem_close(fd), 0);
+	ASSERT_EQ(munmap(p, 2 * BLOCK * PG), 0);
+	ASSERT_EQ(gmem_vm_destroy(vm), 0);
+	env_free(&e);
+}
+
+/*
  * Faults and conversions race on the same pages from two threads; once both
  * stop, every page is open in exactly the views stage-2 maps it for.
  */

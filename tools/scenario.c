@@ -48,11 +48,11 @@ enum op {
 
 enum key {
 	K_ARCH, K_CONTRACT, K_VM, K_FILE, K_SIZE, K_SLOT, K_GPA, K_OFFSET,
-	K_LEN, K_DATA, K_FILL, K_PROT, K_NKEYS
+	K_LEN, K_DATA, K_FILL, K_PROT, K_HUGE, K_NKEYS
 };
 static const char *const key_names[] = {
 	"arch", "contract", "vm", "file", "size", "slot", "gpa", "offset",
-	"len", "data", "fill", "prot",
+	"len", "data", "fill", "prot", "huge",
 };
 
 enum flag {
@@ -91,7 +91,8 @@ struct spec {
 static const struct spec specs[] = {
 	{ "vm", NULL, OP_VM, P_DEF_VM, BIT(K_ARCH) | BIT(K_CONTRACT),
 	  BIT(K_ARCH), BIT(F_CHECK), XBASE },
-	{ "file", NULL, OP_FILE, P_DEF_FILE, BIT(K_VM) | BIT(K_SIZE),
+	{ "file", NULL, OP_FILE, P_DEF_FILE,
+	  BIT(K_VM) | BIT(K_SIZE) | BIT(K_HUGE),
 	  BIT(K_VM) | BIT(K_SIZE), BIT(F_MMAP) | BIT(F_SHARED), XBASE },
 	{ "bind", NULL, OP_BIND, P_VM,
 	  BIT(K_SLOT) | BIT(K_GPA) | BIT(K_FILE) | RANGE,
@@ -125,7 +126,7 @@ static const struct spec specs[] = {
 	{ "expect", "state", OP_XSTATE, P_FILE, BIT(K_OFFSET), BIT(K_OFFSET),
 	  0, 0 },
 	{ "expect", "violations", OP_XVIOL, P_VM, 0, 0, 0, 0 },
-	{ "expect", "stage2", OP_XSTAGE2, P_VM, BIT(K_GPA), BIT(K_GPA),
+	{ "expect", "stage2", OP_XSTAGE2, P_VM, BIT(K_GPA) | BIT(K_SIZE), BIT(K_GPA),
 	  PS | BIT(F_MAPPED) | BIT(F_UNMAPPED), 0 },
 };
 
@@ -153,6 +154,7 @@ struct scn_cmd {
 	char *arch;
 	bool legacy;
 	int prot;
+	uint64_t huge;			/* GMEM_FLAG_HUGE_* from huge= */
 	char *data;			/* data= bytes, or the expect state text */
 	size_t data_len;
 	bool more;			/* expect violations >N */
@@ -630,6 +632,14 @@ static int parse_key(struct parser *p, struct scn_cmd *c, struct tok *t,
 		c->data = dup_bytes(t->val, t->vlen);
 		c->data_len = t->vlen;
 		return c->data ? 0 : perr(p, t->vcol, "out of memory");
+	case K_HUGE:
+		if (!strcmp(t->val, "2M") && !t->quoted)
+			c->huge = GMEM_FLAG_HUGE_2M;
+		else if (!strcmp(t->val, "1G") && !t->quoted)
+			c->huge = GMEM_FLAG_HUGE_1G;
+		else
+			return perr(p, t->vcol, "huge is 2M or 1G");
+		return 0;
 	case K_PROT:
 		if (!strcmp(t->val, "r"))
 			c->prot = PROT_READ;
@@ -677,6 +687,11 @@ static int check_cmd(struct parser *p, struct scn_cmd *c)
 		if ((c->flags & BIT(F_UNMAPPED)) && (c->flags & PS))
 			return perr(p, c->col, "an unmapped entry is neither "
 				    "private nor shared");
+		if ((c->has & BIT(K_SIZE)) && ((c->flags & BIT(F_UNMAPPED)) ||
+		    (c->v[K_SIZE] != PAGE && c->v[K_SIZE] != 512 * PAGE &&
+		     c->v[K_SIZE] != 512 * 512 * PAGE)))
+			return perr(p, c->col, "an entry's size is 4K, 2M or 1G, "
+				    "and only a mapped one has one");
 		break;
 	case OP_GREAD:
 	case OP_HREAD:
@@ -1469,7 +1484,7 @@ static int do_op(struct run *r)
 		return ret < 0 ? ret : 0;
 	case OP_FILE:
 		o->vm = c->vm;
-		ret = gmem_create(r->rt[c->vm].h, v[K_SIZE],
+		ret = gmem_create(r->rt[c->vm].h, v[K_SIZE], c->huge |
 				  (c->flags & BIT(F_MMAP) ? GMEM_FLAG_MMAP : 0) |
 				  (c->flags & BIT(F_SHARED) ?
 				   GMEM_FLAG_INIT_SHARED : 0));
@@ -1687,6 +1702,15 @@ static int do_check(struct run *r)
 				     (unsigned long long)c->v[K_GPA],
 				     !ret ? "unmapped" : priv ?
 				     "mapped private" : "mapped shared");
+		if (ret && (c->has & BIT(K_SIZE))) {
+			int level = gmem_vm_stage2_level(o->h, c->v[K_GPA]);
+			uint64_t size = level < 0 ? 0 : PAGE << (9 * level);
+
+			if (size != c->v[K_SIZE])
+				return rfail(r, c->col, "stage-2 entry of gpa %#llx maps %llu KiB",
+					     (unsigned long long)c->v[K_GPA],
+					     (unsigned long long)(size >> 10));
+		}
 		return 0;
 	}
 	case OP_XVIOL: {

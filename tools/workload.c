@@ -33,6 +33,8 @@
 #define MAX_FILES	3
 #define MIN_PAGES	16
 #define MAX_PAGES	128
+#define HUGE_PAGES	512	/* a 2 MiB file: one huge folio */
+#define HUGE_PERCENT	25	/* of the files created */
 #define MAX_BINDS	8	/* slot ids are the indices of binds[] */
 #define GPA_PAGES	2048	/* guest physical space binds are placed in */
 #define MAX_PINS	3	/* pins stacked on one page */
@@ -46,9 +48,10 @@
 struct cfile {
 	int fd;				/* -1: entry free */
 	uint64_t pages;
+	uint64_t folio;			/* pages per folio: 1, or HUGE_PAGES */
 	uint8_t *map;			/* whole file, read-write */
-	uint32_t pins[MAX_PAGES];
-	bool bound[MAX_PAGES];
+	uint32_t pins[HUGE_PAGES];
+	bool bound[HUGE_PAGES];
 };
 
 struct cbind {
@@ -222,13 +225,19 @@ static void drop_bind(struct run *r, int bi)
 /*
  * Convert [p, p+n) of file @fi to @attr. Going private must fail with -EAGAIN
  * exactly when this tool holds a pin in the range, at the first pinned page:
- * nothing else takes long-term references.
+ * nothing else takes long-term references. In a huge file a pin anywhere in
+ * the folios the range touches may also fail it (the folio must split or
+ * merge), either way, at a pinned page of those folios.
  */
 static void convert(struct run *r, int fi, uint64_t p, uint64_t n,
 		    uint64_t attr)
 {
 	struct cfile *f = &r->files[fi];
 	int64_t pinned = attr ? first_pinned(f, p, n) : -1;
+	/* The huge folios the range touches: a pin there may block a split or merge. */
+	uint64_t lo = p / f->folio * f->folio;
+	uint64_t hi = (p + n + f->folio - 1) / f->folio * f->folio;
+	int64_t folio_pinned = f->folio > 1 ? first_pinned(f, lo, hi - lo) : -1;
 	uint64_t eoff = NONE;
 	int ret;
 
@@ -238,6 +247,13 @@ static void convert(struct run *r, int fi, uint64_t p, uint64_t n,
 			failure(r, "gmem_set_attributes: -EAGAIN at offset %#llx, first pinned page is %#llx",
 				(unsigned long long)eoff,
 				(unsigned long long)pinned * PAGE);
+		return;
+	}
+	if (ret == -EAGAIN && folio_pinned >= 0) {
+		if (eoff % PAGE || eoff / PAGE < lo || eoff / PAGE >= hi ||
+		    !f->pins[eoff / PAGE])
+			failure(r, "gmem_set_attributes: -EAGAIN at offset %#llx, not a pinned page of the huge folios touched",
+				(unsigned long long)eoff);
 		return;
 	}
 	if (ret)
@@ -260,6 +276,10 @@ static bool op_create(struct run *r)
 	if (!f)
 		return false;
 	pages = MIN_PAGES + below(r, MAX_PAGES - MIN_PAGES + 1);
+	if (chance(r, HUGE_PERCENT)) {
+		pages = HUGE_PAGES;
+		flags |= GMEM_FLAG_HUGE_2M;
+	}
 	if (chance(r, 33))
 		flags |= GMEM_FLAG_INIT_SHARED;
 	fd = gmem_create(r->vm, pages * PAGE, flags);
@@ -277,6 +297,7 @@ static bool op_create(struct run *r)
 	memset(f, 0, sizeof(*f));
 	f->fd = fd;
 	f->pages = pages;
+	f->folio = flags & GMEM_FLAG_HUGE_2M ? HUGE_PAGES : 1;
 	f->map = map;
 	return true;
 }
@@ -302,10 +323,19 @@ static bool op_bind(struct run *r)
 		return false;
 	p = (start + p) % f->pages;
 	want = chance(r, 50) ? f->pages : 1 + below(r, f->pages);
+	/* A huge file binds whole folios, at folio-aligned guest addresses. */
+	if (f->folio > 1) {
+		p = p / f->folio * f->folio;
+		want = f->folio;
+		if (f->bound[p])
+			return false;
+	}
 	for (n = 1; n < want && p + n < f->pages && !f->bound[p + n]; n++)
 		;
+	if (n % f->folio)
+		return false;
 	for (tries = 0; tries < 8; tries++) {
-		gpa = below(r, GPA_PAGES - n + 1) * PAGE;
+		gpa = below(r, (GPA_PAGES - n) / f->folio + 1) * f->folio * PAGE;
 		if (!gpa_taken(r, gpa, n * PAGE))
 			break;
 	}

@@ -4,12 +4,17 @@
  * it is assigned to a guest, which guest (ASID), at which guest frame, the
  * entry's page size, and whether the guest validated it.
  *
- *   make_private   assign the frame to the guest (repeats are no-ops)
- *   make_shared    back to the hypervisor; the guest's content is lost
+ *   make_private   assign the frames to the guest (repeats are no-ops):
+ *                  2 MiB entries where the call covers an aligned 2 MiB
+ *                  chunk (a whole huge folio), re-forming smashed ones
+ *   make_shared    back to the hypervisor; the guest's content is lost; a
+ *                  2 MiB entry the range cuts is smashed first (PSMASH)
  *   reclaim        the same, on the free path
  *   post_populate  SNP_LAUNCH_UPDATE: the frame must be unassigned; assign
  *                  it, measured and validated, keeping the loaded content
  *   legacy         rmp_make_shared serves both callers equally well
+ *   max_mapping_level  the RMP entry size: a 2 MiB stage-2 entry only over
+ *                  a 2 MiB RMP entry (there are no 1 GiB RMP entries)
  *
  * Rules checked: a private page mapped for the guest has an entry assigned
  * to that guest at that gfn; a shared page's frame is not assigned (a host
@@ -36,34 +41,94 @@ static uint16_t rmp_asid(uint64_t e)
 	return (e >> RMP_ASID_SHIFT) & 0xffff;
 }
 
+#define RMP_2M_PAGES	512ULL
+
+/* One frame's entry: assigned to this guest at @gfn, of the given size. */
+static int assign(struct gmem_vm *vm, uint64_t gfn, uint64_t pfn, bool huge)
+{
+	uint64_t e = frame_get(vm->pool, pfn);
+	uint64_t want = rmp_entry(vm->id, gfn) | (huge ? RMP_2M : 0);
+
+	if ((e & RMP_ASSIGNED) && rmp_asid(e) != vm->id)
+		return -EINVAL;	/* another guest's frame */
+	/*
+	 * Same gfn: keep it (a repeat, or a 2 MiB entry already covering it
+	 * when asked for 4 KiB). Another gfn: rebound, RMPUPDATE it to match.
+	 */
+	if ((e & RMP_ASSIGNED) && e >> RMP_GFN_SHIFT == gfn &&
+	    (!huge || (e & RMP_2M)))
+		return 0;
+	frame_set_arch(vm->pool, pfn, want);
+	return 0;
+}
+
+/*
+ * Assign the frames to the guest: a 2 MiB RMP entry for every 2 MiB-aligned
+ * chunk the call covers whole (the fault passes a whole huge folio), 4 KiB
+ * entries elsewhere. A 2 MiB chunk whose frames were smashed to 4 KiB
+ * entries is re-formed into one 2 MiB entry, content kept.
+ */
 static int snp_make_private(struct gmem_vm *vm, uint64_t gfn, uint64_t pfn,
 			    uint64_t nr)
 {
-	for (uint64_t i = 0; i < nr; i++) {
-		uint64_t e = frame_get(vm->pool, pfn + i);
+	for (uint64_t i = 0; i < nr; ) {
+		bool huge = !((pfn + i) % RMP_2M_PAGES) &&
+			    !((gfn + i) % RMP_2M_PAGES) && nr - i >= RMP_2M_PAGES;
+		uint64_t n = huge ? RMP_2M_PAGES : 1;
 
-		if (e & RMP_ASSIGNED) {
-			if (rmp_asid(e) != vm->id)
-				return -EINVAL;	/* another guest's frame */
-			if (e >> RMP_GFN_SHIFT == gfn + i)
-				continue;
-			/* Rebound at another gfn: RMPUPDATE the entry to match. */
+		for (uint64_t j = i; j < i + n; j++) {
+			int ret = assign(vm, gfn + j, pfn + j, huge);
+
+			if (ret)
+				return ret;
 		}
-		frame_set_arch(vm->pool, pfn + i, rmp_entry(vm->id, gfn + i));
+		i += n;
 	}
 	return 0;
 }
 
-/* rmp_make_shared: the frames go back to the hypervisor, content lost. */
+/* PSMASH: the 2 MiB entry holding @pfn becomes 512 4 KiB entries, state kept. */
+static void psmash(struct gmem_pool *pool, uint64_t pfn)
+{
+	uint64_t first = pfn & ~(RMP_2M_PAGES - 1);
+
+	for (uint64_t i = first; i < first + RMP_2M_PAGES; i++) {
+		uint64_t e = frame_get(pool, i);
+
+		if (e & RMP_2M)
+			frame_set_arch(pool, i, e & ~RMP_2M);
+	}
+}
+
+/* A 2 MiB entry at the edge of [pfn, pfn+nr) that the range cuts: smash it. */
+static void smash_edges(struct gmem_pool *pool, uint64_t pfn, uint64_t nr)
+{
+	if ((frame_get(pool, pfn) & RMP_2M) &&
+	    (pfn % RMP_2M_PAGES || nr < RMP_2M_PAGES))
+		psmash(pool, pfn);
+	if ((frame_get(pool, pfn + nr - 1) & RMP_2M) &&
+	    (pfn + nr) % RMP_2M_PAGES)
+		psmash(pool, pfn + nr - 1);
+}
+
+/*
+ * rmp_make_shared: the frames go back to the hypervisor, content lost. Part
+ * of a 2 MiB entry cannot go alone: the entry is smashed first, as the
+ * kernel's invalidation does before RMPUPDATE on a 4 KiB page inside it.
+ */
 static void snp_make_shared(struct gmem_pool *pool, uint64_t pfn, uint64_t nr)
 {
 	uint64_t start = pfn, end = pfn + nr;
 
+	smash_edges(pool, pfn, nr);
 	for (uint64_t i = start; i < end; i++) {
-		if (!(frame_get(pool, i) & RMP_ASSIGNED))
-			continue;
-		frame_set_arch(pool, i, 0);
-		frames_clear_content(pool, i, 1);
+		uint64_t run = i;
+
+		while (run < end && (frame_get(pool, run) & RMP_ASSIGNED))
+			frame_set_arch(pool, run++, 0);
+		if (run > i)
+			frames_clear_content(pool, i, run - i);
+		i = run;
 	}
 }
 

@@ -35,23 +35,20 @@ static int tdx_make_private(struct gmem_vm *vm, uint64_t gfn, uint64_t pfn,
 			    uint64_t nr)
 {
 	for (uint64_t i = pfn; i < pfn + nr; i++) {
-		uint64_t e = frame_get(vm->pool, i);
+		uint64_t e = frame_get(vm->pool, i), run = i;
 
 		if (e & TD_OWNED) {
 			if (td_id(e) != vm->id)
 				return -EBUSY;
 			continue;
 		}
-		frames_clear_content(vm->pool, i, 1);
-		frame_set_arch(vm->pool, i, td_entry(vm->id));
+		/* A huge folio comes in one call: clear each unowned run at once. */
+		while (run < pfn + nr && !(frame_get(vm->pool, run) & TD_OWNED))
+			frame_set_arch(vm->pool, run++, td_entry(vm->id));
+		frames_clear_content(vm->pool, i, run - i);
+		i = run - 1;
 	}
 	return 0;
-}
-
-static void remove_page(struct gmem_pool *pool, uint64_t pfn)
-{
-	frames_clear_content(pool, pfn, 1);
-	frame_set_arch(pool, pfn, 0);
 }
 
 static void tdx_invalidate_range(struct gmem_vm *vm, const struct memslot *slot,
@@ -64,21 +61,35 @@ static void tdx_invalidate_range(struct gmem_vm *vm, const struct memslot *slot,
 
 	if (!(filter & S2_ZAP_PRIVATE))
 		return;
+	/* Remove and clear each run of this TD's pages at once. */
 	while ((i = folio_next_present(file, i, end)) < end) {
-		uint64_t pfn = file_pfn(file, i);
-		uint64_t e = frame_get(vm->pool, pfn);
+		uint64_t run = i;
 
-		if ((e & TD_OWNED) && td_id(e) == vm->id)
-			remove_page(vm->pool, pfn);
-		i++;
+		while (run < end && folio_present(file, run)) {
+			uint64_t e = frame_get(vm->pool, file_pfn(file, run));
+
+			if (!(e & TD_OWNED) || td_id(e) != vm->id)
+				break;
+			frame_set_arch(vm->pool, file_pfn(file, run), 0);
+			run++;
+		}
+		if (run > i)
+			frames_clear_content(vm->pool, file_pfn(file, i), run - i);
+		i = run > i ? run : i + 1;
 	}
 }
 
 static void tdx_reclaim(struct gmem_pool *pool, uint64_t pfn, uint64_t nr)
 {
-	for (uint64_t i = pfn; i < pfn + nr; i++)
-		if (frame_get(pool, i) & TD_OWNED)
-			remove_page(pool, i);
+	for (uint64_t i = pfn; i < pfn + nr; i++) {
+		uint64_t run = i;
+
+		while (run < pfn + nr && (frame_get(pool, run) & TD_OWNED))
+			frame_set_arch(pool, run++, 0);
+		if (run > i)
+			frames_clear_content(pool, i, run - i);
+		i = run;
+	}
 }
 
 static void tdx_legacy_invalidate(struct gmem_pool *pool, uint64_t start,

@@ -1,0 +1,318 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Huge folios. A file created with GMEM_FLAG_HUGE_2M or GMEM_FLAG_HUGE_1G
+ * has folios of order 9 or 18. Page i of a file is always frame base_pfn + i
+ * and the file's window is aligned to the folio size (file.c), so a huge
+ * folio is metadata only: one state byte per huge block. Splitting and
+ * merging change that byte and never move or copy a byte of data.
+ *
+ *   ABSENT  no page of the block is in the page cache. The first fault (or
+ *           allocation, pin, populate, host touch) allocates the whole huge
+ *           folio; its frames are memfd holes, so it is zero at no cost.
+ *   WHOLE   one huge folio: every page present, the attributes uniform over
+ *           the block. Faults may map it with one huge stage-2 entry.
+ *   SPLIT   4 KiB folios. The attributes differ inside the block, or some
+ *           pages were punched out.
+ *
+ * Conversion splits a WHOLE block whose range stops being uniform, and
+ * merges a SPLIT block back once its range is uniform and every page of it is
+ * present. Both need only the page cache's own references: a pinned page
+ * anywhere in the block fails the conversion with -EAGAIN before anything
+ * changed. A SPLIT block with holes stays split even when uniform: merging
+ * would have to allocate the holes a punch asked to be gone. Faults refill
+ * holes one 4 KiB folio at a time, and the block merges at the next
+ * conversion that touches it and leaves it uniform.
+ *
+ * Punching part of a WHOLE block splits it first, then frees 4 KiB pieces;
+ * a punch cannot fail, so pins do not stop this split (pinned pages stay,
+ * as in any file). A block whose last page is freed is ABSENT again.
+ *
+ * Block bytes change under the file's invalidate lock exclusive, except
+ * ABSENT -> WHOLE/SPLIT on allocation and the PREPARED bit, which faults set
+ * under the lock shared with compare-and-swap.
+ */
+#include <stdlib.h>
+
+#include "internal.h"
+
+#define ORDER_2M	9
+#define ORDER_1G	18
+
+int huge_order_of_flags(uint64_t flags)
+{
+	uint64_t huge = flags & (GMEM_FLAG_HUGE_2M | GMEM_FLAG_HUGE_1G);
+
+	if (huge == GMEM_FLAG_HUGE_2M)
+		return ORDER_2M;
+	if (huge == GMEM_FLAG_HUGE_1G)
+		return ORDER_1G;
+	return huge ? -EINVAL : 0;
+}
+
+int huge_init(struct gmem_file *file)
+{
+	file->nblocks = file->order ? file->npages >> file->order : 0;
+	file->blocks = NULL;
+	if (!file->order)
+		return 0;
+	file->blocks = calloc(file->nblocks, sizeof(*file->blocks));
+	file->block_pages = calloc(file->nblocks, sizeof(*file->block_pages));
+	return file->blocks && file->block_pages ? 0 : -ENOMEM;
+}
+
+void huge_destroy(struct gmem_file *file)
+{
+	free(file->blocks);
+	free(file->block_pages);
+	file->blocks = NULL;
+	file->block_pages = NULL;
+}
+
+/* @delta pages of the block at @index entered (or left) the page cache. */
+void huge_count(struct gmem_file *file, uint64_t index, int64_t delta)
+{
+	if (file->order)
+		atomic_fetch_add_explicit(&file->block_pages[index >> file->order],
+					  (uint32_t)delta, memory_order_relaxed);
+}
+
+static _Atomic uint8_t *block(struct gmem_file *file, uint64_t index)
+{
+	return &file->blocks[index >> file->order];
+}
+
+static uint64_t block_start(struct gmem_file *file, uint64_t index)
+{
+	return index & ~(file_folio_pages(file) - 1);
+}
+
+int huge_block_state(struct gmem_file *file, uint64_t index)
+{
+	if (!file->order)
+		return folio_present(file, index) ? BLOCK_SPLIT : BLOCK_ABSENT;
+	return atomic_load_explicit(block(file, index), memory_order_acquire) &
+	       BLOCK_STATE;
+}
+
+static void set_state(struct gmem_file *file, uint64_t index, int state)
+{
+	atomic_store_explicit(block(file, index), (uint8_t)state,
+			      memory_order_release);
+}
+
+/* Pages of the block at @index present in the page cache. */
+static uint64_t block_present(struct gmem_file *file, uint64_t index)
+{
+	return atomic_load_explicit(&file->block_pages[index >> file->order],
+				    memory_order_relaxed);
+}
+
+static bool block_uniform(struct gmem_file *file, uint64_t index)
+{
+	uint64_t lo = block_start(file, index);
+
+	return attr_range_is(&file->attrs, lo, lo + file_folio_pages(file),
+			     attr_lookup(&file->attrs, lo, NULL, NULL));
+}
+
+/*
+ * Allocate the whole huge folio of an ABSENT block; racing allocators agree
+ * through the page-cache bits (each counts only the bits it set) and the
+ * block byte (the first to store it wins; all store the same value). Caller
+ * holds the invalidate lock, so the attributes are stable. Returns true if
+ * this call allocated pages.
+ */
+bool huge_alloc_block(struct gmem_file *file, uint64_t index)
+{
+	uint64_t lo = block_start(file, index), added = 0;
+	uint64_t hi = lo + file_folio_pages(file);
+	uint8_t expected = BLOCK_ABSENT;
+	int state;
+
+	for (uint64_t i = lo; i < hi; i += BITMAP_BITS) {
+		uint64_t old = atomic_fetch_or(&file->present[i / BITMAP_BITS],
+					       ~0ULL);
+
+		added += (uint64_t)__builtin_popcountll(~old);
+	}
+	if (added) {
+		huge_count(file, index, (int64_t)added);
+		atomic_fetch_add_explicit(&file->nr_present, added,
+					  memory_order_relaxed);
+		atomic_fetch_add_explicit(&file->vm->pool->frames_in_use, added,
+					  memory_order_relaxed);
+	}
+	state = block_uniform(file, index) ? BLOCK_WHOLE : BLOCK_SPLIT;
+	atomic_compare_exchange_strong(block(file, index), &expected,
+				       (uint8_t)state);
+	return added;
+}
+
+bool huge_test_prepared(struct gmem_file *file, uint64_t index)
+{
+	return atomic_load_explicit(block(file, index), memory_order_acquire) &
+	       BLOCK_PREPARED;
+}
+
+void huge_set_prepared(struct gmem_file *file, uint64_t index)
+{
+	atomic_fetch_or(block(file, index), BLOCK_PREPARED);
+}
+
+/* The arch must take the blocks of [start, end) over again at the next fault. */
+void huge_unprepare(struct gmem_file *file, uint64_t start, uint64_t end)
+{
+	if (!file->order || start >= end)
+		return;
+	for (uint64_t b = start >> file->order; b <= (end - 1) >> file->order; b++)
+		atomic_fetch_and(&file->blocks[b], (uint8_t)~BLOCK_PREPARED);
+}
+
+/*
+ * End of the run of present pages from @index that the arch hooks see in one
+ * call: one folio clipped to [index, end). Neighbouring 4 KiB folios of a
+ * file are neighbouring frames and make one run, but a run never leaves its
+ * huge block, so a huge folio is always seen on its own.
+ */
+uint64_t folio_run_end(struct gmem_file *file, uint64_t index, uint64_t end)
+{
+	uint64_t run_end = folio_next_hole(file, index, end);
+
+	if (file->order)
+		run_end = MIN(run_end, block_start(file, index) +
+				       file_folio_pages(file));
+	return run_end;
+}
+
+/* Will [start, end) set to @attrs leave the block at @lo uniform? */
+static bool uniform_after(struct gmem_file *file, uint64_t lo, uint64_t start,
+			  uint64_t end, uint64_t attrs)
+{
+	uint64_t hi = lo + file_folio_pages(file);
+
+	if (lo < start && !attr_range_is(&file->attrs, lo, MIN(start, hi), attrs))
+		return false;
+	if (hi > end && !attr_range_is(&file->attrs, MAX(end, lo), hi, attrs))
+		return false;
+	return true;
+}
+
+/*
+ * Before the point of no return of a conversion of [start, end) to @attrs:
+ * refuse a split or merge of a block holding an extra reference (a pin), and
+ * widen [*zap_start, *zap_end) to every block that will merge, so that its
+ * small stage-2 entries go and a huge one can take their place.
+ */
+int huge_convert_prepare(struct gmem_file *file, uint64_t start, uint64_t end,
+			 uint64_t attrs, uint64_t *zap_start, uint64_t *zap_end,
+			 uint64_t *err_index)
+{
+	uint64_t pages = file_folio_pages(file), pinned;
+
+	*zap_start = start;
+	*zap_end = end;
+	if (!file->order)
+		return 0;
+	for (uint64_t lo = block_start(file, start); lo < end; lo += pages) {
+		int state = huge_block_state(file, lo);
+		bool uniform, merge, split;
+
+		if (state == BLOCK_ABSENT)
+			continue;
+		uniform = uniform_after(file, lo, start, end, attrs);
+		split = state == BLOCK_WHOLE && !uniform;
+		merge = state == BLOCK_SPLIT && uniform &&
+			block_present(file, lo) == pages;
+		if (!split && !merge)
+			continue;
+		if (pin_first_in_range(file, lo, lo + pages, &pinned)) {
+			*err_index = pinned;
+			return gmem_err(EAGAIN, "gmem_set_attributes: page at %#llx is pinned: its huge folio cannot be %s",
+					(unsigned long long)(pinned << PAGE_SHIFT),
+					split ? "split" : "merged");
+		}
+		if (merge) {
+			*zap_start = MIN(*zap_start, lo);
+			*zap_end = MAX(*zap_end, lo + pages);
+		}
+	}
+	return 0;
+}
+
+/*
+ * After the attributes of [start, end) are stored: split or merge each block
+ * as huge_convert_prepare() foresaw. Cannot fail. Caller holds the
+ * invalidate lock exclusive.
+ */
+void huge_convert_commit(struct gmem_file *file, uint64_t start, uint64_t end)
+{
+	uint64_t pages = file_folio_pages(file);
+
+	if (!file->order)
+		return;
+	for (uint64_t lo = block_start(file, start); lo < end; lo += pages) {
+		int state = huge_block_state(file, lo);
+
+		if (state == BLOCK_ABSENT)
+			continue;
+		if (block_uniform(file, lo) && block_present(file, lo) == pages)
+			set_state(file, lo, BLOCK_WHOLE);
+		else
+			set_state(file, lo, BLOCK_SPLIT);
+	}
+}
+
+/*
+ * Before freeing [start, end): a WHOLE block that will lose only part of its
+ * pages (a partial punch, or pinned pages that stay) is split first, so the
+ * arch sees 4 KiB pieces leave.
+ */
+void huge_before_free(struct gmem_file *file, uint64_t start, uint64_t end)
+{
+	uint64_t pages = file_folio_pages(file), pinned;
+
+	if (!file->order)
+		return;
+	for (uint64_t lo = block_start(file, start); lo < end; lo += pages) {
+		if (huge_block_state(file, lo) != BLOCK_WHOLE)
+			continue;
+		if (lo < start || lo + pages > end ||
+		    pin_first_in_range(file, lo, lo + pages, &pinned))
+			set_state(file, lo, BLOCK_SPLIT);
+	}
+}
+
+/* After freeing [start, end): a block with no page left is ABSENT. */
+void huge_after_free(struct gmem_file *file, uint64_t start, uint64_t end)
+{
+	uint64_t pages = file_folio_pages(file);
+
+	if (!file->order)
+		return;
+	for (uint64_t lo = block_start(file, start); lo < end; lo += pages)
+		if (huge_block_state(file, lo) != BLOCK_ABSENT &&
+		    !block_present(file, lo))
+			set_state(file, lo, BLOCK_ABSENT);
+}
+
+/*
+ * A punch of [start, end) that leaves a block with no page also zaps the
+ * whole block in stage-2 ([*zap_start, *zap_end)), so its emptied tables go
+ * and the next fault can map the refilled folio with one huge entry.
+ */
+void huge_punch_zap_range(struct gmem_file *file, uint64_t start, uint64_t end,
+			  uint64_t *zap_start, uint64_t *zap_end)
+{
+	uint64_t pages = file_folio_pages(file), lo, hi;
+
+	*zap_start = start;
+	*zap_end = end;
+	if (!file->order || start >= end)
+		return;
+	lo = block_start(file, start);
+	if (lo < start && folio_next_present(file, lo, start) == start)
+		*zap_start = lo;
+	hi = block_start(file, end - 1) + pages;
+	if (hi > end && folio_next_present(file, end, hi) == hi)
+		*zap_end = hi;
+}

@@ -6,6 +6,17 @@
 
 #include "brlock.h"
 
+#define BRLOCK_SPINS	2000
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield");
+#endif
+}
+
 static atomic_uint next_slot;
 static _Thread_local unsigned int my_slot = ~0u;
 
@@ -22,6 +33,7 @@ void brlock_init(struct brlock *l)
 	for (int i = 0; i < BRLOCK_SLOTS; i++)
 		atomic_init(&l->slot[i].readers, 0);
 	atomic_init(&l->writer, 0);
+	atomic_init(&l->waiting, 0);
 	pthread_mutex_init(&l->writers, NULL);
 }
 
@@ -43,10 +55,17 @@ static void futex_wake_all(atomic_int *addr)
 /* A writer holds or wants the lock: step out, sleep until it is gone, retry. */
 void brlock_read_lock_slow(struct brlock *l, struct brlock_slot *s)
 {
+	atomic_fetch_add(&l->waiting, 1);
 	do {
 		int w;
 
 		atomic_fetch_sub_explicit(&s->readers, 1, memory_order_release);
+		/*
+		 * Writers hold the lock for about a microsecond: spin that
+		 * long before paying for a sleep and a wake-up.
+		 */
+		for (int spin = 0; spin < BRLOCK_SPINS && atomic_load(&l->writer); spin++)
+			cpu_relax();
 		while ((w = atomic_load(&l->writer))) {
 			if (w == 1 && !atomic_compare_exchange_strong(&l->writer, &w, 2))
 				continue;
@@ -54,11 +73,14 @@ void brlock_read_lock_slow(struct brlock *l, struct brlock_slot *s)
 		}
 		atomic_fetch_add(&s->readers, 1);
 	} while (atomic_load(&l->writer));
+	atomic_fetch_sub(&l->waiting, 1);
 }
 
 void brlock_write_lock(struct brlock *l)
 {
 	pthread_mutex_lock(&l->writers);
+	while (atomic_load(&l->waiting))	/* their turn first */
+		sched_yield();
 	atomic_store(&l->writer, 1);
 	for (int i = 0; i < BRLOCK_SLOTS; i++)
 		while (atomic_load(&l->slot[i].readers))

@@ -36,7 +36,8 @@ static int prepare_private(struct gmem_file *file, uint64_t index,
 }
 
 /*
- * The file side of a fault: under the invalidate lock shared, check the
+ * The file side of a fault, under the invalidate lock held shared by the
+ * caller: snapshot the VM's mmu_invalidate_seq into *@seq, then check the
  * page's attribute against the access, find or create its folio, and let the
  * arch make a private page private. Returns 0 with *@pfn and the largest
  * stage-2 level the page allows in *@level (the folio's, which a whole huge
@@ -44,16 +45,15 @@ static int prepare_private(struct gmem_file *file, uint64_t index,
  * by the arch), 1 if the access disagrees with the attribute, or -errno.
  */
 int file_get_pfn(struct gmem_file *file, uint64_t index, uint64_t gfn,
-		 bool private, uint64_t *pfn, int *level)
+		 bool private, uint64_t *pfn, int *level, uint64_t *seq)
 {
 	struct gmem_vm *vm = file->vm;
 	int ret = 0;
 
-	brlock_read_lock(&file->invalidate_lock);
-	if (file_page_private(file, index) != private) {
-		ret = 1;
-		goto out;
-	}
+	*seq = atomic_load_explicit(&vm->mmu_invalidate_seq,
+				    memory_order_acquire);
+	if (file_page_private(file, index) != private)
+		return 1;
 	folio_alloc(file, index);
 	*pfn = file_pfn(file, index);
 	*level = huge_whole(file, index) ? file->order / S2_BITS : 0;
@@ -61,8 +61,6 @@ int file_get_pfn(struct gmem_file *file, uint64_t index, uint64_t gfn,
 		ret = prepare_private(file, index, gfn, *level);
 	if (private && !ret && *level)
 		*level = arch_max_mapping_level(vm, *pfn, *level);
-out:
-	brlock_read_unlock(&file->invalidate_lock);
 	return ret;
 }
 
@@ -78,29 +76,38 @@ static void memory_fault_exit(struct gmem_exit *exit, uint64_t gfn,
 	exit->size = PAGE_SIZE;
 }
 
-/* Caller is inside vm_enter(). */
+/*
+ * Caller is inside vm_enter(). The file's invalidate lock is held shared from
+ * the attribute check to the stage-2 install, unlike the kernel, which drops
+ * it in between and relies on the sequence check alone: no invalidation of
+ * the file can then start or end while the fault runs, so a stream of
+ * conversions on the file cannot make its faults retry forever. The sequence
+ * check stays for everything else that invalidates the VM.
+ */
 static int fault(struct gmem_vm *vm, uint64_t gfn, bool private,
 		 uint64_t *pfnp, struct gmem_exit *exit)
 {
 	for (;;) {
-		uint64_t seq = atomic_load_explicit(&vm->mmu_invalidate_seq,
-						    memory_order_acquire);
 		struct memslot *slot = vm_find_slot(vm, gfn);
-		uint64_t pfn, index, span;
+		struct gmem_file *file;
+		uint64_t pfn, index, span, seq;
 		int ret, level;
 
 		if (!slot)
 			return gmem_err(EFAULT, "gmem_vm_fault: nothing bound at gpa %#llx",
 					(unsigned long long)(gfn << PAGE_SHIFT));
+		file = slot->file;
 		index = slot->pgoff + (gfn - slot->base_gfn);
-		ret = file_get_pfn(slot->file, index, gfn, private, &pfn, &level);
-		if (ret == 1) {
+		brlock_read_lock(&file->invalidate_lock);
+		ret = file_get_pfn(file, index, gfn, private, &pfn, &level, &seq);
+		if (ret) {
+			brlock_read_unlock(&file->invalidate_lock);
+			if (ret < 0)
+				return gmem_err(-ret, "gmem_vm_fault: the arch refused gpa %#llx",
+						(unsigned long long)(gfn << PAGE_SHIFT));
 			memory_fault_exit(exit, gfn, private);
 			return 1;
 		}
-		if (ret < 0)
-			return gmem_err(-ret, "gmem_vm_fault: the arch refused gpa %#llx",
-					(unsigned long long)(gfn << PAGE_SHIFT));
 		/* A huge entry must fit the slot with gfn and file page aligned alike. */
 		span = 1ULL << (level * S2_BITS);
 		if (level && ((gfn ^ index) & (span - 1) ||
@@ -114,6 +121,7 @@ static int fault(struct gmem_vm *vm, uint64_t gfn, bool private,
 		if (vm_invalidate_retry_range(vm, seq, gfn & ~(span - 1),
 					      (gfn & ~(span - 1)) + span)) {
 			brlock_read_unlock(&vm->mmu_lock);
+			brlock_read_unlock(&file->invalidate_lock);
 			continue;
 		}
 		ret = s2_map(&vm->s2, gfn, pfn, private, level);
@@ -122,6 +130,7 @@ static int fault(struct gmem_vm *vm, uint64_t gfn, bool private,
 			ret = view_open(slot, gfn & ~(span - 1), span, private);
 		}
 		brlock_read_unlock(&vm->mmu_lock);
+		brlock_read_unlock(&file->invalidate_lock);
 		if (ret == -ENOMEM)
 			return gmem_err(ENOMEM, "gmem_vm_fault: out of memory for stage-2");
 		if (ret < 0)

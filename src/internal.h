@@ -422,7 +422,7 @@ void file_invalidate_end(struct gmem_file *file, bool started);
 
 /* fault.c */
 int file_get_pfn(struct gmem_file *file, uint64_t index, uint64_t gfn,
-		 bool private, uint64_t *pfn, int *level);
+		 bool private, uint64_t *pfn, int *level, uint64_t *seq);
 
 /* mapping.c */
 bool mapping_uses_guards(void);

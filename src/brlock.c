@@ -33,7 +33,6 @@ void brlock_init(struct brlock *l)
 	for (int i = 0; i < BRLOCK_SLOTS; i++)
 		atomic_init(&l->slot[i].readers, 0);
 	atomic_init(&l->writer, 0);
-	atomic_init(&l->waiting, 0);
 	pthread_mutex_init(&l->writers, NULL);
 }
 
@@ -55,7 +54,6 @@ static void futex_wake_all(atomic_int *addr)
 /* A writer holds or wants the lock: step out, sleep until it is gone, retry. */
 void brlock_read_lock_slow(struct brlock *l, struct brlock_slot *s)
 {
-	atomic_fetch_add(&l->waiting, 1);
 	do {
 		int w;
 
@@ -73,14 +71,11 @@ void brlock_read_lock_slow(struct brlock *l, struct brlock_slot *s)
 		}
 		atomic_fetch_add(&s->readers, 1);
 	} while (atomic_load(&l->writer));
-	atomic_fetch_sub(&l->waiting, 1);
 }
 
 void brlock_write_lock(struct brlock *l)
 {
 	pthread_mutex_lock(&l->writers);
-	while (atomic_load(&l->waiting))	/* their turn first */
-		sched_yield();
 	atomic_store(&l->writer, 1);
 	for (int i = 0; i < BRLOCK_SLOTS; i++)
 		while (atomic_load(&l->slot[i].readers))

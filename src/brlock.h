@@ -11,10 +11,9 @@
  * with a futex; the flag reads 2 while someone sleeps, so an unlock without
  * sleepers makes no system call.
  *
- * Readers that had to wait get the next turn: a writer does not raise the
- * flag while any of them is still on its way in. Without that, a thread that
- * converts in a loop takes the lock back before the readers it woke are
- * scheduled, and faults starve.
+ * A reader that finds the flag spins about as long as a writer holds the
+ * lock before it sleeps. Without that, a thread converting in a loop takes
+ * the lock back before the readers it woke are scheduled, and faults starve.
  */
 #ifndef GMEM_BRLOCK_H
 #define GMEM_BRLOCK_H
@@ -32,7 +31,6 @@ struct brlock_slot {
 struct brlock {
 	struct brlock_slot slot[BRLOCK_SLOTS];
 	atomic_int writer;		/* 0 free, 1 held or wanted, 2 and readers sleep */
-	atomic_int waiting;		/* readers in the slow path */
 	pthread_mutex_t writers;	/* serialises writers */
 } __attribute__((aligned(64)));
 

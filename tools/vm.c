@@ -70,6 +70,7 @@ struct opts {
 	bool eager;		/* map converted pages at once (--eager-map) */
 	bool check;		/* GMEM_VM_CHECK: verify invariants after every call */
 	bool legacy;		/* GMEM_VM_LEGACY_CONTRACT (--contract legacy) */
+	uint64_t folio;		/* 0, or GMEM_FLAG_HUGE_2M (--folio 2M) */
 	bool json, quiet;
 };
 
@@ -102,6 +103,7 @@ struct vcpu {
 	struct kvm_run *run;
 	bool in_bench, done;
 	uint32_t failures;	/* what the guest reported at VM_HC_DONE */
+	unsigned int fetch_retries;	/* handle_fetch found nothing to open */
 	char line[160];
 	size_t linelen;
 };
@@ -374,6 +376,51 @@ static int handle_mmio(struct vcpu *v)
 	return 0;
 }
 
+/*
+ * KVM could not emulate an instruction: with a view page closed under it, an
+ * instruction fetch looks like MMIO, which KVM cannot fetch from. That is the
+ * guest's code page losing its stage-2 entry, as the whole huge entry around
+ * a page that converts does. Fault the page(s) of the instruction in again
+ * (flat segments, no paging: cs.base + rip is the gpa) and go on. If they
+ * are mapped already, another vCPU may have just done it: try again a few
+ * times, then stop, since the failure is real.
+ */
+static int handle_fetch(struct vcpu *v)
+{
+	struct vmm *m = v->vmm;
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+
+	if (v->run->internal.suberror != KVM_INTERNAL_ERROR_EMULATION ||
+	    ioctl(v->fd, KVM_GET_REGS, &regs) || ioctl(v->fd, KVM_GET_SREGS, &sregs))
+		goto fail;
+	for (uint64_t at = 0; at < 16; at += 15) {	/* an instruction is <= 15 bytes */
+		uint64_t addr = sregs.cs.base + regs.rip + at;
+		uint64_t gpa = addr & ~(uint64_t)VM_SHARED_BIT;
+		bool private = !(addr & VM_SHARED_BIT);
+		int mapped_private = 0;
+		uint64_t t0;
+
+		if (gpa >= VM_RAM_SIZE)
+			goto fail;
+		if (gmem_vm_stage2(m->gvm, gpa, NULL, &mapped_private) == 1 &&
+		    mapped_private == private)
+			continue;
+		t0 = now_ns();
+		if (gmem_vm_fault(m->gvm, gpa, private ? GMEM_FAULT_PRIVATE : 0,
+				  NULL, NULL))
+			goto fail;
+		account(v, t0);
+		v->fetch_retries = 0;
+	}
+	if (v->fetch_retries++ < 8)
+		return 0;
+fail:
+	vmm_stop(m, "vcpu%d: KVM internal error, suberror %u", v->id,
+		 v->run->internal.suberror);
+	return -1;
+}
+
 static void *vcpu_loop(void *arg)
 {
 	struct vcpu *v = arg;
@@ -389,6 +436,8 @@ static void *vcpu_loop(void *arg)
 			break;
 		}
 		atomic_fetch_add(&m->exits, 1);
+		if (v->run->exit_reason != KVM_EXIT_INTERNAL_ERROR)
+			v->fetch_retries = 0;
 		switch (v->run->exit_reason) {
 		case KVM_EXIT_IO:
 			ret = handle_io(v);
@@ -401,9 +450,7 @@ static void *vcpu_loop(void *arg)
 			ret = -1;
 			break;
 		case KVM_EXIT_INTERNAL_ERROR:
-			vmm_stop(m, "vcpu%d: KVM internal error, suberror %u",
-				 v->id, v->run->internal.suberror);
-			ret = -1;
+			ret = handle_fetch(v);
 			break;
 		default:
 			vmm_stop(m, "vcpu%d: unexpected exit reason %u", v->id,
@@ -461,7 +508,7 @@ static int memory_setup(struct vmm *m)
 				(m->o->legacy ? GMEM_VM_LEGACY_CONTRACT : 0));
 	if (m->gvm < 0)
 		return setup_failed(m, "gmem_vm_create", m->gvm);
-	m->fd = gmem_create(m->gvm, VM_RAM_SIZE, GMEM_FLAG_MMAP);
+	m->fd = gmem_create(m->gvm, VM_RAM_SIZE, GMEM_FLAG_MMAP | m->o->folio);
 	if (m->fd < 0)
 		return setup_failed(m, "gmem_create", m->fd);
 	ret = gmem_bind(m->gvm, 0, 0, VM_RAM_SIZE, m->fd, 0);
@@ -602,7 +649,11 @@ static void report(struct vmm *m, bool ok)
 	unsigned int failed = atomic_load(&m->checks_failed);
 	uint64_t conv = atomic_load(&m->bench_conversions);
 	double secs = seconds(&m->bench_start, &m->bench_end);
-	double rate = secs > 0 ? (double)conv / secs : 0;
+	double rate;
+
+	if (secs < 0)		/* stopped before the benchmark ended */
+		secs = 0;
+	rate = secs > 0 ? (double)conv / secs : 0;
 
 	if (m->o->json) {
 		printf("{\"arch\":\"%s\",\"vcpus\":%d,\"policy\":\"%s\","
@@ -632,7 +683,7 @@ static void report(struct vmm *m, bool ok)
 	       (unsigned long long)atomic_load(&m->conversions),
 	       (unsigned long long)atomic_load(&m->implicit),
 	       (unsigned long long)atomic_load(&m->exits));
-	if (conv)
+	if (conv && secs > 0)
 		printf("%s: benchmark: %llu conversions by %d vCPU%s in %.3f s: %.0f conversions/s (%.0f%% of it in gmem calls)\n",
 		       arches[m->arch], (unsigned long long)conv, m->o->vcpus,
 		       m->o->vcpus > 1 ? "s" : "", secs, rate,
@@ -712,7 +763,7 @@ static int run_arch(const struct opts *o, int arch)
 static const char usage_text[] =
 	"usage: gmem vm [--arch sw|snp|tdx|pkvm|all] [--vcpus N] [--policy convert|refuse]\n"
 	"               [--iterations N] [--eager-map] [--check] [--contract split|legacy]\n"
-	"               [--json] [--quiet]\n"
+	"               [--folio 4K|2M] [--json] [--quiet]\n"
 	"\n"
 	"Boot a small KVM guest whose memory is a gmem file, with a private and a\n"
 	"shared alias of its RAM, and let it check its arch's conversion semantics\n"
@@ -732,6 +783,8 @@ static const char usage_text[] =
 	"  --contract C     the arch hook contract: split (default) or legacy, the\n"
 	"                   single invalidate hook of the patch under review\n"
 	"                   (docs/arch.md)\n"
+	"  --folio F        folio size of guest RAM: 4K (default) or 2M, huge\n"
+	"                   folios split and merged by the guest's conversions\n"
 	"  --json           one JSON object per backend instead of text\n"
 	"  --quiet          do not echo the guest's console\n"
 	"\n"
@@ -782,6 +835,12 @@ int cmd_vm(int argc, char **argv)
 			o.eager = true;
 		} else if (!strcmp(a, "--check")) {
 			o.check = true;
+		} else if (!strcmp(a, "--folio")) {
+			if (!val || (strcmp(val, "4K") && strcmp(val, "2M")))
+				return bad_usage("--folio wants 4K or 2M, not '%s'",
+						 val ? val : "");
+			o.folio = strcmp(val, "2M") ? 0 : GMEM_FLAG_HUGE_2M;
+			i++;
 		} else if (!strcmp(a, "--contract")) {
 			if (!val || (strcmp(val, "split") && strcmp(val, "legacy")))
 				return bad_usage("--contract wants split or legacy, not '%s'",

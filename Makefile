@@ -119,7 +119,8 @@ FUZZ_SAN     := -fsanitize=fuzzer,address,undefined -fno-omit-frame-pointer
 fuzz:
 	$(MAKE) -j2 O=$(FUZZ_DIR) CC=clang SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" $(FUZZ_DIR)/libgmem.a
 	clang -std=c11 -D_GNU_SOURCE -O1 -g $(WARN) $(FUZZ_SAN) -Iinclude -Itools -pthread \
-		-o $(FUZZ_DIR)/fuzz_scenario fuzz/fuzz_scenario.c tools/scenario.c $(FUZZ_DIR)/libgmem.a
+		-o $(FUZZ_DIR)/fuzz_scenario fuzz/fuzz_scenario.c tools/scenario.c tools/scenario_run.c \
+		tools/scenario_trace.c $(FUZZ_DIR)/libgmem.a
 	@mkdir -p $(FUZZ_DIR)/corpus
 	cp examples/*.gmem $(FUZZ_DIR)/corpus/
 	$(FUZZ_DIR)/fuzz_scenario -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -dict=fuzz/scenario.dict \

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * scenario.h - the gmem scenario language (docs/scenarios.md): a parser that
- * turns a text into a list of commands, and an executor that runs them
- * against the library. The parser never touches the library, so a fuzzer can
- * call it alone.
+ * turns a text into a list of commands (scenario.c), and an executor that
+ * runs them against the library (scenario_run.c), with an optional trace of
+ * each command: the hooks the engine called, recorded as it calls them, and
+ * what changed (scenario_trace.c). The parser never touches the library, so
+ * a fuzzer can call it alone.
  */
 #ifndef GMEM_SCENARIO_H
 #define GMEM_SCENARIO_H
@@ -33,7 +35,7 @@ struct scenario {
 struct scn_opts {
 	FILE *out;		/* trace output, or NULL */
 	FILE *err;		/* failure messages, or NULL */
-	bool trace;		/* one record per command, with inferred hooks */
+	bool trace;		/* one record per command, with the recorded hooks */
 	bool json;		/* the trace as JSON lines */
 	uint64_t pool_capacity;	/* bytes per pool; 0: 64 GiB */
 };

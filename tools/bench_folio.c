@@ -1,0 +1,180 @@
+// SPDX-License-Identifier: MIT
+/*
+ * bench_folio.c - the folio cases of gmem bench: 4, metadata bytes per GiB
+ * with 4 KiB and 2 MiB folios; 8, huge folios: 4 KiB conversion inside a
+ * 1 GiB folio (split and merge), first faults on a 1 GiB folio.
+ */
+#include <errno.h>
+#include <stdio.h>
+
+#include "gmem.h"
+#include "bench.h"
+
+/* ----------------------------------------------------- 4. metadata bytes */
+
+void case4(void)
+{
+	const char *n1 = "metadata per GiB, 4 KiB folios";
+	const char *n2 = "metadata per GiB, 2 MiB folios";
+	struct gmem_pool_stats st;
+	struct env e = { -1, -1 };
+	int fd = -1;
+	struct row row;
+	double pct;
+
+	TRY("4a", n1, env_open(&e, 0, "sw"));
+	TRY("4a", n1, fd = gmem_create(e.vm, GiB, 0));
+	TRY("4a", n1, gmem_fallocate(fd, GMEM_FALLOC_KEEP_SIZE, 0, GiB));
+	TRY("4a", n1, gmem_pool_stats(e.pool, &st));
+	pct = 100.0 * (double)st.metadata_bytes / (double)GiB;
+	row = row_new("4a", n1, "KiB");
+	row.runs = 1;
+	row.m = single((double)st.metadata_bytes / KiB);
+	row.base_name = "struct page";
+	row.b = single(16.0 * 1024);
+	row.ratio = row.m.med / row.b.med;
+	row.ratio_of = "gmem metadata / kernel struct page (64 B per 4 KiB)";
+	row.target = "<= 0.40%";
+	row.met = pct <= 0.4 ? MET_YES : MET_NO;
+	snprintf(row.note, sizeof(row.note),
+		 "%.4f%% of guest memory (struct page: 1.5625%%); gmem_pool_stats metadata_bytes = %llu, 1 GiB fully allocated, %llu frames in use",
+		 pct, (unsigned long long)st.metadata_bytes,
+		 (unsigned long long)st.frames_in_use);
+	emit(&row);
+
+	close_fd(&fd);
+	TRY("4b", n2, fd = gmem_create(e.vm, GiB, GMEM_FLAG_HUGE_2M));
+	TRY("4b", n2, gmem_fallocate(fd, GMEM_FALLOC_KEEP_SIZE, 0, GiB));
+	TRY("4b", n2, gmem_pool_stats(e.pool, &st));
+	pct = 100.0 * (double)st.metadata_bytes / (double)GiB;
+	row = row_new("4b", n2, "KiB");
+	row.runs = 1;
+	row.m = single((double)st.metadata_bytes / KiB);
+	row.base_name = "struct page";
+	row.b = single(16.0 * 1024);
+	row.ratio = row.m.med / row.b.med;
+	row.ratio_of = "gmem metadata / kernel struct page (64 B per 4 KiB)";
+	row.target = "<= 0.05%";
+	row.met = pct <= 0.05 ? MET_YES : MET_NO;
+	snprintf(row.note, sizeof(row.note),
+		 "%.4f%% of guest memory; 1 GiB in 512 huge folios, %llu frames in use",
+		 pct, (unsigned long long)st.frames_in_use);
+	emit(&row);
+out:
+	close_fd(&fd);
+	env_close(&e);
+}
+
+/* ------------------------------------------------------ 8. huge folios */
+
+/* Punch the whole file, then time one private fault that brings it back. */
+static double time_first_fault(int vm, int fd, uint64_t gpa, int *err)
+{
+	uint64_t t0;
+	int rc = gmem_fallocate(fd, GMEM_FALLOC_KEEP_SIZE | GMEM_FALLOC_PUNCH_HOLE,
+				0, GiB);
+
+	if (rc) {
+		*err = rc;
+		return 0;
+	}
+	t0 = now_ns();
+	rc = gmem_vm_fault(vm, gpa, GMEM_FAULT_WRITE | GMEM_FAULT_PRIVATE, NULL, NULL);
+	if (rc)
+		*err = rc < 0 ? rc : -EFAULT;
+	return (double)(now_ns() - t0) / 1e3;
+}
+
+void case8(void)
+{
+	const char *n1 = "convert 4K <->, inside a 1 GiB folio";
+	const char *n2 = "first fault on a 1 GiB folio, sw";
+	const char *n3 = "first fault on a merged 1 GiB folio, pkvm";
+	double v[MAX_RUNS], base[MAX_RUNS];
+	int iters = quick ? 5000 : 20000;
+	struct env e = { -1, -1 }, p = { -1, -1 };
+	int fd = -1, fd4 = -1, r, err = 0;
+	uint64_t off = GiB / 2 + 5 * PAGE;
+	struct row row;
+
+	TRY("8a", n1, env_open(&e, 0, "sw"));
+	TRY("8a", n1, fd = gmem_create(e.vm, GiB, GMEM_FLAG_HUGE_1G));
+	TRY("8a", n1, gmem_bind(e.vm, 0, 0, GiB, fd, 0));
+	TRY("8a", n1, fd4 = gmem_create(e.vm, GiB, 0));
+	TRY("8a", n1, gmem_bind(e.vm, 1, GiB, GiB, fd4, 0));
+	TRY("8a", n1, gmem_vm_fault(e.vm, off, GMEM_FAULT_WRITE | GMEM_FAULT_PRIVATE,
+				    NULL, NULL));
+	TRY("8a", n1, gmem_vm_fault(e.vm, GiB + off,
+				    GMEM_FAULT_WRITE | GMEM_FAULT_PRIVATE, NULL, NULL));
+	for (r = 0; r < nruns; r++) {
+		v[r] = time_convert_pairs(fd, off, iters, &err);
+		TRY("8a", n1, err);
+		base[r] = time_convert_pairs(fd4, off, iters, &err);
+		TRY("8a", n1, err);
+	}
+	row = row_new("8a", n1, "ns");
+	row.m = summarize(v, nruns);
+	row.base_name = "same, 4 KiB folios";
+	row.b = summarize(base, nruns);
+	row.ratio = row.m.med / row.b.med;
+	row.ratio_of = "split + merge pair / plain pair";
+	snprintf(row.note, sizeof(row.note),
+		 "ns per pair (to shared: split, to private: merge), sw VM, 1 GiB file bound; %d pairs per run",
+		 iters);
+	emit(&row);
+
+	/* One fault allocates and maps the whole folio, vs faulting in 1 GiB page by page. */
+	for (r = 0; r < nruns; r++) {
+		v[r] = time_first_fault(e.vm, fd, off, &err);
+		TRY("8b", n2, err);
+		TRY("8b", n2, gmem_fallocate(fd4, GMEM_FALLOC_KEEP_SIZE |
+					     GMEM_FALLOC_PUNCH_HOLE, 0, GiB));
+		uint64_t t0 = now_ns();
+		TRY("8b", n2, fault_all(e.vm, GiB, GiB,
+					GMEM_FAULT_WRITE | GMEM_FAULT_PRIVATE));
+		base[r] = (double)(now_ns() - t0) / 1e3;
+	}
+	TRY("8b", n2, gmem_vm_stage2_level(e.vm, 0));
+	row = row_new("8b", n2, "us");
+	row.m = summarize(v, nruns);
+	row.base_name = "262144 faults, 4 KiB folios";
+	row.b = summarize(base, nruns);
+	row.ratio = row.m.med / row.b.med;
+	row.ratio_of = "one huge fault / 1 GiB of 4 KiB faults";
+	snprintf(row.note, sizeof(row.note),
+		 "us to allocate and map 1 GiB from a hole; the huge fault installs one level-%d stage-2 entry",
+		 gmem_vm_stage2_level(e.vm, 0));
+	emit(&row);
+
+	/* pKVM: the fault after a merge donates every frame of the folio again. */
+	close_fd(&fd);
+	close_fd(&fd4);
+	env_close(&e);
+	TRY("8c", n3, env_open(&p, 0, "pkvm"));
+	TRY("8c", n3, fd = gmem_create(p.vm, GiB, GMEM_FLAG_HUGE_1G));
+	TRY("8c", n3, gmem_bind(p.vm, 0, 0, GiB, fd, 0));
+	TRY("8c", n3, gmem_vm_fault(p.vm, off, GMEM_FAULT_WRITE | GMEM_FAULT_PRIVATE,
+				    NULL, NULL));
+	for (r = 0; r < nruns; r++) {
+		uint64_t t0;
+
+		TRY("8c", n3, gmem_set_attributes(fd, off, PAGE, 0, 0, NULL));
+		TRY("8c", n3, gmem_set_attributes(fd, off, PAGE, GMEM_ATTR_PRIVATE,
+						  0, NULL));
+		t0 = now_ns();
+		TRY("8c", n3, gmem_vm_fault(p.vm, off + PAGE,
+					    GMEM_FAULT_WRITE | GMEM_FAULT_PRIVATE,
+					    NULL, NULL));
+		v[r] = (double)(now_ns() - t0) / 1e3;
+	}
+	row = row_new("8c", n3, "us");
+	row.m = summarize(v, nruns);
+	snprintf(row.note, sizeof(row.note),
+		 "us: make_private donates 262144 frames, then one 1 GiB stage-2 entry");
+	emit(&row);
+out:
+	close_fd(&fd);
+	close_fd(&fd4);
+	env_close(&e);
+	env_close(&p);
+}

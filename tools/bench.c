@@ -218,6 +218,16 @@ struct row row_new(const char *id, const char *name, const char *unit)
 	return r;
 }
 
+/* The baseline of @r and the ratio of the medians, measured / baseline. */
+void row_compare(struct row *r, const char *base_name, struct stat3 b,
+		 const char *ratio_of)
+{
+	r->base_name = base_name;
+	r->b = b;
+	r->ratio = r->m.med / b.med;
+	r->ratio_of = ratio_of;
+}
+
 /* A row for a case that a failed call ended; the exit status becomes 1. */
 void emit_error(const char *id, const char *name, const char *call, int err)
 {

@@ -57,6 +57,8 @@ struct row {
 
 /* A row with no baseline, ratio or target yet. */
 struct row row_new(const char *id, const char *name, const char *unit);
+void row_compare(struct row *r, const char *base_name, struct stat3 b,
+		 const char *ratio_of);
 
 /* Print a row: a line of the table, or a JSON object with --json. */
 void emit(const struct row *r);

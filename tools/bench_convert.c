@@ -66,10 +66,8 @@ void case1(void)
 	}
 	row = row_new("1a", n1, "ns");
 	row.m = summarize(conv, nruns);
-	row.base_name = "get_attributes";
-	row.b = summarize(base, nruns);
-	row.ratio = row.m.med / row.b.med;
-	row.ratio_of = "conversion / get_attributes";
+	row_compare(&row, "get_attributes", summarize(base, nruns),
+		    "conversion / get_attributes");
 	row.target = "< 1000 ns";
 	row.met = row.m.med < 1000 ? MET_YES : MET_NO;
 	snprintf(row.note, sizeof(row.note),
@@ -115,10 +113,8 @@ void case1(void)
 	}
 	row = row_new("1b", n2, "ns");
 	row.m = summarize(pair, nruns);
-	row.base_name = "mprotect pair";
-	row.b = summarize(mp, nruns);
-	row.ratio = row.m.med / row.b.med;
-	row.ratio_of = "conversion pair / mprotect NONE+RW pair";
+	row_compare(&row, "mprotect pair", summarize(mp, nruns),
+		    "conversion pair / mprotect NONE+RW pair");
 	row.target = "<= 1.20x";
 	row.met = row.ratio <= 1.2 ? MET_YES : MET_NO;
 	snprintf(row.note, sizeof(row.note),
@@ -205,10 +201,8 @@ void case2(void)
 		}
 		row = row_new(ids[a], names[a], "GB/s");
 		row.m = summarize(bw[a], nruns);
-		row.base_name = "memset 1 GiB";
-		row.b = summarize(ms, nruns);
-		row.ratio = row.m.med / row.b.med;
-		row.ratio_of = "conversion bandwidth / memset bandwidth";
+		row_compare(&row, "memset 1 GiB", summarize(ms, nruns),
+			    "conversion bandwidth / memset bandwidth");
 		row.target = ">= 0.80x";
 		row.met = row.ratio >= 0.8 ? MET_YES : MET_NO;
 		snprintf(row.note, sizeof(row.note),
@@ -346,20 +340,16 @@ void case6(void)
 	}
 	row = row_new("6a", n1, "k/s");
 	row.m = summarize(cv, nruns);
-	row.base_name = "converter alone";
-	row.b = summarize(cv0, nruns);
-	row.ratio = row.m.med / row.b.med;
-	row.ratio_of = "with faulter / alone";
+	row_compare(&row, "converter alone", summarize(cv0, nruns),
+		    "with faulter / alone");
 	snprintf(row.note, sizeof(row.note),
 		 "2 threads for %.1f s per run over 64 MiB (16384 pages): random 4 KiB pages converted both ways; no design target",
 		 sec);
 	emit(&row);
 	row = row_new("6b", n2, "k/s");
 	row.m = summarize(ft, nruns);
-	row.base_name = "faulter alone";
-	row.b = summarize(ft0, nruns);
-	row.ratio = row.m.med / row.b.med;
-	row.ratio_of = "with converter / alone";
+	row_compare(&row, "faulter alone", summarize(ft0, nruns),
+		    "with converter / alone");
 	snprintf(row.note, sizeof(row.note),
 		 "gmem_vm_access 8-byte writes; memory-fault exits (flag flipped, retried): median %.1f k/s; no design target",
 		 summarize(ex, nruns).med);

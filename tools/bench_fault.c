@@ -209,10 +209,8 @@ void case3(void)
 	s = frag.nstages - 1;
 	row = row_new("3a", n1, "ns");
 	row.m = frag.fault[s];
-	row.base_name = "same, 1 range";
-	row.b = frag.fault[0];
-	row.ratio = row.m.med / row.b.med;
-	row.ratio_of = "fault with fragmented map / fault with 1 range";
+	row_compare(&row, "same, 1 range", frag.fault[0],
+		    "fault with fragmented map / fault with 1 range");
 	row.target = "< 100 ns";
 	row.met = row.m.med < 100 ? MET_YES : MET_NO;
 	snprintf(row.note, sizeof(row.note),
@@ -371,10 +369,8 @@ void case5(void)
 	}
 	row = row_new("5a", n1, "ms");
 	row.m = summarize(gt, nruns);
-	row.base_name = "kernel guest_memfd";
-	row.b = summarize(kt, nruns);
-	row.ratio = row.m.med / row.b.med;
-	row.ratio_of = "gmem / kernel guest_memfd";
+	row_compare(&row, "kernel guest_memfd", summarize(kt, nruns),
+		    "gmem / kernel guest_memfd");
 	row.target = "<= 1.00x";
 	row.met = row.ratio <= 1.0 ? MET_YES : MET_NO;
 	snprintf(row.note, sizeof(row.note),
@@ -384,10 +380,8 @@ void case5(void)
 
 	row = row_new("5b", n2, "ms");
 	row.m = summarize(gp, nruns);
-	row.base_name = "kernel guest_memfd";
-	row.b = summarize(kp, nruns);
-	row.ratio = row.m.med / row.b.med;
-	row.ratio_of = "gmem / kernel guest_memfd";
+	row_compare(&row, "kernel guest_memfd", summarize(kp, nruns),
+		    "gmem / kernel guest_memfd");
 	row.target = "<= 1.00x";
 	row.met = row.ratio <= 1.0 ? MET_YES : MET_NO;
 	snprintf(row.note, sizeof(row.note),
@@ -482,10 +476,8 @@ out:
 		for (s = 0; s < done; s++) {
 			row = row_new("7a", pass ? fault_names[s] : conv_names[s], "ns");
 			row.m = pass ? flt[s] : conv[s];
-			row.base_name = "at 1 GiB";
-			row.b = pass ? flt[0] : conv[0];
-			row.ratio = row.m.med / row.b.med;
-			row.ratio_of = "cost at this size / cost at 1 GiB";
+			row_compare(&row, "at 1 GiB", pass ? flt[0] : conv[0],
+				    "cost at this size / cost at 1 GiB");
 			if (s == NSIZES - 1)
 				snprintf(row.note, sizeof(row.note),
 					 "growth factor 1 TiB / 1 GiB: %.2fx (sparse files, one sw VM, 4096 random present pages)",
@@ -505,10 +497,8 @@ out:
 		for (s = 0; s < frag.nstages; s++) {
 			row = row_new("7b", pass ? rfault_names[s] : rconv_names[s], "ns");
 			row.m = pass ? frag.fault[s] : frag.conv[s];
-			row.base_name = "with 1 range";
-			row.b = pass ? frag.fault[0] : frag.conv[0];
-			row.ratio = row.m.med / row.b.med;
-			row.ratio_of = "cost with this map / cost with 1 range";
+			row_compare(&row, "with 1 range", pass ? frag.fault[0] : frag.conv[0],
+				    "cost with this map / cost with 1 range");
 			if (s == frag.nstages - 1)
 				snprintf(row.note, sizeof(row.note),
 					 "growth factor %lld / 1 ranges: %.2fx%s",

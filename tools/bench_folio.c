@@ -14,52 +14,42 @@
 
 void case4(void)
 {
-	const char *n1 = "metadata per GiB, 4 KiB folios";
-	const char *n2 = "metadata per GiB, 2 MiB folios";
+	static const struct {
+		const char *id, *name, *target, *folios;
+		uint64_t flags;
+		double max_pct;
+	} c[] = {
+		{ "4a", "metadata per GiB, 4 KiB folios", "<= 0.40%",
+		  "262144 folios of 4 KiB", 0, 0.4 },
+		{ "4b", "metadata per GiB, 2 MiB folios", "<= 0.05%",
+		  "512 huge folios", GMEM_FLAG_HUGE_2M, 0.05 },
+	};
 	struct gmem_pool_stats st;
 	struct env e = { -1, -1 };
 	int fd = -1;
 	struct row row;
 	double pct;
 
-	TRY("4a", n1, env_open(&e, 0, "sw"));
-	TRY("4a", n1, fd = gmem_create(e.vm, GiB, 0));
-	TRY("4a", n1, gmem_fallocate(fd, GMEM_FALLOC_KEEP_SIZE, 0, GiB));
-	TRY("4a", n1, gmem_pool_stats(e.pool, &st));
-	pct = 100.0 * (double)st.metadata_bytes / (double)GiB;
-	row = row_new("4a", n1, "KiB");
-	row.runs = 1;
-	row.m = single((double)st.metadata_bytes / KiB);
-	row.base_name = "struct page";
-	row.b = single(16.0 * 1024);
-	row.ratio = row.m.med / row.b.med;
-	row.ratio_of = "gmem metadata / kernel struct page (64 B per 4 KiB)";
-	row.target = "<= 0.40%";
-	row.met = pct <= 0.4 ? MET_YES : MET_NO;
-	snprintf(row.note, sizeof(row.note),
-		 "%.4f%% of guest memory (struct page: 1.5625%%); gmem_pool_stats metadata_bytes = %llu, 1 GiB fully allocated, %llu frames in use",
-		 pct, (unsigned long long)st.metadata_bytes,
-		 (unsigned long long)st.frames_in_use);
-	emit(&row);
-
-	close_fd(&fd);
-	TRY("4b", n2, fd = gmem_create(e.vm, GiB, GMEM_FLAG_HUGE_2M));
-	TRY("4b", n2, gmem_fallocate(fd, GMEM_FALLOC_KEEP_SIZE, 0, GiB));
-	TRY("4b", n2, gmem_pool_stats(e.pool, &st));
-	pct = 100.0 * (double)st.metadata_bytes / (double)GiB;
-	row = row_new("4b", n2, "KiB");
-	row.runs = 1;
-	row.m = single((double)st.metadata_bytes / KiB);
-	row.base_name = "struct page";
-	row.b = single(16.0 * 1024);
-	row.ratio = row.m.med / row.b.med;
-	row.ratio_of = "gmem metadata / kernel struct page (64 B per 4 KiB)";
-	row.target = "<= 0.05%";
-	row.met = pct <= 0.05 ? MET_YES : MET_NO;
-	snprintf(row.note, sizeof(row.note),
-		 "%.4f%% of guest memory; 1 GiB in 512 huge folios, %llu frames in use",
-		 pct, (unsigned long long)st.frames_in_use);
-	emit(&row);
+	TRY(c[0].id, c[0].name, env_open(&e, 0, "sw"));
+	for (int i = 0; i < 2; i++) {
+		TRY(c[i].id, c[i].name, fd = gmem_create(e.vm, GiB, c[i].flags));
+		TRY(c[i].id, c[i].name, gmem_fallocate(fd, GMEM_FALLOC_KEEP_SIZE, 0, GiB));
+		TRY(c[i].id, c[i].name, gmem_pool_stats(e.pool, &st));
+		pct = 100.0 * (double)st.metadata_bytes / (double)GiB;
+		row = row_new(c[i].id, c[i].name, "KiB");
+		row.runs = 1;
+		row.m = single((double)st.metadata_bytes / KiB);
+		row_compare(&row, "struct page", single(16.0 * 1024),
+			    "gmem metadata / kernel struct page (64 B per 4 KiB)");
+		row.target = c[i].target;
+		row.met = pct <= c[i].max_pct ? MET_YES : MET_NO;
+		snprintf(row.note, sizeof(row.note),
+			 "%.4f%% of guest memory (struct page: 1.5625%%); gmem_pool_stats metadata_bytes = %llu, 1 GiB fully allocated in %s, %llu frames in use",
+			 pct, (unsigned long long)st.metadata_bytes, c[i].folios,
+			 (unsigned long long)st.frames_in_use);
+		emit(&row);
+		close_fd(&fd);
+	}
 out:
 	close_fd(&fd);
 	env_close(&e);
@@ -114,10 +104,8 @@ void case8(void)
 	}
 	row = row_new("8a", n1, "ns");
 	row.m = summarize(v, nruns);
-	row.base_name = "same, 4 KiB folios";
-	row.b = summarize(base, nruns);
-	row.ratio = row.m.med / row.b.med;
-	row.ratio_of = "split + merge pair / plain pair";
+	row_compare(&row, "same, 4 KiB folios", summarize(base, nruns),
+		    "split + merge pair / plain pair");
 	snprintf(row.note, sizeof(row.note),
 		 "ns per pair (to shared: split, to private: merge), sw VM, 1 GiB file bound; %d pairs per run",
 		 iters);
@@ -137,10 +125,8 @@ void case8(void)
 	TRY("8b", n2, gmem_vm_stage2_level(e.vm, 0));
 	row = row_new("8b", n2, "us");
 	row.m = summarize(v, nruns);
-	row.base_name = "262144 faults, 4 KiB folios";
-	row.b = summarize(base, nruns);
-	row.ratio = row.m.med / row.b.med;
-	row.ratio_of = "one huge fault / 1 GiB of 4 KiB faults";
+	row_compare(&row, "262144 faults, 4 KiB folios", summarize(base, nruns),
+		    "one huge fault / 1 GiB of 4 KiB faults");
 	snprintf(row.note, sizeof(row.note),
 		 "us to allocate and map 1 GiB from a hole; the huge fault installs one level-%d stage-2 entry",
 		 gmem_vm_stage2_level(e.vm, 0));

@@ -755,6 +755,13 @@ static void freed_frames_serve_another_vm(const char *arch, uint64_t flags,
 	ASSERT_EQ(gmem_pool_destroy(pool), 0);
 }
 
+TEST(sw_frames_freed_by_one_vm_read_zero_for_the_next)
+{
+	freed_frames_serve_another_vm("sw", 0, "no hardware state");
+	freed_frames_serve_another_vm("sw", GMEM_VM_LEGACY_CONTRACT,
+				      "no hardware state");
+}
+
 TEST(snp_frames_freed_by_one_vm_are_assigned_to_the_next)
 {
 	freed_frames_serve_another_vm("snp", 0, "rmp assigned asid=%d ");

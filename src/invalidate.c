@@ -86,7 +86,7 @@ static bool slot_gfns(const struct memslot *s, uint64_t lo, uint64_t hi,
 /*
  * Zap the stage-2 entries of [lo, hi) in slot @s that match @filter, and
  * close the stage-2 views over what went: a huge entry straddling either end
- * goes whole, so the views close over all of it.
+ * goes whole, so the in-progress range and the views cover all of it.
  */
 static void zap(struct gmem_vm *vm, struct memslot *s, uint64_t lo,
 		uint64_t hi, unsigned int filter)
@@ -97,6 +97,7 @@ static void zap(struct gmem_vm *vm, struct memslot *s, uint64_t lo,
 		lo &= ~((1ULL << (e.level * S2_BITS)) - 1);
 	if (s2_lookup(&vm->s2, hi - 1, &e) && e.level)
 		hi = ((hi - 1) | ((1ULL << (e.level * S2_BITS)) - 1)) + 1;
+	vm_invalidate_range_add(vm, lo, hi);
 	s2_zap(&vm->s2, lo, hi, filter);
 	view_close(s, MAX(lo, s->base_gfn), MIN(hi, s->base_gfn + s->npages),
 		   filter);

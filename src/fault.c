@@ -44,8 +44,9 @@ static int prepare_private(struct gmem_file *file, uint64_t index,
  * folio has only while its attributes are uniform, capped for private pages
  * by the arch), 1 if the access disagrees with the attribute, or -errno.
  */
-int file_get_pfn(struct gmem_file *file, uint64_t index, uint64_t gfn,
-		 bool private, uint64_t *pfn, int *level, uint64_t *seq)
+static int file_get_pfn(struct gmem_file *file, uint64_t index,
+		       uint64_t gfn, bool private, uint64_t *pfn, int *level,
+		       uint64_t *seq)
 {
 	struct gmem_vm *vm = file->vm;
 	int ret = 0;

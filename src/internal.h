@@ -259,6 +259,7 @@ static inline bool vm_legacy(const struct gmem_vm *vm)
 }
 void vm_put(struct gmem_vm *vm);
 struct memslot *vm_find_slot(struct gmem_vm *vm, uint64_t gfn);
+struct memslot *vm_find_slot_id(struct gmem_vm *vm, uint32_t id);
 void vm_remove_slot(struct gmem_vm *vm, struct memslot *slot);
 
 /* view.c: stage-2 views of a slot for a real VMM's memslots. */
@@ -273,7 +274,6 @@ void view_check(struct gmem_vm *vm, struct memslot *slot, int pagemap_fd);
 void vm_invalidate_start(struct gmem_vm *vm);
 void vm_invalidate_range_add(struct gmem_vm *vm, uint64_t start, uint64_t end);
 void vm_invalidate_end(struct gmem_vm *vm);
-bool vm_invalidate_retry_gfn(struct gmem_vm *vm, uint64_t seq, uint64_t gfn);
 bool vm_invalidate_retry_range(struct gmem_vm *vm, uint64_t seq,
 			       uint64_t start, uint64_t end);
 
@@ -419,10 +419,6 @@ bool file_invalidate_start_wide(struct gmem_file *file, uint64_t start,
 				uint64_t end, unsigned int zap_filter,
 				uint64_t zap_start, uint64_t zap_end);
 void file_invalidate_end(struct gmem_file *file, bool started);
-
-/* fault.c */
-int file_get_pfn(struct gmem_file *file, uint64_t index, uint64_t gfn,
-		 bool private, uint64_t *pfn, int *level, uint64_t *seq);
 
 /* mapping.c */
 bool mapping_uses_guards(void);

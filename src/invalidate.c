@@ -40,26 +40,15 @@ void vm_invalidate_end(struct gmem_vm *vm)
 	vm->mmu_invalidate_in_progress--;
 }
 
-/* Caller holds mmu_lock shared. Should a fault that saw @seq retry? */
-bool vm_invalidate_retry_gfn(struct gmem_vm *vm, uint64_t seq, uint64_t gfn)
-{
-	if (vm->mmu_invalidate_in_progress) {
-		/* In progress with no range yet: cannot tell, so retry. */
-		if (vm->mmu_invalidate_range_start == INVALID_GFN)
-			return true;
-		if (gfn >= vm->mmu_invalidate_range_start &&
-		    gfn < vm->mmu_invalidate_range_end)
-			return true;
-	}
-	return atomic_load_explicit(&vm->mmu_invalidate_seq,
-				    memory_order_acquire) != seq;
-}
-
-/* A fault about to map [start, end) (a huge entry): should it retry? */
+/*
+ * Caller holds mmu_lock shared. Should a fault that saw @seq and is about to
+ * map [start, end) (one page, or a huge entry) retry?
+ */
 bool vm_invalidate_retry_range(struct gmem_vm *vm, uint64_t seq,
 			       uint64_t start, uint64_t end)
 {
 	if (vm->mmu_invalidate_in_progress) {
+		/* In progress with no range yet: cannot tell, so retry. */
 		if (vm->mmu_invalidate_range_start == INVALID_GFN)
 			return true;
 		if (start < vm->mmu_invalidate_range_end &&

@@ -159,14 +159,6 @@ static int open_mapped(uint64_t gfn, const struct s2_entry *e, void *argp)
 	return arg->ret;
 }
 
-static struct memslot *slot_by_id(struct gmem_vm *vm, uint32_t id)
-{
-	for (unsigned int i = 0; i < vm->nslots; i++)
-		if (vm->slots[i]->id == id)
-			return vm->slots[i];
-	return NULL;
-}
-
 static uint8_t *map_fenced(struct gmem_vm *vm, struct memslot *slot)
 {
 	size_t len = slot->npages << PAGE_SHIFT;
@@ -204,7 +196,7 @@ GMEM_API int gmem_vm_view_mmap(int vmh, uint32_t id, uint64_t attributes,
 	ret = vm_enter(vmh, "gmem_vm_view_mmap", &vm);
 	if (ret)
 		return ret;
-	slot = id < GMEM_MAX_SLOTS ? slot_by_id(vm, id) : NULL;
+	slot = id < GMEM_MAX_SLOTS ? vm_find_slot_id(vm, id) : NULL;
 	if (!slot) {
 		ret = gmem_err(EINVAL, "gmem_vm_view_mmap: slot %u is not in use", id);
 		goto out;

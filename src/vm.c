@@ -243,7 +243,7 @@ static int check_bind_file(struct gmem_vm *vm, int fd, uint64_t gpa,
 	return ret;
 }
 
-static struct memslot *find_slot_id(struct gmem_vm *vm, uint32_t id)
+struct memslot *vm_find_slot_id(struct gmem_vm *vm, uint32_t id)
 {
 	for (unsigned int i = 0; i < vm->nslots; i++)
 		if (vm->slots[i]->id == id)
@@ -307,7 +307,7 @@ GMEM_API int gmem_bind(int vmh, uint32_t id, uint64_t gpa, uint64_t size,
 	if (!slot || grow(&vm->slots, &vm->slots_cap, vm->nslots + 1) ||
 	    grow(&file->bindings, &file->bindings_cap, file->nbindings + 1)) {
 		ret = gmem_err(ENOMEM, "gmem_bind: out of memory");
-	} else if (find_slot_id(vm, id)) {
+	} else if (vm_find_slot_id(vm, id)) {
 		ret = gmem_err(EEXIST, "gmem_bind: slot %u is in use", id);
 	} else if (slot_insert_point(vm->slots, vm->nslots, true, gfn,
 				     gfn + npages, &vm_at)) {
@@ -347,7 +347,7 @@ GMEM_API int gmem_unbind(int vmh, uint32_t id)
 	if (ret)
 		return ret;
 	brlock_write_lock(&vm->slots_lock);
-	slot = id < GMEM_MAX_SLOTS ? find_slot_id(vm, id) : NULL;
+	slot = id < GMEM_MAX_SLOTS ? vm_find_slot_id(vm, id) : NULL;
 	if (!slot) {
 		ret = gmem_err(EINVAL, "gmem_unbind: slot %u is not in use", id);
 	} else {
@@ -404,19 +404,28 @@ GMEM_API int gmem_vm_translate(int vmh, uint64_t gpa, int *fd,
 	return ret;
 }
 
-GMEM_API int gmem_vm_stage2(int vmh, uint64_t gpa, uint64_t *pfn, int *private)
+/* The stage-2 entry of @gpa: 1 and *@e, 0 if none, or -errno. */
+static int stage2_entry(int vmh, const char *fn, uint64_t gpa,
+			struct s2_entry *e)
 {
-	struct s2_entry e;
 	struct gmem_vm *vm;
-	int ret = vm_enter(vmh, "gmem_vm_stage2", &vm);
+	int ret = vm_enter(vmh, fn, &vm);
 
 	if (ret)
 		return ret;
 	brlock_read_lock(&vm->mmu_lock);
-	ret = s2_lookup(&vm->s2, gpa >> PAGE_SHIFT, &e);
+	ret = s2_lookup(&vm->s2, gpa >> PAGE_SHIFT, e);
 	brlock_read_unlock(&vm->mmu_lock);
 	vm_exit(vm);
-	if (ret) {
+	return ret;
+}
+
+GMEM_API int gmem_vm_stage2(int vmh, uint64_t gpa, uint64_t *pfn, int *private)
+{
+	struct s2_entry e;
+	int ret = stage2_entry(vmh, "gmem_vm_stage2", gpa, &e);
+
+	if (ret > 0) {
 		if (pfn)
 			*pfn = e.pfn;
 		if (private)
@@ -428,19 +437,14 @@ GMEM_API int gmem_vm_stage2(int vmh, uint64_t gpa, uint64_t *pfn, int *private)
 GMEM_API int gmem_vm_stage2_level(int vmh, uint64_t gpa)
 {
 	struct s2_entry e;
-	struct gmem_vm *vm;
-	int ret = vm_enter(vmh, "gmem_vm_stage2_level", &vm);
+	int ret = stage2_entry(vmh, "gmem_vm_stage2_level", gpa, &e);
 
-	if (ret)
-		return ret;
-	brlock_read_lock(&vm->mmu_lock);
-	ret = s2_lookup(&vm->s2, gpa >> PAGE_SHIFT, &e) ? e.level : -ENOENT;
-	brlock_read_unlock(&vm->mmu_lock);
-	vm_exit(vm);
 	if (ret < 0)
+		return ret;
+	if (!ret)
 		return gmem_err(ENOENT, "gmem_vm_stage2_level: nothing mapped at gpa %#llx",
 				(unsigned long long)gpa);
-	return ret;
+	return e.level;
 }
 
 GMEM_API int64_t gmem_vm_invalidate_seq(int vmh)

@@ -93,6 +93,7 @@ static int fault(struct gmem_vm *vm, uint64_t gfn, bool private,
 		struct gmem_file *file;
 		uint64_t pfn, index, span, seq;
 		int ret, level;
+		bool stored;
 
 		if (!slot)
 			return gmem_err(EFAULT, "gmem_vm_fault: nothing bound at gpa %#llx",
@@ -125,8 +126,8 @@ static int fault(struct gmem_vm *vm, uint64_t gfn, bool private,
 			brlock_read_unlock(&file->invalidate_lock);
 			continue;
 		}
-		ret = s2_map(&vm->s2, gfn, pfn, private, level);
-		if (ret >= 0) {		/* the level of the entry that maps gfn */
+		ret = s2_map(&vm->s2, gfn, pfn, private, level, &stored);
+		if (ret >= 0 && stored) {	/* a new entry, of level ret */
 			span = 1ULL << (ret * S2_BITS);
 			ret = view_open(slot, gfn & ~(span - 1), span, private);
 		}

@@ -81,10 +81,10 @@ static uint64_t make_leaf(uint64_t pfn, bool private)
 /*
  * Install @v in @slot at @level for the page (@gfn, @pfn). Returns the level
  * installed, 1 + @level to ask the caller to go one level down (a table is
- * there), or -errno.
+ * there), or -errno. *@stored says whether the entry changed.
  */
 static int install(_Atomic uint64_t *slot, int level, uint64_t gfn,
-		   uint64_t pfn, bool private)
+		   uint64_t pfn, bool private, bool *stored)
 {
 	uint64_t mask = span_of(level) - 1;
 	uint64_t v = make_leaf(pfn & ~mask, private);
@@ -96,22 +96,20 @@ static int install(_Atomic uint64_t *slot, int level, uint64_t gfn,
 		/* Refaulting a mapped page writes nothing: no line bounces between vCPUs. */
 		if (old == v)
 			return level;
-		if (!old) {
-			if (atomic_compare_exchange_weak(slot, &old, v))
-				return level;
-			continue;
-		}
-		/* A leaf of another frame or attribute: the newer fault wins. */
-		if (atomic_compare_exchange_weak(slot, &old, v))
+		/* Empty, or a leaf of another frame or attribute: the newer fault wins. */
+		if (atomic_compare_exchange_weak(slot, &old, v)) {
+			*stored = true;
 			return level;
+		}
 	}
 }
 
 int s2_map(struct stage2 *s2, uint64_t gfn, uint64_t pfn, bool private,
-	   int want)
+	   int want, bool *stored)
 {
 	struct s2_table *t = s2->root;
 
+	*stored = false;
 	if (gfn >= S2_MAX_GFN || want < 0 || want >= S2_LEVELS - 1)
 		return -EINVAL;
 	for (int level = S2_LEVELS - 1; level >= 0; level--) {
@@ -119,7 +117,7 @@ int s2_map(struct stage2 *s2, uint64_t gfn, uint64_t pfn, bool private,
 		uint64_t next;
 
 		if (level == want) {
-			int ret = install(slot, level, gfn, pfn, private);
+			int ret = install(slot, level, gfn, pfn, private, stored);
 
 			if (ret <= level)
 				return ret;

@@ -40,10 +40,11 @@ void s2_destroy(struct stage2 *s2);
 /*
  * Map page @gfn -> @pfn with a leaf of level @level (covering the aligned
  * span around both). Where smaller entries still fill that span, maps the
- * page alone at level 0. Returns the level installed or -errno.
+ * page alone at level 0. Returns the level of the entry that maps the page
+ * or -errno; *@stored is false when that entry was there already.
  */
 int s2_map(struct stage2 *s2, uint64_t gfn, uint64_t pfn, bool private,
-	   int level);
+	   int level, bool *stored);
 bool s2_lookup(struct stage2 *s2, uint64_t gfn, struct s2_entry *e);
 uint64_t s2_zap(struct stage2 *s2, uint64_t start, uint64_t end,
 		unsigned int filter);

@@ -12,11 +12,13 @@
  * and the command; the cases are in bench_convert.c (1, 2, 6), bench_fault.c
  * (3, 5, 7) and bench_folio.c (4, 8).
  */
+#include <errno.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
@@ -216,6 +218,35 @@ struct row row_new(const char *id, const char *name, const char *unit)
 			 .ratio = NAN, .target = "-", .met = MET_NA };
 
 	return r;
+}
+
+/*
+ * The baseline's memory: a MAP_SHARED mapping of a fresh @len-byte memfd,
+ * the shmem that gmem's own host mappings are made of. Its fd in *@fd.
+ * Returns MAP_FAILED (with a row for @id saying why) on failure.
+ */
+uint8_t *map_memfd(size_t len, int *fd, const char *id, const char *name)
+{
+	uint8_t *p;
+
+	*fd = memfd_create("gmem-bench", 0);
+	if (*fd < 0 || ftruncate(*fd, (off_t)len) < 0) {
+		emit_error(id, name, "memfd_create/ftruncate", -errno);
+		return MAP_FAILED;
+	}
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, *fd, 0);
+	if (p == MAP_FAILED)
+		emit_error(id, name, "mmap", -errno);
+	return p;
+}
+
+void unmap_memfd(uint8_t *p, size_t len, int *fd)
+{
+	if (p != MAP_FAILED)
+		munmap(p, len);
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
 }
 
 /* The baseline of @r and the ratio of the medians, measured / baseline. */

@@ -57,6 +57,8 @@ struct row {
 
 /* A row with no baseline, ratio or target yet. */
 struct row row_new(const char *id, const char *name, const char *unit);
+uint8_t *map_memfd(size_t len, int *fd, const char *id, const char *name);
+void unmap_memfd(uint8_t *p, size_t len, int *fd);
 void row_compare(struct row *r, const char *base_name, struct stat3 b,
 		 const char *ratio_of);
 

@@ -81,16 +81,9 @@ void case1(void)
 	TRY("1b", n2, gmem_mmap(fd2, 0, GiB, PROT_READ | PROT_WRITE, MAP_SHARED, &map));
 	TRY("1b", n2, gmem_set_attributes(fd2, off, PAGE, 0, 0, NULL));
 	((volatile uint8_t *)map)[off] = 1;
-	mfd = memfd_create("gmem-bench", 0);
-	if (mfd < 0 || ftruncate(mfd, GiB) < 0) {
-		emit_error("1b", n2, "memfd_create/ftruncate", -errno);
+	mem = map_memfd(GiB, &mfd, "1b", n2);
+	if (mem == MAP_FAILED)
 		goto out;
-	}
-	mem = mmap(NULL, GiB, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
-	if (mem == MAP_FAILED) {
-		emit_error("1b", n2, "mmap", -errno);
-		goto out;
-	}
 	mem[off] = 1;
 	for (r = 0; r < nruns; r++) {
 		/* private then shared: one revocation and one restore of the page */
@@ -122,10 +115,7 @@ void case1(void)
 		 miters);
 	emit(&row);
 out:
-	if (mem != MAP_FAILED)
-		munmap(mem, GiB);
-	if (mfd >= 0)
-		close(mfd);
+	unmap_memfd(mem, GiB, &mfd);
 	if (map)
 		gmem_munmap(map, GiB);
 	close_fd(&fd2);

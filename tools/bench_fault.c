@@ -313,16 +313,9 @@ void case5(void)
 	TRY("5a", n1, env_open(&e, 0, "sw"));
 	TRY("5a", n1, fd = gmem_create(e.vm, GiB, GMEM_FLAG_MMAP | GMEM_FLAG_INIT_SHARED));
 	TRY("5a", n1, gmem_mmap(fd, 0, GiB, PROT_READ | PROT_WRITE, MAP_SHARED, &gmap));
-	smfd = memfd_create("gmem-bench-shmem", 0);
-	if (smfd < 0 || ftruncate(smfd, GiB) < 0) {
-		emit_error("5a", n1, "memfd_create/ftruncate", -errno);
+	smap = map_memfd(GiB, &smfd, "5a", n1);
+	if (smap == MAP_FAILED)
 		goto out;
-	}
-	smap = mmap(NULL, GiB, PROT_READ | PROT_WRITE, MAP_SHARED, smfd, 0);
-	if (smap == MAP_FAILED) {
-		emit_error("5a", n1, "mmap", -errno);
-		goto out;
-	}
 	/*
 	 * Rotate which side goes first: each side reuses the memory the one
 	 * before it just freed, and freed memory may have been reported to the
@@ -401,10 +394,7 @@ out:
 		gmem_munmap(gmap, GiB);
 	close_fd(&fd);
 	env_close(&e);
-	if (smap != MAP_FAILED)
-		munmap(smap, GiB);
-	if (smfd >= 0)
-		close(smfd);
+	unmap_memfd(smap, GiB, &smfd);
 	if (kmap != MAP_FAILED)
 		munmap(kmap, GiB);
 	if (kfd >= 0)

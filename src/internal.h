@@ -201,6 +201,8 @@ static inline void frame_mark_private(struct gmem_pool *pool, uint64_t pfn)
 }
 
 void frames_clear_content(struct gmem_pool *pool, uint64_t pfn, uint64_t nr);
+void frames_release(struct gmem_pool *pool, uint64_t pfn, uint64_t nr,
+		    uint64_t bit);
 bool frame_is_zero(struct gmem_pool *pool, uint64_t pfn);
 
 /* ------------------------------------------------------------------ vm */

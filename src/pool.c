@@ -260,6 +260,24 @@ void frames_clear_content(struct gmem_pool *pool, uint64_t pfn, uint64_t nr)
 	pool_discard(pool, pfn, nr);
 }
 
+/*
+ * Every frame of [pfn, pfn + nr) whose arch word has @bit goes back to no
+ * hardware state with its content cleared: one discard per run of them.
+ */
+void frames_release(struct gmem_pool *pool, uint64_t pfn, uint64_t nr,
+		    uint64_t bit)
+{
+	for (uint64_t i = pfn; i < pfn + nr; i++) {
+		uint64_t run = i;
+
+		while (run < pfn + nr && (frame_get(pool, run) & bit))
+			frame_set_arch(pool, run++, 0);
+		if (run > i)
+			frames_clear_content(pool, i, run - i);
+		i = run;
+	}
+}
+
 bool frame_is_zero(struct gmem_pool *pool, uint64_t pfn)
 {
 	const uint64_t *p = (const uint64_t *)pool_va(pool, pfn);

@@ -118,18 +118,8 @@ static void smash_edges(struct gmem_pool *pool, uint64_t pfn, uint64_t nr)
  */
 static void snp_make_shared(struct gmem_pool *pool, uint64_t pfn, uint64_t nr)
 {
-	uint64_t start = pfn, end = pfn + nr;
-
 	smash_edges(pool, pfn, nr);
-	for (uint64_t i = start; i < end; i++) {
-		uint64_t run = i;
-
-		while (run < end && (frame_get(pool, run) & RMP_ASSIGNED))
-			frame_set_arch(pool, run++, 0);
-		if (run > i)
-			frames_clear_content(pool, i, run - i);
-		i = run;
-	}
+	frames_release(pool, pfn, nr, RMP_ASSIGNED);
 }
 
 static void snp_legacy_invalidate(struct gmem_pool *pool, uint64_t start,

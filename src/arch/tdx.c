@@ -81,15 +81,7 @@ static void tdx_invalidate_range(struct gmem_vm *vm, const struct memslot *slot,
 
 static void tdx_reclaim(struct gmem_pool *pool, uint64_t pfn, uint64_t nr)
 {
-	for (uint64_t i = pfn; i < pfn + nr; i++) {
-		uint64_t run = i;
-
-		while (run < pfn + nr && (frame_get(pool, run) & TD_OWNED))
-			frame_set_arch(pool, run++, 0);
-		if (run > i)
-			frames_clear_content(pool, i, run - i);
-		i = run;
-	}
+	frames_release(pool, pfn, nr, TD_OWNED);
 }
 
 static void tdx_legacy_invalidate(struct gmem_pool *pool, uint64_t start,

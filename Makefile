@@ -17,9 +17,12 @@ TEST_SRC  := $(wildcard tests/test_*.c)
 TESTS     := $(TEST_SRC:tests/%.c=$(O)/tests/%)
 HARNESS   := tests/harness.c
 
-all: $(O)/libgmem.a $(O)/libgmem.so $(O)/gmem $(TESTS)
+KVM_SRC   := $(wildcard kvm/*.c)
+KVM_OBJ   := $(KVM_SRC:%.c=$(O)/%.o)
 
-$(O)/%.o: %.c include/gmem.h $(wildcard src/*.h)
+all: $(O)/libgmem.a $(O)/libgmem.so $(O)/libgmem-kvm.so $(O)/gmem $(TESTS)
+
+$(O)/%.o: %.c include/gmem.h $(wildcard src/*.h) $(wildcard kvm/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -fPIC -fvisibility=hidden -c $< -o $@
 
@@ -30,7 +33,14 @@ $(O)/libgmem.so: $(LIB_OBJ) src/libgmem.map
 	$(CC) -shared -Wl,--version-script=src/libgmem.map -Wl,-soname,libgmem.so.0 \
 		-o $@ $(LIB_OBJ) $(LDFLAGS)
 
-$(O)/gmem: $(wildcard tools/*.c tools/*.h) tools/guest/abi.h $(O)/libgmem.a $(O)/tools/guest/image.o
+# The KVM layer: an LD_PRELOAD interposer on the public header, with the
+# engine linked in and every symbol but the C library calls it takes over
+# kept local (kvm/libgmem-kvm.map).
+$(O)/libgmem-kvm.so: $(KVM_OBJ) $(O)/libgmem.a kvm/libgmem-kvm.map
+	$(CC) -shared -Wl,--version-script=kvm/libgmem-kvm.map -o $@ $(KVM_OBJ) \
+		$(O)/libgmem.a -ldl $(LDFLAGS)
+
+$(O)/gmem: $(wildcard tools/*.c tools/*.h) kvm/uapi.h tools/guest/abi.h $(O)/libgmem.a $(O)/tools/guest/image.o
 	$(CC) $(CFLAGS) -o $@ $(filter %.c,$^) $(O)/tools/guest/image.o $(O)/libgmem.a $(LDFLAGS)
 
 # The guest of gmem vm: freestanding 32-bit code, always built by gcc, linked

@@ -319,8 +319,15 @@ int gmem_folio_info(int fd, uint64_t offset, uint64_t *pfn, int *order,
 
 /*
  * gmem_mmap - map [offset, offset+len) of a file created with GMEM_FLAG_MMAP
- * into this process. @flags must be MAP_SHARED (from <sys/mman.h>); @prot
- * PROT_READ, PROT_WRITE or both. Stores the address in *@addr.
+ * into this process. @flags must be MAP_SHARED or MAP_SHARED | MAP_FIXED
+ * (from <sys/mman.h>); @prot PROT_READ, PROT_WRITE or both.
+ *
+ * Without MAP_FIXED gmem picks the address and stores it in *@addr. With
+ * MAP_FIXED *@addr is the address: page-aligned (in a huge file, a multiple
+ * of the folio size) and not NULL. The new mapping replaces whatever was at
+ * [*@addr, *@addr+len), as mmap(2) MAP_FIXED does; parts of gmem mappings
+ * there are unmapped first, as by gmem_munmap. No page of the new mapping
+ * is reachable while private, not even before the call returns.
  *
  * Shared pages are the pool's frames: every mapping and the direct map see
  * the same bytes, and the first touch of a hole allocates a zeroed folio.
@@ -332,20 +339,44 @@ int gmem_folio_info(int fd, uint64_t offset, uint64_t *pfn, int *order,
  * cannot follow later conversions, so it gets no access at all.
  *
  * Errors (in this order): -EBADF/-EINVAL bad handle; -ENODEV file without
- *         GMEM_FLAG_MMAP; -EINVAL flags other than MAP_SHARED (a private,
- *         copy-on-write mapping is refused); -EINVAL prot, len 0, offset or
- *         len not 4 KiB aligned, or offset at/after the end; -EINVAL offset
- *         or len not a multiple of a huge file's folio size; -ENOMEM.
+ *         GMEM_FLAG_MMAP; -EINVAL flags other than MAP_SHARED, optionally
+ *         with MAP_FIXED (a private, copy-on-write mapping is refused);
+ *         -EINVAL prot, len 0, offset or len not 4 KiB aligned, or offset
+ *         at/after the end; -EINVAL offset or len not a multiple of a huge
+ *         file's folio size; -EINVAL @addr NULL; -EINVAL MAP_FIXED with
+ *         *@addr NULL, not page-aligned (in a huge file, not a multiple of
+ *         the folio size) or *@addr+len wrapping; -ENOMEM. A MAP_FIXED call
+ *         failing with -ENOMEM may leave the range unmapped, as mmap(2) may.
  */
 int gmem_mmap(int fd, uint64_t offset, size_t len, int prot, int flags,
 	      void **addr);
 
 /*
- * gmem_munmap - remove a mapping made by gmem_mmap; @addr and @len must be
- * exactly those of the mapping. Drops the mapping's reference on the file.
- * Errors: -EINVAL not a gmem mapping.
+ * gmem_munmap - munmap(2) for gmem mappings: unmap every part of
+ * [addr, addr+len) (len rounded up to whole pages) that gmem mappings
+ * cover. The range may cover any parts of any number of mappings: a mapping
+ * cut at either end shrinks, one cut in the middle becomes two, one covered
+ * whole goes away and drops its reference on the file (the last one
+ * releases a closed file). Other mappings in the range are left alone.
+ * Returns 0 if at least one gmem mapping was in the range.
+ *
+ * Errors: -EINVAL @addr not page-aligned, len 0, or the range wraps;
+ *         -EINVAL no gmem mapping in the range (nothing changed);
+ *         -ENOMEM no memory for the bookkeeping (nothing changed), or the
+ *         kernel could not split a mapping (parts before it may be unmapped,
+ *         as with munmap(2)).
  */
 int gmem_munmap(void *addr, size_t len);
+
+/*
+ * gmem_mapping_find - is @addr inside a gmem host mapping of this process?
+ * Returns 1 and, for each output pointer not NULL, the file's handle (-1 if
+ * the handle has been closed: the mapping keeps the file alive) and the
+ * byte offset in the file of @addr (at or past the file's size in the part
+ * of a mapping past the end of the file); 0 if not. Thread-safe but not
+ * async-signal-safe (it takes a lock): a SIGSEGV handler must not call it.
+ */
+int gmem_mapping_find(const void *addr, int *fd, uint64_t *offset);
 
 /* ------------------------------------------------------------------ pins */
 
@@ -396,18 +427,27 @@ int gmem_bind(int vm, uint32_t slot, uint64_t gpa, uint64_t size, int fd,
  */
 int gmem_unbind(int vm, uint32_t slot);
 
+/* gmem_vm_view_mmap @attributes: the view open for either kind. */
+#define GMEM_VIEW_ANY		(1ULL << 63)
+
 /*
  * gmem_vm_view_mmap - map slot @slot's memory as the guest sees it through
- * one view: private with @attributes GMEM_ATTR_PRIVATE, shared with 0. This
- * is the address a VMM gives a real hypervisor (the userspace_addr of a KVM
- * memslot): the private view backs the guest's private alias of the slot,
- * the shared view its shared alias (the shared-bit alias of TDX and SNP).
+ * one view: private with @attributes GMEM_ATTR_PRIVATE, shared with 0, or
+ * either with GMEM_VIEW_ANY. This is the address a VMM gives a real
+ * hypervisor (the userspace_addr of a KVM memslot): the private view backs
+ * the guest's private alias of the slot, the shared view its shared alias
+ * (the shared-bit alias of TDX and SNP). The any view is for a guest with
+ * no shared alias (a KVM software-protected VM): through one address it
+ * sees each page as the page's attribute says.
  * Stores the address of the slot's first page in *@addr; the view spans the
  * whole slot, page i at gpa + i * 4 KiB.
  *
  * A page of a view is accessible only while stage-2 maps it with the view's
- * kind: gmem_vm_fault on the page with the matching access opens it, and any
- * zap of the entry (conversion, punch, file release, unbind) closes it again.
+ * kind (the any view: with either kind): gmem_vm_fault on the page with the
+ * matching access opens it, and any zap of the entry (conversion either way,
+ * punch, file release, unbind) closes it again. (A conversion zaps only
+ * entries of the old kind: a page of its range that stage-2 still maps
+ * with the other kind stays open in the any view.)
  * A closed page raises SIGSEGV in the host; under KVM, the page-table change
  * makes KVM drop its own mapping, and the guest's next access through it
  * exits to the VMM (KVM_EXIT_MMIO at that gpa), which calls gmem_vm_fault.
@@ -418,15 +458,15 @@ int gmem_unbind(int vm, uint32_t slot);
  * a view only to complete the one guest access that exited (as the hardware
  * would) and hands it to the hypervisor otherwise.
  *
- * Lifetime: one view of each kind per slot. gmem_unbind (or the file's
- * release) replaces the view by an inaccessible reservation of the same
- * range; the caller then releases it with munmap(2). Do not munmap a view
- * while its slot is bound.
+ * Lifetime: one view of each kind (shared, private, any) per slot.
+ * gmem_unbind (or the file's release) replaces the view by an inaccessible
+ * reservation of the same range; the caller then releases it with
+ * munmap(2). Do not munmap a view while its slot is bound.
  *
- * Errors (in this order): -EINVAL attribute bits other than PRIVATE;
- *         -EINVAL @addr NULL; -EBADF/-EINVAL bad VM; -EINVAL slot not in
- *         use; -ENOMEM no memory or address space; -EEXIST the slot already
- *         has a view of that kind.
+ * Errors (in this order): -EINVAL @attributes not GMEM_ATTR_PRIVATE, 0 or
+ *         GMEM_VIEW_ANY; -EINVAL @addr NULL; -EBADF/-EINVAL bad VM; -EINVAL
+ *         slot not in use; -ENOMEM no memory or address space; -EEXIST the
+ *         slot already has a view of that kind.
  */
 int gmem_vm_view_mmap(int vm, uint32_t slot, uint64_t attributes, void **addr);
 

@@ -213,7 +213,7 @@ struct memslot {
 	uint64_t npages;
 	struct gmem_file *file;
 	uint64_t pgoff;
-	struct view *views[2];	/* view.c: [0] shared, [1] private */
+	struct view *views[3];	/* view.c: [0] shared, [1] private, [2] any */
 };
 
 struct gmem_vm {

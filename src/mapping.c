@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * Host mappings of a file: gmem_mmap / gmem_munmap.
+ * Host mappings of a file: gmem_mmap / gmem_munmap / gmem_mapping_find.
  *
  * A mapping is one MAP_SHARED mapping of the file's window of the pool
  * memfd, so the host's first touch of a hole is an ordinary shmem fault (a
@@ -14,6 +14,19 @@
  * Guards are per page-table entry, so a fragmented file never splits the
  * mapping into thousands of VMAs. Where the kernel lacks guards (before
  * 6.15) mprotect(PROT_NONE) does the same job with a VMA per range.
+ *
+ * Each mapping has a record (struct host_mapping) holding a file reference;
+ * conversions fence through the records. gmem_munmap may take any part of
+ * any mappings, as munmap(2), and gmem_mmap with MAP_FIXED replaces what was
+ * at its address: a record is trimmed at either end, split in two (the new
+ * record takes its own reference) or dropped (its reference goes with it).
+ *
+ * Locks, outermost first: the invalidate lock of the file being mapped
+ * (shared), all_lock, then one file's mappings_lock at a time. A record
+ * changes only under its file's mappings_lock together with the real
+ * mapping underneath, so a conversion fences either the old mapping or
+ * nothing: never an address the record has lost, nor a page still mapped
+ * that the record no longer covers.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -31,7 +44,11 @@ static pthread_once_t once = PTHREAD_ONCE_INIT;
 static int past_eof_fd = -1;	/* empty memfd: every access is past its end */
 static bool have_guards;
 
-/* Every mapping of the process, for munmap lookups and fork. */
+/*
+ * Every mapping of the process, for munmap lookups and fork. all_lock also
+ * makes each gmem_mmap and gmem_munmap one step for the others, so two calls
+ * over the same addresses never leave two records of one address.
+ */
 static pthread_mutex_t all_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct host_mapping *all_mappings;
 
@@ -128,8 +145,9 @@ static int check_mmap(struct gmem_file *file, uint64_t offset, size_t len,
 {
 	if (!(file->flags & GMEM_FLAG_MMAP))
 		return gmem_err(ENODEV, "gmem_mmap: file was created without GMEM_FLAG_MMAP");
-	if ((flags & MAP_TYPE) != MAP_SHARED || (flags & ~MAP_TYPE))
-		return gmem_err(EINVAL, "gmem_mmap: only MAP_SHARED mappings; copy-on-write is not allowed");
+	if ((flags & MAP_TYPE) != MAP_SHARED || (flags & ~(MAP_TYPE | MAP_FIXED)))
+		return gmem_err(EINVAL, "gmem_mmap: flags %#x: only MAP_SHARED, with or without MAP_FIXED; copy-on-write is not allowed",
+				flags);
 	if (!prot || (prot & ~(PROT_READ | PROT_WRITE)))
 		return gmem_err(EINVAL, "gmem_mmap: prot %#x is not PROT_READ/PROT_WRITE", prot);
 	if (!len || !ALIGNED(offset, PAGE_SIZE) || !ALIGNED(len, PAGE_SIZE) ||
@@ -143,8 +161,12 @@ static int check_mmap(struct gmem_file *file, uint64_t offset, size_t len,
 	return 0;
 }
 
-/* Fence every private page the mapping covers. Caller holds the invalidate lock. */
-static int fence_private(struct gmem_file *file, struct host_mapping *m)
+/*
+ * Fence (@revoke) or open every run of pages of @m that is private (@private)
+ * or shared. Caller holds the invalidate lock, so no attribute changes.
+ */
+static int fence_runs(struct gmem_file *file, struct host_mapping *m,
+		      bool private, bool revoke)
 {
 	uint64_t i = m->pgoff, end = m->pgoff + m->file_pages;
 
@@ -153,7 +175,8 @@ static int fence_private(struct gmem_file *file, struct host_mapping *m)
 		uint64_t attr = attr_lookup(&file->attrs, i, NULL, &run_end);
 
 		run_end = MIN(run_end, end);
-		if ((attr & GMEM_ATTR_PRIVATE) && fence(m, i, run_end, true))
+		if (!(attr & GMEM_ATTR_PRIVATE) == !private &&
+		    fence(m, i, run_end, revoke))
 			return -ENOMEM;
 		i = run_end;
 	}
@@ -183,27 +206,244 @@ static void *reserve_aligned(size_t len, uint64_t align)
 	return aligned;
 }
 
+/*
+ * Map the file's window at m->addr, inaccessible until open_window(). It
+ * replaces the reservation there, or for gmem_mmap's MAP_FIXED whatever the
+ * caller had there.
+ */
 static int map_window(struct gmem_file *file, struct host_mapping *m)
 {
 	size_t in_file = m->file_pages << PAGE_SHIFT;
 	off_t pos = (off_t)file_pfn(file, m->pgoff) << PAGE_SHIFT;
 
-	if (mmap(m->addr, in_file, m->prot, MAP_SHARED | MAP_FIXED,
+	if (mmap(m->addr, in_file, PROT_NONE, MAP_SHARED | MAP_FIXED,
 		 file->vm->pool->memfd, pos) == MAP_FAILED)
 		return -ENOMEM;
 	if (m->len > in_file &&
-	    mmap(m->addr + in_file, m->len - in_file, m->prot,
+	    mmap(m->addr + in_file, m->len - in_file, PROT_NONE,
 		 MAP_SHARED | MAP_FIXED, past_eof_fd, 0) == MAP_FAILED)
 		return -ENOMEM;
+	return 0;
+}
+
+/*
+ * Give a mapping made by map_window() its protection, private pages fenced
+ * first: the address may be known to other threads (MAP_FIXED), so no page
+ * is reachable, not even for a moment, while it is private. Caller holds
+ * the invalidate lock.
+ */
+static int open_window(struct gmem_file *file, struct host_mapping *m)
+{
+	size_t in_file = m->file_pages << PAGE_SHIFT;
+
+	/* Guards outlive mprotect: fence, then open the whole range. */
+	if (have_guards)
+		return fence_runs(file, m, true, true) ||
+		       mprotect(m->addr, m->len, m->prot) ? -ENOMEM : 0;
+	/* Without guards PROT_NONE is the fence: open the shared runs only. */
+	if (fence_runs(file, m, false, false))
+		return -ENOMEM;
+	if (m->len > in_file &&
+	    mprotect(m->addr + in_file, m->len - in_file, m->prot))
+		return -ENOMEM;
+	return 0;
+}
+
+/* Drop the record's pages before @to: it now starts there. */
+static void trim_head(struct host_mapping *m, uint8_t *to)
+{
+	uint64_t pages = (uint64_t)(to - m->addr) >> PAGE_SHIFT;
+
+	m->addr = to;
+	m->len -= pages << PAGE_SHIFT;
+	m->pgoff += pages;
+	m->file_pages = m->file_pages > pages ? m->file_pages - pages : 0;
+}
+
+enum { CUT_TRIMMED, CUT_SPLIT, CUT_GONE };
+
+/*
+ * Take [lo, hi) out of record @m, which it overlaps: unmap that part (with
+ * @reserve, leave an inaccessible reservation there instead, for a MAP_FIXED
+ * mapping to replace without the address falling free in between), then
+ * shrink the record (CUT_TRIMMED), unlink it from its file (CUT_GONE), or,
+ * for a hole in its middle, move the part after the hole to @spare, linked
+ * after @m in the file's list with a reference of its own (CUT_SPLIT).
+ * The file's mappings_lock covers the real change and the record's, so a
+ * conversion sees both or neither. Caller holds all_lock.
+ */
+static int cut(struct host_mapping *m, uint8_t *lo, uint8_t *hi, bool reserve,
+	       struct host_mapping *spare)
+{
+	struct gmem_file *file = m->file;
+	uint8_t *end = m->addr + m->len;
+	struct host_mapping **pm;
+	int ret;
+
+	lo = MAX(lo, m->addr);
+	hi = MIN(hi, end);
+	pthread_mutex_lock(&file->mappings_lock);
+	if (reserve)
+		ret = mmap(lo, hi - lo, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS |
+			   MAP_NORESERVE | MAP_FIXED, -1, 0) == MAP_FAILED;
+	else
+		ret = munmap(lo, hi - lo);
+	if (ret) {	/* no VMA for a split: the mapping is as it was */
+		pthread_mutex_unlock(&file->mappings_lock);
+		return -ENOMEM;
+	}
+	if (lo == m->addr && hi == end) {
+		for (pm = &file->mappings; *pm != m; pm = &(*pm)->next)
+			;
+		*pm = m->next;
+		ret = CUT_GONE;
+	} else if (lo == m->addr) {
+		trim_head(m, hi);
+		ret = CUT_TRIMMED;
+	} else {
+		ret = CUT_TRIMMED;
+		if (hi < end) {
+			*spare = *m;
+			trim_head(spare, hi);
+			spare->next = m->next;
+			m->next = spare;
+			file_get_ref(file);
+			ret = CUT_SPLIT;
+		}
+		m->len = lo - m->addr;
+		m->file_pages = MIN(m->file_pages, m->len >> PAGE_SHIFT);
+	}
+	pthread_mutex_unlock(&file->mappings_lock);
+	return ret;
+}
+
+/* What cut_range() leaves to do once the caller has dropped its locks. */
+struct cut_list {
+	struct host_mapping *gone;	/* dropped records, via next_all */
+	struct cut_ref {
+		struct gmem_file *file;	/* an extra reference */
+		struct gmem_vm *vm;
+	} *refs;			/* one per record touched */
+	unsigned int nrefs;
+};
+
+/*
+ * Cut [lo, hi) out of every record it overlaps (see cut()). Caller holds
+ * all_lock, and calls cut_finish() once it has dropped every lock: that is
+ * where files lose references and may be released. Returns the number of
+ * records touched (0: nothing changed), or -ENOMEM: no memory for the
+ * bookkeeping (nothing changed), or the kernel could not split a mapping
+ * (the records before it are cut already, as munmap(2) may leave them).
+ */
+static int cut_range(uint8_t *lo, uint8_t *hi, bool reserve,
+		     struct cut_list *cl)
+{
+	struct host_mapping **pm, *m, *spares = NULL;
+	unsigned int nhit = 0, nsplit = 0, i;
+	int ret = 0;
+
+	for (m = all_mappings; m; m = m->next_all) {
+		if (m->addr < hi && lo < m->addr + m->len) {
+			nhit++;
+			nsplit += m->addr < lo && hi < m->addr + m->len;
+		}
+	}
+	if (!nhit)
+		return 0;
+	/* Everything a split needs, before anything changes. */
+	cl->refs = calloc(nhit, sizeof(*cl->refs));
+	for (i = 0; cl->refs && i < nsplit; i++) {
+		m = calloc(1, sizeof(*m));
+		if (!m)
+			break;
+		m->next_all = spares;
+		spares = m;
+	}
+	if (!cl->refs || i < nsplit) {
+		ret = -ENOMEM;
+		goto out;
+	}
+
+	for (pm = &all_mappings; (m = *pm);) {
+		struct host_mapping *spare = spares;
+		struct host_mapping *rest = spare ? spare->next_all : NULL;
+
+		if (!(m->addr < hi && lo < m->addr + m->len)) {
+			pm = &m->next_all;
+			continue;
+		}
+		/* Keeps the file and its VM alive for cut_finish(). */
+		file_get_ref(m->file);
+		vm_get(m->file->vm);
+		cl->refs[cl->nrefs++] = (struct cut_ref){ m->file, m->file->vm };
+		ret = cut(m, lo, hi, reserve, spare);
+		if (ret < 0)
+			break;
+		if (ret == CUT_GONE) {
+			*pm = m->next_all;
+			m->next_all = cl->gone;
+			cl->gone = m;
+			continue;
+		}
+		if (ret == CUT_SPLIT) {
+			spares = rest;	/* cut() copied @m over spare's link */
+			spare->next_all = m->next_all;
+			m->next_all = spare;
+			m = spare;	/* past the hole: nothing more to cut */
+		}
+		pm = &m->next_all;
+	}
+out:
+	while ((m = spares)) {
+		spares = m->next_all;
+		free(m);
+	}
+	return ret < 0 ? ret : (int)nhit;
+}
+
+/* Drop what cut_range() held, then check each VM it touched once. */
+static void cut_finish(struct cut_list *cl, const char *op)
+{
+	struct host_mapping *m;
+	unsigned int i, j;
+
+	while ((m = cl->gone)) {
+		cl->gone = m->next_all;
+		file_put(m->file);
+		free(m);
+	}
+	for (i = 0; i < cl->nrefs; i++)
+		file_put(cl->refs[i].file);
+	for (i = 0; i < cl->nrefs; i++) {
+		for (j = 0; j < i && cl->refs[j].vm != cl->refs[i].vm; j++)
+			;
+		if (j == i)
+			check_after(cl->refs[i].vm, op);
+	}
+	for (i = 0; i < cl->nrefs; i++)
+		vm_put(cl->refs[i].vm);
+	free(cl->refs);
+}
+
+/* A MAP_FIXED address: aligned as the mapping's offset must be, no wrap. */
+static int check_fixed(struct gmem_file *file, void *addr, size_t len)
+{
+	uintptr_t va = (uintptr_t)addr;
+
+	if (!va || !ALIGNED(va, PAGE_SIZE << file->order) || va + len < va)
+		return gmem_err(EINVAL, "gmem_mmap: MAP_FIXED address %p is NULL, not aligned to the folio size (%#llx), or %p+%#zx wraps",
+				addr, PAGE_SIZE << file->order, addr, len);
 	return 0;
 }
 
 GMEM_API int gmem_mmap(int fd, uint64_t offset, size_t len, int prot,
 		       int flags, void **addr)
 {
+	struct cut_list cl = { 0 };
 	struct host_mapping *m = NULL;
 	struct gmem_file *file;
 	void *va = MAP_FAILED;
+	bool untouched;
 	int ret;
 
 	pthread_once(&once, setup);
@@ -213,12 +453,15 @@ GMEM_API int gmem_mmap(int fd, uint64_t offset, size_t len, int prot,
 	ret = check_mmap(file, offset, len, prot, flags);
 	if (!ret && !addr)
 		ret = gmem_err(EINVAL, "gmem_mmap: no address output");
+	if (!ret && (flags & MAP_FIXED))
+		ret = check_fixed(file, *addr, len);
 	if (ret)
 		goto out_put;
 	m = calloc(1, sizeof(*m));
-	if (m)	/* reserve the address range, then fill it */
-		va = reserve_aligned(len, PAGE_SIZE << file->order);
-	if (!m || va == MAP_FAILED || past_eof_fd < 0) {
+	if (m && past_eof_fd >= 0)	/* reserve the address range, then fill it */
+		va = flags & MAP_FIXED ? *addr :
+		     reserve_aligned(len, PAGE_SIZE << file->order);
+	if (va == MAP_FAILED) {
 		ret = gmem_err(ENOMEM, "gmem_mmap: out of memory or address space");
 		goto out_free;
 	}
@@ -229,11 +472,19 @@ GMEM_API int gmem_mmap(int fd, uint64_t offset, size_t len, int prot,
 	m->prot = prot;
 	m->file = file;
 
-	/* Shared: conversions wait until the new mapping is fenced and listed. */
+	/*
+	 * Shared: conversions wait until the new mapping is fenced and listed.
+	 * Under all_lock, what was at the address (any gmem mapping, for
+	 * MAP_FIXED) leaves the records and the new record arrives in one step.
+	 */
 	brlock_read_lock(&file->invalidate_lock);
-	ret = map_window(file, m);
+	pthread_mutex_lock(&all_lock);
+	ret = cut_range(va, (uint8_t *)va + len, true, &cl);
+	untouched = ret < 0 && !cl.nrefs;
+	if (ret >= 0)
+		ret = map_window(file, m);
 	if (!ret)
-		ret = fence_private(file, m);
+		ret = open_window(file, m);
 	if (!ret) {
 		pthread_mutex_lock(&file->mappings_lock);
 		m->next = file->mappings;
@@ -241,58 +492,75 @@ GMEM_API int gmem_mmap(int fd, uint64_t offset, size_t len, int prot,
 		atomic_store_explicit(&file->mappings_ever, true,
 				      memory_order_release);
 		pthread_mutex_unlock(&file->mappings_lock);
+		m->next_all = all_mappings;
+		all_mappings = m;
+	} else if (!untouched || !(flags & MAP_FIXED)) {
+		/* Our reservation, or (as a failed mmap(2) MAP_FIXED may) the range. */
+		munmap(va, len);
 	}
+	pthread_mutex_unlock(&all_lock);
 	brlock_read_unlock(&file->invalidate_lock);
+	cut_finish(&cl, "gmem_mmap");
 	if (ret) {
 		ret = gmem_err(ENOMEM, "gmem_mmap: cannot map the file");
 		goto out_free;
 	}
-	pthread_mutex_lock(&all_lock);
-	m->next_all = all_mappings;
-	all_mappings = m;
-	pthread_mutex_unlock(&all_lock);
 	*addr = va;
 	check_after(file->vm, "gmem_mmap");
 	return 0;	/* the mapping keeps the file reference */
 
 out_free:
-	if (va != MAP_FAILED)
-		munmap(va, len);
 	free(m);
 out_put:
 	file_put(file);
 	return ret;
 }
 
+/*
+ * munmap(2) for gmem mappings: every part of [addr, addr+len) that a gmem
+ * mapping covers is unmapped; other mappings in the range stay.
+ */
 GMEM_API int gmem_munmap(void *addr, size_t len)
 {
-	struct host_mapping **pm, *m;
-	struct gmem_file *file;
-	struct gmem_vm *vm;
+	size_t rounded = (len + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1);
+	uintptr_t lo = (uintptr_t)addr;
+	struct cut_list cl = { 0 };
+	int ret;
+
+	if (!ALIGNED(lo, PAGE_SIZE) || !len || rounded < len ||
+	    lo + rounded < lo)
+		return gmem_err(EINVAL, "gmem_munmap: %p+%#zx is unaligned, empty or wraps",
+				addr, len);
+	pthread_mutex_lock(&all_lock);
+	ret = cut_range((uint8_t *)lo, (uint8_t *)(lo + rounded), false, &cl);
+	pthread_mutex_unlock(&all_lock);
+	cut_finish(&cl, "gmem_munmap");
+	if (ret < 0)
+		return gmem_err(ENOMEM, "gmem_munmap: cannot unmap part of %p+%#zx",
+				addr, len);
+	if (!ret)
+		return gmem_err(EINVAL, "gmem_munmap: no gmem mapping in %p+%#zx",
+				addr, len);
+	return 0;
+}
+
+GMEM_API int gmem_mapping_find(const void *addr, int *fd, uint64_t *offset)
+{
+	uintptr_t p = (uintptr_t)addr;
+	struct host_mapping *m;
 
 	pthread_mutex_lock(&all_lock);
-	for (pm = &all_mappings; (m = *pm); pm = &m->next_all)
-		if (m->addr == addr && m->len == len)
-			break;
-	if (m)
-		*pm = m->next_all;
-	pthread_mutex_unlock(&all_lock);
-	if (!m)
-		return gmem_err(EINVAL, "gmem_munmap: %p+%#zx is not a gmem mapping",
-				addr, len);
+	for (m = all_mappings; m; m = m->next_all) {
+		uintptr_t start = (uintptr_t)m->addr;
 
-	file = m->file;
-	pthread_mutex_lock(&file->mappings_lock);
-	for (pm = &file->mappings; *pm != m; pm = &(*pm)->next)
-		;
-	*pm = m->next;
-	pthread_mutex_unlock(&file->mappings_lock);
-	munmap(m->addr, m->len);
-	free(m);
-	vm = file->vm;
-	vm_get(vm);
-	file_put(file);
-	check_after(vm, "gmem_munmap");
-	vm_put(vm);
-	return 0;
+		if (p < start || p - start >= m->len)
+			continue;
+		if (fd)
+			*fd = atomic_load(&m->file->obj.handle);
+		if (offset)
+			*offset = (m->pgoff << PAGE_SHIFT) + (p - start);
+		break;
+	}
+	pthread_mutex_unlock(&all_lock);
+	return m != NULL;
 }

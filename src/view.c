@@ -4,14 +4,15 @@
  *
  * A view is one MAP_SHARED mapping of the pool memfd frames behind a bound
  * slot (page i of the slot is frame file->base_pfn + pgoff + i), of one kind:
- * the private view or the shared view. Every page starts fenced. A page opens
- * only while gmem's stage-2 maps it with the view's kind: the fault that
- * installs the entry opens it, and every zap of the entry (conversion, punch,
- * release, unbind) fences it again. Fencing drops the host page-table
- * entries, so the host kernel's MMU notifiers make KVM drop its own mapping
- * of the page: revocation reaches the real guest. The next guest access
- * through a fenced page leaves KVM as an exit naming the gpa (an MMIO exit),
- * and the VMM sends it to gmem_vm_fault.
+ * the private view, the shared view, or the any view. Every page starts
+ * fenced. A page opens only while gmem's stage-2 maps it with the view's kind
+ * (for the any view: with either kind): the fault that installs the entry
+ * opens it, and every zap of the entry (conversion, punch, release, unbind)
+ * fences it again. Fencing drops the host page-table entries, so the host
+ * kernel's MMU notifiers make KVM drop its own mapping of the page:
+ * revocation reaches the real guest. The next guest access through a fenced
+ * page leaves KVM as an exit naming the gpa (an MMIO exit), and the VMM
+ * sends it to gmem_vm_fault.
  *
  * Fences are guard regions where the kernel has them (see mapping.c) and
  * PROT_NONE otherwise. Opens run under mmu_lock shared right after the entry
@@ -34,6 +35,12 @@ struct view {
 	size_t len;
 };
 
+/* slot->views[]: the shared and private views by attribute, then the any view. */
+#define VIEW_ANY	2
+#define VIEW_KINDS	3
+
+static const char *const view_name[VIEW_KINDS] = { "shared", "private", "any" };
+
 /* Open or fence @npages of view @v from page @first. */
 static int view_fence(struct view *v, uint64_t first, uint64_t npages,
 		      bool open)
@@ -50,16 +57,54 @@ static int view_fence(struct view *v, uint64_t first, uint64_t npages,
 
 /*
  * Fault path: stage-2 now maps [gfn, gfn + npages) of @slot (one entry, of
- * any level). Caller holds mmu_lock shared.
+ * any level), with kind @private: open the view of that kind and the any
+ * view. Caller holds mmu_lock shared.
  */
 int view_open(struct memslot *slot, uint64_t gfn, uint64_t npages,
 	      bool private)
 {
-	struct view *v = slot->views[private];
+	uint64_t first = gfn - slot->base_gfn;
+	int ret = 0;
 
-	if (!v)
-		return 0;
-	return view_fence(v, gfn - slot->base_gfn, npages, true);
+	if (slot->views[private])
+		ret = view_fence(slot->views[private], first, npages, true);
+	if (!ret && slot->views[VIEW_ANY])
+		ret = view_fence(slot->views[VIEW_ANY], first, npages, true);
+	return ret;
+}
+
+/*
+ * Fence the any view over the pages of [gfn_start, gfn_end) that stage-2 no
+ * longer maps. A zap of one kind leaves the other kind's entries there (a
+ * conversion of a mixed range, or the range widened to a whole huge entry):
+ * those pages stay open, since a refault finds its entry still in place
+ * and would not open them again.
+ */
+static void close_any(struct memslot *slot, uint64_t gfn_start,
+		      uint64_t gfn_end, unsigned int filter)
+{
+	struct view *v = slot->views[VIEW_ANY];
+	struct stage2 *s2 = &slot->file->vm->s2;
+	uint64_t gfn = gfn_start, run = gfn_start;
+	struct s2_entry e;
+
+	if ((filter & S2_ZAP_ALL) == S2_ZAP_ALL) {	/* nothing is left */
+		view_fence(v, gfn_start - slot->base_gfn, gfn_end - gfn_start,
+			   false);
+		return;
+	}
+	while (gfn < gfn_end) {
+		if (!s2_lookup(s2, gfn, &e)) {
+			gfn++;
+			continue;
+		}
+		if (run < gfn)
+			view_fence(v, run - slot->base_gfn, gfn - run, false);
+		gfn = (gfn | ((1ULL << (e.level * S2_BITS)) - 1)) + 1;
+		run = gfn;
+	}
+	if (run < gfn_end)
+		view_fence(v, run - slot->base_gfn, gfn_end - run, false);
 }
 
 /*
@@ -77,6 +122,8 @@ void view_close(struct memslot *slot, uint64_t gfn_start, uint64_t gfn_end,
 		view_fence(slot->views[0], first, gfn_end - gfn_start, false);
 	if (slot->views[1] && (filter & S2_ZAP_PRIVATE))
 		view_fence(slot->views[1], first, gfn_end - gfn_start, false);
+	if (slot->views[VIEW_ANY] && (filter & S2_ZAP_ALL))
+		close_any(slot, gfn_start, gfn_end, filter);
 }
 
 /*
@@ -87,7 +134,7 @@ void view_close(struct memslot *slot, uint64_t gfn_start, uint64_t gfn_end,
  */
 void view_release(struct memslot *slot)
 {
-	for (int kind = 0; kind < 2; kind++) {
+	for (int kind = 0; kind < VIEW_KINDS; kind++) {
 		struct view *v = slot->views[kind];
 
 		if (!v)
@@ -103,9 +150,10 @@ void view_release(struct memslot *slot)
 
 /*
  * Check mode, invariant 2 for views: a page is open in a view exactly while
- * stage-2 maps it with the view's kind. Reads the views' page tables from
- * @pagemap_fd; needs guard regions (with mprotect the page tables do not
- * say). Caller holds slots_lock and mmu_lock shared, and the check lock.
+ * stage-2 maps it with the view's kind (the any view: with either kind).
+ * Reads the views' page tables from @pagemap_fd; needs guard regions (with
+ * mprotect the page tables do not say). Caller holds slots_lock and mmu_lock
+ * shared, and the check lock.
  */
 void view_check(struct gmem_vm *vm, struct memslot *slot, int pagemap_fd)
 {
@@ -113,7 +161,7 @@ void view_check(struct gmem_vm *vm, struct memslot *slot, int pagemap_fd)
 
 	if (pagemap_fd < 0 || !mapping_uses_guards())
 		return;
-	for (int kind = 0; kind < 2; kind++) {
+	for (int kind = 0; kind < VIEW_KINDS; kind++) {
 		struct view *v = slot->views[kind];
 
 		for (uint64_t i = 0; v && i < slot->npages; i++) {
@@ -125,26 +173,30 @@ void view_check(struct gmem_vm *vm, struct memslot *slot, int pagemap_fd)
 			if (i % 512 == 0 &&
 			    pread(pagemap_fd, pm, sizeof(pm), at) <= 0)
 				return;
-			mapped = s2_lookup(&vm->s2, gfn, &e) && e.private == kind;
+			mapped = s2_lookup(&vm->s2, gfn, &e) &&
+				 (kind == VIEW_ANY || e.private == kind);
 			open = !(pm[i % 512] & PM_GUARD);
 			if (open != mapped)
 				check_violation(vm, 2, index << PAGE_SHIFT,
 						file_pfn(slot->file, index),
 						"the %s view %s gfn %#llx, which stage-2 %s",
-						kind ? "private" : "shared",
+						view_name[kind],
 						open ? "shows" : "hides",
 						(unsigned long long)gfn,
-						mapped ? "maps" : "does not map with that kind");
+						mapped ? "maps" :
+						kind == VIEW_ANY ? "does not map" :
+						"does not map with that kind");
 		}
 	}
 }
 
 struct open_arg {
 	struct memslot *slot;
-	bool private;
+	int kind;
 	int ret;
 };
 
+/* Open new view @arg->kind over a stage-2 leaf it shows. */
 static int open_mapped(uint64_t gfn, const struct s2_entry *e, void *argp)
 {
 	struct open_arg *arg = argp;
@@ -153,9 +205,11 @@ static int open_mapped(uint64_t gfn, const struct s2_entry *e, void *argp)
 
 	gfn = MAX(gfn, slot->base_gfn);
 	end = MIN(end, slot->base_gfn + slot->npages);
-	if (gfn >= end || e->private != arg->private)
+	if (gfn >= end ||
+	    (arg->kind != VIEW_ANY && e->private != arg->kind))
 		return 0;
-	arg->ret = view_open(slot, gfn, end - gfn, arg->private);
+	arg->ret = view_fence(slot->views[arg->kind], gfn - slot->base_gfn,
+			      end - gfn, true);
 	return arg->ret;
 }
 
@@ -182,14 +236,16 @@ static uint8_t *map_fenced(struct gmem_vm *vm, struct memslot *slot)
 GMEM_API int gmem_vm_view_mmap(int vmh, uint32_t id, uint64_t attributes,
 			       void **addr)
 {
-	struct open_arg arg = { .private = attributes & GMEM_ATTR_PRIVATE };
+	struct open_arg arg = { .kind = attributes & GMEM_ATTR_PRIVATE ? 1 : 0 };
 	struct memslot *slot;
 	struct gmem_vm *vm;
 	struct view *v;
 	int ret;
 
-	if (attributes & ~GMEM_ATTR_PRIVATE)
-		return gmem_err(EINVAL, "gmem_vm_view_mmap: attributes %#llx: only GMEM_ATTR_PRIVATE",
+	if (attributes == GMEM_VIEW_ANY)
+		arg.kind = VIEW_ANY;
+	else if (attributes & ~GMEM_ATTR_PRIVATE)
+		return gmem_err(EINVAL, "gmem_vm_view_mmap: attributes %#llx: only GMEM_ATTR_PRIVATE, 0 or GMEM_VIEW_ANY",
 				(unsigned long long)attributes);
 	if (!addr)
 		return gmem_err(EINVAL, "gmem_vm_view_mmap: no address output");
@@ -213,15 +269,15 @@ GMEM_API int gmem_vm_view_mmap(int vmh, uint32_t id, uint64_t attributes,
 
 	/* Publish and open what stage-2 already maps, with installs held off. */
 	brlock_write_lock(&vm->mmu_lock);
-	if (slot->views[arg.private]) {
-		ret = gmem_err(EEXIST, "gmem_vm_view_mmap: slot %u already has a %s view",
-			       id, arg.private ? "private" : "shared");
+	if (slot->views[arg.kind]) {
+		ret = gmem_err(EEXIST, "gmem_vm_view_mmap: slot %u already has a%s %s view",
+			       id, arg.kind == VIEW_ANY ? "n" : "", view_name[arg.kind]);
 	} else {
-		slot->views[arg.private] = v;
+		slot->views[arg.kind] = v;
 		arg.slot = slot;
 		s2_walk(&vm->s2, open_mapped, &arg);
 		if (arg.ret) {
-			slot->views[arg.private] = NULL;
+			slot->views[arg.kind] = NULL;
 			ret = gmem_err(ENOMEM, "gmem_vm_view_mmap: cannot open mapped pages");
 		}
 	}

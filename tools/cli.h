@@ -16,6 +16,7 @@ int cmd_check(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_vm(int argc, char **argv);
+int cmd_exec(int argc, char **argv);
 
 /* What one run of the check workload saw. */
 struct check_result {

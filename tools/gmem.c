@@ -22,7 +22,9 @@ static int usage(FILE *out)
 		"  bench    measure every performance target against its baseline\n"
 		"  run      replay a scenario file (gmem run --help)\n"
 		"  vm       boot a KVM guest on gmem memory and let it check its\n"
-		"           arch's conversions (gmem vm --help)\n");
+		"           arch's conversions (gmem vm --help)\n"
+		"  exec     run a program that speaks KVM on gmem: guest_memfd with\n"
+		"           in-place conversion on any KVM host (gmem exec --help)\n");
 	return out == stdout ? 0 : 2;
 }
 
@@ -71,6 +73,8 @@ int main(int argc, char **argv)
 		return cmd_bench(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "run"))
 		return cmd_run(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "exec"))
+		return cmd_exec(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "vm"))
 		return cmd_vm(argc - 1, argv + 1);
 	fprintf(stderr, "gmem: unknown command '%s' (try gmem --help)\n", argv[1]);

@@ -1,0 +1,320 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Host mappings of guest_memfd files: mmap, munmap, madvise and mremap on
+ * them, and the SIGBUS a private page raises.
+ *
+ * A mapping is a gmem mapping (gmem_mmap): shared pages are the pool's
+ * frames, private pages are fenced with guard regions. A fenced page faults
+ * with SIGSEGV (SEGV_MAPERR) where the kernel's guest_memfd raises SIGBUS,
+ * so the layer keeps SIGSEGV for itself: a fault inside a gmem mapping is
+ * sent back as SIGBUS (BUS_ADRERR, the address) to the faulting thread,
+ * where the program's own SIGBUS disposition takes it; any other SIGSEGV
+ * goes to the program's SIGSEGV handler, as if the layer were not there.
+ *
+ * The table of mappings is read lock-free by the signal handler: a slot's
+ * end is cleared before its start when it goes.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "layer.h"
+
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE		25
+#endif
+#define MADV_GUARD_INSTALL_	102
+#define MADV_GUARD_REMOVE_	103
+#define MAX_MAPS		4096
+
+struct hmap {
+	_Atomic uintptr_t start, end;	/* [start, end), 0 when free */
+	struct kvm_file *f;
+	uint64_t off;			/* file offset of start */
+};
+
+static struct hmap maps[MAX_MAPS];
+static pthread_mutex_t maps_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static bool inside(uintptr_t a, uintptr_t b)
+{
+	for (int i = 0; i < MAX_MAPS; i++) {
+		uintptr_t s = atomic_load_explicit(&maps[i].start, memory_order_acquire);
+		uintptr_t e = atomic_load_explicit(&maps[i].end, memory_order_acquire);
+
+		if (e && a < e && s < b)
+			return true;
+	}
+	return false;
+}
+
+bool hostmap_overlaps(const void *addr, size_t len)
+{
+	uintptr_t a = (uintptr_t)addr;
+
+	return inside(a, a + len);
+}
+
+static int slot_new(uintptr_t s, uintptr_t e, struct kvm_file *f, uint64_t off)
+{
+	for (int i = 0; i < MAX_MAPS; i++)
+		if (!atomic_load(&maps[i].end)) {
+			maps[i].f = f;
+			maps[i].off = off;
+			atomic_store_explicit(&maps[i].start, s, memory_order_release);
+			atomic_store_explicit(&maps[i].end, e, memory_order_release);
+			f->maps++;
+			return 0;
+		}
+	return -ENOMEM;
+}
+
+/*
+ * Drop [a, b) from the records: a mapping covered whole goes, one cut at an
+ * end shrinks, one cut in the middle becomes two. Files whose last mapping
+ * went are stored in @gone (at most @max). Caller holds maps_lock and
+ * layer_lock.
+ */
+static int forget(uintptr_t a, uintptr_t b, struct kvm_file **gone, int max)
+{
+	int n = 0;
+
+	for (int i = 0; i < MAX_MAPS; i++) {
+		struct hmap *m = &maps[i];
+		uintptr_t s = atomic_load(&m->start), e = atomic_load(&m->end);
+
+		if (!e || b <= s || e <= a)
+			continue;
+		if (a > s && b < e && slot_new(b, e, m->f, m->off + (b - s)))
+			continue;	/* no room to split: keep the record whole */
+		if (a <= s && b >= e) {
+			atomic_store(&m->end, 0);
+			atomic_store(&m->start, 0);
+			if (--m->f->maps == 0 && n < max)
+				gone[n++] = m->f;
+		} else if (a <= s) {
+			m->off += b - s;
+			atomic_store(&m->start, b);
+		} else {
+			atomic_store(&m->end, a);
+		}
+	}
+	return n;
+}
+
+int hostmap_munmap(void *addr, size_t len)
+{
+	uintptr_t a = (uintptr_t)addr, b = a + ((len + PAGE - 1) & ~(PAGE - 1));
+	struct kvm_file *gone[64];
+	int n, ret;
+
+	if (!len || (a & (PAGE - 1)) || !inside(a, b))
+		return real.munmap(addr, len);
+	pthread_mutex_lock(&maps_lock);
+	pthread_mutex_lock(&layer_lock);
+	n = forget(a, b, gone, 64);
+	pthread_mutex_unlock(&layer_lock);
+	/* A released file's slots lose it before gmem unbinds its views. */
+	for (int i = 0; i < n; i++)
+		if (gone[i]->released && gone[i]->vm->owner == getpid())
+			memslot_file_released(gone[i]);
+	layer_depth++;
+	gmem_munmap(addr, b - a);
+	layer_depth--;
+	ret = real.munmap(addr, len);
+	pthread_mutex_unlock(&maps_lock);
+	for (int i = 0; i < n; i++) {
+		check_vm(gone[i]->vm, "munmap");
+		gmemfd_unmapped(gone[i]);
+	}
+	trace("\"call\":\"munmap\",\"addr\":%llu,\"len\":%zu,\"ret\":%d",
+	      (unsigned long long)a, len, ret);
+	return ret;
+}
+
+int hostmap_mmap(struct kvm_file *f, void *addr, size_t len, int prot,
+		 int flags, off_t off, void **out)
+{
+	int type = flags & MAP_TYPE, gflags = MAP_SHARED;
+	void *va = addr;
+	int ret;
+
+	if (f->vm->owner != getpid())
+		return -EIO;
+	if (!len || (off & (PAGE - 1)) || off < 0)
+		return -EINVAL;
+	if (type != MAP_SHARED && type != MAP_PRIVATE && type != MAP_SHARED_VALIDATE)
+		return -EINVAL;
+	if (!(f->flags & GK_GUEST_MEMFD_FLAG_MMAP))
+		return -ENODEV;
+	if (type == MAP_PRIVATE)
+		return -EINVAL;		/* copy-on-write is not allowed */
+	if (prot & PROT_EXEC)
+		return -EPERM;		/* the guest_memfd mount is noexec */
+	len = (len + PAGE - 1) & ~(PAGE - 1);
+	if (flags & MAP_FIXED_NOREPLACE) {
+		void *r = real.mmap(addr, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS |
+				    MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+
+		if (r == MAP_FAILED)
+			return -errno;
+		flags |= MAP_FIXED;
+	}
+	if (flags & MAP_FIXED) {
+		if ((uintptr_t)addr & (PAGE - 1))
+			return -EINVAL;
+		if (hostmap_overlaps(addr, len))
+			hostmap_munmap(addr, len);
+		gflags |= MAP_FIXED;
+	}
+	pthread_mutex_lock(&maps_lock);
+	layer_depth++;
+	ret = gmem_mmap(f->gfd, (uint64_t)off, len, prot, gflags, &va);
+	layer_depth--;
+	if (!ret) {
+		pthread_mutex_lock(&layer_lock);
+		ret = slot_new((uintptr_t)va, (uintptr_t)va + len, f, (uint64_t)off);
+		pthread_mutex_unlock(&layer_lock);
+		if (ret) {
+			layer_depth++;
+			gmem_munmap(va, len);
+			layer_depth--;
+		}
+	}
+	pthread_mutex_unlock(&maps_lock);
+	trace("\"call\":\"mmap\",\"gmem\":%d,\"offset\":%lld,\"len\":%zu,\"prot\":%d,\"addr\":%llu,\"ret\":%d",
+	      f->gfd, (long long)off, len, prot, (unsigned long long)(uintptr_t)va, ret);
+	if (!ret) {
+		*out = va;
+		check_vm(f->vm, "mmap");
+	}
+	return ret;
+}
+
+/* The record holding @a, or NULL. Caller holds maps_lock. */
+static struct hmap *record_at(uintptr_t a)
+{
+	for (int i = 0; i < MAX_MAPS; i++)
+		if (atomic_load(&maps[i].end) && a >= atomic_load(&maps[i].start) &&
+		    a < atomic_load(&maps[i].end))
+			return &maps[i];
+	return NULL;
+}
+
+/*
+ * madvise on a gmem mapping: MADV_COLLAPSE is refused as by the kernel (a
+ * collapsed folio would map past a shared range); the guard advice is
+ * refused because the fences are gmem's; MADV_REMOVE punches the file, as
+ * the kernel's fallocate would. Everything else goes to the kernel.
+ */
+int hostmap_madvise(void *addr, size_t len, int advice, bool *handled)
+{
+	uintptr_t a = (uintptr_t)addr;
+	struct hmap *m;
+	int ret;
+
+	*handled = false;
+	if (!len || !hostmap_overlaps(addr, len))
+		return 0;
+	switch (advice) {
+	case MADV_COLLAPSE:
+	case MADV_GUARD_INSTALL_:
+	case MADV_GUARD_REMOVE_:
+		*handled = true;
+		return fail(EINVAL);
+	case MADV_REMOVE:
+		*handled = true;
+		pthread_mutex_lock(&maps_lock);
+		m = record_at(a);
+		if (!m || a + len > atomic_load(&m->end)) {
+			pthread_mutex_unlock(&maps_lock);
+			return fail(EINVAL);
+		}
+		ret = gmemfd_fallocate(m->f, 0x01 | 0x02, (off_t)(m->off + (a - m->start)),
+				       (off_t)len);
+		pthread_mutex_unlock(&maps_lock);
+		return ret;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------ SIGBUS */
+
+static struct sigaction user_segv;	/* the program's SIGSEGV action */
+static pthread_mutex_t segv_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Send SIGBUS to this thread as the kernel's fault would. */
+static void raise_sigbus(void *addr, ucontext_t *uc)
+{
+	siginfo_t si;
+	struct sigaction cur;
+
+	memset(&si, 0, sizeof(si));
+	si.si_signo = SIGBUS;
+	si.si_code = BUS_ADRERR;
+	si.si_addr = addr;
+	/* Blocked or ignored, a fault's signal still kills (force_sig). */
+	real.sigaction(SIGBUS, NULL, &cur);
+	if (sigismember(&uc->uc_sigmask, SIGBUS) || cur.sa_handler == SIG_IGN) {
+		struct sigaction dfl = { .sa_handler = SIG_DFL };
+
+		real.sigaction(SIGBUS, &dfl, NULL);
+		sigdelset(&uc->uc_sigmask, SIGBUS);
+	}
+	syscall(SYS_rt_tgsigqueueinfo, getpid(), (pid_t)syscall(SYS_gettid),
+		SIGBUS, &si);
+}
+
+static void on_segv(int sig, siginfo_t *si, void *ucv)
+{
+	struct sigaction act;
+
+	if (si->si_code == SEGV_MAPERR && hostmap_overlaps(si->si_addr, 1)) {
+		raise_sigbus(si->si_addr, ucv);
+		return;		/* SIGBUS is delivered on the way back */
+	}
+	act = user_segv;
+	if (act.sa_handler == SIG_DFL || act.sa_handler == SIG_IGN) {
+		/* Let the fault happen again with nobody in the way. */
+		struct sigaction dfl = { .sa_handler = SIG_DFL };
+
+		real.sigaction(SIGSEGV, &dfl, NULL);
+		return;
+	}
+	if (act.sa_flags & SA_RESETHAND)
+		user_segv.sa_handler = SIG_DFL;
+	if (act.sa_flags & SA_SIGINFO)
+		act.sa_sigaction(sig, si, ucv);
+	else
+		act.sa_handler(sig);
+}
+
+void hostmap_install_sigbus(void)
+{
+	struct sigaction act = { .sa_sigaction = on_segv,
+				 .sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART };
+
+	sigemptyset(&act.sa_mask);
+	real.sigaction(SIGSEGV, &act, &user_segv);
+}
+
+/* sigaction(2) for SIGSEGV: the program's action is kept, ours stays. */
+int hostmap_sigaction(int sig, const struct sigaction *act, struct sigaction *old)
+{
+	struct sigaction prev;
+
+	if (sig != SIGSEGV)
+		return real.sigaction(sig, act, old);
+	pthread_mutex_lock(&segv_lock);
+	prev = user_segv;
+	if (act)
+		user_segv = *act;
+	pthread_mutex_unlock(&segv_lock);
+	if (old)
+		*old = prev;
+	return 0;
+}

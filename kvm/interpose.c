@@ -1,0 +1,231 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The C library calls libgmem-kvm.so takes over when preloaded: ioctl,
+ * mmap, munmap, mremap, madvise, fallocate, close, sigaction and signal.
+ * Each one looks at its fd or address: a KVM object or guest_memfd memory
+ * of the layer's goes to the file that emulates it, everything else to the
+ * C library untouched. Calls the layer or gmem make themselves
+ * (layer_depth) always go straight through.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+
+#include "layer.h"
+
+#define EXPORT __attribute__((visibility("default")))
+
+/*
+ * Every call the layer handles runs with layer_depth raised, so that the
+ * mmap, munmap, madvise and close the engine makes for it go to the C
+ * library. KVM_RUN is the exception: it lowers it again while the guest
+ * runs (run.c), so a signal handler of the program still meets the layer.
+ */
+#define enter(call) ({ layer_depth++; __typeof__(call) r_ = (call); layer_depth--; r_; })
+
+static bool is_dev_kvm(int fd)
+{
+	struct stat st;
+
+	return !fstat(fd, &st) && S_ISCHR(st.st_mode) &&
+	       major(st.st_rdev) == 10 && minor(st.st_rdev) == 232;
+}
+
+static int system_ioctl(int fd, unsigned long cmd, void *arg)
+{
+	int ret;
+
+	if (cmd == KVM_CREATE_VM && is_dev_kvm(fd))
+		return kvm_create_vm(fd, (unsigned long)arg);
+	if (cmd == KVM_CHECK_EXTENSION && is_dev_kvm(fd)) {
+		ret = kvm_check_extension(NULL, fd, (long)arg);
+		if (ret >= 0) {
+			trace("\"ioctl\":\"KVM_CHECK_EXTENSION\",\"cap\":%ld,\"ret\":%d",
+			      (long)arg, ret);
+			return ret;
+		}
+	}
+	return real.ioctl(fd, cmd, arg);
+}
+
+static int kvm_ioctl(int fd, unsigned long cmd, void *arg)
+{
+	struct kvm_vcpu *v = fd >= 0 && fd < MAX_FDS ? vcpu_by_fd[fd] : NULL;
+	struct kvm_vm *vm = fd >= 0 && fd < MAX_FDS ? vm_by_fd[fd] : NULL;
+	bool handled;
+	int ret;
+
+	if (v) {
+		if (cmd == KVM_RUN)
+			return vcpu_run(v);
+		if (v->vm->owner != getpid())
+			return fail(EIO);
+		return real.ioctl(fd, cmd, arg);
+	}
+	if (vm) {
+		ret = vm_ioctl(vm, cmd, arg, &handled);
+		return handled ? ret : real.ioctl(fd, cmd, arg);
+	}
+	if (cmd == GK_SET_MEMORY_ATTRIBUTES2) {
+		int err;
+		struct kvm_file *f = gmemfd_lookup(fd, &err);
+
+		if (f)
+			return gmemfd_ioctl(f, cmd, arg);
+	}
+	return system_ioctl(fd, cmd, arg);
+}
+
+EXPORT int ioctl(int fd, unsigned long cmd, ...)
+{
+	va_list ap;
+	void *arg;
+
+	va_start(ap, cmd);
+	arg = va_arg(ap, void *);
+	va_end(ap);
+	layer_init();
+	if (layer_depth || _IOC_TYPE(cmd) != KVMIO)
+		return real.ioctl(fd, cmd, arg);
+	return enter(kvm_ioctl(fd, cmd, arg));
+}
+
+EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	struct kvm_file *f = NULL;
+	void *out;
+	int err, ret;
+
+	layer_init();
+	if (layer_depth)
+		return real.mmap(addr, len, prot, flags, fd, off);
+	if (!(flags & MAP_ANONYMOUS) && fd >= 0)
+		f = gmemfd_lookup(fd, &err);
+	if (!f) {
+		if ((flags & MAP_FIXED) && len && hostmap_overlaps(addr, len))
+			enter(hostmap_munmap(addr, len));
+		return real.mmap(addr, len, prot, flags, fd, off);
+	}
+	ret = enter(hostmap_mmap(f, addr, len, prot, flags, off, &out));
+	if (ret) {
+		fail(ret);
+		return MAP_FAILED;
+	}
+	return out;
+}
+
+EXPORT void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	return mmap(addr, len, prot, flags, fd, off);
+}
+
+EXPORT int munmap(void *addr, size_t len)
+{
+	layer_init();
+	if (layer_depth)
+		return real.munmap(addr, len);
+	return enter(hostmap_munmap(addr, len));
+}
+
+/* A gmem mapping cannot move: its fences follow its records. */
+EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
+{
+	void *new_addr = NULL;
+	va_list ap;
+
+	va_start(ap, flags);
+	if (flags & MREMAP_FIXED)
+		new_addr = va_arg(ap, void *);
+	va_end(ap);
+	layer_init();
+	if (!layer_depth) {
+		if (hostmap_overlaps(old, old_len ? old_len : 1)) {
+			fail(EINVAL);
+			return MAP_FAILED;
+		}
+		if ((flags & MREMAP_FIXED) && hostmap_overlaps(new_addr, new_len))
+			enter(hostmap_munmap(new_addr, new_len));
+	}
+	return real.mremap(old, old_len, new_len, flags, new_addr);
+}
+
+EXPORT int madvise(void *addr, size_t len, int advice)
+{
+	bool handled;
+	int ret;
+
+	layer_init();
+	if (layer_depth)
+		return real.madvise(addr, len, advice);
+	ret = enter(hostmap_madvise(addr, len, advice, &handled));
+	return handled ? ret : real.madvise(addr, len, advice);
+}
+
+EXPORT int fallocate(int fd, int mode, off_t offset, off_t len)
+{
+	struct kvm_file *f;
+	int err;
+
+	layer_init();
+	if (layer_depth)
+		return real.fallocate(fd, mode, offset, len);
+	f = gmemfd_lookup(fd, &err);
+	if (!f)
+		return real.fallocate(fd, mode, offset, len);
+	return enter(gmemfd_fallocate(f, mode, offset, len));
+}
+
+EXPORT int fallocate64(int fd, int mode, off_t offset, off_t len)
+{
+	return fallocate(fd, mode, offset, len);
+}
+
+EXPORT int close(int fd)
+{
+	struct stat st;
+	bool gmem;
+	int ret;
+
+	layer_init();
+	if (layer_depth || fd < 0 || fd >= MAX_FDS)
+		return real.close(fd);
+	if (vcpu_by_fd[fd]) {
+		ret = real.close(fd);
+		enter((vcpu_closed(fd), 0));
+		return ret;
+	}
+	if (vm_by_fd[fd]) {
+		ret = real.close(fd);
+		enter((vm_closed(fd), 0));
+		return ret;
+	}
+	gmem = !fstat(fd, &st) && gmemfd_lookup(fd, &ret);
+	ret = real.close(fd);
+	if (gmem && !ret)
+		enter((gmemfd_closed(st.st_dev, st.st_ino), 0));
+	return ret;
+}
+
+EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
+{
+	layer_init();
+	if (layer_depth)
+		return real.sigaction(sig, act, old);
+	return hostmap_sigaction(sig, act, old);
+}
+
+EXPORT sighandler_t signal(int sig, sighandler_t handler)
+{
+	struct sigaction act = { .sa_handler = handler, .sa_flags = SA_RESTART }, old;
+
+	sigemptyset(&act.sa_mask);
+	if (sig == SIGSEGV || sig == SIGBUS)
+		sigaddset(&act.sa_mask, sig);
+	if (sigaction(sig, &act, &old))
+		return SIG_ERR;
+	return old.sa_handler;
+}

@@ -1,0 +1,57 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The C library underneath the layer, and the layer's start.
+ */
+#include <dlfcn.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "layer.h"
+
+struct real real;
+__thread int layer_depth __attribute__((tls_model("initial-exec")));
+
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+static void *next(const char *name)
+{
+	void *fn = dlsym(RTLD_NEXT, name);
+
+	if (!fn) {
+		fprintf(stderr, "gmem-kvm: the C library has no %s\n", name);
+		abort();
+	}
+	return fn;
+}
+
+static void resolve(void)
+{
+	real.ioctl = next("ioctl");
+	real.mmap = next("mmap");
+	real.munmap = next("munmap");
+	real.mremap = next("mremap");
+	real.madvise = next("madvise");
+	real.fallocate = next("fallocate");
+	real.close = next("close");
+	real.sigaction = next("sigaction");
+	config_load();
+	hostmap_install_sigbus();
+}
+
+/* Every wrapper calls this first; it is cheap once done. */
+void layer_init(void)
+{
+	pthread_once(&once, resolve);
+}
+
+__attribute__((constructor)) static void layer_start(void)
+{
+	layer_init();
+}
+
+__attribute__((destructor)) static void layer_stop(void)
+{
+	layer_report();
+}

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # The whole suite: warning-free builds with gcc and clang, the tests plain,
-# under ASan+UBSan, the threaded ones under TSan, the examples, and a short
+# under ASan+UBSan, the threaded ones under TSan, Linux's own KVM selftests
+# under the KVM layer (built from Debian's linux-source at test time), the
+# examples, and a short
 # run of the scenario fuzzer. Last line:
 # "N passed, N failed".
 set -u
@@ -29,6 +31,7 @@ run "build (gcc)" make -j2 O=build CC=gcc EXTRA_WARN=-Werror all
 run "build (clang)" make -j2 O=build-clang CC=clang EXTRA_WARN=-Werror all
 run "install, README example, exported symbols" tests/install.sh
 run "tests" make -j2 O=build CC=gcc check
+run "Linux's KVM selftests, bare and under gmem exec" tests/kvm-selftests.sh
 run "tests under ASan+UBSan" make -j2 check-asan
 run "threaded tests under TSan" make -j2 check-tsan
 run "examples through gmem run" make -s O=build examples

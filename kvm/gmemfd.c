@@ -11,6 +11,7 @@
  * The file ends, as a guest_memfd does, when no fd and no mapping is left.
  */
 #include <dirent.h>
+#include <setjmp.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,22 +23,37 @@
 #include "layer.h"
 
 static struct kvm_file *files;	/* under layer_lock */
+/* What each fd number names, filled on first use; cleared by close/dup2. */
+static struct kvm_file *_Atomic file_by_fd[MAX_FDS];
 
-/* copy_from_user: a bad pointer is -EFAULT, never a crash. */
+/*
+ * copy_from_user / copy_to_user: a bad pointer is -EFAULT, never a crash,
+ * and a good one costs no system call. The copy runs with a recovery point
+ * that the layer's SIGSEGV handler jumps back to, as the kernel's exception
+ * tables do for its own user copies.
+ */
+static int copy(void *dst, const void *src, size_t len)
+{
+	sigjmp_buf here;
+
+	if (sigsetjmp(here, 0)) {
+		copy_recovery = NULL;
+		return -EFAULT;
+	}
+	copy_recovery = &here;
+	memcpy(dst, src, len);
+	copy_recovery = NULL;
+	return 0;
+}
+
 int copy_in(void *dst, const void *src, size_t len)
 {
-	struct iovec local = { dst, len }, remote = { (void *)src, len };
-
-	return process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == (ssize_t)len ?
-	       0 : -EFAULT;
+	return copy(dst, src, len);
 }
 
 int copy_out(void *dst, const void *src, size_t len)
 {
-	struct iovec local = { (void *)src, len }, remote = { dst, len };
-
-	return process_vm_writev(getpid(), &local, 1, &remote, 1, 0) == (ssize_t)len ?
-	       0 : -EFAULT;
+	return copy(dst, src, len);
 }
 
 int gmemfd_create(struct kvm_vm *vm, struct gk_create_guest_memfd *a)
@@ -100,14 +116,24 @@ struct kvm_file *gmemfd_lookup(int fd, int *err)
 	struct stat st;
 
 	*err = -EINVAL;
+	if (fd >= 0 && fd < MAX_FDS && (f = file_by_fd[fd]))
+		return f;
 	if (fd < 0 || fstat(fd, &st)) {
 		*err = -EBADF;
 		return NULL;
 	}
 	pthread_mutex_lock(&layer_lock);
 	f = find_inode(st.st_dev, st.st_ino);
+	if (f && fd < MAX_FDS)
+		file_by_fd[fd] = f;
 	pthread_mutex_unlock(&layer_lock);
 	return f;
+}
+
+void gmemfd_forget_fd(int fd)
+{
+	if (fd >= 0 && fd < MAX_FDS)
+		file_by_fd[fd] = NULL;
 }
 
 /*
@@ -151,7 +177,7 @@ int gmemfd_ioctl(struct kvm_file *f, unsigned long cmd, void *arg)
 {
 	int ret;
 
-	if (f->vm->owner != getpid())
+	if (f->vm->owner != layer_pid)
 		return fail(EIO);
 	if (cmd != GK_SET_MEMORY_ATTRIBUTES2 || config.model != MODEL_IN_PLACE)
 		return fail(ENOTTY);
@@ -167,7 +193,7 @@ int gmemfd_fallocate(struct kvm_file *f, int mode, off_t offset, off_t len)
 {
 	int ret;
 
-	if (f->vm->owner != getpid())
+	if (f->vm->owner != layer_pid)
 		return fail(EIO);
 	if (offset < 0 || len <= 0)
 		ret = -EINVAL;
@@ -232,10 +258,13 @@ void gmemfd_closed(dev_t dev, ino_t ino)
 		return;
 	pthread_mutex_lock(&layer_lock);
 	f->released = true;
+	for (int fd = 0; fd < MAX_FDS; fd++)	/* no fd can name it now */
+		if (file_by_fd[fd] == f)
+			file_by_fd[fd] = NULL;
 	last_ref = f->maps == 0;
 	pthread_mutex_unlock(&layer_lock);
 	trace("\"call\":\"close\",\"gmem\":%d,\"mappings\":%d", f->gfd, f->maps);
-	if (f->vm->owner != getpid()) {	/* a child's copy: nothing is its own */
+	if (f->vm->owner != layer_pid) {	/* a child's copy: nothing is its own */
 		if (last_ref)
 			file_free(f);
 		return;

@@ -15,6 +15,7 @@
  * end is cleared before its start when it goes.
  */
 #include <errno.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -120,7 +121,7 @@ int hostmap_munmap(void *addr, size_t len)
 	pthread_mutex_unlock(&layer_lock);
 	/* A released file's slots lose it before gmem unbinds its views. */
 	for (int i = 0; i < n; i++)
-		if (gone[i]->released && gone[i]->vm->owner == getpid())
+		if (gone[i]->released && gone[i]->vm->owner == layer_pid)
 			memslot_file_released(gone[i]);
 	layer_depth++;
 	gmem_munmap(addr, b - a);
@@ -143,7 +144,7 @@ int hostmap_mmap(struct kvm_file *f, void *addr, size_t len, int prot,
 	void *va = addr;
 	int ret;
 
-	if (f->vm->owner != getpid())
+	if (f->vm->owner != layer_pid)
 		return -EIO;
 	if (!len || (off & (PAGE - 1)) || off < 0)
 		return -EINVAL;
@@ -269,10 +270,14 @@ static void raise_sigbus(void *addr, ucontext_t *uc)
 		SIGBUS, &si);
 }
 
+__thread void *copy_recovery __attribute__((tls_model("initial-exec")));
+
 static void on_segv(int sig, siginfo_t *si, void *ucv)
 {
 	struct sigaction act;
 
+	if (copy_recovery)	/* a bad pointer handed to an emulated ioctl */
+		siglongjmp(*(sigjmp_buf *)copy_recovery, 1);
 	if (si->si_code == SEGV_MAPERR && hostmap_overlaps(si->si_addr, 1)) {
 		raise_sigbus(si->si_addr, ucv);
 		return;		/* SIGBUS is delivered on the way back */
@@ -296,7 +301,8 @@ static void on_segv(int sig, siginfo_t *si, void *ucv)
 void hostmap_install_sigbus(void)
 {
 	struct sigaction act = { .sa_sigaction = on_segv,
-				 .sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART };
+				 .sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART |
+					     SA_NODEFER };
 
 	sigemptyset(&act.sa_mask);
 	real.sigaction(SIGSEGV, &act, &user_segv);

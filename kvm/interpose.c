@@ -7,6 +7,7 @@
  * C library untouched. Calls the layer or gmem make themselves
  * (layer_depth) always go straight through.
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -62,7 +63,7 @@ static int kvm_ioctl(int fd, unsigned long cmd, void *arg)
 	if (v) {
 		if (cmd == KVM_RUN)
 			return vcpu_run(v);
-		if (v->vm->owner != getpid())
+		if (v->vm->owner != layer_pid)
 			return fail(EIO);
 		return real.ioctl(fd, cmd, arg);
 	}
@@ -203,11 +204,40 @@ EXPORT int close(int fd)
 		enter((vm_closed(fd), 0));
 		return ret;
 	}
-	gmem = !fstat(fd, &st) && gmemfd_lookup(fd, &ret);
+	gmem = gmemfd_lookup(fd, &ret) && !fstat(fd, &st);
+	gmemfd_forget_fd(fd);
 	ret = real.close(fd);
 	if (gmem && !ret)
 		enter((gmemfd_closed(st.st_dev, st.st_ino), 0));
 	return ret;
+}
+
+/* dup2/dup3 close @newfd first: the layer must see that close. */
+static int replace_fd(int oldfd, int newfd, int flags, bool three)
+{
+	static int (*real_dup3)(int, int, int);
+	static int (*real_dup2)(int, int);
+
+	layer_init();
+	if (!real_dup3) {
+		real_dup3 = dlsym(RTLD_NEXT, "dup3");
+		real_dup2 = dlsym(RTLD_NEXT, "dup2");
+	}
+	if (!layer_depth && oldfd != newfd && newfd >= 0 && newfd < MAX_FDS &&
+	    fcntl(oldfd, F_GETFD) >= 0 &&
+	    (vm_by_fd[newfd] || vcpu_by_fd[newfd] || fcntl(newfd, F_GETFD) >= 0))
+		close(newfd);
+	return three ? real_dup3(oldfd, newfd, flags) : real_dup2(oldfd, newfd);
+}
+
+EXPORT int dup2(int oldfd, int newfd)
+{
+	return replace_fd(oldfd, newfd, 0, false);
+}
+
+EXPORT int dup3(int oldfd, int newfd, int flags)
+{
+	return replace_fd(oldfd, newfd, flags, true);
 }
 
 EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old)

@@ -63,6 +63,9 @@ extern __thread int layer_depth __attribute__((tls_model("initial-exec")));
 
 void layer_init(void);
 
+/* getpid(), kept without a system call (updated in a fork child). */
+extern pid_t layer_pid;
+
 /* ---------------------------------------------------------- config.c */
 
 enum attr_model { MODEL_IN_PLACE, MODEL_PER_VM };
@@ -119,6 +122,8 @@ uint64_t gmem_supported_flags(const struct kvm_vm *vm);
 /* copy_from_user / copy_to_user: 0, or -EFAULT for a bad pointer. */
 int copy_in(void *dst, const void *src, size_t len);
 int copy_out(void *dst, const void *src, size_t len);
+/* Set during copy_in/copy_out: where a fault in the copy jumps to. */
+extern __thread void *copy_recovery __attribute__((tls_model("initial-exec")));
 bool vm_is_private(struct kvm_vm *vm, uint64_t gpa);
 void kvm_vm_put(struct kvm_vm *vm);
 
@@ -143,6 +148,8 @@ struct kvm_file {
 int gmemfd_create(struct kvm_vm *vm, struct gk_create_guest_memfd *args);
 /* The file a fd names, or NULL; *@err is -EBADF for a closed fd. */
 struct kvm_file *gmemfd_lookup(int fd, int *err);
+/* Fd @fd is closed or replaced: forget what it named. */
+void gmemfd_forget_fd(int fd);
 int gmemfd_ioctl(struct kvm_file *f, unsigned long cmd, void *arg);
 int gmemfd_fallocate(struct kvm_file *f, int mode, off_t offset, off_t len);
 void gmemfd_closed(dev_t dev, ino_t ino);

@@ -11,6 +11,7 @@
 #include "layer.h"
 
 struct real real;
+pid_t layer_pid;
 __thread int layer_depth __attribute__((tls_model("initial-exec")));
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -26,8 +27,15 @@ static void *next(const char *name)
 	return fn;
 }
 
+static void forked(void)
+{
+	layer_pid = getpid();
+}
+
 static void resolve(void)
 {
+	layer_pid = getpid();
+	pthread_atfork(NULL, NULL, forked);
 	real.ioctl = next("ioctl");
 	real.mmap = next("mmap");
 	real.munmap = next("munmap");

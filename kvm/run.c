@@ -243,7 +243,7 @@ int vcpu_run(struct kvm_vcpu *v)
 	struct kvm_run *run = v->run;
 	bool private;
 
-	if (v->vm->owner != getpid())
+	if (v->vm->owner != layer_pid)
 		return fail(EIO);
 	for (;;) {
 		int ret, depth;

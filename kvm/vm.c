@@ -123,7 +123,7 @@ int kvm_create_vm(int kvmfd, unsigned long type)
 	}
 	vm->fd = fd;
 	vm->type = type;
-	vm->owner = getpid();
+	vm->owner = layer_pid;
 	vm->refs = 1;
 	vm->fd_open = true;
 	pthread_rwlock_init(&vm->lock, NULL);
@@ -161,7 +161,7 @@ void kvm_vm_put(struct kvm_vm *vm)
 	pthread_mutex_unlock(&layer_lock);
 	if (!last)
 		return;
-	if (vm->owner == getpid()) {
+	if (vm->owner == layer_pid) {
 		memslot_destroy_all(vm);
 		gmem_vm_destroy(vm->gvm);
 	}
@@ -291,7 +291,7 @@ int vm_ioctl(struct kvm_vm *vm, unsigned long cmd, void *arg, bool *handled)
 	int ret;
 
 	*handled = true;
-	if (vm->owner != getpid())
+	if (vm->owner != layer_pid)
 		return fail(EIO);	/* as KVM answers another process */
 	switch (cmd) {
 	case KVM_CHECK_EXTENSION:

@@ -321,6 +321,9 @@ static int usage(FILE *out)
 		"  7  scaling with file size (1 GiB..1 TiB) and map size (1..1M ranges)\n"
 		"  8  huge folios: 4 KiB conversion inside a 1 GiB folio (split and\n"
 		"     merge), first faults on a 1 GiB folio\n"
+		"  9  the KVM layer: a passed-through ioctl and a conversion through\n"
+		"     KVM_SET_MEMORY_ATTRIBUTES2 under gmem exec vs bare / gmem.h\n"
+		"     (skipped without /dev/kvm)\n"
 		"\n"
 		"options:\n"
 		"  --quick   3 runs, shorter loops, 100k ranges instead of 1M (~30 s)\n"
@@ -332,9 +335,9 @@ static int usage(FILE *out)
 int cmd_bench(int argc, char **argv)
 {
 	static void (*const cases[])(void) = {
-		case1, case2, case3, case4, case5, case6, case7, case8,
+		case1, case2, case3, case4, case5, case6, case7, case8, case9,
 	};
-	bool want[8] = { false };
+	bool want[9] = { false };
 	bool any = false;
 	struct utsname u;
 	uint64_t t0;
@@ -349,7 +352,9 @@ int cmd_bench(int argc, char **argv)
 			json = true;
 		} else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
 			return usage(stdout);
-		} else if (a[0] >= '1' && a[0] <= '8' && !a[1]) {
+		} else if (!strcmp(a, "--kvm-child") && i + 2 < argc) {
+			return bench_kvm_child(argv[i + 1], atol(argv[i + 2]));
+		} else if (a[0] >= '1' && a[0] <= '9' && !a[1]) {
 			want[a[0] - '1'] = true;
 			any = true;
 		} else {
@@ -371,7 +376,7 @@ int cmd_bench(int argc, char **argv)
 		table_header();
 	}
 	t0 = now_ns();
-	for (i = 0; i < 8; i++)
+	for (i = 0; i < 9; i++)
 		if (!any || want[i])
 			cases[i]();
 	if (!json)

@@ -92,7 +92,7 @@ double time_convert_pairs(int fd, uint64_t off, int iters, int *err);
 /* bench_convert.c: fault every page of [@gpa, @gpa + @len) with @flags. */
 int fault_all(int vm, uint64_t gpa, uint64_t len, unsigned int flags);
 
-/* The cases, in bench_convert.c, bench_fault.c and bench_folio.c. */
+/* The cases, in bench_convert.c, bench_fault.c, bench_folio.c, bench_kvm.c. */
 void case1(void);
 void case2(void);
 void case3(void);
@@ -101,5 +101,8 @@ void case5(void);
 void case6(void);
 void case7(void);
 void case8(void);
+void case9(void);
+/* bench_kvm.c: a measuring child of case 9. */
+int bench_kvm_child(const char *kind, long iters);
 
 #endif

@@ -1,0 +1,174 @@
+// SPDX-License-Identifier: MIT
+/*
+ * gmem bench case 9: the KVM layer's cost. Each measurement runs in a child
+ * process, bare or under gmem exec, the two interleaved run by run so the
+ * ratios compare the same moments of the machine:
+ *   9a  an ioctl the layer passes through (KVM_CHECK_EXTENSION of a
+ *       capability it does not own) under the layer vs bare
+ *   9b  a 4 KiB conversion pair of random pages of a 1 GiB file through
+ *       KVM_SET_MEMORY_ATTRIBUTES2 under the layer vs gmem_set_attributes
+ *       (gmem.h) on the same pages: the layer's added cost per conversion
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "../kvm/uapi.h"
+
+#define FILE_SIZE	GiB
+
+/* ------------------------------------------------------------ children */
+
+static double child_ioctl(long iters)
+{
+	int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC), vm;
+	uint64_t t0;
+
+	if (kvm < 0 || (vm = ioctl(kvm, KVM_CREATE_VM, 0)) < 0)
+		return -1;
+	t0 = now_ns();
+	for (long i = 0; i < iters; i++)
+		ioctl(vm, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
+	return (double)(now_ns() - t0) / (double)iters;
+}
+
+static double child_convert_kvm(long iters)
+{
+	struct gk_create_guest_memfd g = { .size = FILE_SIZE };
+	struct gk_memory_attributes2 a = { .size = PAGE };
+	int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC), vm, fd;
+	uint64_t seed = 42, t0;
+
+	if (kvm < 0 || (vm = ioctl(kvm, KVM_CREATE_VM, GK_X86_SW_PROTECTED_VM)) < 0 ||
+	    (fd = ioctl(vm, GK_CREATE_GUEST_MEMFD, &g)) < 0)
+		return -1;
+	t0 = now_ns();
+	for (long i = 0; i < iters; i++) {
+		a.offset = (rnd(&seed) % (FILE_SIZE / PAGE)) * PAGE;
+		a.attributes = 0;
+		if (ioctl(fd, GK_SET_MEMORY_ATTRIBUTES2, &a))
+			return -1;
+		a.attributes = GK_MEMORY_ATTRIBUTE_PRIVATE;
+		if (ioctl(fd, GK_SET_MEMORY_ATTRIBUTES2, &a))
+			return -1;
+	}
+	return (double)(now_ns() - t0) / (double)iters;
+}
+
+static double child_convert_gmem(long iters)
+{
+	struct env e;
+	uint64_t seed = 42, t0, err;
+	int fd;
+
+	if (env_open(&e, 0, "sw") || (fd = gmem_create(e.vm, FILE_SIZE, 0)) < 0)
+		return -1;
+	t0 = now_ns();
+	for (long i = 0; i < iters; i++) {
+		uint64_t off = (rnd(&seed) % (FILE_SIZE / PAGE)) * PAGE;
+
+		if (gmem_set_attributes(fd, off, PAGE, 0, 0, &err) ||
+		    gmem_set_attributes(fd, off, PAGE, GMEM_ATTR_PRIVATE, 0, &err))
+			return -1;
+	}
+	return (double)(now_ns() - t0) / (double)iters;
+}
+
+/* gmem bench --kvm-child KIND ITERS: print ns per operation. */
+int bench_kvm_child(const char *kind, long iters)
+{
+	double ns = !strcmp(kind, "ioctl") ? child_ioctl(iters) :
+		    !strcmp(kind, "convert-kvm") ? child_convert_kvm(iters) :
+		    !strcmp(kind, "convert-gmem") ? child_convert_gmem(iters) : -1;
+
+	printf("%.3f\n", ns);
+	return ns < 0;
+}
+
+/* ------------------------------------------------------------- parent */
+
+/* Run "gmem [exec --] bench --kvm-child KIND ITERS"; ns per op, or -1. */
+static double measure(bool layered, const char *kind, long iters)
+{
+	char n[32], out[64] = "";
+	int pipefd[2], st;
+	ssize_t got;
+	pid_t pid;
+
+	snprintf(n, sizeof(n), "%ld", iters);
+	if (pipe(pipefd))
+		return -1;
+	pid = fork();
+	if (pid == 0) {
+		dup2(pipefd[1], 1);
+		if (layered)
+			execl("/proc/self/exe", "gmem", "exec", "--", "/proc/self/exe",
+			      "bench", "--kvm-child", kind, n, (char *)NULL);
+		else
+			execl("/proc/self/exe", "gmem", "bench", "--kvm-child", kind, n,
+			      (char *)NULL);
+		_exit(127);
+	}
+	close(pipefd[1]);
+	got = read(pipefd[0], out, sizeof(out) - 1);
+	close(pipefd[0]);
+	waitpid(pid, &st, 0);
+	if (got <= 0 || !WIFEXITED(st) || WEXITSTATUS(st))
+		return -1;
+	return atof(out);
+}
+
+static void pair_row(const char *id, const char *name, const char *layered_kind,
+		     const char *base_kind, const char *base_name, long iters,
+		     const char *target, double limit)
+{
+	double m[MAX_RUNS], b[MAX_RUNS], ratio[MAX_RUNS];
+	struct row r = row_new(id, name, "ns");
+
+	for (int i = 0; i < nruns; i++) {
+		b[i] = measure(false, base_kind, iters);
+		m[i] = measure(true, layered_kind, iters);
+		if (m[i] < 0 || b[i] < 0) {
+			snprintf(r.skip, sizeof(r.skip), "a child failed (run gmem exec --probe)");
+			emit(&r);
+			return;
+		}
+		ratio[i] = m[i] / b[i];
+	}
+	r.m = summarize(m, nruns);
+	r.runs = nruns;
+	row_compare(&r, base_name, summarize(b, nruns), "layered / direct");
+	{
+		struct stat3 rs = summarize(ratio, nruns);
+
+		snprintf(r.note, sizeof(r.note), "per-run ratios %.2f..%.2f", rs.lo, rs.hi);
+	}
+	r.target = target;
+	r.met = limit > 0 ? (r.ratio <= limit ? MET_YES : MET_NO) : MET_NA;
+	emit(&r);
+}
+
+void case9(void)
+{
+	long iters = quick ? 20000 : 100000;
+
+	if (access("/dev/kvm", R_OK | W_OK)) {
+		struct row r = row_new("9", "the KVM layer", "");
+
+		snprintf(r.skip, sizeof(r.skip), "skipped: /dev/kvm is not usable here");
+		emit(&r);
+		return;
+	}
+	pair_row("9a", "KVM layer: a passed-through ioctl", "ioctl", "ioctl",
+		 "the same ioctl bare", iters, "-", 0);
+	pair_row("9b", "KVM layer: 4K conversion pair, 1 GiB file",
+		 "convert-kvm", "convert-gmem", "gmem_set_attributes pair",
+		 iters / 10, "-", 0);
+}

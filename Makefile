@@ -102,8 +102,10 @@ TSAN_TESTS := test_brlock test_threads test_stress test_vmm test_huge
 stress: all
 	GMEM_STRESS_SECONDS=60 $(O)/tests/test_stress
 
-install: $(O)/libgmem.a $(O)/libgmem.so $(O)/gmem
-	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
+install: $(O)/libgmem.a $(O)/libgmem.so $(O)/libgmem-kvm.so $(O)/gmem
+	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin \
+		$(DESTDIR)$(PREFIX)/lib/gmem
+	install -m 755 $(O)/libgmem-kvm.so $(DESTDIR)$(PREFIX)/lib/gmem/
 	install -m 644 include/gmem.h $(DESTDIR)$(PREFIX)/include/
 	install -m 644 $(O)/libgmem.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(O)/libgmem.so $(DESTDIR)$(PREFIX)/lib/libgmem.so.0

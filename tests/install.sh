@@ -14,4 +14,12 @@ cc -std=c11 -Wall -Wextra -Werror "$tmp/example.c" $(pkg-config --cflags --libs 
 "$tmp/example" | grep -q 'guest reads "hello"'
 bad=$(nm -D --defined-only "$tmp/prefix/lib/libgmem.so" | awk '$2 ~ /[TDBR]/ && $3 !~ /^gmem_/')
 [ -z "$bad" ] || { echo "unexpected exports: $bad"; exit 1; }
-echo "1 passed, 0 failed"
+# The KVM layer: found by the installed command, exporting only the C
+# library calls it takes over.
+layer=$tmp/prefix/lib/gmem/libgmem-kvm.so
+want="close dup2 dup3 fallocate fallocate64 ioctl madvise mmap mmap64 mremap munmap sigaction signal"
+got=$(nm -D --defined-only "$layer" | awk '$2 ~ /[TDBR]/ {print $3}' | sort | xargs)
+[ "$got" = "$want" ] || { echo "libgmem-kvm.so exports: $got"; exit 1; }
+out=$(env -u GMEM_KVM_LIB "$tmp/prefix/bin/gmem" exec -- sh -c 'echo "$LD_PRELOAD"')
+[ "$out" = "$layer" ] || { echo "gmem exec preloads '$out', not $layer"; exit 1; }
+echo "2 passed, 0 failed"

@@ -69,7 +69,8 @@ static int find_layer(char *path, size_t len)
 	snprintf(path, len, "%s/libgmem-kvm.so", self);
 	if (!access(path, R_OK))
 		return 0;
-	snprintf(path, len, "%s/../lib/gmem/libgmem-kvm.so", self);
+	*strrchr(self, '/') = 0;	/* the prefix: bin/.. */
+	snprintf(path, len, "%s/lib/gmem/libgmem-kvm.so", self);
 	return access(path, R_OK) ? -1 : 0;
 }
 

@@ -130,6 +130,11 @@ struct kvm_file *gmemfd_lookup(int fd, int *err)
 	return f;
 }
 
+bool gmemfd_any(void)
+{
+	return __atomic_load_n(&files, __ATOMIC_RELAXED) != NULL;
+}
+
 void gmemfd_forget_fd(int fd)
 {
 	if (fd >= 0 && fd < MAX_FDS)

@@ -104,7 +104,7 @@ EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off
 	layer_init();
 	if (layer_depth)
 		return real.mmap(addr, len, prot, flags, fd, off);
-	if (!(flags & MAP_ANONYMOUS) && fd >= 0)
+	if (!(flags & MAP_ANONYMOUS) && fd >= 0 && gmemfd_any())
 		f = gmemfd_lookup(fd, &err);
 	if (!f) {
 		if ((flags & MAP_FIXED) && len && hostmap_overlaps(addr, len))
@@ -174,7 +174,7 @@ EXPORT int fallocate(int fd, int mode, off_t offset, off_t len)
 	layer_init();
 	if (layer_depth)
 		return real.fallocate(fd, mode, offset, len);
-	f = gmemfd_lookup(fd, &err);
+	f = gmemfd_any() ? gmemfd_lookup(fd, &err) : NULL;
 	if (!f)
 		return real.fallocate(fd, mode, offset, len);
 	return enter(gmemfd_fallocate(f, mode, offset, len));
@@ -204,7 +204,7 @@ EXPORT int close(int fd)
 		enter((vm_closed(fd), 0));
 		return ret;
 	}
-	gmem = gmemfd_lookup(fd, &ret) && !fstat(fd, &st);
+	gmem = gmemfd_any() && gmemfd_lookup(fd, &ret) && !fstat(fd, &st);
 	gmemfd_forget_fd(fd);
 	ret = real.close(fd);
 	if (gmem && !ret)

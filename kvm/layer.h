@@ -16,8 +16,9 @@
  *                    kernel's). The placeholder's inode identifies it.
  *   struct kvm_vcpu  a vCPU fd and the layer's own view of its kvm_run.
  *
- * Locks, in order: layer_lock (the tables) -> vm->lock (memslots,
- * attributes, the real memslot layout) -> the engine's own locks. No lock is
+ * Locks, in order: maps_lock (hostmap.c, the host mappings) -> vm->lock
+ * (memslots, attributes, the real memslot layout) -> layer_lock (the
+ * tables; a leaf but for the engine) -> the engine's own locks. No lock is
  * held across a real KVM_RUN.
  */
 #ifndef GMEM_KVM_LAYER_H
@@ -148,6 +149,8 @@ struct kvm_file {
 int gmemfd_create(struct kvm_vm *vm, struct gk_create_guest_memfd *args);
 /* The file a fd names, or NULL; *@err is -EBADF for a closed fd. */
 struct kvm_file *gmemfd_lookup(int fd, int *err);
+/* Has the process any guest_memfd? (A cheap test before an fstat.) */
+bool gmemfd_any(void);
 /* Fd @fd is closed or replaced: forget what it named. */
 void gmemfd_forget_fd(int fd);
 int gmemfd_ioctl(struct kvm_file *f, unsigned long cmd, void *arg);

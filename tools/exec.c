@@ -64,12 +64,15 @@ static int find_layer(char *path, size_t len)
 	if (n <= 0)
 		return -1;
 	self[n] = 0;
-	slash = strrchr(self, '/');
+	if (!(slash = strrchr(self, '/')))
+		return -1;
 	*slash = 0;
 	snprintf(path, len, "%s/libgmem-kvm.so", self);
 	if (!access(path, R_OK))
 		return 0;
-	*strrchr(self, '/') = 0;	/* the prefix: bin/.. */
+	if (!(slash = strrchr(self, '/')))	/* the prefix: bin/.. */
+		return -1;
+	*slash = 0;
 	snprintf(path, len, "%s/lib/gmem/libgmem-kvm.so", self);
 	return access(path, R_OK) ? -1 : 0;
 }

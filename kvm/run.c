@@ -272,6 +272,7 @@ int vcpu_run(struct kvm_vcpu *v)
 		case KVM_EXIT_MMIO:
 			switch (handle_mmio(v, &private)) {
 			case RESUME:
+				check_vm(v->vm, "KVM_RUN");
 				continue;
 			case MEMORY_FAULT:
 				return memory_fault(v, run->mmio.phys_addr, private);

@@ -74,12 +74,14 @@ check: all
 	O=$(O) tests/run.sh $(TESTS_ONLY)
 
 # The main job: the arch contract checked on every backend, every scenario
-# in examples/, then a real KVM guest on gmem memory under every backend
+# in examples/, then a real KVM guest on gmem memory under every backend,
+# once through gmem.h and once through KVM's own UAPI under the KVM layer
 # (skipped, exit 77, where /dev/kvm is not usable).
-run: $(O)/gmem
+run: $(O)/gmem $(O)/libgmem-kvm.so
 	$(O)/gmem check
 	@$(MAKE) --no-print-directory examples
 	@$(O)/gmem vm --arch all --quiet; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 77 ]
+	@$(O)/gmem vm --kvm --arch all --quiet; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 77 ]
 
 # The benchmark suite (docs/PERFORMANCE.md); BENCH_ARGS=--quick for ~30 s.
 bench: $(O)/gmem

@@ -207,6 +207,31 @@ static struct hmap *record_at(uintptr_t a)
 }
 
 /*
+ * Is some page of [addr, addr + len) a private page of a gmem mapping (a
+ * fenced one)? The layer asks before it reads or writes host memory for the
+ * guest, where the kernel's access would fail rather than fault.
+ */
+bool hostmap_private(const void *addr, size_t len)
+{
+	uintptr_t a = (uintptr_t)addr & ~(PAGE - 1), b = (uintptr_t)addr + len;
+	bool private = false;
+
+	if (!hostmap_overlaps(addr, len))
+		return false;
+	pthread_mutex_lock(&maps_lock);
+	for (; a < b && !private; a += PAGE) {
+		struct hmap *m = record_at(a);
+		uint64_t attr = 0;
+
+		if (m && !gmem_get_attributes(m->f->gfd, m->off + (a - m->start),
+					      &attr, NULL))
+			private = attr & GMEM_ATTR_PRIVATE;
+	}
+	pthread_mutex_unlock(&maps_lock);
+	return private;
+}
+
+/*
  * madvise on a gmem mapping: MADV_COLLAPSE is refused as by the kernel (a
  * collapsed folio would map past a shared range); the guard advice is
  * refused because the fences are gmem's; MADV_REMOVE punches the file, as

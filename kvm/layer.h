@@ -195,6 +195,7 @@ int hostmap_mmap(struct kvm_file *f, void *addr, size_t len, int prot,
 /* munmap(2) of a range that may hold gmem mappings. */
 int hostmap_munmap(void *addr, size_t len);
 bool hostmap_overlaps(const void *addr, size_t len);
+bool hostmap_private(const void *addr, size_t len);
 int hostmap_madvise(void *addr, size_t len, int advice, bool *handled);
 void hostmap_install_sigbus(void);
 int hostmap_sigaction(int sig, const struct sigaction *act,
@@ -208,6 +209,7 @@ struct kvm_vcpu {
 	struct kvm_run *run;
 	size_t run_size;
 	bool pending_mmio;		/* a rewritten MMIO exit KVM still waits on */
+	unsigned int fetch_retries;	/* emulation failures on pages mapped already */
 	struct kvm_run saved;		/* its exit, as KVM gave it */
 };
 

@@ -124,7 +124,7 @@ static bool fault_private(struct kvm_vm *vm, struct user_slot *s, uint64_t gpa)
 	if (config.model == MODEL_PER_VM && !s->view_any)
 		return vm_is_private(vm, gpa);
 	gmem_get_attributes(s->file->gfd,
-			    s->r.guest_memfd_offset + (gpa - s->r.guest_phys_addr),
+			    s->r.guest_memfd_offset + ((gpa & ~(PAGE - 1)) - s->r.guest_phys_addr),
 			    &attr, NULL);
 	return attr & GMEM_ATTR_PRIVATE;
 }
@@ -180,11 +180,15 @@ static enum verdict guest_access(struct kvm_vcpu *v, uint64_t gpa, void *data,
 		uint8_t *hva = (uint8_t *)(uintptr_t)(s->r.userspace_addr +
 						       (gpa - s->r.guest_phys_addr));
 
-		/* The shared range was between real memslots for a moment. */
-		if (write)
-			memcpy(hva, data, len);
-		else
-			memcpy(data, hva, len);
+		/*
+		 * The shared range was between real memslots for a moment, or
+		 * its host memory cannot be reached: a private page of a
+		 * guest_memfd mapping, or no memory at all, fails the access
+		 * as the kernel's fault on the host address does (EFAULT).
+		 */
+		if (hostmap_private(hva, len) ||
+		    (write ? copy_out(hva, data, len) : copy_in(data, hva, len)))
+			return MEMORY_FAULT;
 	}
 	return RESUME;
 }
@@ -210,7 +214,7 @@ static enum verdict handle_fetch(struct kvm_vcpu *v)
 {
 	struct kvm_regs regs;
 	struct kvm_sregs sregs;
-	bool faulted = false;
+	bool faulted = false, mapped_already = false;
 
 	if (v->run->internal.suberror != KVM_INTERNAL_ERROR_EMULATION ||
 	    real.ioctl(v->fd, KVM_GET_REGS, &regs) ||
@@ -225,9 +229,13 @@ static enum verdict handle_fetch(struct kvm_vcpu *v)
 		if (real.ioctl(v->fd, KVM_TRANSLATE, &tr) || !tr.valid)
 			continue;
 		s = memslot_find(v->vm, tr.physical_address);
-		if (!s || !s->file || s->file_gone ||
-		    gmem_vm_stage2(v->vm->gvm, tr.physical_address, NULL, &mapped) == 1)
+		if (!s || !s->file || s->file_gone)
 			continue;
+		if (gmem_vm_stage2(v->vm->gvm, tr.physical_address, NULL, &mapped) == 1) {
+			/* Another vCPU may have faulted it in since KVM looked. */
+			mapped_already = true;
+			continue;
+		}
 		layer_depth++;
 		faulted |= !gmem_vm_fault(v->vm->gvm, tr.physical_address,
 					  fault_private(v->vm, s, tr.physical_address) ?
@@ -235,6 +243,10 @@ static enum verdict handle_fetch(struct kvm_vcpu *v)
 		layer_depth--;
 	}
 	pthread_rwlock_unlock(&v->vm->lock);
+	if (faulted)
+		v->fetch_retries = 0;
+	else if (mapped_already && v->fetch_retries++ < 1000)
+		return RESUME;
 	return faulted ? RESUME : TO_PROGRAM;
 }
 

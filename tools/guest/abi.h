@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * abi.h - what the gmem vm guest and its VMM (tools/vm.c) agree on: the
+ * abi.h - what the gmem vm guest and its VMM (tools/vm*.c) agree on: the
  * memory map, the boot registers and the hypercalls. Shared by both sides,
  * so plain C with no library types.
  *
@@ -9,7 +9,7 @@
  *   [0, VM_RAM_SIZE)                     private alias of guest RAM
  *   [VM_SHARED_BIT, +VM_RAM_SIZE)        shared alias of the same RAM
  * Both aliases name the same gmem pages; only the one matching a page's
- * attribute is mapped.
+ * attribute is mapped (but see VM_BOOT_SW_PROTECTED).
  *
  * Boot: eip = VM_IMAGE_GPA, esp = top of the vCPU's stack, and
  *   eax = VM_BOOT_MAGIC, ebx = vCPU index, ecx = number of vCPUs,
@@ -35,6 +35,13 @@
 
 #define VM_BOOT_MAGIC		0x676d656du	/* "gmem" */
 #define VM_BOOT_IMPLICIT	(1u << 0)	/* the VMM converts on a wrong-view access */
+/*
+ * The private alias is the guest_memfd memslot of a KVM_X86_SW_PROTECTED_VM
+ * (gmem vm --kvm): it maps each page as its attribute says, shared pages
+ * too, so an access through it never converts. The shared alias still
+ * refuses private pages (the VMM emulates it).
+ */
+#define VM_BOOT_SW_PROTECTED	(1u << 1)
 
 #define VM_ARCH_SW		0
 #define VM_ARCH_SNP		1

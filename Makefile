@@ -104,10 +104,20 @@ TSAN_TESTS := test_brlock test_threads test_stress test_vmm test_huge
 stress: all
 	GMEM_STRESS_SECONDS=60 $(O)/tests/test_stress
 
-install: $(O)/libgmem.a $(O)/libgmem.so $(O)/libgmem-kvm.so $(O)/gmem
+# Man pages: section 3 from the comments of include/gmem.h, section 1 from
+# each command's --help (tests/man.sh checks every exported call has one).
+man: $(O)/gmem include/gmem.h man/man3.awk man/man1.sh
+	@rm -rf $(O)/man && mkdir -p $(O)/man/man3
+	awk -v out=$(O)/man/man3 -v version=$(VERSION) -f man/man3.awk include/gmem.h
+	man/man1.sh $(O)/gmem $(O)/man/man1 $(VERSION)
+
+install: $(O)/libgmem.a $(O)/libgmem.so $(O)/libgmem-kvm.so $(O)/gmem man
 	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin \
 		$(DESTDIR)$(PREFIX)/lib/gmem
 	install -m 755 $(O)/libgmem-kvm.so $(DESTDIR)$(PREFIX)/lib/gmem/
+	install -d $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man3
+	install -m 644 $(O)/man/man1/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 644 $(O)/man/man3/*.3 $(DESTDIR)$(PREFIX)/share/man/man3/
 	install -m 644 include/gmem.h $(DESTDIR)$(PREFIX)/include/
 	install -m 644 $(O)/libgmem.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(O)/libgmem.so $(DESTDIR)$(PREFIX)/lib/libgmem.so.0
@@ -143,4 +153,4 @@ fuzz:
 clean:
 	rm -rf build build-asan build-tsan build-clang build-fuzz
 
-.PHONY: all run bench check test check-asan check-tsan stress install clean examples fuzz
+.PHONY: all run bench check test check-asan check-tsan stress install clean examples fuzz man

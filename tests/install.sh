@@ -22,4 +22,19 @@ got=$(nm -D --defined-only "$layer" | awk '$2 ~ /[TDBR]/ {print $3}' | sort | xa
 [ "$got" = "$want" ] || { echo "libgmem-kvm.so exports: $got"; exit 1; }
 out=$(env -u GMEM_KVM_LIB "$tmp/prefix/bin/gmem" exec -- sh -c 'echo "$LD_PRELOAD"')
 [ "$out" = "$layer" ] || { echo "gmem exec preloads '$out', not $layer"; exit 1; }
-echo "2 passed, 0 failed"
+# Man pages: one per exported call (section 3), one per command (section 1).
+missing=
+for sym in $(nm -D --defined-only "$tmp/prefix/lib/libgmem.so" | awk '$3 ~ /^gmem_/ {sub(/@.*/, "", $3); print $3}'); do
+	[ -s "$tmp/prefix/share/man/man3/$sym.3" ] || missing="$missing $sym"
+done
+[ -z "$missing" ] || { echo "exported calls without a man page:$missing"; exit 1; }
+for cmd in gmem gmem-exec gmem-vm gmem-check gmem-bench gmem-run; do
+	[ -s "$tmp/prefix/share/man/man1/$cmd.1" ] || { echo "no man page for $cmd"; exit 1; }
+done
+if command -v groff >/dev/null; then
+	for page in "$tmp"/prefix/share/man/man*/*.[13]; do
+		warn=$(groff -man -Tutf8 -ww -z "$page" 2>&1)
+		[ -z "$warn" ] || { echo "$page: $warn"; exit 1; }
+	done
+fi
+echo "3 passed, 0 failed"

@@ -23,8 +23,8 @@ static int usage(FILE *out)
 		"  run      replay a scenario file (gmem run --help)\n"
 		"  vm       boot a KVM guest on gmem memory and let it check its\n"
 		"           arch's conversions (gmem vm --help)\n"
-		"  exec     run a program that speaks KVM on gmem: guest_memfd with\n"
-		"           in-place conversion on any KVM host (gmem exec --help)\n");
+		"  exec     run a program that speaks KVM on gmem, any KVM host\n"
+		"           (gmem exec --help)\n");
 	return out == stdout ? 0 : 2;
 }
 

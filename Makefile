@@ -66,7 +66,7 @@ $(O)/tools/guest/image.o: tools/guest/image.S $(O)/guest/guest.bin
 	$(CC) -c -DGUEST_BIN='"$(O)/guest/guest.bin"' -o $@ $<
 
 # Tests link the archive: white-box tests may reach internal symbols.
-$(O)/tests/%: tests/%.c $(HARNESS) tests/harness.h $(O)/libgmem.a
+$(O)/tests/%: tests/%.c $(HARNESS) tests/harness.h tests/kvm_util_min.h $(O)/libgmem.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Isrc -o $@ $< $(HARNESS) $(O)/libgmem.a $(LDFLAGS)
 
@@ -99,7 +99,7 @@ check-asan:
 check-tsan:
 	$(MAKE) O=build-tsan SAN="-fsanitize=thread" TESTS_ONLY="$(TSAN_TESTS)" check
 
-TSAN_TESTS := test_brlock test_threads test_stress test_vmm test_huge
+TSAN_TESTS := test_brlock test_threads test_stress test_vmm test_huge test_kvm_layer test_kvm_files test_kvm_guest
 
 stress: all
 	GMEM_STRESS_SECONDS=60 $(O)/tests/test_stress

@@ -41,7 +41,32 @@ static int copy(void *dst, const void *src, size_t len)
 		return -EFAULT;
 	}
 	copy_recovery = &here;
-	memcpy(dst, src, len);
+	/*
+	 * An aligned access of 1, 2, 4 or 8 bytes is one access, as the
+	 * guest's own load or store would be: guest memory the layer reads
+	 * or writes for a vCPU (run.c) may be written by the program at the
+	 * same time, and must neither tear nor be a data race.
+	 */
+	switch (len && !(((uintptr_t)dst | (uintptr_t)src) % len) ? len : 0) {
+	case 1:
+		__atomic_store_n((uint8_t *)dst, __atomic_load_n((const uint8_t *)src,
+				 __ATOMIC_RELAXED), __ATOMIC_RELAXED);
+		break;
+	case 2:
+		__atomic_store_n((uint16_t *)dst, __atomic_load_n((const uint16_t *)src,
+				 __ATOMIC_RELAXED), __ATOMIC_RELAXED);
+		break;
+	case 4:
+		__atomic_store_n((uint32_t *)dst, __atomic_load_n((const uint32_t *)src,
+				 __ATOMIC_RELAXED), __ATOMIC_RELAXED);
+		break;
+	case 8:
+		__atomic_store_n((uint64_t *)dst, __atomic_load_n((const uint64_t *)src,
+				 __ATOMIC_RELAXED), __ATOMIC_RELAXED);
+		break;
+	default:
+		memcpy(dst, src, len);
+	}
 	copy_recovery = NULL;
 	return 0;
 }
@@ -200,9 +225,11 @@ int gmemfd_fallocate(struct kvm_file *f, int mode, off_t offset, off_t len)
 
 	if (f->vm->owner != layer_pid)
 		return fail(EIO);
+	off_t end;
+
 	if (offset < 0 || len <= 0)
 		ret = -EINVAL;
-	else if (offset + len < offset)
+	else if (__builtin_add_overflow(offset, len, &end))
 		ret = -EFBIG;
 	else
 		ret = gmem_fallocate(f->gfd, mode, (uint64_t)offset, (uint64_t)len);

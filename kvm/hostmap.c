@@ -137,6 +137,21 @@ int hostmap_munmap(void *addr, size_t len)
 	return ret;
 }
 
+/* An empty memfd: a shared mapping of it raises SIGBUS on every access. */
+static int eof_fd = -1;
+static pthread_once_t eof_once = PTHREAD_ONCE_INIT;
+
+static void eof_make(void)
+{
+	eof_fd = memfd_create("gmem-kvm-past-eof", MFD_CLOEXEC);
+}
+
+static int past_eof_fd(void)
+{
+	pthread_once(&eof_once, eof_make);
+	return eof_fd;
+}
+
 int hostmap_mmap(struct kvm_file *f, void *addr, size_t len, int prot,
 		 int flags, off_t off, void **out)
 {
@@ -171,6 +186,15 @@ int hostmap_mmap(struct kvm_file *f, void *addr, size_t len, int prot,
 		if (hostmap_overlaps(addr, len))
 			hostmap_munmap(addr, len);
 		gflags |= MAP_FIXED;
+	}
+	if ((uint64_t)off >= f->size) {
+		/* Wholly past the end: every access raises SIGBUS, nothing to fence. */
+		va = real.mmap(addr, len, prot, (flags & MAP_FIXED) | MAP_SHARED,
+			       past_eof_fd(), 0);
+		if (va == MAP_FAILED)
+			return -errno;
+		*out = va;
+		return 0;
 	}
 	pthread_mutex_lock(&maps_lock);
 	layer_depth++;
@@ -301,8 +325,15 @@ static void on_segv(int sig, siginfo_t *si, void *ucv)
 {
 	struct sigaction act;
 
-	if (copy_recovery)	/* a bad pointer handed to an emulated ioctl */
+	if (copy_recovery) {	/* a bad pointer handed to an emulated ioctl */
+		sigset_t segv;
+
+		/* Some runtimes (TSan) block the signal in their own wrapper. */
+		sigemptyset(&segv);
+		sigaddset(&segv, SIGSEGV);
+		pthread_sigmask(SIG_UNBLOCK, &segv, NULL);
 		siglongjmp(*(sigjmp_buf *)copy_recovery, 1);
+	}
 	if (si->si_code == SEGV_MAPERR && hostmap_overlaps(si->si_addr, 1)) {
 		raise_sigbus(si->si_addr, ucv);
 		return;		/* SIGBUS is delivered on the way back */

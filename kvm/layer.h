@@ -105,6 +105,7 @@ struct kvm_vm {
 	size_t nattrs;
 	uint8_t *real_ids;		/* real memslot ids in use (bitmap) */
 	int64_t violations_seen;
+	_Atomic uint64_t layout_gen;	/* bumped when a real memslot goes */
 	int refs;			/* the fd, and each file made on it */
 	bool fd_open;
 	struct kvm_vm *next;
@@ -210,6 +211,7 @@ struct kvm_vcpu {
 	size_t run_size;
 	bool pending_mmio;		/* a rewritten MMIO exit KVM still waits on */
 	unsigned int fetch_retries;	/* emulation failures on pages mapped already */
+	uint64_t fetch_gen;		/* vm->layout_gen at the last of them */
 	struct kvm_run saved;		/* its exit, as KVM gave it */
 };
 

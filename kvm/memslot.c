@@ -120,6 +120,7 @@ static bool split_by_attributes(const struct user_slot *s)
 
 static void runs_clear(struct kvm_vm *vm, struct user_slot *s)
 {
+	vm->layout_gen++;
 	for (size_t i = 0; i < s->nruns; i++) {
 		real_set(vm, s->runs[i].id, 0, s->runs[i].gpa, 0, 0);
 		id_free(vm, s->runs[i].id);
@@ -154,39 +155,98 @@ static int run_add(struct kvm_vm *vm, struct user_slot *s, uint64_t gpa,
 	return 0;
 }
 
-/* Lay the slot's real memslots out anew from its kind and the attributes. */
+struct want {
+	uint64_t gpa, end, hva;
+};
+
+/*
+ * The real memslots the slot should have, from its kind and the per-VM
+ * attributes (the sorted private runs): @w holds at least 2 * nattrs + 2.
+ */
+static size_t slot_layout(struct kvm_vm *vm, const struct user_slot *s,
+			  struct want *w)
+{
+	uint64_t gpa = s->r.guest_phys_addr, end = gpa + s->r.memory_size, at = gpa;
+	uint64_t view = (uint64_t)(uintptr_t)s->view;
+	bool serve_private = s->file && !s->file_gone;
+	size_t n = 0;
+
+	if (!split_by_attributes(s)) {
+		if (!s->file)
+			w[n++] = (struct want){ gpa, end, s->r.userspace_addr };
+		else if (serve_private)
+			w[n++] = (struct want){ gpa, end, view };
+		return n;	/* a file gone: every access exits */
+	}
+	for (size_t i = 0; i < vm->nattrs && at < end; i++) {
+		uint64_t ps = MAX(vm->attrs[i].start, gpa), pe = MIN(vm->attrs[i].end, end);
+
+		if (pe <= at)
+			continue;
+		if (ps >= end)
+			break;
+		if (ps > at)
+			w[n++] = (struct want){ at, ps, s->r.userspace_addr + (at - gpa) };
+		if (serve_private)
+			w[n++] = (struct want){ ps, pe, view + (ps - gpa) };
+		at = pe;
+	}
+	if (at < end)
+		w[n++] = (struct want){ at, end, s->r.userspace_addr + (at - gpa) };
+	return n;
+}
+
+/*
+ * Lay the slot's real memslots out from its kind and the attributes. Runs
+ * that stay as they are are kept: KVM cannot change memslots atomically,
+ * so only the ranges that change have a moment without one.
+ */
 static int slot_apply(struct kvm_vm *vm, struct user_slot *s)
 {
-	uint64_t gpa = s->r.guest_phys_addr, end = gpa + s->r.memory_size;
+	struct want *w = malloc((2 * vm->nattrs + 2) * sizeof(*w));
+	bool *used;
+	size_t n, kept = 0;
 	int ret = 0;
 
-	runs_clear(vm, s);
-	if (s->file && s->file_gone)
-		return 0;	/* every access now exits: the file is gone */
-	if (!split_by_attributes(s)) {
-		uint64_t hva = s->view ? (uint64_t)(uintptr_t)s->view : s->r.userspace_addr;
-
-		return run_add(vm, s, gpa, end, hva);
+	if (!w)
+		return -ENOMEM;
+	n = slot_layout(vm, s, w);
+	used = calloc(n + 1, sizeof(*used));
+	if (!used) {
+		free(w);
+		return -ENOMEM;
 	}
-	for (uint64_t at = gpa; at < end && !ret;) {
-		bool private = vm_is_private(vm, at);
-		uint64_t next = at + PAGE, off = at - gpa;
+	for (size_t i = 0; i < s->nruns; i++) {
+		struct real_run *r = &s->runs[i];
+		size_t j;
 
-		while (next < end && vm_is_private(vm, next) == private)
-			next += PAGE;
-		if (!private)
-			ret = run_add(vm, s, at, next, s->r.userspace_addr + off);
-		else if (s->file)
-			ret = run_add(vm, s, at, next, (uint64_t)(uintptr_t)s->view + off);
-		at = next;
+		for (j = 0; j < n; j++)
+			if (!used[j] && w[j].gpa == r->gpa && w[j].end == r->gpa + r->size &&
+			    w[j].hva == r->hva)
+				break;
+		if (j < n) {
+			used[j] = true;
+			s->runs[kept++] = *r;
+		} else {
+			real_set(vm, r->id, 0, r->gpa, 0, 0);
+			id_free(vm, r->id);
+			vm->layout_gen++;
+		}
 	}
+	s->nruns = kept;
+	for (size_t j = 0; j < n && !ret; j++)
+		if (!used[j])
+			ret = run_add(vm, s, w[j].gpa, w[j].end, w[j].hva);
+	free(used);
+	free(w);
 	return ret;
 }
 
 /*
- * Per-VM attributes of [start, end) changed. Split slots are laid out
- * again; a slot served whole from its file (a MMAP guest_memfd) converts the
- * file's pages, so the fault kind, the host mappings and the arch follow.
+ * Per-VM attributes of [start, end) changed: slots split by them are laid
+ * out again. A slot served whole from its file (a MMAP guest_memfd) is left
+ * alone: there, as in the kernel, the file alone says what the host may map,
+ * and the guest's faults take each page as the file has it.
  */
 int memslot_relayout(struct kvm_vm *vm, uint64_t start, uint64_t end)
 {
@@ -197,16 +257,8 @@ int memslot_relayout(struct kvm_vm *vm, uint64_t start, uint64_t end)
 
 		if (slot_as(s->r.slot) || end <= gpa || send <= start)
 			continue;
-		if (split_by_attributes(s)) {
+		if (split_by_attributes(s))
 			ret = slot_apply(vm, s);
-		} else if (s->file && !s->file_gone) {
-			uint64_t a = MAX(start, gpa), b = MIN(end, send), erroff;
-
-			ret = gmem_set_attributes(s->file->gfd,
-						  s->r.guest_memfd_offset + (a - gpa), b - a,
-						  vm_is_private(vm, a) ? GMEM_ATTR_PRIVATE : 0,
-						  0, &erroff);
-		}
 	}
 	return ret;
 }
@@ -396,8 +448,10 @@ void memslot_destroy_all(struct kvm_vm *vm)
 
 /*
  * The file's last fd and last mapping are gone: as the kernel clears the
- * slot's file, the slot keeps its gpa range but loses its real memslots, so
- * every guest access there exits and becomes a memory fault (-EFAULT).
+ * slot's file, the slot keeps its gpa range but loses what the file served,
+ * so a guest access there exits and becomes a memory fault (-EFAULT). Under
+ * per-VM attributes a split slot keeps serving its shared runs from
+ * userspace_addr, as the kernel does.
  */
 void memslot_file_released(struct kvm_file *f)
 {
@@ -406,8 +460,8 @@ void memslot_file_released(struct kvm_file *f)
 	pthread_rwlock_wrlock(&vm->lock);
 	for (struct user_slot *s = vm->slots; s; s = s->next)
 		if (s->file == f && !s->file_gone) {
-			runs_clear(vm, s);
 			s->file_gone = true;
+			slot_apply(vm, s);
 		}
 	pthread_rwlock_unlock(&vm->lock);
 }

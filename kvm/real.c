@@ -14,7 +14,7 @@ struct real real;
 pid_t layer_pid;
 __thread int layer_depth __attribute__((tls_model("initial-exec")));
 
-static pthread_once_t once = PTHREAD_ONCE_INIT;
+static pthread_once_t once = PTHREAD_ONCE_INIT, configured = PTHREAD_ONCE_INIT;
 
 static void *next(const char *name)
 {
@@ -44,6 +44,10 @@ static void resolve(void)
 	real.fallocate = next("fallocate");
 	real.close = next("close");
 	real.sigaction = next("sigaction");
+}
+
+static void configure(void)
+{
 	config_load();
 	hostmap_install_sigbus();
 }
@@ -51,7 +55,13 @@ static void resolve(void)
 /* Every wrapper calls this first; it is cheap once done. */
 void layer_init(void)
 {
+	extern char **environ;
+
 	pthread_once(&once, resolve);
+	/* A sanitizer's start-up calls mmap before the C library has set
+	 * environ: the options are read on the first call after that. */
+	if (environ)
+		pthread_once(&configured, configure);
 }
 
 __attribute__((constructor)) static void layer_start(void)

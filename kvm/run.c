@@ -149,9 +149,9 @@ static enum verdict guest_access(struct kvm_vcpu *v, uint64_t gpa, void *data,
 		return TO_PROGRAM;	/* a write to read-only memory is MMIO */
 	if (gpa + len > s->r.guest_phys_addr + s->r.memory_size)
 		return TO_PROGRAM;
-	if (s->file && s->file_gone)
+	if (s->file && s->file_gone && (per_vm_private || s->view_any))
 		return MEMORY_FAULT;
-	if (s->file && (s->view_any || per_vm_private)) {
+	if (s->file && !s->file_gone && (s->view_any || per_vm_private)) {
 		for (int tries = 0; tries < 16; tries++) {
 			bool private = fault_private(vm, s, gpa);
 			struct gmem_exit exit;
@@ -206,15 +206,20 @@ static enum verdict handle_mmio(struct kvm_vcpu *v, bool *private)
 }
 
 /*
- * An emulation failure: if the instruction's page is guest_memfd memory
- * that gmem's stage-2 does not map, fault it in (KVM_TRANSLATE gives the
- * gpa of the guest's rip) and resume.
+ * An emulation failure: KVM could not fetch the instruction. If its page is
+ * guest_memfd memory that gmem's stage-2 does not map, fault it in
+ * (KVM_TRANSLATE gives the gpa of the guest's rip) and resume. If the page
+ * is RAM of a memslot that is mapped already (another vCPU faulted it in,
+ * or the real memslots were being laid out again for a per-VM conversion:
+ * KVM has no atomic replacement of one memslot by several), resume too, up
+ * to 1000 times in a row with no memslot change between: only a failure
+ * that stays is the program's.
  */
 static enum verdict handle_fetch(struct kvm_vcpu *v)
 {
 	struct kvm_regs regs;
 	struct kvm_sregs sregs;
-	bool faulted = false, mapped_already = false;
+	bool faulted = false, ram = false;
 
 	if (v->run->internal.suberror != KVM_INTERNAL_ERROR_EMULATION ||
 	    real.ioctl(v->fd, KVM_GET_REGS, &regs) ||
@@ -223,31 +228,40 @@ static enum verdict handle_fetch(struct kvm_vcpu *v)
 	pthread_rwlock_rdlock(&v->vm->lock);
 	for (uint64_t at = 0; at < 16; at += 15) {
 		struct kvm_translation tr = { .linear_address = sregs.cs.base + regs.rip + at };
+		uint64_t gpa;
 		struct user_slot *s;
+		bool private;
 		int mapped = 0;
 
 		if (real.ioctl(v->fd, KVM_TRANSLATE, &tr) || !tr.valid)
 			continue;
-		s = memslot_find(v->vm, tr.physical_address);
-		if (!s || !s->file || s->file_gone)
+		gpa = tr.physical_address;
+		if (!(s = memslot_find(v->vm, gpa)))
 			continue;
-		if (gmem_vm_stage2(v->vm->gvm, tr.physical_address, NULL, &mapped) == 1) {
-			/* Another vCPU may have faulted it in since KVM looked. */
-			mapped_already = true;
+		ram = true;
+		if (!s->file || s->file_gone)
 			continue;
-		}
+		private = fault_private(v->vm, s, gpa);
+		if (!s->view_any && !private)
+			continue;	/* served from userspace_addr */
+		if (gmem_vm_stage2(v->vm->gvm, gpa, NULL, &mapped) == 1)
+			continue;
 		layer_depth++;
-		faulted |= !gmem_vm_fault(v->vm->gvm, tr.physical_address,
-					  fault_private(v->vm, s, tr.physical_address) ?
-					  GMEM_FAULT_PRIVATE : 0, NULL, NULL);
+		faulted |= !gmem_vm_fault(v->vm->gvm, gpa,
+					  private ? GMEM_FAULT_PRIVATE : 0, NULL, NULL);
 		layer_depth--;
 	}
 	pthread_rwlock_unlock(&v->vm->lock);
-	if (faulted)
+	if (faulted) {
 		v->fetch_retries = 0;
-	else if (mapped_already && v->fetch_retries++ < 1000)
 		return RESUME;
-	return faulted ? RESUME : TO_PROGRAM;
+	}
+	/* A memslot went since the last failure: that one is explained. */
+	if (v->fetch_gen != v->vm->layout_gen) {
+		v->fetch_gen = v->vm->layout_gen;
+		v->fetch_retries = 0;
+	}
+	return ram && v->fetch_retries++ < 1000 ? RESUME : TO_PROGRAM;
 }
 
 int vcpu_run(struct kvm_vcpu *v)
@@ -266,12 +280,16 @@ int vcpu_run(struct kvm_vcpu *v)
 
 			run->exit_reason = KVM_EXIT_MMIO;
 			run->mmio = v->saved.mmio;
-			if (handle_mmio(v, &private) == MEMORY_FAULT) {
-				v->pending_mmio = false;
+			v->pending_mmio = false;
+			switch (handle_mmio(v, &private)) {
+			case MEMORY_FAULT:
 				return memory_fault(v, run->mmio.phys_addr, private);
+			case TO_PROGRAM:	/* now plain MMIO: the program's */
+				return 0;
+			case RESUME:
+				break;
 			}
 			(void)reason;
-			v->pending_mmio = false;
 		}
 		/* The guest runs without the layer's depth: see interpose.c. */
 		depth = layer_depth;
@@ -284,6 +302,7 @@ int vcpu_run(struct kvm_vcpu *v)
 		case KVM_EXIT_MMIO:
 			switch (handle_mmio(v, &private)) {
 			case RESUME:
+				v->fetch_retries = 0;
 				check_vm(v->vm, "KVM_RUN");
 				continue;
 			case MEMORY_FAULT:
@@ -297,6 +316,7 @@ int vcpu_run(struct kvm_vcpu *v)
 				continue;
 			return ret;
 		default:
+			v->fetch_retries = 0;
 			return ret;
 		}
 	}

@@ -518,7 +518,6 @@ KTEST(per_vm_attributes_leave_host_mapping_alone, "")
 {
 	int kvm, vm, fd;
 	uint8_t *m;
-	int sig;
 
 	KT_ONLY(kt_per_vm());
 	kvm = kt_kvm();
@@ -530,7 +529,6 @@ KTEST(per_vm_attributes_leave_host_mapping_alone, "")
 	ASSERT_EQ(kt_attr(vm, 0, 2 * PG, PRIV), 0);
 	ASSERT_SIGBUS_AT(m + PG, false);
 	ASSERT_EQ(kt_attr(vm, 0, 2 * PG, 0), 0);
-	sig = kt_read_sig(m + 8);
 	ASSERT_SIGBUS_AT(m + 8, false);
 	ASSERT_EQ(munmap(m, 2 * PG), 0);
 	close(fd);

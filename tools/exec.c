@@ -145,7 +145,8 @@ static int probe_here(struct probe *p)
 	struct gk_memory_attributes2 a2 = { .size = 4096,
 					    .attributes = GK_MEMORY_ATTRIBUTE_PRIVATE };
 	struct gk_userspace_memory_region2 r = { .slot = 0, .flags = GK_MEM_GUEST_MEMFD,
-						 .memory_size = 1 << 21 };
+						 .memory_size = 1 << 20,
+						 .guest_memfd_offset = INT64_MAX & ~4095ULL };
 	char *m;
 
 	if (kvm < 0)
@@ -173,7 +174,7 @@ static int probe_here(struct probe *p)
 	m = fd < 0 ? MAP_FAILED : mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	snprintf(p[n++].value, 64, "%s", m == MAP_FAILED ? "no mapping" :
 		 touch(m) == SIGBUS ? "SIGBUS" : touch(m) == SIGSEGV ? "SIGSEGV" : "allowed");
-	p[n].name = "bind past the end of the file";
+	p[n].name = "bind at offset 2^63-4096";
 	r.guest_memfd = (uint32_t)fd;
 	snprintf(p[n++].value, 64, "%s", fd < 0 ? "-" :
 		 ioctl(swvm >= 0 ? swvm : vm, GK_SET_USER_MEMORY_REGION2, &r) ?

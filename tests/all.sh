@@ -14,7 +14,7 @@ run() {	# run NAME COMMAND...: a step whose output ends in a runner line
 	echo "== $name"
 	out=$("$@" 2>&1); local rc=$?
 	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' <<<"$out" | tail -n 1)
-	grep -vE '^(cc|clang|gcc|ar|make)|^\s+-o |^\s*$' <<<"$out" | grep -E '^(FAIL|pass |failed:|#|not ok|==|.*error|.*warning|.*ERROR|.*WARNING)' | head -200
+	grep -vE '^(cc|clang|gcc|ar|make)|^\s+-o |^\s*$' <<<"$out" | grep -E '^(FAIL|pass |failed:|#|not ok|==|.*error|.*warning|.*ERROR|.*WARNING|.* bare=|test  )' | head -200
 	if [ -n "$line" ]; then
 		set -- $line
 		pass=$((pass + $1)); fail=$((fail + $3)); skip=$((skip + ${5:-0}))

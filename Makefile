@@ -99,7 +99,7 @@ check-asan:
 check-tsan:
 	$(MAKE) O=build-tsan SAN="-fsanitize=thread" TESTS_ONLY="$(TSAN_TESTS)" check
 
-TSAN_TESTS := test_brlock test_threads test_stress test_vmm test_huge test_kvm_layer test_kvm_files test_kvm_guest
+TSAN_TESTS := test_brlock test_threads test_stress test_vmm test_huge test_kvm_layer test_kvm_files test_kvm_guest test_fork test_security test_errno
 
 stress: all
 	GMEM_STRESS_SECONDS=60 $(O)/tests/test_stress

@@ -10,10 +10,13 @@
  *          pool, an attribute map (private or shared per page), host mappings.
  *
  * Handles are small non-negative integers, like file descriptors. A closed
- * handle fails with -EBADF; a handle of the wrong kind with -EINVAL.
+ * handle fails with -EBADF; a handle of the wrong kind with -EINVAL; a handle
+ * another process created (see "Processes") with -EIO.
  *
  * Every call returns 0 (or a handle, or a count) on success and a negative
- * errno on failure; errno is not touched. A failed call changes nothing.
+ * errno on failure. errno is left as the caller set it, on success and on
+ * failure alike: the system calls gmem makes underneath never show through
+ * it. A failed call changes nothing.
  * gmem_last_error() gives a one-line reason for the calling thread's last
  * failure.
  *
@@ -21,6 +24,32 @@
  * Guest faults (gmem_vm_fault, gmem_vm_access) run in parallel with each other;
  * conversion, hole punch, bind and unbind of a file exclude faults on that file
  * only, never on other files or VMs.
+ *
+ * Processes: a handle belongs to the process that created it. In a child made
+ * by fork() every call on an inherited handle fails with -EIO (as KVM answers
+ * the VM ioctls of another process), before anything else is checked but the
+ * handle being open; the child may create pools, VMs and files of its own.
+ * The child keeps the host mappings it inherited, as the kernel's: see
+ * gmem_mmap. (A child made by a raw clone() system call, without the
+ * pthread_atfork handlers, is not told apart and is not reached:
+ * docs/security.md.)
+ *
+ * Signals (docs/design.md, "Host mappings"):
+ *   SIGSEGV  the first gmem_mmap installs a handler (SA_SIGINFO | SA_ONSTACK |
+ *            SA_NODEFER) that turns a fault on a private page of a host
+ *            mapping into SIGBUS and passes every other SIGSEGV to the action
+ *            installed before it, called as the kernel would call it. A
+ *            program that installs its own SIGSEGV handler after its first
+ *            gmem_mmap must chain to the one it replaces (sigaction's old
+ *            action), as with any runtime that handles SIGSEGV; if it does
+ *            not, private pages fault with SIGSEGV in its handler.
+ *   SIGURG   in a fork child that inherited host mappings, gmem handles
+ *            SIGURG: the parent's conversions reach the child's mappings with
+ *            it (si_code SI_QUEUE, gmem's value). Other SIGURGs go to the
+ *            program's handler. The child must not block SIGURG for long nor
+ *            replace the handler without chaining, or the parent's
+ *            conversions to private fail with -EAGAIN; and, as with any
+ *            signal, poll(2), nanosleep(2) and the like may return EINTR.
  */
 #ifndef GMEM_H
 #define GMEM_H
@@ -63,9 +92,11 @@ int gmem_pool_destroy(int pool);
 
 /*
  * gmem_pool_frame - direct-map address of frame @pfn (4 KiB), or NULL if the
- * pool handle is bad or @pfn is outside it. Reading or writing through it is
- * what the host kernel's direct map allows: everything, including private
- * frames. Use it to inspect, never to bypass a mapping in production code.
+ * pool handle is bad (or another process's) or @pfn is outside it. Reading or
+ * writing through it is what the host kernel's direct map allows:
+ * everything, including private frames. Use it to inspect, never to bypass a
+ * mapping in production code. The direct map is not inherited by fork
+ * children (MADV_DONTFORK) and left out of core dumps (MADV_DONTDUMP).
  */
 void *gmem_pool_frame(int pool, uint64_t pfn);
 
@@ -110,11 +141,25 @@ int gmem_pool_stats(int pool, struct gmem_pool_stats *st);
  *       and on private->shared conversion alike, with no reason given.
  *   GMEM_VM_CHECK  after every call on the VM or its files, verify the
  *       invariants (docs/arch.md) and the arch's own rules; read what broke
- *       with gmem_vm_violations(). Meant for single-threaded workloads.
+ *       with gmem_vm_violations(). Invariant 1 (no host mapping reaches a
+ *       private frame) is read from the kernel's page tables, not from
+ *       gmem's records: every mapping of the pool in the process
+ *       (/proc/self/maps) but the direct map and the VM's stage-2 views,
+ *       and for each private frame its page-table entry (/proc/self/pagemap:
+ *       present, or without a guard, is a violation naming the address, the
+ *       frame and the mapping); and each gmem mapping must still be where
+ *       gmem put it. So mremap, munmap(2), MADV_GUARD_REMOVE and a second
+ *       mmap of the pool memfd are reported (docs/security.md). Meant for
+ *       single-threaded workloads.
  * Returns a VM handle.
  *
+ * A pool models one machine: the first VM created on it fixes its arch for
+ * the pool's lifetime, even after that VM is gone. A call that fails leaves
+ * the pool as it was, so a pool on which no VM was ever created accepts any
+ * arch.
+ *
  * Errors: -EBADF/-EINVAL bad pool; -EINVAL unknown flag; -ENOENT unknown
- *         arch; -ENOMEM; -EMFILE.
+ *         arch; -EINVAL the pool runs VMs of another arch; -ENOMEM; -EMFILE.
  */
 int gmem_vm_create(int pool, const char *arch, uint64_t flags);
 
@@ -129,8 +174,9 @@ int gmem_vm_create(int pool, const char *arch, uint64_t flags);
  * Returns the number of pages populated; stops at the first page that fails
  * and returns its error if it was the first. Errors: -EBADF/-EINVAL bad VM;
  * -EINVAL flags != 0, len 0, unaligned gpa or len; -EFAULT nothing bound;
- * -EINVAL the page is not private; -EEXIST the arch has already taken the
- * frame (snp: RMP entry assigned).
+ * -EINVAL the page is not private; -EEXIST the guest already has the page,
+ * as kvm_gmem_populate refuses a prepared folio (a private fault or an
+ * earlier populate prepared it; snp: RMP entry assigned), whatever the arch.
  */
 int64_t gmem_vm_populate(int vm, uint64_t gpa, const void *src, uint64_t len,
 			 uint64_t flags);
@@ -146,15 +192,16 @@ struct gmem_violation {
 /*
  * gmem_vm_violations - the violations a GMEM_VM_CHECK VM has seen: copies the
  * first @max into @v and returns how many there are in all (0 = clean). Only
- * the first 1024 are kept; the count goes on.
- * Errors: -EBADF/-EINVAL bad VM.
+ * the first 1024 are kept; the count goes on. @v may be NULL with @max 0.
+ * Errors: -EBADF/-EINVAL bad VM; -EINVAL @v NULL with @max > 0.
  */
 int64_t gmem_vm_violations(int vm, struct gmem_violation *v, unsigned int max);
 
 /*
  * gmem_frame_state - the arch model's state of frame @pfn in words, e.g.
  * "rmp assigned asid=1 gfn=0x100 4K" or "pkvm guest vm=1". Returns the
- * length written (truncated to @len - 1). Errors: -EBADF/-EINVAL bad pool;
+ * length written, NUL not counted: the description truncated to @len - 1
+ * (0 for @len 0), whatever @len is. Errors: -EBADF/-EINVAL bad pool;
  * -EINVAL pfn outside the pool or @buf NULL with @len > 0.
  */
 int gmem_frame_state(int pool, uint64_t pfn, char *buf, size_t len);
@@ -233,7 +280,10 @@ int gmem_create(int vm, uint64_t size, uint64_t flags);
 /*
  * gmem_close - close a file handle. Once no host mapping remains either, the
  * file is released: its bindings are removed (later faults there get -EFAULT),
- * its pins dropped and its memory freed. Errors: -EBADF, -EINVAL.
+ * its pins dropped and its memory freed, and the copies fork children
+ * inherited are fenced entirely (their frames go to the next file). If such a
+ * child cannot be reached, the file's frames stay out of the pool for good.
+ * Errors: -EBADF, -EINVAL.
  */
 int gmem_close(int fd);
 
@@ -253,7 +303,8 @@ int64_t gmem_size(int fd);
  * In a huge file, allocation allocates every huge folio the range touches;
  * a punch of part of a huge folio splits it and frees the 4 KiB pieces.
  *
- * Errors (in this order): -EBADF/-EINVAL bad handle;
+ * Errors (in this order): -EBADF/-EINVAL bad handle; -EINVAL len 0 (as
+ *         vfs_fallocate, before the mode is looked at);
  *         -EOPNOTSUPP mode lacks KEEP_SIZE or has another bit;
  *         -EINVAL offset or len not 4 KiB aligned, or offset+len overflows;
  *         -EINVAL allocation reaching past the end of the file
@@ -271,10 +322,15 @@ int gmem_fallocate(int fd, int mode, uint64_t offset, uint64_t len);
  * analogue. Pages keep their frames; content is what the VM's arch makes of
  * it ("sw" keeps every byte).
  *
- * To private, every host mapping of the range is revoked first; a page with
- * an extra reference (a pin) then fails the call with -EAGAIN. To shared,
- * host mappings regain access. All or nothing: on failure attributes,
- * mappings and contents are as before.
+ * To private, every host mapping of the range is revoked first, in this
+ * process and in every fork child that inherited one (see gmem_mmap): when
+ * the call returns, no process can reach the range. A page with an extra
+ * reference (a pin) then fails the call with -EAGAIN; so does a fork child
+ * that cannot be reached (stopped, or not answering within a second: SIGURG
+ * blocked or taken over), with @error_offset at @offset, as if the first
+ * page were referenced. A child that exited or exec'd is forgotten. To
+ * shared, host mappings regain access, the children's too. All or nothing:
+ * on failure attributes, mappings and contents are as before.
  *
  * In a huge file, any 4 KiB range converts. A huge folio that must split
  * (its range stops being uniform) or merge (its range becomes uniform, every
@@ -287,7 +343,8 @@ int gmem_fallocate(int fd, int mode, uint64_t offset, uint64_t len);
  * Errors (in this order): -EBADF/-EINVAL bad handle; -EINVAL flags != 0;
  *         -EINVAL attribute bits other than PRIVATE; -EINVAL size 0 or
  *         offset+size overflows; -EINVAL offset or size not 4 KiB aligned;
- *         -EINVAL range past the end of the file; -ENOMEM; -EAGAIN.
+ *         -EINVAL range past the end of the file; -ENOMEM; -EAGAIN (a pin,
+ *         or a fork child that cannot be reached).
  */
 int gmem_set_attributes(int fd, uint64_t offset, uint64_t size,
 			uint64_t attributes, uint64_t flags,
@@ -331,12 +388,20 @@ int gmem_folio_info(int fd, uint64_t offset, uint64_t *pfn, int *order,
  *
  * Shared pages are the pool's frames: every mapping and the direct map see
  * the same bytes, and the first touch of a hole allocates a zeroed folio.
- * A private page raises SIGSEGV on access (it is guarded, see docs/design.md);
- * a page past the end of the file raises SIGBUS, as in the kernel. Neither
- * ever reads data. The range may extend past the end of the file.
+ * A private page raises SIGBUS (BUS_ADRERR, si_addr the address) on access,
+ * as in the kernel: it is guarded, and gmem's SIGSEGV handler turns the
+ * guard's fault into SIGBUS for the faulting thread, where the program's
+ * SIGBUS disposition takes it; blocked or ignored, it kills. (See "Signals"
+ * above for the handler's contract.) A page past the end of the file raises
+ * SIGBUS too. Neither ever reads data. The range may extend past the end of
+ * the file.
  *
- * A child made by fork() inherits the mapping with every page guarded: it
- * cannot follow later conversions, so it gets no access at all.
+ * A child made by fork() inherits the mapping as the kernel's: it reads and
+ * writes the shared pages; private ones raise SIGBUS; a conversion in the
+ * parent reaches the child's copy before it returns (gmem_set_attributes).
+ * The child may gmem_munmap it (its handle is not the child's: -EIO).
+ * Use gmem_munmap, not munmap(2) or mremap(2), on gmem mappings:
+ * docs/security.md lists what each other path does.
  *
  * Errors (in this order): -EBADF/-EINVAL bad handle; -ENODEV file without
  *         GMEM_FLAG_MMAP; -EINVAL flags other than MAP_SHARED, optionally
@@ -358,7 +423,9 @@ int gmem_mmap(int fd, uint64_t offset, size_t len, int prot, int flags,
  * cut at either end shrinks, one cut in the middle becomes two, one covered
  * whole goes away and drops its reference on the file (the last one
  * releases a closed file). Other mappings in the range are left alone.
- * Returns 0 if at least one gmem mapping was in the range.
+ * In a fork child, mappings it inherited are unmapped the same way; the
+ * parent's file is not touched. Returns 0 if at least one gmem mapping was
+ * in the range.
  *
  * Errors: -EINVAL @addr not page-aligned, len 0, or the range wraps;
  *         -EINVAL no gmem mapping in the range (nothing changed);
@@ -373,7 +440,8 @@ int gmem_munmap(void *addr, size_t len);
  * Returns 1 and, for each output pointer not NULL, the file's handle (-1 if
  * the handle has been closed: the mapping keeps the file alive) and the
  * byte offset in the file of @addr (at or past the file's size in the part
- * of a mapping past the end of the file); 0 if not. Thread-safe but not
+ * of a mapping past the end of the file; -1 too for a mapping a fork child
+ * inherited, whose handle is the parent's); 0 if not. Thread-safe but not
  * async-signal-safe (it takes a lock): a SIGSEGV handler must not call it.
  */
 int gmem_mapping_find(const void *addr, int *fd, uint64_t *offset);
@@ -405,7 +473,9 @@ int gmem_unpin(int fd, uint64_t offset, uint64_t size);
 /*
  * gmem_bind - bind [offset, offset+size) of file @fd to guest physical
  * [gpa, gpa+size) as memslot @slot (KVM_SET_USER_MEMORY_REGION2 with
- * KVM_MEM_GUEST_MEMFD). Slots are only created or deleted, never changed.
+ * KVM_MEM_GUEST_MEMFD). Slots are only created or deleted, never changed:
+ * binding a slot id already in use fails with -EINVAL, as KVM refuses to
+ * modify a guest_memfd memslot (delete it with gmem_unbind first).
  *
  * Errors (in this order): -EBADF/-EINVAL bad VM; -EINVAL slot >= GMEM_MAX_SLOTS;
  *         -EINVAL size 0, gpa or size unaligned, gpa+size overflows;
@@ -414,8 +484,8 @@ int gmem_unpin(int fd, uint64_t offset, uint64_t size);
  *         -EINVAL gpa, offset or size not a multiple of a huge file's folio
  *         size (so a huge folio is always bound whole, gfn and page aligned
  *         alike);
- *         -EEXIST slot in use, or the guest range overlaps another slot;
- *         -EEXIST the file range is already bound; -ENOMEM.
+ *         -EINVAL slot in use; -EEXIST the guest range overlaps another
+ *         slot; -EEXIST the file range is already bound; -ENOMEM.
  */
 int gmem_bind(int vm, uint32_t slot, uint64_t gpa, uint64_t size, int fd,
 	      uint64_t offset);
@@ -448,11 +518,14 @@ int gmem_unbind(int vm, uint32_t slot);
  * punch, file release, unbind) closes it again. (A conversion zaps only
  * entries of the old kind: a page of its range that stage-2 still maps
  * with the other kind stays open in the any view.)
- * A closed page raises SIGSEGV in the host; under KVM, the page-table change
- * makes KVM drop its own mapping, and the guest's next access through it
- * exits to the VMM (KVM_EXIT_MMIO at that gpa), which calls gmem_vm_fault.
+ * A closed page raises SIGSEGV in the host (not SIGBUS: a view is not a
+ * mapping a VMM touches, and gmem's handler passes the fault on); under KVM,
+ * the page-table change makes KVM drop its own mapping, and the guest's next
+ * access through it exits to the VMM (KVM_EXIT_MMIO at that gpa), which
+ * calls gmem_vm_fault.
  * Pages mapped when the view is made are open at once. A child made by
- * fork() does not inherit the view (MADV_DONTFORK).
+ * fork() does not inherit the view (MADV_DONTFORK), nor does a core dump hold
+ * it (MADV_DONTDUMP).
  *
  * The VMM itself reads and writes guest memory through gmem_mmap; it touches
  * a view only to complete the one guest access that exited (as the hardware

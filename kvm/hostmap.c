@@ -146,6 +146,8 @@ static void eof_make(void)
 	eof_fd = memfd_create("gmem-kvm-past-eof", MFD_CLOEXEC);
 }
 
+static void keep_in_front(void);
+
 static int past_eof_fd(void)
 {
 	pthread_once(&eof_once, eof_make);
@@ -200,6 +202,8 @@ int hostmap_mmap(struct kvm_file *f, void *addr, size_t len, int prot,
 	layer_depth++;
 	ret = gmem_mmap(f->gfd, (uint64_t)off, len, prot, gflags, &va);
 	layer_depth--;
+	if (!ret)
+		keep_in_front();
 	if (!ret) {
 		pthread_mutex_lock(&layer_lock);
 		ret = slot_new((uintptr_t)va, (uintptr_t)va + len, f, (uint64_t)off);
@@ -352,6 +356,26 @@ static void on_segv(int sig, siginfo_t *si, void *ucv)
 		act.sa_sigaction(sig, si, ucv);
 	else
 		act.sa_handler(sig);
+}
+
+static void on_segv(int sig, siginfo_t *si, void *ucv);
+
+/*
+ * gmem_mmap installs gmem's own SIGSEGV handler (it raises the same SIGBUS,
+ * see gmem.h "Signals") in front of whatever was there. Under the layer the
+ * layer's stays in front: it also turns a fault in an emulated ioctl's copy
+ * into -EFAULT, which gmem's cannot know about. Called after gmem_mmap.
+ */
+static void keep_in_front(void)
+{
+	struct sigaction cur;
+
+	if (real.sigaction(SIGSEGV, NULL, &cur) || cur.sa_sigaction == on_segv)
+		return;
+	cur.sa_sigaction = on_segv;
+	cur.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART | SA_NODEFER;
+	sigemptyset(&cur.sa_mask);
+	real.sigaction(SIGSEGV, &cur, NULL);
 }
 
 void hostmap_install_sigbus(void)

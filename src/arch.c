@@ -140,6 +140,7 @@ void arch_guest_convert(struct gmem_vm *vm, uint64_t pfn, uint64_t nr,
 
 GMEM_API int gmem_vm_trace_hooks(int h, gmem_hook_fn fn, void *arg)
 {
+	KEEP_ERRNO();
 	struct gmem_vm *vm;
 	int ret = obj_get(h, OBJ_VM, "gmem_vm_trace_hooks", (void **)&vm);
 

@@ -5,6 +5,16 @@
  * host mappings (/proc/self/pagemap), the stage-2 table, the attribute map,
  * the page cache and the arch's model of each frame — and record what broke.
  *
+ * Invariant 1 is checked from the kernel's view, not from gmem's records:
+ * every mapping of the pool memfd in the process (/proc/self/maps, found by
+ * the memfd's device and inode) other than the direct map and the VM's
+ * stage-2 views must show no private frame (/proc/self/pagemap: no present
+ * entry, a guard marker), and every record gmem keeps of a host mapping must
+ * still be that mapping. So a second mapping made by mremap, a mapping moved
+ * or unmapped behind gmem's back (mremap, munmap(2)), a guard removed with
+ * MADV_GUARD_REMOVE, or the memfd mapped again through /proc/self/fd are
+ * reported, although gmem cannot prevent them.
+ *
  *   1  no host-reachable mapping of a private page
  *   2  no stage-2 entry contradicts the attributes once invalidations end,
  *      and every stage-2 view shows exactly what stage-2 maps with its kind
@@ -17,10 +27,13 @@
  * small, single-threaded workloads of tests and `gmem check`.
  */
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -38,6 +51,14 @@ struct check {
 	uint64_t total;
 	size_t unnamed;		/* violations recorded before their op is known */
 	int pagemap_fd;
+	dev_t pool_dev;		/* the pool memfd, as /proc/self/maps names it */
+	ino_t pool_ino;
+};
+
+/* One mapping of the pool memfd, from /proc/self/maps. */
+struct pool_map {
+	uintptr_t start, end;
+	uint64_t pfn;		/* the frame at start */
 };
 
 int check_create(struct gmem_vm *vm)
@@ -46,8 +67,14 @@ int check_create(struct gmem_vm *vm)
 
 	if (!c)
 		return -ENOMEM;
+	struct stat st;
+
 	pthread_mutex_init(&c->lock, NULL);
 	c->pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (!fstat(vm->pool->memfd, &st)) {
+		c->pool_dev = st.st_dev;
+		c->pool_ino = st.st_ino;
+	}
 	vm->check = c;
 	return 0;
 }
@@ -126,51 +153,188 @@ void check_reclaimed(struct gmem_file *file, uint64_t pfn, uint64_t nr)
 		pthread_mutex_unlock(&vm->check->lock);
 }
 
-/* Invariant 1: private pages are fenced in every host mapping. */
-static void check_mapping_run(struct gmem_vm *vm, struct gmem_file *file,
-			      struct host_mapping *m, uint64_t lo, uint64_t hi)
+/*
+ * Every mapping of the pool memfd in this process, from /proc/self/maps, less
+ * the direct map and @vm's stage-2 views (which show private frames by
+ * design: the kernel's direct map, what KVM maps for the guest). Returns the
+ * count and a malloc'd array in *@out, or -1 if the maps cannot be read.
+ */
+static long read_pool_maps(struct gmem_vm *vm, struct pool_map **out)
 {
-	uint64_t pm[PM_BATCH];
+	struct check *c = vm->check;
+	struct gmem_pool *pool = vm->pool;
+	uintptr_t dm = (uintptr_t)pool->direct_map;
+	size_t cap = 16, n = 0, len = 0, size = 65536;
+	struct pool_map *maps = malloc(cap * sizeof(*maps));
+	char *buf = malloc(size), *line, *next;
+	ssize_t got;
+	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
 
-	/* One pagemap read per batch of pages of a private run. */
+	if (fd < 0 || !maps || !buf)
+		goto fail;
+	while ((got = read(fd, buf + len, size - len - 1)) > 0) {
+		len += (size_t)got;
+		if (len + 1 == size) {
+			char *bigger = realloc(buf, size * 2);
+
+			if (!bigger)
+				goto fail;
+			buf = bigger;
+			size *= 2;
+		}
+	}
+	buf[len] = 0;
+	for (line = buf; line && *line; line = next) {
+		unsigned long long start, end, off, ino;
+		unsigned int major, minor;
+
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = 0;
+		if (sscanf(line, "%llx-%llx %*s %llx %x:%x %llu", &start, &end,
+			   &off, &major, &minor, &ino) != 6 ||
+		    ino != (unsigned long long)c->pool_ino ||
+		    makedev(major, minor) != c->pool_dev)
+			continue;
+		if (start >= dm && end <= dm + (pool->nframes << PAGE_SHIFT))
+			continue;
+		if (view_covers(vm, start, end))
+			continue;
+		if (n == cap) {
+			struct pool_map *more = realloc(maps, 2 * cap * sizeof(*maps));
+
+			if (!more)
+				goto fail;
+			maps = more;
+			cap *= 2;
+		}
+		maps[n++] = (struct pool_map){ start, end, off >> PAGE_SHIFT };
+	}
+	close(fd);
+	free(buf);
+	*out = maps;
+	return (long)n;
+fail:
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	free(maps);
+	return -1;
+}
+
+/* The record of @file's that maps @addr to frame @pfn, or NULL. */
+static struct host_mapping *record_at(struct gmem_file *file, uintptr_t addr,
+				      uint64_t pfn)
+{
+	for (struct host_mapping *m = file->mappings; m; m = m->next) {
+		uintptr_t start = (uintptr_t)m->addr;
+
+		if (addr >= start && addr - start < (m->file_pages << PAGE_SHIFT) &&
+		    file_pfn(file, m->pgoff + ((addr - start) >> PAGE_SHIFT)) == pfn)
+			return m;
+	}
+	return NULL;
+}
+
+/*
+ * Invariant 1 over pages [lo, hi) of @file, private, which pool mapping @pm
+ * shows: a page-table entry present, or no guard marker, reaches the frame.
+ */
+static void check_map_run(struct gmem_vm *vm, struct gmem_file *file,
+			  const struct pool_map *pm, uint64_t lo, uint64_t hi)
+{
+	uint64_t pm_entries[PM_BATCH];
+
 	for (uint64_t i = lo; i < hi; i += PM_BATCH) {
 		uint64_t n = MIN(PM_BATCH, hi - i);
-		off_t at = ((uintptr_t)m->addr / PAGE_SIZE + i) * sizeof(pm[0]);
+		uintptr_t va = pm->start + ((file_pfn(file, i) - pm->pfn) << PAGE_SHIFT);
+		off_t at = (off_t)(va / PAGE_SIZE * sizeof(pm_entries[0]));
 
-		if (pread(vm->check->pagemap_fd, pm, n * sizeof(pm[0]), at) !=
-		    (ssize_t)(n * sizeof(pm[0])))
+		if (pread(vm->check->pagemap_fd, pm_entries, n * sizeof(pm_entries[0]),
+			  at) != (ssize_t)(n * sizeof(pm_entries[0])))
 			return;
 		for (uint64_t j = 0; j < n; j++) {
-			uint64_t index = m->pgoff + i + j;
+			uint64_t index = i + j, pfn = file_pfn(file, index);
+			uintptr_t addr = va + (j << PAGE_SHIFT);
+			bool present = pm_entries[j] & PM_PRESENT;
+			struct host_mapping *m;
 
-			if ((pm[j] & PM_PRESENT) || !(pm[j] & PM_GUARD))
-				check_violation(vm, 1, index << PAGE_SHIFT,
-						file_pfn(file, index),
-						"a host mapping at %p can reach a private page",
-						(void *)(m->addr + (i + j) * PAGE_SIZE));
+			if (!present && (pm_entries[j] & PM_GUARD))
+				continue;
+			m = record_at(file, addr, pfn);
+			check_violation(vm, 1, index << PAGE_SHIFT, pfn,
+					"private frame %#llx reachable at %p (%s) in %s [%p, %p)",
+					(unsigned long long)pfn, (void *)addr,
+					present ? "mapped" : "no guard",
+					m ? "gmem's mapping" :
+					"a mapping of the pool gmem does not know",
+					(void *)pm->start, (void *)pm->end);
 		}
 	}
 }
 
-static void check_mappings(struct gmem_vm *vm, struct gmem_file *file)
+/*
+ * Each record of @file must still be a mapping of the file's frames at its
+ * address: after munmap(2) or mremap behind gmem's back, later fences would
+ * hit whatever is mapped there now, or fail.
+ */
+static void check_records(struct gmem_vm *vm, struct gmem_file *file,
+			  const struct pool_map *maps, long nmaps)
 {
-	struct check *c = vm->check;
+	for (struct host_mapping *m = file->mappings; m; m = m->next) {
+		uintptr_t start = (uintptr_t)m->addr;
+		uintptr_t end = start + (m->file_pages << PAGE_SHIFT);
+		uintptr_t missing = start;
 
-	if (c->pagemap_fd < 0 || !mapping_uses_guards())
+		/* Walk the pool mappings in address order over [start, end). */
+		while (missing < end) {
+			long k;
+
+			for (k = 0; k < nmaps; k++)
+				if (maps[k].start <= missing && missing < maps[k].end &&
+				    maps[k].pfn + ((missing - maps[k].start) >> PAGE_SHIFT) ==
+				    file_pfn(file, m->pgoff + ((missing - start) >> PAGE_SHIFT)))
+					break;
+			if (k == nmaps)
+				break;
+			missing = maps[k].end;
+		}
+		if (missing < end)
+			check_violation(vm, 1, (m->pgoff << PAGE_SHIFT) +
+					(missing - start),
+					file_pfn(file, m->pgoff + ((missing - start) >> PAGE_SHIFT)),
+					"gmem's mapping [%p, %p) is no longer there at %p: unmapped or moved behind gmem's back",
+					(void *)start, (void *)end, (void *)missing);
+	}
+}
+
+/* Invariant 1: no mapping of the pool in the process can reach a private frame. */
+static void check_mappings(struct gmem_vm *vm, struct gmem_file *file,
+			   const struct pool_map *maps, long nmaps)
+{
+	if (nmaps < 0 || vm->check->pagemap_fd < 0 || !mapping_uses_guards())
 		return;
 	pthread_mutex_lock(&file->mappings_lock);
-	for (struct host_mapping *m = file->mappings; m; m = m->next) {
-		uint64_t i = 0;
+	check_records(vm, file, maps, nmaps);
+	for (long k = 0; k < nmaps; k++) {
+		const struct pool_map *pm = &maps[k];
+		uint64_t npages = (pm->end - pm->start) >> PAGE_SHIFT;
+		uint64_t lo = MAX(pm->pfn, file->base_pfn) - file->base_pfn;
+		uint64_t hi;
 
-		while (i < m->file_pages) {
+		if (pm->pfn + npages <= file->base_pfn ||
+		    pm->pfn >= file->base_pfn + file->npages)
+			continue;
+		hi = MIN(pm->pfn + npages, file->base_pfn + file->npages) -
+		     file->base_pfn;
+		while (lo < hi) {
 			uint64_t run_end;
-			uint64_t attr = attr_lookup(&file->attrs, m->pgoff + i,
-						    NULL, &run_end);
+			uint64_t attr = attr_lookup(&file->attrs, lo, NULL, &run_end);
 
-			run_end = MIN(run_end - m->pgoff, m->file_pages);
+			run_end = MIN(run_end, hi);
 			if (attr & GMEM_ATTR_PRIVATE)
-				check_mapping_run(vm, file, m, i, run_end);
-			i = run_end;
+				check_map_run(vm, file, pm, lo, run_end);
+			lo = run_end;
 		}
 	}
 	pthread_mutex_unlock(&file->mappings_lock);
@@ -310,17 +474,20 @@ static void check_blocks(struct gmem_vm *vm, struct gmem_file *file)
 void check_after(struct gmem_vm *vm, const char *op)
 {
 	struct check *c = vm->check;
+	struct pool_map *maps = NULL;
+	long nmaps;
 
 	if (!c)
 		return;
 	pthread_mutex_lock(&c->lock);
 	brlock_read_lock(&vm->slots_lock);
+	nmaps = read_pool_maps(vm, &maps);
 	pthread_mutex_lock(&vm->files_lock);
 	for (unsigned int i = 0; i < vm->nfiles; i++) {
 		struct gmem_file *file = vm->files[i];
 
 		brlock_read_lock(&file->invalidate_lock);
-		check_mappings(vm, file);
+		check_mappings(vm, file, maps, nmaps);
 		brlock_read_lock(&vm->mmu_lock);
 		check_pages(vm, file);
 		check_blocks(vm, file);
@@ -334,6 +501,7 @@ void check_after(struct gmem_vm *vm, const char *op)
 	brlock_read_unlock(&vm->mmu_lock);
 	pthread_mutex_unlock(&vm->files_lock);
 	brlock_read_unlock(&vm->slots_lock);
+	free(maps);
 
 	for (; c->unnamed < MIN(c->total, MAX_RECORDED); c->unnamed++)
 		snprintf(c->v[c->unnamed].op, sizeof(c->v[0].op), "%s", op);
@@ -412,12 +580,18 @@ void check_conversion(struct gmem_file *file, struct conversion_snapshot *s,
 GMEM_API int64_t gmem_vm_violations(int h, struct gmem_violation *v,
 				    unsigned int max)
 {
+	KEEP_ERRNO();
 	struct gmem_vm *vm;
 	int64_t total = 0;
 	int ret = obj_get(h, OBJ_VM, "gmem_vm_violations", (void **)&vm);
 
 	if (ret)
 		return ret;
+	if (!v && max) {
+		vm_put(vm);
+		return gmem_err(EINVAL, "gmem_vm_violations: no buffer for %u entries",
+				max);
+	}
 	if (vm->check) {
 		pthread_mutex_lock(&vm->check->lock);
 		total = (int64_t)vm->check->total;

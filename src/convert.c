@@ -4,7 +4,8 @@
  * analogue. The steps, in the order the kernel takes them:
  *
  *   validate -> lock exclusive -> already in state? -> reserve map nodes
- *   -> (to private) revoke host mappings, refuse pages still referenced
+ *   -> (to private) revoke host mappings (and fork children's: process.c),
+ *      refuse pages still referenced
  *   -> huge folios to split or merge hold no pin?
  *   -> point of no return: invalidate start -> (to shared) arch make_shared
  *   -> store attributes -> split/merge huge folios
@@ -84,10 +85,14 @@ static int make_unreachable(struct gmem_file *file, uint64_t start,
 			    uint64_t end, uint64_t *err_index)
 {
 	uint64_t pinned;
+	int ret = mapping_revoke(file, start, end);
 
-	if (mapping_revoke(file, start, end)) {
+	if (ret) {
 		restore_shared(file, start, end);
 		*err_index = start;
+		if (ret == -EAGAIN)
+			/* As an extra reference would: try again once it answers. */
+			return gmem_err(EAGAIN, "gmem_set_attributes: a fork child that inherited a mapping of the file did not answer in time");
 		return gmem_err(ENOMEM, "gmem_set_attributes: cannot revoke host mappings");
 	}
 	if (pin_first_in_range(file, start, end, &pinned)) {
@@ -159,6 +164,7 @@ GMEM_API int gmem_set_attributes(int fd, uint64_t offset, uint64_t size,
 				 uint64_t attributes, uint64_t flags,
 				 uint64_t *error_offset)
 {
+	KEEP_ERRNO();
 	struct conversion_snapshot *snap;
 	struct gmem_file *file;
 	uint64_t err_index = 0;

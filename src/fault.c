@@ -147,6 +147,7 @@ static int fault(struct gmem_vm *vm, uint64_t gfn, bool private,
 GMEM_API int gmem_vm_fault(int vmh, uint64_t gpa, unsigned int flags,
 			   uint64_t *pfn, struct gmem_exit *exit)
 {
+	KEEP_ERRNO();
 	struct gmem_vm *vm;
 	int ret;
 
@@ -188,6 +189,7 @@ static bool copy_through_stage2(struct gmem_vm *vm, uint64_t gfn, bool private,
 GMEM_API int gmem_vm_access(int vmh, uint64_t gpa, void *buf, size_t len,
 			    unsigned int flags, struct gmem_exit *exit)
 {
+	KEEP_ERRNO();
 	bool private = flags & GMEM_FAULT_PRIVATE;
 	bool write = flags & GMEM_FAULT_WRITE;
 	struct gmem_vm *vm;

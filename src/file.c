@@ -11,6 +11,8 @@
 /* Frames: 2 MiB at least, the folio size of a huge file, so folios stay aligned. */
 #define WINDOW_ALIGN	512
 
+static atomic_uint next_uid;
+
 static void file_release(struct obj *o);
 
 int file_get(int fd, const char *fn, struct gmem_file **file)
@@ -57,6 +59,7 @@ static size_t file_metadata_bytes(struct gmem_file *file)
 
 GMEM_API int gmem_create(int vmh, uint64_t size, uint64_t flags)
 {
+	KEEP_ERRNO();
 	struct gmem_file *file;
 	struct gmem_vm *vm;
 	struct gmem_pool *pool;
@@ -92,6 +95,8 @@ GMEM_API int gmem_create(int vmh, uint64_t size, uint64_t flags)
 		brlock_init(&file->invalidate_lock);
 	file->obj.release = file_release;
 	file->vm = vm;		/* keeps the reference obj_get took */
+	/* Names the file to fork children, whose copies of handles mean nothing. */
+	file->uid = (uint64_t)process_pid() << 32 | atomic_fetch_add(&next_uid, 1);
 	file->size = size;
 	file->npages = size >> PAGE_SHIFT;
 	file->flags = flags;
@@ -152,7 +157,7 @@ static void file_release(struct obj *o)
 	struct gmem_file *file = (struct gmem_file *)o;
 	struct gmem_vm *vm = file->vm;
 	struct gmem_pool *pool = vm->pool;
-	bool started;
+	bool started, lost = false;
 
 	brlock_write_lock(&vm->slots_lock);
 	brlock_write_lock(&file->invalidate_lock);
@@ -166,11 +171,21 @@ static void file_release(struct obj *o)
 	file->npins = 0;
 	folio_sync_host_touched(file, 0, file->npages);
 	folio_free_range(file, 0, file->npages);
+	/*
+	 * This process has no mapping left, but a fork child may still map the
+	 * window, which the next file will reuse: fence all of it there. A child
+	 * that cannot be reached keeps the window out of the pool for good.
+	 */
+	if (atomic_load(&file->mappings_ever))
+		lost = sd_broadcast(file->uid, 0, file->npages, false) != 0;
 	brlock_write_unlock(&file->invalidate_lock);
 	brlock_write_unlock(&vm->slots_lock);
 
 	vm_remove_file(vm, file);
-	pool_release_window(pool, file->base_pfn, file->window_frames);
+	if (lost)
+		pool_discard(pool, file->base_pfn, file->window_frames);
+	else
+		pool_release_window(pool, file->base_pfn, file->window_frames);
 	atomic_fetch_sub(&pool->metadata_bytes, file_metadata_bytes(file));
 	atomic_fetch_sub(&pool->files, 1);
 	free(file->present);
@@ -186,6 +201,7 @@ static void file_release(struct obj *o)
 
 GMEM_API int gmem_close(int fd)
 {
+	KEEP_ERRNO();
 	struct gmem_vm *vm;
 	struct obj *o;
 	int ret = obj_close(fd, OBJ_FILE, "gmem_close", &o);
@@ -202,6 +218,7 @@ GMEM_API int gmem_close(int fd)
 
 GMEM_API int64_t gmem_size(int fd)
 {
+	KEEP_ERRNO();
 	struct gmem_file *file;
 	int64_t size;
 	int ret = file_get(fd, "gmem_size", &file);
@@ -265,13 +282,17 @@ static int punch_hole(struct gmem_file *file, uint64_t start, uint64_t end)
 
 GMEM_API int gmem_fallocate(int fd, int mode, uint64_t offset, uint64_t len)
 {
+	KEEP_ERRNO();
 	struct gmem_file *file;
 	int ret = file_get(fd, "gmem_fallocate", &file);
 
 	if (ret)
 		return ret;
-	if (!(mode & GMEM_FALLOC_KEEP_SIZE) ||
-	    (mode & ~(GMEM_FALLOC_KEEP_SIZE | GMEM_FALLOC_PUNCH_HOLE))) {
+	if (!len) {
+		/* vfs_fallocate refuses an empty range before looking at the mode. */
+		ret = gmem_err(EINVAL, "gmem_fallocate: len is 0");
+	} else if (!(mode & GMEM_FALLOC_KEEP_SIZE) ||
+		   (mode & ~(GMEM_FALLOC_KEEP_SIZE | GMEM_FALLOC_PUNCH_HOLE))) {
 		ret = gmem_err(EOPNOTSUPP, "gmem_fallocate: mode %#x is not KEEP_SIZE or KEEP_SIZE|PUNCH_HOLE",
 			       mode);
 	} else if (!ALIGNED(offset, PAGE_SIZE) || !ALIGNED(len, PAGE_SIZE) ||
@@ -307,6 +328,7 @@ static int check_offset(struct gmem_file *file, uint64_t offset,
 GMEM_API int gmem_get_attributes(int fd, uint64_t offset, uint64_t *attributes,
 				 uint64_t *range_end)
 {
+	KEEP_ERRNO();
 	struct gmem_file *file;
 	uint64_t end;
 	int ret = file_get(fd, "gmem_get_attributes", &file);
@@ -330,6 +352,7 @@ GMEM_API int gmem_get_attributes(int fd, uint64_t offset, uint64_t *attributes,
 
 GMEM_API int64_t gmem_attribute_ranges(int fd)
 {
+	KEEP_ERRNO();
 	struct gmem_file *file;
 	int64_t n;
 	int ret = file_get(fd, "gmem_attribute_ranges", &file);
@@ -346,6 +369,7 @@ GMEM_API int64_t gmem_attribute_ranges(int fd)
 GMEM_API int gmem_folio_info(int fd, uint64_t offset, uint64_t *pfn,
 			     int *order, uint32_t *pins)
 {
+	KEEP_ERRNO();
 	struct gmem_file *file;
 	uint64_t index = offset >> PAGE_SHIFT;
 	int ret = file_get(fd, "gmem_folio_info", &file);

@@ -4,6 +4,9 @@
  * like file descriptors. Lookups read the table without a lock; objects are
  * type-stable (see struct obj), so a lookup racing with a close may see a
  * dead object, notice it by its zero refcount, and fail with -EBADF.
+ *
+ * A fork child inherits a copy of the table; a handle whose object another
+ * process created fails with -EIO (process.c), before anything is locked.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +50,7 @@ void *obj_alloc(enum obj_type type, size_t size, size_t keep, bool *fresh)
 	/* A recycled object already has @type; racing lookups may be reading it. */
 	if (*fresh)
 		o->type = type;
+	atomic_store_explicit(&o->pid, process_pid(), memory_order_relaxed);
 	atomic_store(&o->handle, -1);
 	o->next_free = NULL;
 	atomic_store(&o->refs, 1);
@@ -61,12 +65,15 @@ void obj_recycle(struct obj *o)
 	pthread_mutex_unlock(&handles_lock);
 }
 
+/* Tests: set to make the next installs fail as if the table were full. */
+int gmem_handle_fail_install;
+
 int obj_install(struct obj *o)
 {
 	int h = -EMFILE;
 
 	pthread_mutex_lock(&handles_lock);
-	for (int i = 0; i < MAX_HANDLES; i++) {
+	for (int i = 0; i < MAX_HANDLES && !gmem_handle_fail_install; i++) {
 		if (!atomic_load_explicit(&handles[i], memory_order_relaxed)) {
 			o->handle = i;
 			atomic_store_explicit(&handles[i], o, memory_order_release);
@@ -95,11 +102,28 @@ static bool get_unless_zero(atomic_int *refs)
 	return false;
 }
 
+/*
+ * -EIO if @o was created by another process (this is a fork child with a copy
+ * of the parent's handles), as KVM answers a VM's ioctls from another mm.
+ */
+int obj_foreign(struct obj *o, int h, const char *fn)
+{
+	int pid = atomic_load_explicit(&o->pid, memory_order_relaxed);
+
+	if (__builtin_expect(pid == process_pid(), 1))
+		return 0;
+	return gmem_err(EIO, "%s: handle %d belongs to process %d, not to this one",
+			fn, h, pid);
+}
+
 /* A counted reference on handle @h of @type in *@out, or -errno. */
 int obj_get(int h, enum obj_type type, const char *fn, void **out)
 {
 	struct obj *o = obj_peek(h);
+	int ret;
 
+	if (o && (ret = obj_foreign(o, h, fn)))
+		return ret;
 	if (!o || !get_unless_zero(&o->refs))
 		return gmem_err(EBADF, "%s: handle %d is not open", fn, h);
 	if (obj_peek(h) != o) {
@@ -123,6 +147,9 @@ int obj_close(int h, enum obj_type type, const char *fn, struct obj **out)
 	struct obj *o;
 	int ret = 0;
 
+	o = obj_peek(h);
+	if (o && (ret = obj_foreign(o, h, fn)))
+		return ret;
 	pthread_mutex_lock(&handles_lock);
 	o = obj_peek(h);
 	if (!o)
@@ -148,4 +175,20 @@ void obj_put(struct obj *o)
 void obj_get_ref(struct obj *o)
 {
 	atomic_fetch_add_explicit(&o->refs, 1, memory_order_relaxed);
+}
+
+/* fork: the child's copy of the table's lock must not be held by a thread it lacks. */
+void handles_fork_prepare(void)
+{
+	pthread_mutex_lock(&handles_lock);
+}
+
+void handles_fork_parent(void)
+{
+	pthread_mutex_unlock(&handles_lock);
+}
+
+void handles_fork_child(void)
+{
+	pthread_mutex_unlock(&handles_lock);
 }

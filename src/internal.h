@@ -21,6 +21,8 @@
 #include <stdint.h>
 #include <pthread.h>
 #include <errno.h>
+#include <signal.h>
+#include <sys/types.h>
 
 #include "gmem.h"
 #include "bitmap.h"
@@ -42,6 +44,19 @@
 /* error.c: the per-thread reason behind the last negative return. */
 int gmem_err(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/*
+ * errno is the caller's: the header promises every call leaves it alone,
+ * successful or not, although the engine makes system calls (lseek, madvise,
+ * mmap, futex ...) that set it. KEEP_ERRNO() first in a public call saves it
+ * and puts it back on every return path.
+ */
+static inline void errno_restore(const int *saved)
+{
+	errno = *saved;
+}
+#define KEEP_ERRNO() \
+	int saved_errno_ __attribute__((cleanup(errno_restore), unused)) = errno
+
 /* ------------------------------------------------------------- handles */
 
 enum obj_type { OBJ_FREE, OBJ_POOL, OBJ_VM, OBJ_FILE };
@@ -53,6 +68,7 @@ enum obj_type { OBJ_FREE, OBJ_POOL, OBJ_VM, OBJ_FILE };
  */
 struct obj {
 	enum obj_type type;
+	atomic_int pid;		/* the process that created it: others get EIO */
 	atomic_int refs;	/* handle + dependants; 0 = dead */
 	atomic_int handle;	/* -1 once closed */
 	void (*release)(struct obj *o);	/* called when refs drops to 0 */
@@ -67,6 +83,24 @@ void *obj_alloc(enum obj_type type, size_t size, size_t keep, bool *fresh);
 void obj_recycle(struct obj *o);
 void obj_get_ref(struct obj *o);
 void obj_put(struct obj *o);
+int obj_foreign(struct obj *o, int h, const char *fn);
+void handles_fork_prepare(void);
+void handles_fork_parent(void);
+void handles_fork_child(void);
+
+/*
+ * process.c: this process's pid, cached (updated in the fork child), and the
+ * shootdown that carries conversions to the mappings fork children
+ * inherited.
+ */
+#define SHOOTDOWN_UIDS	16	/* files a fork child's slot names, or "all" */
+pid_t process_pid(void);
+int sd_broadcast(uint64_t uid, uint64_t start, uint64_t end, bool open);
+void sd_fork_prepare(const uint64_t *uids, unsigned int n);
+void sd_fork_parent(bool failed);
+bool sd_fork_child(void);
+bool process_answers_shootdowns(void);
+void process_block_shootdown(sigset_t *saved);
 
 /* ---------------------------------------------------------------- pool */
 
@@ -84,7 +118,10 @@ struct gmem_pool {
 	atomic_uint_least64_t files;
 	atomic_uint_least64_t metadata_bytes;
 	atomic_uint_least64_t *frames;	/* arch model, one word per frame */
-	const struct gmem_arch *arch;	/* one machine, one arch: set by the first VM */
+	/* One machine, one arch: set by the first VM (pool_claim_arch). */
+	_Atomic(const struct gmem_arch *) arch;
+	unsigned int arch_claims;	/* VM creates in flight; under lock */
+	bool arch_bound;		/* a VM was created: the arch is for good */
 	atomic_uint next_vm_id;
 };
 
@@ -96,6 +133,7 @@ void pool_release_window(struct gmem_pool *pool, uint64_t base,
 void pool_discard(struct gmem_pool *pool, uint64_t pfn, uint64_t nr);
 struct gmem_arch;
 int pool_claim_arch(struct gmem_pool *pool, const struct gmem_arch *arch);
+void pool_settle_arch(struct gmem_pool *pool, bool created);
 static inline void *pool_va(struct gmem_pool *pool, uint64_t pfn)
 {
 	return pool->direct_map + (pfn << PAGE_SHIFT);
@@ -271,6 +309,7 @@ void view_close(struct memslot *slot, uint64_t gfn_start, uint64_t gfn_end,
 		unsigned int filter);
 void view_release(struct memslot *slot);
 void view_check(struct gmem_vm *vm, struct memslot *slot, int pagemap_fd);
+bool view_covers(struct gmem_vm *vm, uintptr_t start, uintptr_t end);
 
 /* invalidate.c: KVM's mmu_invalidate_* on one VM. */
 void vm_invalidate_start(struct gmem_vm *vm);
@@ -289,8 +328,53 @@ struct host_mapping {
 	uint64_t pgoff;		/* file page at addr */
 	uint64_t file_pages;	/* pages before the end of the file */
 	int prot;
+	/*
+	 * Inherited through fork: @file is the parent's, a dead copy here; the
+	 * record only remembers where the mapping is, for munmap and for the
+	 * parent's shootdowns.
+	 */
+	bool foreign;
+	uint64_t uid;		/* the file's, unique across processes */
+	struct hm_entry *hm;	/* sigbus.c: the signal handlers' view of it */
 	struct gmem_file *file;
 };
+
+/*
+ * sigbus.c: every host mapping of the process as the signal handlers see it,
+ * read without locks. @start and @end are for the SIGSEGV handler; the rest
+ * for the shootdown handler, under hm_lock.
+ */
+struct hm_entry {
+	_Atomic uintptr_t start, end;	/* end 0: no mapping */
+	uint64_t uid, pgoff, file_pages;
+	int prot;
+	bool used;			/* allocated; under all_lock */
+};
+
+#define HM_ANY	(~0ULL)
+
+struct hm_entry *hm_alloc(void);
+void hm_update(struct hm_entry *e, const struct host_mapping *m);
+void hm_free(struct hm_entry *e);
+bool hm_lookup(uintptr_t addr);
+void hm_for_uid(uint64_t uid, void (*fn)(const struct hm_entry *e, void *arg),
+		void *arg);
+void hm_lock(sigset_t *saved);
+void hm_unlock(const sigset_t *saved);
+void hm_lock_handler(void);
+void hm_unlock_handler(void);
+void sigbus_install(void);
+
+/* An action gmem's handler replaced, to pass other signals on to. */
+struct chained_action {
+	struct sigaction act;
+	atomic_bool reset;		/* SA_RESETHAND fired: SIG_DFL now */
+};
+
+int sig_install(int sig, void (*handler)(int, siginfo_t *, void *),
+		int flags, const sigset_t *mask, struct chained_action *c);
+void sig_chain(struct chained_action *c, int sig, siginfo_t *si, void *ucv,
+	       bool fatal);
 
 struct pin {
 	uint64_t start, end;	/* a run of pages */
@@ -304,6 +388,7 @@ struct gmem_file {
 	uint64_t size;
 	uint64_t npages;
 	uint64_t flags;
+	uint64_t uid;			/* creator's pid << 32 | a count */
 	uint64_t base_pfn;		/* the file's window in the pool */
 	uint64_t window_frames;
 
@@ -424,6 +509,9 @@ void file_invalidate_end(struct gmem_file *file, bool started);
 
 /* mapping.c */
 bool mapping_uses_guards(void);
+void mapping_fork_prepare(void);
+void mapping_fork_parent(void);
+void mapping_fork_child(bool registered);
 int mapping_revoke(struct gmem_file *file, uint64_t start, uint64_t end);
 void mapping_restore(struct gmem_file *file, uint64_t start, uint64_t end);
 

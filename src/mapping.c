@@ -9,8 +9,9 @@
  * raises SIGBUS there, as for a guest_memfd.
  *
  * Private pages are fenced with guard regions (MADV_GUARD_INSTALL): the
- * kernel drops their page-table entries and any access raises SIGSEGV,
- * while the pages themselves, and so their content, stay where they are.
+ * kernel drops their page-table entries and any access faults, which the
+ * engine's SIGSEGV handler turns into SIGBUS (sigbus.c), while the pages
+ * themselves, and so their content, stay where they are.
  * Guards are per page-table entry, so a fragmented file never splits the
  * mapping into thousands of VMAs. Where the kernel lacks guards (before
  * 6.15) mprotect(PROT_NONE) does the same job with a VMA per range.
@@ -22,11 +23,18 @@
  * record takes its own reference) or dropped (its reference goes with it).
  *
  * Locks, outermost first: the invalidate lock of the file being mapped
- * (shared), all_lock, then one file's mappings_lock at a time. A record
- * changes only under its file's mappings_lock together with the real
- * mapping underneath, so a conversion fences either the old mapping or
+ * (shared), all_lock, then one file's mappings_lock at a time, then hm_lock.
+ * A record changes only under its file's mappings_lock together with the
+ * real mapping underneath, so a conversion fences either the old mapping or
  * nothing: never an address the record has lost, nor a page still mapped
- * that the record no longer covers.
+ * that the record no longer covers. Each record has an entry in the signal
+ * handlers' table (sigbus.c) that changes with it.
+ *
+ * fork: a child inherits the mappings and keeps what they showed: shared
+ * pages open, private ones fenced (guard regions are copied). Its records
+ * become foreign (the files are the parent's); the parent's conversions
+ * reach them through the shootdown (process.c). A child that could not
+ * register for shootdowns gets every inherited mapping fenced entirely.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -52,23 +60,44 @@ static bool have_guards;
 static pthread_mutex_t all_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct host_mapping *all_mappings;
 
-static void fork_prepare(void)
+/*
+ * Before fork (process.c): hold the records still, and reserve the child a
+ * shootdown slot naming the files it will inherit mappings of.
+ */
+void mapping_fork_prepare(void)
 {
+	uint64_t uids[SHOOTDOWN_UIDS + 1];
+	unsigned int n = 0, i;
+
 	pthread_mutex_lock(&all_lock);
+	for (struct host_mapping *m = all_mappings; m && n <= SHOOTDOWN_UIDS;
+	     m = m->next_all) {
+		for (i = 0; i < n && uids[i] != m->uid; i++)
+			;
+		if (i == n)
+			uids[n++] = m->uid;
+	}
+	sd_fork_prepare(uids, n);
 }
 
-static void fork_parent(void)
+void mapping_fork_parent(void)
 {
 	pthread_mutex_unlock(&all_lock);
 }
 
 /*
- * A forked child cannot follow later conversions (they change only this
- * process's page tables), so it keeps no access at all to gmem mappings.
+ * In the child: the records are the parent's mappings, now this process's
+ * copies of them. Fenced pages stay fenced (fork copies guards) and shared
+ * ones open; if the child could not register for shootdowns (@registered
+ * false), nothing would tell it of a conversion, so it gets no access at all.
+ * The files' own locks are not touched: another thread may have held one.
  */
-static void fork_child(void)
+void mapping_fork_child(bool registered)
 {
 	for (struct host_mapping *m = all_mappings; m; m = m->next_all) {
+		m->foreign = true;
+		if (registered)
+			continue;
 		if (have_guards)
 			madvise(m->addr, m->len, MADV_GUARD_INSTALL);
 		else
@@ -88,7 +117,6 @@ static void setup(void)
 		have_guards = !madvise(probe, PAGE_SIZE, MADV_GUARD_INSTALL);
 		munmap(probe, PAGE_SIZE);
 	}
-	pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
 
 bool mapping_uses_guards(void)
@@ -116,9 +144,11 @@ static int fence(struct host_mapping *m, uint64_t start, uint64_t end,
 }
 
 /*
- * Revoke host access to pages [start, end) in every mapping of the file.
- * Caller holds the invalidate lock exclusive. On failure nothing is left
- * revoked that the caller does not restore itself.
+ * Revoke host access to pages [start, end) in every mapping of the file:
+ * this process's, then those fork children inherited (process.c). Caller
+ * holds the invalidate lock exclusive. Returns -ENOMEM (a fence failed) or
+ * -EAGAIN (a child did not answer); on failure nothing is left revoked that
+ * the caller does not restore itself (mapping_restore over the range).
  */
 int mapping_revoke(struct gmem_file *file, uint64_t start, uint64_t end)
 {
@@ -128,16 +158,19 @@ int mapping_revoke(struct gmem_file *file, uint64_t start, uint64_t end)
 	for (struct host_mapping *m = file->mappings; m && !ret; m = m->next)
 		ret = fence(m, start, end, true);
 	pthread_mutex_unlock(&file->mappings_lock);
-	return ret ? -ENOMEM : 0;
+	if (ret)
+		return -ENOMEM;
+	return sd_broadcast(file->uid, start, end, false);
 }
 
-/* Give host mappings back access to pages [start, end), now shared. */
+/* Give host mappings, here and in fork children, back pages [start, end), now shared. */
 void mapping_restore(struct gmem_file *file, uint64_t start, uint64_t end)
 {
 	pthread_mutex_lock(&file->mappings_lock);
 	for (struct host_mapping *m = file->mappings; m; m = m->next)
 		fence(m, start, end, false);
 	pthread_mutex_unlock(&file->mappings_lock);
+	sd_broadcast(file->uid, start, end, true);
 }
 
 static int check_mmap(struct gmem_file *file, uint64_t offset, size_t len,
@@ -270,7 +303,10 @@ enum { CUT_TRIMMED, CUT_SPLIT, CUT_GONE };
  * for a hole in its middle, move the part after the hole to @spare, linked
  * after @m in the file's list with a reference of its own (CUT_SPLIT).
  * The file's mappings_lock covers the real change and the record's, so a
- * conversion sees both or neither. Caller holds all_lock.
+ * conversion sees both or neither; hm_lock does the same for the shootdown
+ * handler. A foreign record (inherited through fork) has a dead copy of the
+ * parent's file: only the record and the real mapping change. Caller holds
+ * all_lock.
  */
 static int cut(struct host_mapping *m, uint8_t *lo, uint8_t *hi, bool reserve,
 	       struct host_mapping *spare)
@@ -278,42 +314,56 @@ static int cut(struct host_mapping *m, uint8_t *lo, uint8_t *hi, bool reserve,
 	struct gmem_file *file = m->file;
 	uint8_t *end = m->addr + m->len;
 	struct host_mapping **pm;
+	sigset_t sigs;
 	int ret;
 
 	lo = MAX(lo, m->addr);
 	hi = MIN(hi, end);
-	pthread_mutex_lock(&file->mappings_lock);
+	if (!m->foreign)
+		pthread_mutex_lock(&file->mappings_lock);
+	hm_lock(&sigs);
 	if (reserve)
 		ret = mmap(lo, hi - lo, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS |
 			   MAP_NORESERVE | MAP_FIXED, -1, 0) == MAP_FAILED;
 	else
 		ret = munmap(lo, hi - lo);
 	if (ret) {	/* no VMA for a split: the mapping is as it was */
-		pthread_mutex_unlock(&file->mappings_lock);
-		return -ENOMEM;
-	}
-	if (lo == m->addr && hi == end) {
-		for (pm = &file->mappings; *pm != m; pm = &(*pm)->next)
-			;
-		*pm = m->next;
+		ret = -ENOMEM;
+	} else if (lo == m->addr && hi == end) {
+		if (!m->foreign) {
+			for (pm = &file->mappings; *pm != m; pm = &(*pm)->next)
+				;
+			*pm = m->next;
+		}
+		hm_free(m->hm);
 		ret = CUT_GONE;
 	} else if (lo == m->addr) {
 		trim_head(m, hi);
+		hm_update(m->hm, m);
 		ret = CUT_TRIMMED;
 	} else {
 		ret = CUT_TRIMMED;
 		if (hi < end) {
+			struct hm_entry *hm = spare->hm;
+
 			*spare = *m;
+			spare->hm = hm;
 			trim_head(spare, hi);
-			spare->next = m->next;
-			m->next = spare;
-			file_get_ref(file);
+			hm_update(spare->hm, spare);	/* before @m lets go of it */
+			if (!m->foreign) {
+				spare->next = m->next;
+				m->next = spare;
+				file_get_ref(file);
+			}
 			ret = CUT_SPLIT;
 		}
 		m->len = lo - m->addr;
 		m->file_pages = MIN(m->file_pages, m->len >> PAGE_SHIFT);
+		hm_update(m->hm, m);
 	}
-	pthread_mutex_unlock(&file->mappings_lock);
+	hm_unlock(&sigs);
+	if (!m->foreign)
+		pthread_mutex_unlock(&file->mappings_lock);
 	return ret;
 }
 
@@ -323,9 +373,15 @@ struct cut_list {
 	struct cut_ref {
 		struct gmem_file *file;	/* an extra reference */
 		struct gmem_vm *vm;
-	} *refs;			/* one per record touched */
+	} *refs;			/* one per record of this process touched */
 	unsigned int nrefs;
 };
+
+static void free_spare(struct host_mapping *m)
+{
+	hm_free(m->hm);
+	free(m);
+}
 
 /*
  * Cut [lo, hi) out of every record it overlaps (see cut()). Caller holds
@@ -354,6 +410,10 @@ static int cut_range(uint8_t *lo, uint8_t *hi, bool reserve,
 	cl->refs = calloc(nhit, sizeof(*cl->refs));
 	for (i = 0; cl->refs && i < nsplit; i++) {
 		m = calloc(1, sizeof(*m));
+		if (m && !(m->hm = hm_alloc())) {
+			free(m);
+			m = NULL;
+		}
 		if (!m)
 			break;
 		m->next_all = spares;
@@ -373,9 +433,11 @@ static int cut_range(uint8_t *lo, uint8_t *hi, bool reserve,
 			continue;
 		}
 		/* Keeps the file and its VM alive for cut_finish(). */
-		file_get_ref(m->file);
-		vm_get(m->file->vm);
-		cl->refs[cl->nrefs++] = (struct cut_ref){ m->file, m->file->vm };
+		if (!m->foreign) {
+			file_get_ref(m->file);
+			vm_get(m->file->vm);
+			cl->refs[cl->nrefs++] = (struct cut_ref){ m->file, m->file->vm };
+		}
 		ret = cut(m, lo, hi, reserve, spare);
 		if (ret < 0)
 			break;
@@ -396,7 +458,7 @@ static int cut_range(uint8_t *lo, uint8_t *hi, bool reserve,
 out:
 	while ((m = spares)) {
 		spares = m->next_all;
-		free(m);
+		free_spare(m);
 	}
 	return ret < 0 ? ret : (int)nhit;
 }
@@ -409,7 +471,8 @@ static void cut_finish(struct cut_list *cl, const char *op)
 
 	while ((m = cl->gone)) {
 		cl->gone = m->next_all;
-		file_put(m->file);
+		if (!m->foreign)
+			file_put(m->file);
 		free(m);
 	}
 	for (i = 0; i < cl->nrefs; i++)
@@ -439,11 +502,13 @@ static int check_fixed(struct gmem_file *file, void *addr, size_t len)
 GMEM_API int gmem_mmap(int fd, uint64_t offset, size_t len, int prot,
 		       int flags, void **addr)
 {
+	KEEP_ERRNO();
 	struct cut_list cl = { 0 };
 	struct host_mapping *m = NULL;
 	struct gmem_file *file;
 	void *va = MAP_FAILED;
 	bool untouched;
+	sigset_t sigs;
 	int ret;
 
 	pthread_once(&once, setup);
@@ -470,7 +535,10 @@ GMEM_API int gmem_mmap(int fd, uint64_t offset, size_t len, int prot,
 	m->pgoff = offset >> PAGE_SHIFT;
 	m->file_pages = MIN(len, file->size - offset) >> PAGE_SHIFT;
 	m->prot = prot;
+	m->uid = file->uid;
 	m->file = file;
+	/* From the first mapping on, a private page raises SIGBUS. */
+	sigbus_install();
 
 	/*
 	 * Shared: conversions wait until the new mapping is fenced and listed.
@@ -479,12 +547,18 @@ GMEM_API int gmem_mmap(int fd, uint64_t offset, size_t len, int prot,
 	 */
 	brlock_read_lock(&file->invalidate_lock);
 	pthread_mutex_lock(&all_lock);
-	ret = cut_range(va, (uint8_t *)va + len, true, &cl);
+	m->hm = hm_alloc();
+	ret = m->hm ? cut_range(va, (uint8_t *)va + len, true, &cl) : -ENOMEM;
 	untouched = ret < 0 && !cl.nrefs;
 	if (ret >= 0)
 		ret = map_window(file, m);
-	if (!ret)
+	if (!ret) {
+		/* Known to the SIGSEGV handler before a page opens. */
+		hm_lock(&sigs);
+		hm_update(m->hm, m);
+		hm_unlock(&sigs);
 		ret = open_window(file, m);
+	}
 	if (!ret) {
 		pthread_mutex_lock(&file->mappings_lock);
 		m->next = file->mappings;
@@ -494,9 +568,15 @@ GMEM_API int gmem_mmap(int fd, uint64_t offset, size_t len, int prot,
 		pthread_mutex_unlock(&file->mappings_lock);
 		m->next_all = all_mappings;
 		all_mappings = m;
-	} else if (!untouched || !(flags & MAP_FIXED)) {
-		/* Our reservation, or (as a failed mmap(2) MAP_FIXED may) the range. */
-		munmap(va, len);
+	} else {
+		if (!untouched || !(flags & MAP_FIXED))
+			/* Our reservation, or (as a failed mmap(2) MAP_FIXED may) the range. */
+			munmap(va, len);
+		if (m->hm) {
+			hm_lock(&sigs);
+			hm_free(m->hm);
+			hm_unlock(&sigs);
+		}
 	}
 	pthread_mutex_unlock(&all_lock);
 	brlock_read_unlock(&file->invalidate_lock);
@@ -522,6 +602,7 @@ out_put:
  */
 GMEM_API int gmem_munmap(void *addr, size_t len)
 {
+	KEEP_ERRNO();
 	size_t rounded = (len + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1);
 	uintptr_t lo = (uintptr_t)addr;
 	struct cut_list cl = { 0 };
@@ -546,6 +627,7 @@ GMEM_API int gmem_munmap(void *addr, size_t len)
 
 GMEM_API int gmem_mapping_find(const void *addr, int *fd, uint64_t *offset)
 {
+	KEEP_ERRNO();
 	uintptr_t p = (uintptr_t)addr;
 	struct host_mapping *m;
 
@@ -555,8 +637,8 @@ GMEM_API int gmem_mapping_find(const void *addr, int *fd, uint64_t *offset)
 
 		if (p < start || p - start >= m->len)
 			continue;
-		if (fd)
-			*fd = atomic_load(&m->file->obj.handle);
+		if (fd)		/* an inherited mapping's handle is not ours */
+			*fd = m->foreign ? -1 : atomic_load(&m->file->obj.handle);
 		if (offset)
 			*offset = (m->pgoff << PAGE_SHIFT) + (p - start);
 		break;

@@ -161,10 +161,12 @@ out:
 
 GMEM_API int gmem_pin(int fd, uint64_t offset, uint64_t size)
 {
+	KEEP_ERRNO();
 	return pin_range(fd, offset, size, +1, "gmem_pin");
 }
 
 GMEM_API int gmem_unpin(int fd, uint64_t offset, uint64_t size)
 {
+	KEEP_ERRNO();
 	return pin_range(fd, offset, size, -1, "gmem_unpin");
 }

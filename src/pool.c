@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -53,6 +54,7 @@ void pool_put(struct gmem_pool *pool)
 
 GMEM_API int gmem_pool_create(uint64_t capacity)
 {
+	KEEP_ERRNO();
 	struct gmem_pool *pool;
 	bool fresh;
 	int ret;
@@ -91,6 +93,16 @@ GMEM_API int gmem_pool_create(uint64_t capacity)
 		ret = gmem_err(ENOMEM, "gmem_pool_create: no address space for the frame model");
 		goto out_unmap;
 	}
+	/*
+	 * A fork child cannot use the pool (its handles fail with EIO), and the
+	 * direct map reaches every private frame: it does not inherit either.
+	 * Nor does a core dump hold them, as it never holds the kernel's direct
+	 * map (and it would read the whole sparse capacity).
+	 */
+	madvise(pool->direct_map, capacity, MADV_DONTFORK);
+	madvise(pool->direct_map, capacity, MADV_DONTDUMP);
+	madvise(pool->frames, pool->nframes * sizeof(*pool->frames),
+		MADV_DONTFORK);
 	pool->windows = malloc(sizeof(*pool->windows));
 	if (!pool->windows) {
 		ret = gmem_err(ENOMEM, "gmem_pool_create: out of memory");
@@ -117,6 +129,7 @@ out_free:
 
 GMEM_API int gmem_pool_destroy(int h)
 {
+	KEEP_ERRNO();
 	struct obj *o;
 	int ret = obj_close(h, OBJ_POOL, "gmem_pool_destroy", &o);
 
@@ -127,16 +140,19 @@ GMEM_API int gmem_pool_destroy(int h)
 
 GMEM_API void *gmem_pool_frame(int h, uint64_t pfn)
 {
+	KEEP_ERRNO();
 	struct obj *o = obj_peek(h);
 	struct gmem_pool *pool = (struct gmem_pool *)o;
 
-	if (!o || o->type != OBJ_POOL || pfn >= pool->nframes)
+	if (!o || obj_foreign(o, h, "gmem_pool_frame") || o->type != OBJ_POOL ||
+	    pfn >= pool->nframes)
 		return NULL;
 	return pool_va(pool, pfn);
 }
 
 GMEM_API int gmem_pool_stats(int h, struct gmem_pool_stats *st)
 {
+	KEEP_ERRNO();
 	struct gmem_pool *pool;
 
 	int ret = obj_get(h, OBJ_POOL, "gmem_pool_stats", (void **)&pool);
@@ -290,8 +306,11 @@ bool frame_is_zero(struct gmem_pool *pool, uint64_t pfn)
 
 GMEM_API int gmem_frame_state(int h, uint64_t pfn, char *buf, size_t len)
 {
+	KEEP_ERRNO();
+	const struct gmem_arch *arch;
 	struct gmem_pool *pool;
 	char tmp[128];
+	size_t n;
 	int ret = obj_get(h, OBJ_POOL, "gmem_frame_state", (void **)&pool);
 
 	if (ret)
@@ -301,27 +320,55 @@ GMEM_API int gmem_frame_state(int h, uint64_t pfn, char *buf, size_t len)
 		return gmem_err(EINVAL, "gmem_frame_state: pfn %#llx is outside the pool or no buffer",
 				(unsigned long long)pfn);
 	}
-	if (pool->arch && pool->arch->describe)
-		ret = pool->arch->describe(pool, pfn, tmp, sizeof(tmp));
+	arch = atomic_load(&pool->arch);
+	if (arch && arch->describe)
+		arch->describe(pool, pfn, tmp, sizeof(tmp));
 	else
-		ret = snprintf(tmp, sizeof(tmp), "no hardware state");
-	if (len)
-		snprintf(buf, len, "%s", tmp);
+		snprintf(tmp, sizeof(tmp), "no hardware state");
 	pool_put(pool);
-	return MIN(ret, len ? (int)len - 1 : 0);
+	if (!len)
+		return 0;
+	/* Counted in size_t: a @len above INT_MAX still bounds a short string. */
+	n = MIN(strlen(tmp), len - 1);
+	memcpy(buf, tmp, n);
+	buf[n] = 0;
+	return (int)n;
 }
 
-/* A pool models one machine, and a machine has one kind of hardware. */
+/*
+ * A pool models one machine, and a machine has one kind of hardware: the
+ * first VM created on it names it for good. A gmem_vm_create that claims the
+ * arch and then fails gives the claim back (pool_settle_arch), so a VM-less
+ * pool stays free for any arch.
+ */
 int pool_claim_arch(struct gmem_pool *pool, const struct gmem_arch *arch)
 {
+	const struct gmem_arch *cur;
 	int ret = 0;
 
 	pthread_mutex_lock(&pool->lock);
-	if (!pool->arch)
-		pool->arch = arch;
-	else if (pool->arch != arch)
+	cur = atomic_load(&pool->arch);
+	if (!cur) {
+		atomic_store(&pool->arch, arch);
+		cur = arch;
+	}
+	if (cur != arch)
 		ret = gmem_err(EINVAL, "gmem_vm_create: the pool already runs %s VMs, not %s",
-			       pool->arch->name, arch->name);
+			       cur->name, arch->name);
+	else
+		pool->arch_claims++;
 	pthread_mutex_unlock(&pool->lock);
 	return ret;
+}
+
+/* The VM create that claimed the arch is done: @created, or failed. */
+void pool_settle_arch(struct gmem_pool *pool, bool created)
+{
+	pthread_mutex_lock(&pool->lock);
+	pool->arch_claims--;
+	if (created)
+		pool->arch_bound = true;
+	else if (!pool->arch_claims && !pool->arch_bound)
+		atomic_store(&pool->arch, NULL);
+	pthread_mutex_unlock(&pool->lock);
 }

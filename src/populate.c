@@ -31,6 +31,19 @@ static int populate_page(struct gmem_vm *vm, uint64_t gfn, const uint8_t *src)
 			       (unsigned long long)(gfn << PAGE_SHIFT));
 		goto out;
 	}
+	/*
+	 * kvm_gmem_populate refuses a folio already prepared for the guest
+	 * (-EEXIST) whatever the arch: the guest may be running on it. Archs
+	 * with hardware state refuse in post_populate; sw has none to ask, so
+	 * the frame's own mark tells (set by a private fault or a populate,
+	 * cleared by reclaim).
+	 */
+	if (!vm->arch->post_populate &&
+	    (frame_get(vm->pool, pfn) & FRAME_WAS_PRIVATE)) {
+		ret = gmem_err(EEXIST, "gmem_vm_populate: gpa %#llx is already the guest's",
+			       (unsigned long long)(gfn << PAGE_SHIFT));
+		goto out;
+	}
 	ret = arch_post_populate(vm, gfn, pfn);
 	if (ret) {
 		ret = gmem_err(-ret, "gmem_vm_populate: the arch refused gpa %#llx (already taken?)",
@@ -51,6 +64,7 @@ out:
 GMEM_API int64_t gmem_vm_populate(int vmh, uint64_t gpa, const void *src,
 				  uint64_t len, uint64_t flags)
 {
+	KEEP_ERRNO();
 	const uint8_t *p = src;
 	struct gmem_vm *vm;
 	int64_t done = 0;

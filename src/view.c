@@ -190,6 +190,21 @@ void view_check(struct gmem_vm *vm, struct memslot *slot, int pagemap_fd)
 	}
 }
 
+/* Check mode: is [start, end) inside a stage-2 view of @vm? Caller holds slots_lock. */
+bool view_covers(struct gmem_vm *vm, uintptr_t start, uintptr_t end)
+{
+	for (unsigned int i = 0; i < vm->nslots; i++) {
+		for (int kind = 0; kind < VIEW_KINDS; kind++) {
+			struct view *v = vm->slots[i]->views[kind];
+
+			if (v && start >= (uintptr_t)v->addr &&
+			    end <= (uintptr_t)v->addr + v->len)
+				return true;
+		}
+	}
+	return false;
+}
+
 struct open_arg {
 	struct memslot *slot;
 	int kind;
@@ -224,8 +239,12 @@ static uint8_t *map_fenced(struct gmem_vm *vm, struct memslot *slot)
 		    MAP_SHARED | MAP_NORESERVE, vm->pool->memfd, pos);
 	if (addr == MAP_FAILED)
 		return NULL;
-	/* A forked child could not follow stage-2: it gets no view at all. */
+	/*
+	 * A forked child could not follow stage-2: it gets no view at all; a
+	 * core dump leaves the guest's private pages out.
+	 */
 	if (madvise(addr, len, MADV_DONTFORK) ||
+	    madvise(addr, len, MADV_DONTDUMP) ||
 	    (guards && madvise(addr, len, MADV_GUARD_INSTALL))) {
 		munmap(addr, len);
 		return NULL;
@@ -236,6 +255,7 @@ static uint8_t *map_fenced(struct gmem_vm *vm, struct memslot *slot)
 GMEM_API int gmem_vm_view_mmap(int vmh, uint32_t id, uint64_t attributes,
 			       void **addr)
 {
+	KEEP_ERRNO();
 	struct open_arg arg = { .kind = attributes & GMEM_ATTR_PRIVATE ? 1 : 0 };
 	struct memslot *slot;
 	struct gmem_vm *vm;

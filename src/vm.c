@@ -43,9 +43,13 @@ int vm_enter(int h, const char *fn, struct gmem_vm **out)
 {
 	struct obj *o = obj_peek(h);
 	struct gmem_vm *vm = (struct gmem_vm *)o;
+	int ret;
 
 	if (!o)
 		return gmem_err(EBADF, "%s: handle %d is not open", fn, h);
+	ret = obj_foreign(o, h, fn);
+	if (ret)
+		return ret;
 	if (o->type != OBJ_VM)
 		return gmem_err(EINVAL, "%s: handle %d is not a vm", fn, h);
 	brlock_read_lock(&vm->slots_lock);
@@ -77,6 +81,7 @@ void vm_exit_checked(struct gmem_vm *vm, const char *op)
 
 GMEM_API int gmem_vm_create(int poolh, const char *arch_name, uint64_t flags)
 {
+	KEEP_ERRNO();
 	const struct gmem_arch *arch;
 	struct gmem_pool *pool;
 	struct gmem_vm *vm;
@@ -104,7 +109,7 @@ GMEM_API int gmem_vm_create(int poolh, const char *arch_name, uint64_t flags)
 		       &fresh);
 	if (!vm) {
 		ret = gmem_err(ENOMEM, "gmem_vm_create: out of memory");
-		goto out_pool;
+		goto out_claim;
 	}
 	if (fresh) {
 		brlock_init(&vm->slots_lock);
@@ -122,15 +127,19 @@ GMEM_API int gmem_vm_create(int poolh, const char *arch_name, uint64_t flags)
 		pthread_mutex_destroy(&vm->files_lock);
 		obj_recycle(&vm->obj);
 		ret = gmem_err(ENOMEM, "gmem_vm_create: out of memory");
-		goto out_pool;
+		goto out_claim;
 	}
 	ret = obj_install(&vm->obj);
+	/* Settle while the VM still holds the pool: vm_put may release it. */
+	pool_settle_arch(pool, ret >= 0);
 	if (ret < 0) {
 		gmem_err(EMFILE, "gmem_vm_create: no free handle");
 		vm_put(vm);
 	}
 	return ret;
 
+out_claim:
+	pool_settle_arch(pool, false);
 out_pool:
 	pool_put(pool);
 	return ret;
@@ -138,6 +147,7 @@ out_pool:
 
 GMEM_API int gmem_vm_destroy(int h)
 {
+	KEEP_ERRNO();
 	struct obj *o;
 	int ret = obj_close(h, OBJ_VM, "gmem_vm_destroy", &o);
 
@@ -273,6 +283,7 @@ static int slot_insert_point(struct memslot **a, unsigned int n, bool by_gfn,
 GMEM_API int gmem_bind(int vmh, uint32_t id, uint64_t gpa, uint64_t size,
 		       int fd, uint64_t offset)
 {
+	KEEP_ERRNO();
 	struct gmem_file *file;
 	struct memslot *slot;
 	struct gmem_vm *vm;
@@ -308,7 +319,8 @@ GMEM_API int gmem_bind(int vmh, uint32_t id, uint64_t gpa, uint64_t size,
 	    grow(&file->bindings, &file->bindings_cap, file->nbindings + 1)) {
 		ret = gmem_err(ENOMEM, "gmem_bind: out of memory");
 	} else if (vm_find_slot_id(vm, id)) {
-		ret = gmem_err(EEXIST, "gmem_bind: slot %u is in use", id);
+		/* A guest_memfd slot is created or deleted, never changed. */
+		ret = gmem_err(EINVAL, "gmem_bind: slot %u is in use", id);
 	} else if (slot_insert_point(vm->slots, vm->nslots, true, gfn,
 				     gfn + npages, &vm_at)) {
 		ret = gmem_err(EEXIST, "gmem_bind: guest range [%#llx, +%#llx) overlaps another slot",
@@ -338,6 +350,7 @@ out_vm:
 
 GMEM_API int gmem_unbind(int vmh, uint32_t id)
 {
+	KEEP_ERRNO();
 	struct gmem_file *file;
 	struct memslot *slot;
 	struct gmem_vm *vm;
@@ -379,6 +392,7 @@ GMEM_API int gmem_unbind(int vmh, uint32_t id)
 GMEM_API int gmem_vm_translate(int vmh, uint64_t gpa, int *fd,
 			       uint64_t *offset, uint64_t *len)
 {
+	KEEP_ERRNO();
 	struct memslot *slot;
 	struct gmem_vm *vm;
 	uint64_t gfn = gpa >> PAGE_SHIFT;
@@ -422,6 +436,7 @@ static int stage2_entry(int vmh, const char *fn, uint64_t gpa,
 
 GMEM_API int gmem_vm_stage2(int vmh, uint64_t gpa, uint64_t *pfn, int *private)
 {
+	KEEP_ERRNO();
 	struct s2_entry e;
 	int ret = stage2_entry(vmh, "gmem_vm_stage2", gpa, &e);
 
@@ -436,6 +451,7 @@ GMEM_API int gmem_vm_stage2(int vmh, uint64_t gpa, uint64_t *pfn, int *private)
 
 GMEM_API int gmem_vm_stage2_level(int vmh, uint64_t gpa)
 {
+	KEEP_ERRNO();
 	struct s2_entry e;
 	int ret = stage2_entry(vmh, "gmem_vm_stage2_level", gpa, &e);
 
@@ -449,6 +465,7 @@ GMEM_API int gmem_vm_stage2_level(int vmh, uint64_t gpa)
 
 GMEM_API int64_t gmem_vm_invalidate_seq(int vmh)
 {
+	KEEP_ERRNO();
 	struct gmem_vm *vm;
 	int64_t seq;
 	int ret = vm_enter(vmh, "gmem_vm_invalidate_seq", &vm);

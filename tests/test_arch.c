@@ -794,6 +794,24 @@ TEST(frame_state_of_a_pool_without_vms_is_no_hardware_state)
 	ASSERT_EQ(gmem_pool_destroy(pool), 0);
 }
 
+TEST(frame_state_with_a_length_above_int_max_returns_the_length_written)
+{
+	struct env e = env_new("snp");
+	char want[128], buf[128];
+	int n = gmem_frame_state(e.pool, 0, want, sizeof(want));
+
+	ASSERT_GT(n, 0);
+	ASSERT_LT(n, (int)sizeof(want) - 1);	/* not truncated */
+	/* The buffer is shorter than @len claims, but the string is shorter still. */
+	memset(buf, 'x', sizeof(buf));
+	ASSERT_EQ(gmem_frame_state(e.pool, 0, buf, (size_t)INT32_MAX + 2), n);
+	ASSERT_EQ(strcmp(buf, want), 0);
+	ASSERT_EQ(gmem_frame_state(e.pool, 0, buf, SIZE_MAX), n);
+	ASSERT_EQ(gmem_frame_state(e.pool, 0, buf, (size_t)INT32_MAX + 1), n);
+	ASSERT_EQ(gmem_frame_state(e.pool, 0, buf, (size_t)UINT32_MAX + 1), n);
+	env_free(&e);
+}
+
 TEST(frame_state_rejects_bad_pool_pfn_and_buffer)
 {
 	struct env e = env_new("snp");

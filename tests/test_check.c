@@ -547,6 +547,31 @@ TEST(violations_rejects_bad_handles)
 	free_vm(pool, vm);
 }
 
+TEST(violations_with_no_buffer_and_a_nonzero_max_is_einval)
+{
+	static uint8_t data[PG];
+	struct gmem_violation v;
+	int pool, vm, fd;
+
+	/* A VM with violations to copy: the legacy pkvm loses converted content. */
+	checked_vm("pkvm", GMEM_VM_LEGACY_CONTRACT, &pool, &vm);
+	fd = gmem_create(vm, 4 * PG, 0);
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(gmem_bind(vm, 0, GPA, 4 * PG, fd, 0), 0);
+	fill(data, PG, 7);
+	guest(vm, GPA, data, PG, PRIVATE_W);
+	ASSERT_EQ(convert(fd, 0, PG, 0), 0);
+	ASSERT_GT(gmem_vm_violations(vm, &v, 1), 0);
+	ASSERT_EQ(gmem_vm_violations(vm, NULL, 1), -EINVAL);
+	ASSERT_EQ(gmem_vm_violations(vm, NULL, ~0U), -EINVAL);
+	/* Counting alone needs no buffer. */
+	ASSERT_GT(gmem_vm_violations(vm, NULL, 0), 0);
+	/* The handle is still checked first. */
+	ASSERT_EQ(gmem_vm_violations(NEVER_OPEN, NULL, 1), -EBADF);
+	ASSERT_EQ(gmem_close(fd), 0);
+	free_vm(pool, vm);
+}
+
 TEST(violations_copies_at_most_max_entries_and_returns_the_total)
 {
 	static struct gmem_violation v[8];

@@ -77,6 +77,24 @@ TEST(fallocate_modes_and_errors_follow_the_kernel)
 	env_free(&e);
 }
 
+TEST(fallocate_of_length_zero_is_einval_before_the_mode_as_the_kernel)
+{
+	struct env e = env_new("sw");
+	int fd = gmem_create(e.vm, MiB, 0);
+
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(gmem_fallocate(fd, GMEM_FALLOC_KEEP_SIZE, 0, 0), -EINVAL);
+	ASSERT_EQ(gmem_fallocate(fd, GMEM_FALLOC_KEEP_SIZE | GMEM_FALLOC_PUNCH_HOLE, 0, 0), -EINVAL);
+	ASSERT_EQ(gmem_fallocate(fd, GMEM_FALLOC_KEEP_SIZE, MiB, 0), -EINVAL);
+	/* vfs_fallocate looks at len before the mode. */
+	ASSERT_EQ(gmem_fallocate(fd, 0, 0, 0), -EINVAL);
+	ASSERT_EQ(gmem_fallocate(fd, 0x40, 0, 0), -EINVAL);
+	/* The handle still comes first. */
+	ASSERT_EQ(gmem_fallocate(9999, GMEM_FALLOC_KEEP_SIZE, 0, 0), -EBADF);
+	ASSERT_EQ(gmem_close(fd), 0);
+	env_free(&e);
+}
+
 TEST(allocate_then_punch_accounts_frames)
 {
 	struct env e = env_new("sw");

@@ -358,6 +358,16 @@ KTEST(attributes2_bad_input, "")
 	/* The argument is read first. */
 	ASSERT_ERRNO(ioctl(fd, GK_SET_MEMORY_ATTRIBUTES2, (void *)8), EFAULT);
 	ASSERT_ERRNO(ioctl(fd, GK_SET_MEMORY_ATTRIBUTES2, none), EFAULT);
+	{
+		/* An argument in a private page of a guest_memfd mapping: the
+		 * kernel's copy fails (EFAULT); no SIGBUS reaches the program. */
+		int pfd = kt_gmem(vm, PG, MMAP);
+		void *priv = kt_map(pfd, PG, 0);
+
+		ASSERT_ERRNO(ioctl(fd, GK_SET_MEMORY_ATTRIBUTES2, priv), EFAULT);
+		ASSERT_EQ(munmap(priv, PG), 0);
+		close(pfd);
+	}
 	a.flags = 1;
 	ASSERT_ERRNO(ioctl(fd, GK_SET_MEMORY_ATTRIBUTES2, &a), EINVAL);
 	a.flags = 0;

@@ -387,7 +387,11 @@ TEST(populate_in_place_of_an_untouched_page_gives_zeroes)
 
 /* -------------------------------------------------------- already taken */
 
-/* snp and tdx: a frame the arch holds already cannot be populated again. */
+/*
+ * A frame the guest holds already cannot be populated again (the kernel's
+ * kvm_gmem_populate: -EEXIST for a prepared folio): snp, tdx and pkvm by
+ * their hardware state, sw by the engine's own mark.
+ */
 static void populate_twice_fails_with_eexist(const char *arch)
 {
 	struct env e = env_new(arch);
@@ -423,6 +427,11 @@ static void populate_twice_fails_with_eexist(const char *arch)
 	ASSERT_EQ(memcmp(buf, four, PG), 0);
 	ASSERT_EQ(gmem_close(fd), 0);
 	env_free(&e);
+}
+
+TEST(sw_populating_a_page_the_guest_has_fails_with_eexist)
+{
+	populate_twice_fails_with_eexist("sw");
 }
 
 TEST(snp_populating_an_assigned_page_fails_with_eexist)

@@ -2,12 +2,14 @@
 /* Real pthreads racing faults, conversions, punches, pins, mappings, bindings and handles. */
 #include <pthread.h>
 #include <sched.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 
 #include "harness.h"
 
@@ -1288,5 +1290,137 @@ TEST(faults_on_a_vm_handle_being_destroyed_and_reused_fail_cleanly)
 	pthread_barrier_destroy(&go);
 	ASSERT_EQ(ret, 0);
 	ASSERT_EQ(atomic_load(&thread_failures), 0);
+	env_free(&e);
+}
+
+/* ------------------------- conversions reaching fork children's mappings */
+
+#define FK_PAGES	8
+#define FK_ROUNDS	150
+#define FK_KIDS		2
+#define FK_SECRET	0x5e
+
+/* Shared with the children: stop flag and what they saw. */
+struct fk_shared {
+	atomic_int stop;
+	atomic_long reads, faults, secrets;
+};
+
+static sigjmp_buf fk_jmp;
+
+static void fk_fault(int sig)
+{
+	(void)sig;
+	siglongjmp(fk_jmp, 1);
+}
+
+static void fk_read(volatile uint8_t *b, struct fk_shared *sh)
+{
+	if (!sigsetjmp(fk_jmp, 1)) {
+		uint8_t v = *b;
+
+		atomic_fetch_add(&sh->reads, 1);
+		if (v == FK_SECRET)
+			atomic_fetch_add(&sh->secrets, 1);
+	} else {
+		atomic_fetch_add(&sh->faults, 1);
+	}
+}
+
+/*
+ * A child reading every page over and over. A page holds FK_SECRET only
+ * while it is private (the guest writes it, then overwrites it before the
+ * page goes shared again): a child that ever reads it had access to a private
+ * page after the conversion that revoked it returned.
+ */
+static void fk_child(uint8_t *map, struct fk_shared *sh)
+{
+	struct sigaction sa = { .sa_handler = fk_fault };
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGBUS, &sa, NULL);
+	while (!atomic_load(&sh->stop)) {
+		for (int p = 0; p < FK_PAGES; p++)
+			fk_read(map + p * PAGE + 64, sh);
+		sched_yield();	/* two cores: leave the converters some */
+	}
+	_exit(0);
+}
+
+static void *fk_converter(void *arg)
+{
+	struct ctx *c = arg;
+	uint8_t data[PAGE];
+	struct gmem_exit ex;
+
+	pthread_barrier_wait(c->go);
+	for (int r = 0; r < FK_ROUNDS; r++) {
+		for (int k = 0; k < 2; k++) {
+			uint64_t p = (uint64_t)c->id * 2 + (uint64_t)k;
+
+			CHECK(!gmem_set_attributes(c->fd, p * PAGE, PAGE,
+						   GMEM_ATTR_PRIVATE, 0, NULL), p);
+			memset(data, FK_SECRET, sizeof(data));
+			CHECK(!gmem_vm_access(c->vm, c->gpa + p * PAGE, data, PAGE,
+					      GMEM_FAULT_WRITE | GMEM_FAULT_PRIVATE,
+					      &ex), p);
+			memset(data, 0x11, sizeof(data));
+			CHECK(!gmem_vm_access(c->vm, c->gpa + p * PAGE, data, PAGE,
+					      GMEM_FAULT_WRITE | GMEM_FAULT_PRIVATE,
+					      &ex), p);
+			CHECK(!gmem_set_attributes(c->fd, p * PAGE, PAGE, 0, 0,
+						   NULL), p);
+			c->ops++;
+		}
+	}
+	return NULL;
+}
+
+TEST(conversions_from_many_threads_reach_every_fork_child_before_they_return)
+{
+	struct env e = env_new("sw");
+	struct fk_shared *sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE,
+				    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	pthread_barrier_t go;
+	struct ctx c = { .vm = e.vm, .npages = FK_PAGES, .gpa = GPA_BASE, .go = &go };
+	pid_t kids[FK_KIDS];
+	uint8_t *map = NULL;
+	int status;
+
+	test_begin();
+	ASSERT_TRUE(sh != MAP_FAILED);
+	c.fd = gmem_create(e.vm, FK_PAGES * PAGE,
+			   GMEM_FLAG_MMAP | GMEM_FLAG_INIT_SHARED);
+	ASSERT_GE(c.fd, 0);
+	ASSERT_EQ(gmem_bind(e.vm, 0, GPA_BASE, FK_PAGES * PAGE, c.fd, 0), 0);
+	ASSERT_EQ(gmem_mmap(c.fd, 0, FK_PAGES * PAGE, PROT_READ | PROT_WRITE,
+			    MAP_SHARED, (void **)&map), 0);
+	memset(map, 0x11, FK_PAGES * PAGE);
+	fflush(stdout);
+	for (int k = 0; k < FK_KIDS; k++) {
+		kids[k] = fork();
+		ASSERT_GE(kids[k], 0);
+		if (!kids[k])
+			fk_child(map, sh);
+	}
+	pthread_barrier_init(&go, NULL, FK_PAGES / 2);
+	for (int t = 0; t < FK_PAGES / 2; t++)
+		start_thread(fk_converter, &c);
+	join_threads();
+	pthread_barrier_destroy(&go);
+	atomic_store(&sh->stop, 1);
+	for (int k = 0; k < FK_KIDS; k++) {
+		ASSERT_EQ(waitpid(kids[k], &status, 0), kids[k]);
+		ASSERT_TRUE(WIFEXITED(status));
+		ASSERT_EQ(WEXITSTATUS(status), 0);
+	}
+	printf("#   children: %ld reads, %ld faults on private pages\n",
+	       atomic_load(&sh->reads), atomic_load(&sh->faults));
+	ASSERT_EQ(atomic_load(&thread_failures), 0);
+	ASSERT_EQ(atomic_load(&sh->secrets), 0);
+	ASSERT_GT(atomic_load(&sh->reads), 0);
+	ASSERT_EQ(gmem_munmap(map, FK_PAGES * PAGE), 0);
+	ASSERT_EQ(gmem_close(c.fd), 0);
+	ASSERT_EQ(munmap(sh, sizeof(*sh)), 0);
 	env_free(&e);
 }

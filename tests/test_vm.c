@@ -87,6 +87,31 @@ TEST(vm_create_rejects_unknown_arch_nonzero_flags_and_bad_pools)
 	ASSERT_EQ(gmem_vm_create(pool, "sw", 0), -EBADF);	/* closed pool */
 }
 
+extern int gmem_handle_fail_install;
+
+TEST(failed_vm_create_leaves_the_pool_free_for_another_arch)
+{
+	int pool = gmem_pool_create(GiB), vm;
+
+	ASSERT_GE(pool, 0);
+	/* EMFILE: the handle table is full once the VM is built. */
+	gmem_handle_fail_install = 1;
+	ASSERT_EQ(gmem_vm_create(pool, "snp", 0), -EMFILE);
+	ASSERT_EQ(gmem_vm_create(pool, "snp", GMEM_VM_CHECK), -EMFILE);
+	gmem_handle_fail_install = 0;
+	/* The pool never ran an snp VM: a tdx one is welcome. */
+	vm = gmem_vm_create(pool, "tdx", 0);
+	ASSERT_GE(vm, 0);
+	/* A VM that was created binds the arch for good, even once destroyed. */
+	ASSERT_EQ(gmem_vm_create(pool, "snp", 0), -EINVAL);
+	ASSERT_EQ(gmem_vm_destroy(vm), 0);
+	ASSERT_EQ(gmem_vm_create(pool, "snp", 0), -EINVAL);
+	vm = gmem_vm_create(pool, "tdx", 0);
+	ASSERT_GE(vm, 0);
+	ASSERT_EQ(gmem_vm_destroy(vm), 0);
+	ASSERT_EQ(gmem_pool_destroy(pool), 0);
+}
+
 TEST(bind_rejects_bad_vm_slot_and_guest_range_before_looking_at_the_file)
 {
 	struct env e = env_new("sw");
@@ -155,7 +180,7 @@ TEST(bind_rejects_closed_foreign_and_non_file_handles_and_bad_file_ranges)
 	env_free(&e);
 }
 
-TEST(bind_rejects_a_used_slot_id_and_overlapping_guest_ranges)
+TEST(bind_rejects_a_used_slot_id_with_einval_and_overlapping_guest_ranges_with_eexist)
 {
 	struct env e = env_new("sw");
 	int fd = gmem_create(e.vm, 4 * MiB, 0);
@@ -164,8 +189,12 @@ TEST(bind_rejects_a_used_slot_id_and_overlapping_guest_ranges)
 	ASSERT_GE(fd, 0);
 	ASSERT_GE(fd2, 0);
 	ASSERT_EQ(gmem_bind(e.vm, 1, MiB, MiB, fd, 0), 0);
-	/* Same id, everything else free. */
-	ASSERT_EQ(gmem_bind(e.vm, 1, 8 * MiB, PG, fd2, 0), -EEXIST);
+	/*
+	 * Same id, everything else free: a guest_memfd memslot is created or
+	 * deleted, never changed, so KVM answers EINVAL (EEXIST is for overlaps).
+	 */
+	ASSERT_EQ(gmem_bind(e.vm, 1, 8 * MiB, PG, fd2, 0), -EINVAL);
+	ASSERT_EQ(gmem_bind(e.vm, 1, MiB, MiB, fd, 0), -EINVAL);	/* the same again */
 	/* Guest overlaps (another file, so only the guest range collides). */
 	ASSERT_EQ(gmem_bind(e.vm, 2, MiB, PG, fd2, 0), -EEXIST);
 	ASSERT_EQ(gmem_bind(e.vm, 2, MiB + 3 * PG, PG, fd2, 0), -EEXIST);

@@ -15,7 +15,7 @@ LIB_SRC   := $(wildcard src/*.c src/arch/*.c)
 LIB_OBJ   := $(LIB_SRC:%.c=$(O)/%.o)
 TEST_SRC  := $(wildcard tests/test_*.c)
 TESTS     := $(TEST_SRC:tests/%.c=$(O)/tests/%)
-HARNESS   := tests/harness.c
+HARNESS   := tests/harness.c tools/lib/util.c
 
 KVM_SRC   := $(wildcard kvm/*.c)
 KVM_OBJ   := $(KVM_SRC:%.c=$(O)/%.o)
@@ -40,35 +40,38 @@ $(O)/libgmem-kvm.so: $(KVM_OBJ) $(O)/libgmem.a kvm/libgmem-kvm.map
 	$(CC) -shared -Wl,--version-script=kvm/libgmem-kvm.map -o $@ $(KVM_OBJ) \
 		$(O)/libgmem.a -ldl $(LDFLAGS)
 
-$(O)/gmem: $(wildcard tools/*.c tools/*.h) kvm/uapi.h tools/guest/abi.h $(O)/libgmem.a $(O)/tools/guest/image.o
-	$(CC) $(CFLAGS) -o $@ $(filter %.c,$^) $(O)/tools/guest/image.o $(O)/libgmem.a $(LDFLAGS)
+# The command: tools/gmem.c and one folder per subcommand, tools/lib/ shared.
+TOOLS_SRC := $(wildcard tools/*.c tools/*/*.c)
+$(O)/gmem: $(TOOLS_SRC) $(wildcard tools/*.h tools/*/*.h) kvm/uapi.h $(O)/libgmem.a $(O)/tools/vm/guest/image.o
+	$(CC) $(CFLAGS) -Itools -I. -DGMEM_VERSION='"$(VERSION)"' -o $@ $(TOOLS_SRC) \
+		$(O)/tools/vm/guest/image.o $(O)/libgmem.a $(LDFLAGS)
 
 # The guest of gmem vm: freestanding 32-bit code, always built by gcc, linked
 # into the gmem binary as data.
 GUEST_CC     ?= gcc
 GUEST_CFLAGS := -m32 -march=i686 -O2 -ffreestanding -fno-pic -fno-pie -fno-stack-protector \
 	-mno-sse -mno-mmx -fno-asynchronous-unwind-tables -Wall -Wextra -Werror \
-	-nostdlib -static -no-pie -Wl,-T,tools/guest/guest.ld -Wl,--build-id=none
+	-nostdlib -static -no-pie -Wl,-T,tools/vm/guest/guest.ld -Wl,--build-id=none
 # Without a compiler for 32-bit x86 the image is empty and gmem vm says so.
-$(O)/guest/guest.bin: $(wildcard tools/guest/*.[chS] tools/guest/*.ld)
+$(O)/guest/guest.bin: $(wildcard tools/vm/guest/*.[chS] tools/vm/guest/*.ld)
 	@mkdir -p $(dir $@)
 	@if echo 'int x;' | $(GUEST_CC) -m32 -c -x c -o /dev/null - 2>/dev/null; then \
-		echo "$(GUEST_CC) $(GUEST_CFLAGS) -o $(O)/guest/guest.elf tools/guest/entry.S tools/guest/guest.c"; \
-		$(GUEST_CC) $(GUEST_CFLAGS) -o $(O)/guest/guest.elf tools/guest/entry.S tools/guest/guest.c && \
+		echo "$(GUEST_CC) $(GUEST_CFLAGS) -o $(O)/guest/guest.elf tools/vm/guest/entry.S tools/vm/guest/guest.c"; \
+		$(GUEST_CC) $(GUEST_CFLAGS) -o $(O)/guest/guest.elf tools/vm/guest/entry.S tools/vm/guest/guest.c && \
 		objcopy -O binary $(O)/guest/guest.elf $@; \
 	else \
 		echo "note: $(GUEST_CC) cannot build 32-bit x86 code: gmem vm will have no guest"; \
 		: > $@; \
 	fi
 
-$(O)/tools/guest/image.o: tools/guest/image.S $(O)/guest/guest.bin
+$(O)/tools/vm/guest/image.o: tools/vm/guest/image.S $(O)/guest/guest.bin
 	@mkdir -p $(dir $@)
 	$(CC) -c -DGUEST_BIN='"$(O)/guest/guest.bin"' -o $@ $<
 
 # Tests link the archive: white-box tests may reach internal symbols.
-$(O)/tests/%: tests/%.c $(HARNESS) tests/harness.h tests/kvm_util_min.h $(O)/libgmem.a
+$(O)/tests/%: tests/%.c $(HARNESS) tests/harness.h tests/kvm_util_min.h tools/lib/util.h $(O)/libgmem.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Isrc -o $@ $< $(HARNESS) $(O)/libgmem.a $(LDFLAGS)
+	$(CC) $(CFLAGS) -Isrc -Itools -o $@ $< $(HARNESS) $(O)/libgmem.a $(LDFLAGS)
 
 check: all
 	O=$(O) tests/run.sh $(TESTS_ONLY)
@@ -142,9 +145,9 @@ FUZZ_DIR     := build-fuzz
 FUZZ_SAN     := -fsanitize=fuzzer,address,undefined -fno-omit-frame-pointer
 fuzz:
 	$(MAKE) -j2 O=$(FUZZ_DIR) CC=clang SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" $(FUZZ_DIR)/libgmem.a
-	clang -std=c11 -D_GNU_SOURCE -O1 -g $(WARN) $(FUZZ_SAN) -Iinclude -Itools -pthread \
-		-o $(FUZZ_DIR)/fuzz_scenario fuzz/fuzz_scenario.c tools/scenario.c tools/scenario_run.c \
-		tools/scenario_trace.c $(FUZZ_DIR)/libgmem.a
+	clang -std=c11 -D_GNU_SOURCE -O1 -g $(WARN) $(FUZZ_SAN) -Iinclude -Itools -Itools/run -pthread \
+		-I. -o $(FUZZ_DIR)/fuzz_scenario fuzz/fuzz_scenario.c tools/run/parse.c tools/run/lex.c tools/run/execute.c \
+		tools/run/trace.c tools/lib/util.c $(FUZZ_DIR)/libgmem.a
 	@mkdir -p $(FUZZ_DIR)/corpus
 	cp examples/*.gmem $(FUZZ_DIR)/corpus/
 	$(FUZZ_DIR)/fuzz_scenario -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -dict=fuzz/scenario.dict \

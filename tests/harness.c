@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "lib/util.h"
 
 static struct test *tests, **tail = &tests;
 static jmp_buf test_jmp;
@@ -67,35 +68,11 @@ int run_in_child(void (*fn)(void *), void *arg)
 	return WIFSIGNALED(status) ? WTERMSIG(status) : 0;
 }
 
-static sigjmp_buf probe_jmp;
-static volatile sig_atomic_t probe_sig;
-
-static void probe_handler(int sig)
-{
-	probe_sig = sig;
-	siglongjmp(probe_jmp, 1);
-}
-
 static int probe(volatile uint8_t *p, uint8_t *out, int write, uint8_t val)
 {
-	struct sigaction sa = { .sa_handler = probe_handler }, old_segv, old_bus;
-	int sig = 0;
+	uint8_t dummy = val;
 
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGSEGV, &sa, &old_segv);
-	sigaction(SIGBUS, &sa, &old_bus);
-	probe_sig = 0;
-	if (!sigsetjmp(probe_jmp, 1)) {
-		if (write)
-			*p = val;
-		else
-			*out = *p;
-	} else {
-		sig = probe_sig;
-	}
-	sigaction(SIGSEGV, &old_segv, NULL);
-	sigaction(SIGBUS, &old_bus, NULL);
-	return sig;
+	return write ? probe_copy(p, &dummy, 1, NULL) : probe_copy(out, p, 1, NULL);
 }
 
 int probe_read(volatile const uint8_t *p, uint8_t *out)

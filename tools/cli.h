@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * cli.h - what the files of the gmem command share. Each subcommand takes the
- * arguments after its own name (argv[0] is the subcommand) and returns the
- * exit status.
+ * cli.h - what the folders of the gmem command share: each subcommand
+ * (tools/NAME/) takes the arguments after its own name (argv[0] is the
+ * subcommand) and returns the exit status; tools/gmem.c dispatches.
  */
 #ifndef GMEM_CLI_H
 #define GMEM_CLI_H
@@ -12,6 +12,7 @@
 
 #include "gmem.h"
 
+int cmd_info(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_run(int argc, char **argv);

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "gmem.h"
+#include "lib/util.h"
 
 #define KiB		(1ULL << 10)
 #define MiB		(1ULL << 20)
@@ -23,7 +24,6 @@
 extern bool quick;
 extern int nruns;
 
-uint64_t now_ns(void);
 
 struct stat3 {
 	double med, lo, hi;
@@ -34,8 +34,6 @@ struct stat3 {
 struct stat3 summarize(const double *v, int n);
 struct stat3 single(double v);
 
-/* xorshift64*: fixed seeds, so every run converts and faults the same pages. */
-uint64_t rnd(uint64_t *s);
 
 enum met { MET_NA = -1, MET_NO = 0, MET_YES = 1 };
 
@@ -86,13 +84,13 @@ int env_open(struct env *e, uint64_t capacity, const char *arch);
 void env_close(struct env *e);
 void close_fd(int *fd);
 
-/* bench_convert.c: ns per pair of 4 KiB conversions, to shared and back. */
+/* convert.c: ns per pair of 4 KiB conversions, to shared and back. */
 double time_convert_pairs(int fd, uint64_t off, int iters, int *err);
 
-/* bench_convert.c: fault every page of [@gpa, @gpa + @len) with @flags. */
+/* convert.c: fault every page of [@gpa, @gpa + @len) with @flags. */
 int fault_all(int vm, uint64_t gpa, uint64_t len, unsigned int flags);
 
-/* The cases, in bench_convert.c, bench_fault.c, bench_folio.c, bench_kvm.c. */
+/* The cases, in convert.c, fault.c, folio.c, kvm.c. */
 void case1(void);
 void case2(void);
 void case3(void);
@@ -102,7 +100,7 @@ void case6(void);
 void case7(void);
 void case8(void);
 void case9(void);
-/* bench_kvm.c: a measuring child of case 9. */
+/* kvm.c: a measuring child of case 9. */
 int bench_kvm_child(const char *kind, long iters);
 
 #endif

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * scenario.h - the gmem scenario language (docs/scenarios.md): a parser that
- * turns a text into a list of commands (scenario.c), and an executor that
- * runs them against the library (scenario_run.c), with an optional trace of
+ * turns a text into a list of commands (parse.c), and an executor that
+ * runs them against the library (execute.c), with an optional trace of
  * each command: the hooks the engine called, recorded as it calls them, and
- * what changed (scenario_trace.c). The parser never touches the library, so
+ * what changed (trace.c). The parser never touches the library, so
  * a fuzzer can call it alone.
  */
 #ifndef GMEM_SCENARIO_H

@@ -54,7 +54,7 @@
 #include <unistd.h>
 
 #include "vm.h"
-#include "../kvm/uapi.h"
+#include "kvm/uapi.h"
 
 #ifndef FALLOC_FL_KEEP_SIZE
 #define FALLOC_FL_KEEP_SIZE	0x01
@@ -226,7 +226,7 @@ static int handle_mmio(struct vcpu *v)
 		return -EFAULT;
 	}
 	for (int tries = 0; tries < 8; tries++) {
-		uint64_t t0 = vm_now_ns();
+		uint64_t t0 = now_ns();
 		int ret = host_copy(m, gpa, run->mmio.data, run->mmio.len,
 				    run->mmio.is_write);
 

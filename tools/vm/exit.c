@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * gmem vm: the vCPU loop and the exits every memory path shares. Port I/O
- * carries the guest's console and its hypercalls (tools/guest/abi.h); a
+ * carries the guest's console and its hypercalls (tools/vm/guest/abi.h); a
  * hypercall that touches memory goes to the memory path (struct
  * vm_memory), as do KVM_EXIT_MMIO, emulation failures and memory faults.
  */
@@ -12,7 +12,7 @@
 #include <sys/ioctl.h>
 
 #include "vm.h"
-#include "../kvm/uapi.h"
+#include "kvm/uapi.h"
 
 void vmm_stop(struct vmm *m, const char *fmt, ...)
 {
@@ -48,18 +48,10 @@ static void console_putc(struct vcpu *v, char c)
 
 /* -------------------------------------------------------- guest memory */
 
-uint64_t vm_now_ns(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
-
 void vm_account(struct vcpu *v, uint64_t t0)
 {
 	if (v->in_bench)
-		atomic_fetch_add(&v->vmm->call_ns, vm_now_ns() - t0);
+		atomic_fetch_add(&v->vmm->call_ns, now_ns() - t0);
 }
 
 bool vm_ram_range(uint64_t gpa, uint64_t size)
@@ -77,7 +69,7 @@ int vm_convert(struct vcpu *v, uint64_t gpa, uint64_t size, bool private)
 
 	if (!vm_ram_range(gpa, size))
 		return -EINVAL;
-	t0 = vm_now_ns();
+	t0 = now_ns();
 	ret = m->mem->convert(m, gpa, size, private);
 	vm_account(v, t0);
 	if (ret)

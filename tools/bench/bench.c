@@ -9,8 +9,8 @@
  * case with an "error:" row and makes the exit status 1.
  *
  * This file holds the options, the statistics, the rows and their output,
- * and the command; the cases are in bench_convert.c (1, 2, 6), bench_fault.c
- * (3, 5, 7) and bench_folio.c (4, 8).
+ * and the command; the cases are in convert.c (1, 2, 6), fault.c
+ * (3, 5, 7) and folio.c (4, 8).
  */
 #include <errno.h>
 #include <math.h>
@@ -34,14 +34,6 @@ int nruns;
 static bool json, failed;
 
 /* ------------------------------------------------------------ timing */
-
-uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -71,18 +63,6 @@ struct stat3 single(double v)
 	struct stat3 r = { v, v, v, true };
 
 	return r;
-}
-
-/* xorshift64*: fixed seeds, so every run converts and faults the same pages. */
-uint64_t rnd(uint64_t *s)
-{
-	uint64_t x = *s;
-
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	*s = x;
-	return x * 0x2545F4914F6CDD1DULL;
 }
 
 /* ------------------------------------------------------------ rows */

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * gmem vm: the KVM VM and its vCPUs, and their end. Guest RAM is the memory
- * path's (vm_gmem.c, vm_kvm.c); this file makes what both run on.
+ * path's (gmem.c, kvm.c); this file makes what both run on.
  */
 #include <errno.h>
 #include <fcntl.h>

@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "../kvm/uapi.h"
+#include "kvm/uapi.h"
 
 static int usage(FILE *out)
 {

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * scenario_model.h - what the parser of the scenario language (scenario.c)
- * makes of a text and the executor (scenario_run.c) reads: the objects a
+ * model.h - what the parser of the scenario language (parse.c)
+ * makes of a text and the executor (execute.c) reads: the objects a
  * scenario names, and its commands with their arguments and expectations.
  * Private to the files of "gmem run".
  */

@@ -2,7 +2,7 @@
 /*
  * gmem vm: the memory path through gmem.h, the default.
  *
- * The guest (tools/guest/) sees its RAM twice, as a confidential guest does:
+ * The guest (tools/vm/guest/) sees its RAM twice, as a confidential guest does:
  * a private alias at gpa 0 and a shared alias at VM_SHARED_BIT. Each alias
  * is a KVM memslot whose userspace address is a gmem stage-2 view of the
  * same gmem slot (gmem_vm_view_mmap): the private view for the private
@@ -150,7 +150,7 @@ static int host_access(struct vmm *m, uint64_t gpa, uint32_t *val, bool write)
 static void eager_map(struct vcpu *v, uint64_t gpa, uint64_t size, bool private)
 {
 	unsigned int flags = (private ? GMEM_FAULT_PRIVATE : 0) | GMEM_FAULT_WRITE;
-	uint64_t t0 = vm_now_ns();
+	uint64_t t0 = now_ns();
 
 	if (!v->vmm->o->eager || size > EAGER_MAX_PAGES * VM_PAGE)
 		return;
@@ -184,7 +184,7 @@ static int handle_mmio(struct vcpu *v)
 		return -EFAULT;
 	}
 	for (int tries = 0; tries < 8; tries++) {
-		uint64_t t0 = vm_now_ns();
+		uint64_t t0 = now_ns();
 
 		ret = gmem_vm_access(m->gvm, gpa, run->mmio.data, run->mmio.len,
 				     flags, &exit);
@@ -244,7 +244,7 @@ static int handle_fetch(struct vcpu *v)
 		if (gmem_vm_stage2(m->gvm, gpa, NULL, &mapped_private) == 1 &&
 		    mapped_private == private)
 			continue;
-		t0 = vm_now_ns();
+		t0 = now_ns();
 		if (gmem_vm_fault(m->gvm, gpa, private ? GMEM_FAULT_PRIVATE : 0,
 				  NULL, NULL))
 			goto fail;

@@ -4,11 +4,11 @@
  *
  *   vm.c        the command: options, one run per arch, the report, and
  *               --kvm's re-execution of itself under gmem exec
- *   vm_setup.c  the KVM VM and its vCPUs, and their teardown
- *   vm_exit.c   the vCPU loop: port I/O, hypercalls, the console, and the
+ *   setup.c  the KVM VM and its vCPUs, and their teardown
+ *   exit.c   the vCPU loop: port I/O, hypercalls, the console, and the
  *               exits every memory path shares
- *   vm_gmem.c   the memory path through gmem.h (the default)
- *   vm_kvm.c    the memory path through KVM's UAPI alone (--kvm)
+ *   gmem.c   the memory path through gmem.h (the default)
+ *   kvm.c    the memory path through KVM's UAPI alone (--kvm)
  *
  * The two memory paths differ in how guest RAM is made and loaded, how a
  * page converts, how the VMM reaches guest memory and which exits reach the
@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "guest/abi.h"
+#include "lib/util.h"
 
 #define VM_PAGE		4096ULL
 #define EXIT_SKIP	77
@@ -112,7 +113,7 @@ struct vcpu {
 	size_t linelen;
 };
 
-/* The guest image, built from tools/guest/ and linked in (tools/guest/image.S). */
+/* The guest image, built from tools/vm/guest/ and linked in (tools/vm/guest/image.S). */
 extern const unsigned char gmem_guest_image[], gmem_guest_image_end[];
 
 static inline size_t guest_image_size(void)
@@ -125,13 +126,12 @@ void vmm_stop(struct vmm *m, const char *fmt, ...)
 /* Setup failed in @call: record errno's reason (or @why) and return -1. */
 int vmm_setup_failed(struct vmm *m, const char *call, const char *why);
 
-/* vm_setup.c */
+/* setup.c */
 int vmm_open(struct vmm *m);
 int vcpu_setup(struct vmm *m, struct vcpu *v);
 void vmm_teardown(struct vmm *m, struct vcpu *vcpus);
 
-/* vm_exit.c */
-uint64_t vm_now_ns(void);
+/* exit.c */
 /* A memory call that started at @t0 is over: count it if benchmarking. */
 void vm_account(struct vcpu *v, uint64_t t0);
 /* A guest range of whole pages inside RAM, as a file range. */

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * bench_folio.c - the folio cases of gmem bench: 4, metadata bytes per GiB
+ * folio.c - the folio cases of gmem bench: 4, metadata bytes per GiB
  * with 4 KiB and 2 MiB folios; 8, huge folios: 4 KiB conversion inside a
  * 1 GiB folio (split and merge), first faults on a 1 GiB folio.
  */

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * bench_convert.c - the conversion cases of gmem bench: 1, metadata-only
+ * convert.c - the conversion cases of gmem bench: 1, metadata-only
  * conversion of 4 KiB, without and with a host mapping; 2, destructive
  * conversion of 1 GiB; 6, conversions and faults together in two threads.
  */

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * scenario_run.h - the state of one run of a scenario, shared by the executor
- * (scenario_run.c) and the trace (scenario_trace.c). Private to the files of
+ * execute.h - the state of one run of a scenario, shared by the executor
+ * (execute.c) and the trace (trace.c). Private to the files of
  * "gmem run".
  */
 #ifndef GMEM_SCENARIO_RUN_H
@@ -12,7 +12,7 @@
 #include <stdint.h>
 
 #include "gmem.h"
-#include "scenario_model.h"
+#include "model.h"
 
 #define TRACE_PAGES	64		/* pages the trace looks at per command */
 
@@ -79,24 +79,24 @@ struct run {
 	size_t hlen;
 };
 
-/* scenario_run.c: the outcome of the current command, "ok", "exit ...", ... */
+/* execute.c: the outcome of the current command, "ok", "exit ...", ... */
 const char *outcome(struct run *r, char *buf, size_t len);
 
-/* scenario_trace.c: the pages the current command touches, and their state. */
+/* trace.c: the pages the current command touches, and their state. */
 void snap_pages(struct run *r, struct snap *sn);
 void snap_take(struct run *r, struct snap *sn, const struct snap *prev);
 
-/* scenario_trace.c: a line for the current command's record. */
+/* trace.c: a line for the current command's record. */
 void hook(struct run *r, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
-/* scenario_trace.c: the gmem_vm_trace_hooks callback, with the run as @arg. */
+/* trace.c: the gmem_vm_trace_hooks callback, with the run as @arg. */
 void record_hook(void *arg, const struct gmem_hook_call *call);
 
-/* scenario_trace.c: what changed between r->before and r->after. */
+/* trace.c: what changed between r->before and r->after. */
 void describe_changes(struct run *r);
 
-/* scenario_trace.c: the record of the current command, as text or JSON. */
+/* trace.c: the record of the current command, as text or JSON. */
 void trace(struct run *r, const char *verdict);
 
 #endif

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * bench_fault.c - the fault cases of gmem bench: 3, fault lookup under a
+ * fault.c - the fault cases of gmem bench: 3, fault lookup under a
  * fragmented attribute map, 1 and 2 threads; 5, first-touch faults and punch
  * hole beside the kernel's guest_memfd; 7, scaling with file size and map
  * size, the map sizes from what case 3 measured.
@@ -18,6 +18,7 @@
 
 #include "gmem.h"
 #include "bench.h"
+#include "kvm/uapi.h"
 
 /* --------------------------------- 3 and 7b. faults under a fragmented map */
 
@@ -246,20 +247,6 @@ out:
 
 /* ------------------------------------ 5. side by side with the kernel */
 
-#define BENCH_KVMIO			0xAE
-#define BENCH_KVM_CREATE_VM		_IO(BENCH_KVMIO, 0x01)
-
-struct bench_kvm_create_guest_memfd {
-	uint64_t size;
-	uint64_t flags;
-	uint64_t reserved[6];
-};
-
-#define BENCH_KVM_CREATE_GUEST_MEMFD	\
-	_IOWR(BENCH_KVMIO, 0xd4, struct bench_kvm_create_guest_memfd)
-#define BENCH_GUEST_MEMFD_FLAG_MMAP		(1ULL << 0)
-#define BENCH_GUEST_MEMFD_FLAG_INIT_SHARED	(1ULL << 1)
-
 static double touch_ms(volatile uint8_t *p, uint64_t len)
 {
 	uint64_t t0 = now_ns(), off;
@@ -273,9 +260,9 @@ void case5(void)
 {
 	const char *n1 = "first-touch write faults, 1 GiB via mmap";
 	const char *n2 = "punch hole 1 GiB";
-	struct bench_kvm_create_guest_memfd cg = {
+	struct gk_create_guest_memfd cg = {
 		.size = GiB,
-		.flags = BENCH_GUEST_MEMFD_FLAG_MMAP | BENCH_GUEST_MEMFD_FLAG_INIT_SHARED,
+		.flags = GK_GUEST_MEMFD_FLAG_MMAP | GK_GUEST_MEMFD_FLAG_INIT_SHARED,
 	};
 	double kt[MAX_RUNS], kp[MAX_RUNS], gt[MAX_RUNS], gp[MAX_RUNS];
 	double st[MAX_RUNS], sp[MAX_RUNS];
@@ -292,12 +279,12 @@ void case5(void)
 		snprintf(why, sizeof(why), "skipped: open /dev/kvm: %s", strerror(errno));
 		goto skip;
 	}
-	kvm_vm = ioctl(kvm, BENCH_KVM_CREATE_VM, 0);
+	kvm_vm = ioctl(kvm, KVM_CREATE_VM, 0);
 	if (kvm_vm < 0) {
 		snprintf(why, sizeof(why), "skipped: KVM_CREATE_VM: %s", strerror(errno));
 		goto skip;
 	}
-	kfd = ioctl(kvm_vm, BENCH_KVM_CREATE_GUEST_MEMFD, &cg);
+	kfd = ioctl(kvm_vm, GK_CREATE_GUEST_MEMFD, &cg);
 	if (kfd < 0) {
 		snprintf(why, sizeof(why), "skipped: KVM_CREATE_GUEST_MEMFD: %s",
 			 strerror(errno));

@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 #include "bench.h"
-#include "../kvm/uapi.h"
+#include "kvm/uapi.h"
 
 #define FILE_SIZE	GiB
 

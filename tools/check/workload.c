@@ -27,6 +27,7 @@
 
 #include "gmem.h"
 #include "cli.h"
+#include "lib/util.h"
 
 #define PAGE		GMEM_PAGE_SIZE
 #define POOL_SIZE	(16ULL << 30)
@@ -69,13 +70,12 @@ struct run {
 	struct cbind binds[MAX_BINDS];
 	uint64_t exits, failures;
 	uint8_t buf[MAX_SPAN * PAGE];
-	uint8_t sink;			/* host reads land here */
 };
 
 /* ------------------------------------------------------------- randomness */
 
 /* splitmix64: tiny, and any seed (0 included) gives a good stream. */
-static uint64_t rnd(struct run *r)
+static uint64_t rng_next(struct run *r)
 {
 	uint64_t z = (r->rng += 0x9e3779b97f4a7c15ULL);
 
@@ -86,7 +86,7 @@ static uint64_t rnd(struct run *r)
 
 static uint64_t below(struct run *r, uint64_t n)
 {
-	return n ? rnd(r) % n : 0;
+	return n ? rng_next(r) % n : 0;
 }
 
 static bool chance(struct run *r, unsigned int percent)
@@ -104,7 +104,7 @@ static void rand_range(struct run *r, uint64_t pages, uint64_t max,
 
 static void fill(struct run *r, size_t len)
 {
-	uint8_t v = (uint8_t)rnd(r);
+	uint8_t v = (uint8_t)rng_next(r);
 
 	for (size_t i = 0; i < len; i++)
 		r->buf[i] = (uint8_t)(v + i);
@@ -590,43 +590,13 @@ static bool op_populate(struct run *r)
 
 /*
  * Host access through the mapping. Only pages the attribute map calls shared
- * are touched: a private page is guarded and would raise SIGSEGV. If a shared
- * page faults anyway, the handler turns it into a tool failure.
+ * are touched: a private page is fenced and would fault. If a shared page
+ * faults anyway, the probe says so and it becomes a tool failure. Returns
+ * the signal a host access raised, or 0.
  */
-static sigjmp_buf host_jmp;
-static volatile sig_atomic_t host_armed;
-
-static void host_fault(int sig)
-{
-	if (!host_armed) {
-		signal(sig, SIG_DFL);
-		raise(sig);
-		return;
-	}
-	siglongjmp(host_jmp, sig);
-}
-
-static void host_copy(struct run *r, uint8_t *p, size_t len, bool write)
-{
-	if (write) {
-		memcpy(p, r->buf, len);
-		return;
-	}
-	for (size_t i = 0; i < len; i++)
-		r->sink += ((volatile uint8_t *)p)[i];
-}
-
-/* Returns the signal a host access raised, or 0. */
 static int host_touch(struct run *r, uint8_t *p, size_t len, bool write)
 {
-	int sig;
-
-	host_armed = 1;
-	sig = sigsetjmp(host_jmp, 1);
-	if (!sig)
-		host_copy(r, p, len, write);
-	host_armed = 0;
-	return sig;
+	return write ? probe_copy(p, r->buf, len, NULL) : probe_copy(r->buf, p, len, NULL);
 }
 
 static bool op_host(struct run *r)
@@ -797,22 +767,6 @@ static void run_one(struct run *r, uint64_t seed, uint64_t ops,
 			(unsigned long long)r->failures);
 }
 
-/* Catch faults of host accesses while a run is on; give the old handlers back after. */
-static void catch_host_faults(bool on)
-{
-	static struct sigaction old_segv, old_bus;
-	struct sigaction sa = { .sa_handler = host_fault };
-
-	if (!on) {
-		sigaction(SIGSEGV, &old_segv, NULL);
-		sigaction(SIGBUS, &old_bus, NULL);
-		return;
-	}
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGSEGV, &sa, &old_segv);
-	sigaction(SIGBUS, &sa, &old_bus);
-}
-
 /*
  * Run @ops operations of the workload seeded with @seed on a fresh pool and
  * VM of @backend under @contract ("split" or "legacy"), then release
@@ -834,8 +788,6 @@ void check_workload(const char *backend, const char *contract, uint64_t seed,
 	}
 	r->backend = backend;
 	r->contract = contract;
-	catch_host_faults(true);
 	run_one(r, seed, ops, res);
-	catch_host_faults(false);
 	free(r);
 }

@@ -3,12 +3,12 @@
  * gmem vm - a small VMM: a real KVM guest whose RAM is a gmem file.
  *
  * This file is the command: options, one run of the guest per arch, and the
- * report. The guest (tools/guest/) checks its arch's conversion semantics
+ * report. The guest (tools/vm/guest/) checks its arch's conversion semantics
  * from inside and times its own conversions. Its memory path is gmem.h
- * (vm_gmem.c), or with --kvm KVM's UAPI alone (vm_kvm.c): then gmem vm runs
+ * (gmem.c), or with --kvm KVM's UAPI alone (kvm.c): then gmem vm runs
  * itself under gmem exec (libgmem-kvm.so), once per arch, as a VMM written
  * for a kernel with guest_memfd in-place conversion would run there.
- * vm_setup.c makes the VM and its vCPUs, vm_exit.c runs them.
+ * setup.c makes the VM and its vCPUs, exit.c runs them.
  * docs/vmm.md walks through both paths.
  *
  * Exit status: 0 every guest check passed; 1 a check failed or the guest
@@ -25,6 +25,7 @@
 
 #include "cli.h"
 #include "vm.h"
+#include "lib/util.h"
 
 const char *const vm_arches[4] = {
 	[VM_ARCH_SW] = "sw", [VM_ARCH_SNP] = "snp",
@@ -279,21 +280,6 @@ static int bad_usage(const char *fmt, const char *arg)
 	fprintf(stderr, fmt, arg);
 	fprintf(stderr, " (try gmem vm --help)\n");
 	return 2;
-}
-
-static bool parse_uint(const char *s, unsigned long max, unsigned long *out)
-{
-	char *end;
-	unsigned long v;
-
-	if (!s || !*s || *s == '-')
-		return false;
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (errno || *end || v > max)
-		return false;
-	*out = v;
-	return true;
 }
 
 static int parse(int argc, char **argv, struct opts *o)

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * scenario_trace.c - the trace of "gmem run --trace": snapshots of the pages
+ * trace.c - the trace of "gmem run --trace": snapshots of the pages
  * each command touches, the hooks the engine called (recorded as it calls
  * them, through gmem_vm_trace_hooks), what changed, and one record per
  * command as text or JSON lines.
@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "gmem.h"
-#include "scenario_run.h"
+#include "execute.h"
 
 /* ---- trace: snapshots of the pages a command touches */
 

@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: MIT
 /*
- * scenario_run.c - the executor of "gmem run": it makes the objects a parsed
+ * execute.c - the executor of "gmem run": it makes the objects a parsed
  * scenario names, runs its operations and checks against the library and
  * compares each outcome with the command's expectation. docs/scenarios.md is
  * the reference.
  *
  * The executor runs the commands in order and stops at the first operation
  * that fails without an "expect" saying so, or at the first expectation that
- * does not hold. With --trace, scenario_trace.c writes what each command did.
+ * does not hold. With --trace, trace.c writes what each command did.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -18,7 +18,8 @@
 #include <sys/mman.h>
 
 #include "gmem.h"
-#include "scenario_run.h"
+#include "execute.h"
+#include "lib/util.h"
 
 #define DEFAULT_POOL	(64ULL << 30)
 
@@ -39,47 +40,6 @@ static int rfail(struct run *r, int col, const char *fmt, ...)
 	snprintf(r->s->err, sizeof(r->s->err), "%s:%d:%d: %s", r->s->name,
 		 r->c->line, col, msg);
 	return SCN_EXIT_FAILED;
-}
-
-/* ---- host access with a fault probe */
-
-static sigjmp_buf probe_jmp;
-static volatile sig_atomic_t probe_active, probe_sig;
-
-static void probe_handler(int sig)
-{
-	if (!probe_active) {
-		signal(sig, SIG_DFL);
-		return;
-	}
-	probe_sig = sig;
-	siglongjmp(probe_jmp, 1);
-}
-
-/* Copy byte by byte; returns the signal that stopped it, or 0. */
-static int host_copy(volatile uint8_t *dst, volatile const uint8_t *src,
-		     size_t len, size_t *done)
-{
-	struct sigaction sa, old_segv, old_bus;
-	volatile size_t i = 0;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = probe_handler;
-	sigemptyset(&sa.sa_mask);
-	sa.sa_flags = SA_NODEFER;
-	sigaction(SIGSEGV, &sa, &old_segv);
-	sigaction(SIGBUS, &sa, &old_bus);
-	probe_sig = 0;
-	if (!sigsetjmp(probe_jmp, 1)) {
-		probe_active = 1;
-		for (; i < len; i++)
-			dst[i] = src[i];
-	}
-	probe_active = 0;
-	sigaction(SIGSEGV, &old_segv, NULL);
-	sigaction(SIGBUS, &old_bus, NULL);
-	*done = i;
-	return probe_sig;
 }
 
 /* ---- outcome */
@@ -262,10 +222,10 @@ static int do_op(struct run *r)
 			return -1000;
 		if (c->spec->op == OP_HREAD) {
 			memset(r->buf, 0, v[K_LEN]);
-			r->sig = host_copy((uint8_t *)r->buf, o->addr + v[K_OFFSET],
+			r->sig = probe_copy((uint8_t *)r->buf, o->addr + v[K_OFFSET],
 					   v[K_LEN], &r->done);
 		} else {
-			r->sig = host_copy(o->addr + v[K_OFFSET],
+			r->sig = probe_copy(o->addr + v[K_OFFSET],
 					   fill_buf(r, v[K_LEN]), v[K_LEN],
 					   &r->done);
 		}

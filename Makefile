@@ -69,7 +69,7 @@ $(O)/tools/vm/guest/image.o: tools/vm/guest/image.S $(O)/guest/guest.bin
 	$(CC) -c -DGUEST_BIN='"$(O)/guest/guest.bin"' -o $@ $<
 
 # Tests link the archive: white-box tests may reach internal symbols.
-$(O)/tests/%: tests/%.c $(HARNESS) tests/harness.h tests/kvm_util_min.h tools/lib/util.h $(O)/libgmem.a
+$(O)/tests/%: tests/%.c $(HARNESS) $(wildcard tests/*.h) tools/lib/util.h $(O)/libgmem.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Isrc -Itools -o $@ $< $(HARNESS) $(O)/libgmem.a $(LDFLAGS)
 
@@ -102,7 +102,10 @@ check-asan:
 check-tsan:
 	$(MAKE) O=build-tsan SAN="-fsanitize=thread" TESTS_ONLY="$(TSAN_TESTS)" check
 
-TSAN_TESTS := test_brlock test_threads test_stress test_vmm test_huge test_kvm_layer test_kvm_files test_kvm_guest test_fork test_security test_errno
+TSAN_TESTS := test_brlock test_threads_fault test_threads_convert test_threads_mapping \
+	test_threads_lifetime test_stress test_vmm test_vmm_views test_vmm_any_view test_huge \
+	test_huge_arch test_huge_race test_kvm_layer test_kvm_files test_kvm_guest test_fork \
+	test_security test_errno test_lock_assert
 
 stress: all
 	GMEM_STRESS_SECONDS=60 $(O)/tests/test_stress

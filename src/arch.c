@@ -8,7 +8,10 @@
  */
 #include <string.h>
 
-#include "internal.h"
+#include "common.h"
+#include "arch.h"
+#include "handle.h"
+#include "vm.h"
 
 extern const struct gmem_arch gmem_arch_sw, gmem_arch_snp, gmem_arch_tdx,
 	gmem_arch_pkvm;

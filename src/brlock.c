@@ -80,10 +80,12 @@ void brlock_write_lock(struct brlock *l)
 	for (int i = 0; i < BRLOCK_SLOTS; i++)
 		while (atomic_load(&l->slot[i].readers))
 			sched_yield();
+	lock_acquired(l, LOCK_EXCLUSIVE);
 }
 
 void brlock_write_unlock(struct brlock *l)
 {
+	lock_released(l);
 	if (atomic_exchange(&l->writer, 0) == 2)
 		futex_wake_all(&l->writer);
 	pthread_mutex_unlock(&l->writers);

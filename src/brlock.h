@@ -21,6 +21,8 @@
 #include <stdatomic.h>
 #include <pthread.h>
 
+#include "lock.h"
+
 #define BRLOCK_SLOTS 16
 
 struct brlock_slot {
@@ -48,10 +50,12 @@ static inline void brlock_read_lock(struct brlock *l)
 	atomic_fetch_add(&s->readers, 1);
 	if (__builtin_expect(atomic_load(&l->writer), 0))
 		brlock_read_lock_slow(l, s);
+	lock_acquired(l, LOCK_SHARED);
 }
 
 static inline void brlock_read_unlock(struct brlock *l)
 {
+	lock_released(l);
 	atomic_fetch_sub_explicit(&l->slot[brlock_my_slot()].readers, 1,
 				  memory_order_release);
 }

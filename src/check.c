@@ -36,13 +36,19 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "common.h"
+#include "arch.h"
+#include "check.h"
+#include "fence.h"
+#include "file.h"
+#include "lock.h"
+#include "mapping.h"
+#include "pool.h"
+#include "vm.h"
 
 #define MAX_RECORDED	1024
 #define SNAPSHOT_PAGES	(1U << 16)
 
-#define PM_PRESENT	(1ULL << 63)
-#define PM_GUARD	(1ULL << 58)
 #define PM_BATCH	512		/* pagemap entries per read */
 
 struct check {
@@ -92,7 +98,7 @@ void check_destroy(struct gmem_vm *vm)
 	vm->check = NULL;
 }
 
-/* Record a violation; its op is filled in when the call finishes. Caller holds c->lock. */
+/* Record a violation, under c->lock; its op is filled in when the call finishes. */
 void check_violation(struct gmem_vm *vm, int invariant, uint64_t offset,
 		     uint64_t pfn, const char *fmt, ...)
 {
@@ -101,6 +107,7 @@ void check_violation(struct gmem_vm *vm, int invariant, uint64_t offset,
 
 	if (!c)
 		return;
+	lock_assert_held(&c->lock);
 	if (c->total < MAX_RECORDED) {
 		struct gmem_violation *v = &c->v[c->total];
 
@@ -122,7 +129,7 @@ void check_reclaimed(struct gmem_file *file, uint64_t pfn, uint64_t nr)
 	struct gmem_pool *pool = vm->pool;
 
 	if (vm->check)
-		pthread_mutex_lock(&vm->check->lock);
+		mutex_lock(&vm->check->lock);
 	for (uint64_t i = pfn; i < pfn + nr; i++) {
 		uint64_t offset = (i - file->base_pfn) << PAGE_SHIFT;
 		const char *rule;
@@ -147,10 +154,10 @@ void check_reclaimed(struct gmem_file *file, uint64_t pfn, uint64_t nr)
 			if (rule)
 				check_violation(vm, 3, offset, i, "%s", rule);
 		}
-		atomic_fetch_and(&pool->frames[i], ~FRAME_WAS_PRIVATE);
+		frame_forget_private(pool, i);
 	}
 	if (vm->check)
-		pthread_mutex_unlock(&vm->check->lock);
+		mutex_unlock(&vm->check->lock);
 }
 
 /*
@@ -237,12 +244,15 @@ static struct host_mapping *record_at(struct gmem_file *file, uintptr_t addr,
 }
 
 /*
- * Invariant 1 over pages [lo, hi) of @file, private, which pool mapping @pm
- * shows: a page-table entry present, or no guard marker, reaches the frame.
+ * Invariant 1 over pages [lo, hi) of @file, private, which pool mapping
+ * @pmp shows: a page-table entry present, or no guard marker, reaches the
+ * frame.
  */
-static void check_map_run(struct gmem_vm *vm, struct gmem_file *file,
-			  const struct pool_map *pm, uint64_t lo, uint64_t hi)
+static int check_map_run(struct gmem_file *file, uint64_t lo, uint64_t hi,
+			 void *pmp)
 {
+	const struct pool_map *pm = pmp;
+	struct gmem_vm *vm = file->vm;
 	uint64_t pm_entries[PM_BATCH];
 
 	for (uint64_t i = lo; i < hi; i += PM_BATCH) {
@@ -252,7 +262,7 @@ static void check_map_run(struct gmem_vm *vm, struct gmem_file *file,
 
 		if (pread(vm->check->pagemap_fd, pm_entries, n * sizeof(pm_entries[0]),
 			  at) != (ssize_t)(n * sizeof(pm_entries[0])))
-			return;
+			return 0;
 		for (uint64_t j = 0; j < n; j++) {
 			uint64_t index = i + j, pfn = file_pfn(file, index);
 			uintptr_t addr = va + (j << PAGE_SHIFT);
@@ -271,6 +281,7 @@ static void check_map_run(struct gmem_vm *vm, struct gmem_file *file,
 					(void *)pm->start, (void *)pm->end);
 		}
 	}
+	return 0;
 }
 
 /*
@@ -312,9 +323,9 @@ static void check_records(struct gmem_vm *vm, struct gmem_file *file,
 static void check_mappings(struct gmem_vm *vm, struct gmem_file *file,
 			   const struct pool_map *maps, long nmaps)
 {
-	if (nmaps < 0 || vm->check->pagemap_fd < 0 || !mapping_uses_guards())
+	if (nmaps < 0 || vm->check->pagemap_fd < 0 || !fence_uses_guards())
 		return;
-	pthread_mutex_lock(&file->mappings_lock);
+	mutex_lock(&file->mappings_lock);
 	check_records(vm, file, maps, nmaps);
 	for (long k = 0; k < nmaps; k++) {
 		const struct pool_map *pm = &maps[k];
@@ -327,17 +338,10 @@ static void check_mappings(struct gmem_vm *vm, struct gmem_file *file,
 			continue;
 		hi = MIN(pm->pfn + npages, file->base_pfn + file->npages) -
 		     file->base_pfn;
-		while (lo < hi) {
-			uint64_t run_end;
-			uint64_t attr = attr_lookup(&file->attrs, lo, NULL, &run_end);
-
-			run_end = MIN(run_end, hi);
-			if (attr & GMEM_ATTR_PRIVATE)
-				check_map_run(vm, file, pm, lo, run_end);
-			lo = run_end;
-		}
+		file_for_each_attr_run(file, lo, hi, true, check_map_run,
+				       (void *)pm);
 	}
-	pthread_mutex_unlock(&file->mappings_lock);
+	mutex_unlock(&file->mappings_lock);
 }
 
 static struct memslot *binding_of(struct gmem_file *file, uint64_t index)
@@ -401,7 +405,7 @@ static void check_entry_page(struct gmem_vm *vm, uint64_t gfn, uint64_t pfn,
 		return;
 	}
 	file = slot->file;
-	index = slot->pgoff + (gfn - slot->base_gfn);
+	index = slot_index(slot, gfn);
 	private = attr_lookup(&file->attrs, index, NULL, NULL) & GMEM_ATTR_PRIVATE;
 	if (private != e_private)
 		check_violation(vm, 2, index << PAGE_SHIFT, pfn,
@@ -427,7 +431,7 @@ static int check_entry(uint64_t gfn, const struct s2_entry *e, void *arg)
 	slot = e->level ? vm_find_slot(vm, gfn) : NULL;
 	if (slot) {
 		struct gmem_file *file = slot->file;
-		uint64_t index = slot->pgoff + (gfn - slot->base_gfn);
+		uint64_t index = slot_index(slot, gfn);
 
 		if (file->order < e->level * S2_BITS || !huge_whole(file, index))
 			check_violation(vm, 2, index << PAGE_SHIFT, e->pfn,
@@ -479,10 +483,10 @@ void check_after(struct gmem_vm *vm, const char *op)
 
 	if (!c)
 		return;
-	pthread_mutex_lock(&c->lock);
+	mutex_lock(&c->lock);
 	brlock_read_lock(&vm->slots_lock);
 	nmaps = read_pool_maps(vm, &maps);
-	pthread_mutex_lock(&vm->files_lock);
+	mutex_lock(&vm->files_lock);
 	for (unsigned int i = 0; i < vm->nfiles; i++) {
 		struct gmem_file *file = vm->files[i];
 
@@ -499,14 +503,14 @@ void check_after(struct gmem_vm *vm, const char *op)
 	for (unsigned int i = 0; i < vm->nslots; i++)
 		view_check(vm, vm->slots[i], c->pagemap_fd);
 	brlock_read_unlock(&vm->mmu_lock);
-	pthread_mutex_unlock(&vm->files_lock);
+	mutex_unlock(&vm->files_lock);
 	brlock_read_unlock(&vm->slots_lock);
 	free(maps);
 
 	for (; c->unnamed < MIN(c->total, MAX_RECORDED); c->unnamed++)
 		snprintf(c->v[c->unnamed].op, sizeof(c->v[0].op), "%s", op);
 	c->unnamed = c->total;
-	pthread_mutex_unlock(&c->lock);
+	mutex_unlock(&c->lock);
 }
 
 /* ------------------------------------------------- conversion snapshots */
@@ -526,12 +530,14 @@ static uint64_t page_hash(struct gmem_pool *pool, uint64_t pfn)
 	return h;
 }
 
-/* Attributes and content of [start, end) before a conversion. Under the lock. */
+/* Attributes and content of [start, end) before a conversion, under its lock. */
 struct conversion_snapshot *check_snapshot(struct gmem_file *file,
 					   uint64_t start, uint64_t end)
 {
 	struct conversion_snapshot *s;
 	uint64_t n = end - start;
+
+	lock_assert_held_exclusive(&file->invalidate_lock);
 
 	if (!vm_checking(file->vm) || n > SNAPSHOT_PAGES)
 		return NULL;
@@ -556,9 +562,10 @@ void check_conversion(struct gmem_file *file, struct conversion_snapshot *s,
 {
 	struct gmem_vm *vm = file->vm;
 
+	lock_assert_held_exclusive(&file->invalidate_lock);
 	if (!s)
 		return;
-	pthread_mutex_lock(&vm->check->lock);
+	mutex_lock(&vm->check->lock);
 	for (uint64_t i = 0; i < s->end - s->start; i++) {
 		uint64_t index = s->start + i, pfn = file_pfn(file, index);
 		uint64_t hash = folio_present(file, index) ?
@@ -573,7 +580,7 @@ void check_conversion(struct gmem_file *file, struct conversion_snapshot *s,
 			check_violation(vm, 4, index << PAGE_SHIFT, pfn,
 					"conversion lost the content of a page the arch must keep");
 	}
-	pthread_mutex_unlock(&vm->check->lock);
+	mutex_unlock(&vm->check->lock);
 	free(s);
 }
 
@@ -593,11 +600,11 @@ GMEM_API int64_t gmem_vm_violations(int h, struct gmem_violation *v,
 				max);
 	}
 	if (vm->check) {
-		pthread_mutex_lock(&vm->check->lock);
+		mutex_lock(&vm->check->lock);
 		total = (int64_t)vm->check->total;
 		for (unsigned int i = 0; i < max && i < MIN(total, MAX_RECORDED); i++)
 			v[i] = vm->check->v[i];
-		pthread_mutex_unlock(&vm->check->lock);
+		mutex_unlock(&vm->check->lock);
 	}
 	vm_put(vm);
 	return total;

@@ -15,66 +15,64 @@
  * Everything that can fail happens before the point of no return, so a
  * failed conversion leaves attributes, mappings and contents as they were.
  */
-#include "internal.h"
+#include "common.h"
+#include "arch.h"
+#include "attr.h"
+#include "brlock.h"
+#include "check.h"
+#include "file.h"
+#include "mapping.h"
+#include "pin.h"
+#include "pool.h"
+#include "vm.h"
 
 /*
- * Call @fn over each run of present pages in [start, end): the kernel's walk
- * of the folios of a range, each clipped to it. Pages of one file are
- * contiguous frames, so neighbouring 4 KiB folios make one run; a huge folio
- * is always a run of its own (folio_run_end).
+ * The arch's steps over each run of present pages (folio_for_each_run): the
+ * kernel's walk of the folios of a range, each clipped to it.
  */
-static void for_each_present_run(struct gmem_file *file, uint64_t start,
-				 uint64_t end,
-				 void (*fn)(struct gmem_file *file, uint64_t pfn,
-					    uint64_t nr, bool to_private),
-				 bool to_private)
-{
-	uint64_t i = start;
-
-	while ((i = folio_next_present(file, i, end)) < end) {
-		uint64_t run_end = folio_run_end(file, i, end);
-
-		fn(file, file_pfn(file, i), run_end - i, to_private);
-		i = run_end;
-	}
-}
+struct conversion {
+	struct gmem_vm *vm;
+	bool to_private;
+};
 
 /* To shared: the arch's make_shared, or the legacy contract's one hook. */
-static void make_shared(struct gmem_file *file, uint64_t pfn, uint64_t nr,
-			bool to_private)
+static void make_shared(uint64_t pfn, uint64_t nr, void *arg)
 {
-	arch_make_shared(file->vm, pfn, nr);
+	struct conversion *c = arg;
+
+	arch_make_shared(c->vm, pfn, nr);
 }
 
-static void guest_convert(struct gmem_file *file, uint64_t pfn, uint64_t nr,
-			  bool to_private)
+static void guest_convert(uint64_t pfn, uint64_t nr, void *arg)
 {
-	arch_guest_convert(file->vm, pfn, nr, to_private);
+	struct conversion *c = arg;
+
+	arch_guest_convert(c->vm, pfn, nr, c->to_private);
 }
 
 /*
  * Where to-shared conversion destroys the content (snp, tdx), the frames hold
  * no guest-private data any more: they owe no reclaim for it.
  */
-static void forget_private(struct gmem_file *file, uint64_t pfn, uint64_t nr,
-			   bool to_private)
+static void forget_private(uint64_t pfn, uint64_t nr, void *arg)
 {
+	struct conversion *c = arg;
+
 	for (uint64_t i = pfn; i < pfn + nr; i++)
-		atomic_fetch_and(&file->vm->pool->frames[i], ~FRAME_WAS_PRIVATE);
+		frame_forget_private(c->vm->pool, i);
+}
+
+static int restore_run(struct gmem_file *file, uint64_t start, uint64_t end,
+		       void *arg)
+{
+	mapping_restore(file, start, end);
+	return 0;
 }
 
 /* Give back host access to the shared parts of [start, end). */
 static void restore_shared(struct gmem_file *file, uint64_t start, uint64_t end)
 {
-	while (start < end) {
-		uint64_t run_end;
-		uint64_t attr = attr_lookup(&file->attrs, start, NULL, &run_end);
-
-		run_end = MIN(run_end, end);
-		if (!(attr & GMEM_ATTR_PRIVATE))
-			mapping_restore(file, start, run_end);
-		start = run_end;
-	}
+	file_for_each_attr_run(file, start, end, false, restore_run, NULL);
 }
 
 /*
@@ -108,6 +106,7 @@ static int set_attributes(struct gmem_file *file, uint64_t start,
 			  uint64_t end, uint64_t attrs, uint64_t *err_index)
 {
 	bool to_private = attrs & GMEM_ATTR_PRIVATE;
+	struct conversion c = { .vm = file->vm, .to_private = to_private };
 	struct attr_reservation res;
 	uint64_t zap_start, zap_end;
 	bool started;
@@ -145,11 +144,11 @@ static int set_attributes(struct gmem_file *file, uint64_t start,
 					     to_private ? S2_ZAP_SHARED : S2_ZAP_PRIVATE,
 					     zap_start, zap_end);
 	if (file->vm->arch->guest_convert)
-		for_each_present_run(file, start, end, guest_convert, to_private);
+		folio_for_each_run(file, start, end, guest_convert, &c);
 	if (!to_private && arch_wants_make_shared(file->vm))
-		for_each_present_run(file, start, end, make_shared, false);
+		folio_for_each_run(file, start, end, make_shared, &c);
 	if (!to_private && !file->vm->arch->keeps_content)
-		for_each_present_run(file, start, end, forget_private, false);
+		folio_for_each_run(file, start, end, forget_private, &c);
 	attr_commit(&file->attrs, start, end, attrs, &res);
 	bitmap_assign(file->flipped, start, end,
 		      to_private == !!(file->flags & GMEM_FLAG_INIT_SHARED));

@@ -4,7 +4,12 @@
  */
 #include <string.h>
 
-#include "internal.h"
+#include "common.h"
+#include "arch.h"
+#include "file.h"
+#include "lock.h"
+#include "pool.h"
+#include "vm.h"
 
 /*
  * Take a private folio over for the guest: make_private on the frames the
@@ -51,6 +56,7 @@ static int file_get_pfn(struct gmem_file *file, uint64_t index,
 	struct gmem_vm *vm = file->vm;
 	int ret = 0;
 
+	lock_assert_held_shared(&file->invalidate_lock);
 	*seq = atomic_load_explicit(&vm->mmu_invalidate_seq,
 				    memory_order_acquire);
 	if (file_page_private(file, index) != private)
@@ -78,16 +84,18 @@ static void memory_fault_exit(struct gmem_exit *exit, uint64_t gfn,
 }
 
 /*
- * Caller is inside vm_enter(). The file's invalidate lock is held shared from
- * the attribute check to the stage-2 install, unlike the kernel, which drops
- * it in between and relies on the sequence check alone: no invalidation of
- * the file can then start or end while the fault runs, so a stream of
- * conversions on the file cannot make its faults retry forever. The sequence
- * check stays for everything else that invalidates the VM.
+ * Inside vm_enter(), which holds slots_lock shared. The file's invalidate
+ * lock is held shared from the attribute check to the stage-2 install,
+ * unlike the kernel, which drops it in between and relies on the sequence
+ * check alone: no invalidation of the file can then start or end while the
+ * fault runs, so a stream of conversions on the file cannot make its faults
+ * retry forever. The sequence check stays for everything else that
+ * invalidates the VM.
  */
 static int fault(struct gmem_vm *vm, uint64_t gfn, bool private,
 		 uint64_t *pfnp, struct gmem_exit *exit)
 {
+	lock_assert_held_shared(&vm->slots_lock);
 	for (;;) {
 		struct memslot *slot = vm_find_slot(vm, gfn);
 		struct gmem_file *file;
@@ -99,7 +107,7 @@ static int fault(struct gmem_vm *vm, uint64_t gfn, bool private,
 			return gmem_err(EFAULT, "gmem_vm_fault: nothing bound at gpa %#llx",
 					(unsigned long long)(gfn << PAGE_SHIFT));
 		file = slot->file;
-		index = slot->pgoff + (gfn - slot->base_gfn);
+		index = slot_index(slot, gfn);
 		brlock_read_lock(&file->invalidate_lock);
 		ret = file_get_pfn(file, index, gfn, private, &pfn, &level, &seq);
 		if (ret) {

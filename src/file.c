@@ -6,7 +6,16 @@
  */
 #include <stdlib.h>
 
-#include "internal.h"
+#include "common.h"
+#include "check.h"
+#include "file.h"
+#include "handle.h"
+#include "lock.h"
+#include "mapping.h"
+#include "pin.h"
+#include "pool.h"
+#include "process.h"
+#include "vm.h"
 
 /* Frames: 2 MiB at least, the folio size of a huge file, so folios stay aligned. */
 #define WINDOW_ALIGN	512
@@ -230,13 +239,40 @@ GMEM_API int64_t gmem_size(int fd)
 	return size;
 }
 
+int file_for_each_attr_run(struct gmem_file *file, uint64_t start,
+			   uint64_t end, bool private,
+			   int (*fn)(struct gmem_file *file, uint64_t start,
+				     uint64_t end, void *arg),
+			   void *arg)
+{
+	lock_assert_held(&file->invalidate_lock);
+	while (start < end) {
+		uint64_t run_end;
+		uint64_t attr = attr_lookup(&file->attrs, start, NULL, &run_end);
+		int ret;
+
+		run_end = MIN(run_end, end);
+		if (!(attr & GMEM_ATTR_PRIVATE) == !private &&
+		    (ret = fn(file, start, run_end, arg)))
+			return ret;
+		start = run_end;
+	}
+	return 0;
+}
+
 static int allocate(struct gmem_file *file, uint64_t start, uint64_t end)
 {
 	brlock_read_lock(&file->invalidate_lock);
-	for (uint64_t i = folio_next_hole(file, start, end); i < end;
-	     i = folio_next_hole(file, i + 1, end))
-		folio_alloc(file, i);
+	folio_alloc_range(file, start, end);
 	brlock_read_unlock(&file->invalidate_lock);
+	return 0;
+}
+
+/* Fence one private run again; a failure leaves the rest to be tried. */
+static int refence_run(struct gmem_file *file, uint64_t start, uint64_t end,
+		       void *arg)
+{
+	mapping_revoke(file, start, end);
 	return 0;
 }
 
@@ -249,15 +285,7 @@ static int allocate(struct gmem_file *file, uint64_t start, uint64_t end)
 static void refence_private(struct gmem_file *file, uint64_t start,
 			    uint64_t end)
 {
-	while (start < end) {
-		uint64_t run_end;
-		uint64_t attr = attr_lookup(&file->attrs, start, NULL, &run_end);
-
-		run_end = MIN(run_end, end);
-		if (attr & GMEM_ATTR_PRIVATE)
-			mapping_revoke(file, start, run_end);
-		start = run_end;
-	}
+	file_for_each_attr_run(file, start, end, true, refence_run, NULL);
 }
 
 static int punch_hole(struct gmem_file *file, uint64_t start, uint64_t end)

@@ -10,123 +10,156 @@
  */
 #include <unistd.h>
 
-#include "internal.h"
-
-#define BITS 64
-
-static atomic_uint_least64_t *word(struct gmem_file *file, uint64_t index)
-{
-	return &file->present[index / BITS];
-}
-
-static uint64_t bit(uint64_t index)
-{
-	return 1ULL << (index % BITS);
-}
+#include "common.h"
+#include "arch.h"
+#include "check.h"
+#include "file.h"
+#include "lock.h"
+#include "pin.h"
+#include "pool.h"
+#include "vm.h"
 
 bool folio_present(struct gmem_file *file, uint64_t index)
 {
-	return atomic_load_explicit(word(file, index), memory_order_relaxed) &
-	       bit(index);
+	return bitmap_test(file->present, index);
+}
+
+/*
+ * @delta pages from @index (inside one huge block) entered the page cache,
+ * or left it: the file's, the block's and the pool's counts follow the bits.
+ */
+void folio_account(struct gmem_file *file, uint64_t index, int64_t delta)
+{
+	huge_count(file, index, delta);
+	atomic_fetch_add_explicit(&file->nr_present, (uint64_t)delta,
+				  memory_order_relaxed);
+	atomic_fetch_add_explicit(&file->vm->pool->frames_in_use, (uint64_t)delta,
+				  memory_order_relaxed);
 }
 
 /*
  * Returns true if this call created the folio. Safe against racing faults.
  * In a huge file the first allocation in an absent block creates the whole
  * huge folio (huge.c); a hole punched in a split block gets a 4 KiB folio.
+ * The attributes must hold still: the invalidate lock is held.
  */
 bool folio_alloc(struct gmem_file *file, uint64_t index)
 {
-	uint64_t old;
-
+	lock_assert_held(&file->invalidate_lock);
 	if (folio_present(file, index))
 		return false;
 	if (file->order && huge_block_state(file, index) == BLOCK_ABSENT)
 		return huge_alloc_block(file, index);
-	old = atomic_fetch_or(word(file, index), bit(index));
-	if (old & bit(index))
+	if (bitmap_test_and_set(file->present, index))
 		return false;
-	huge_count(file, index, 1);
-	atomic_fetch_add_explicit(&file->nr_present, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&file->vm->pool->frames_in_use, 1,
-				  memory_order_relaxed);
+	folio_account(file, index, 1);
 	return true;
 }
 
-/* First index in [index, end) whose bit equals @want, or @end. */
-static uint64_t find_bit(struct gmem_file *file, uint64_t index, uint64_t end,
-			 bool want)
+/* Fill every hole of [start, end) with a folio. */
+void folio_alloc_range(struct gmem_file *file, uint64_t start, uint64_t end)
 {
-	while (index < end) {
-		uint64_t w = atomic_load_explicit(word(file, index),
-						  memory_order_relaxed);
-
-		if (!want)
-			w = ~w;
-		w &= ~(bit(index) - 1);		/* ignore bits below index */
-		if (w) {
-			uint64_t found = index - index % BITS + __builtin_ctzll(w);
-
-			return MIN(found, end);
-		}
-		index = index - index % BITS + BITS;
-	}
-	return end;
+	for (uint64_t i = folio_next_hole(file, start, end); i < end;
+	     i = folio_next_hole(file, i + 1, end))
+		folio_alloc(file, i);
 }
 
 uint64_t folio_next_present(struct gmem_file *file, uint64_t index,
 			    uint64_t end)
 {
-	return find_bit(file, index, end, true);
+	return bitmap_find(file->present, index, end, true);
 }
 
 uint64_t folio_next_hole(struct gmem_file *file, uint64_t index, uint64_t end)
 {
-	return find_bit(file, index, end, false);
+	return bitmap_find(file->present, index, end, false);
+}
+
+/*
+ * End of the run of present pages from @index that the arch hooks see in one
+ * call: one folio clipped to [index, end). Neighbouring 4 KiB folios of a
+ * file are neighbouring frames and make one run, but a run never leaves its
+ * huge block, so a huge folio is always seen on its own.
+ */
+uint64_t folio_run_end(struct gmem_file *file, uint64_t index, uint64_t end)
+{
+	uint64_t run_end = folio_next_hole(file, index, end);
+	uint64_t block_end = (index | (file_folio_pages(file) - 1)) + 1;
+
+	return file->order ? MIN(run_end, block_end) : run_end;
+}
+
+/*
+ * Call @fn on each run of present pages in [start, end), as frames: the
+ * kernel's walk of the folios of a range, each clipped to it (folio_run_end).
+ */
+void folio_for_each_run(struct gmem_file *file, uint64_t start, uint64_t end,
+			void (*fn)(uint64_t pfn, uint64_t nr, void *arg),
+			void *arg)
+{
+	uint64_t i = start;
+
+	while ((i = folio_next_present(file, i, end)) < end) {
+		uint64_t run_end = folio_run_end(file, i, end);
+
+		fn(file_pfn(file, i), run_end - i, arg);
+		i = run_end;
+	}
+}
+
+/* arch.h: the same walk over a slot's guest frames, for a backend. */
+void slot_for_each_folio_run(const struct memslot *slot, uint64_t gfn_start,
+			     uint64_t gfn_end,
+			     void (*fn)(uint64_t pfn, uint64_t nr, void *arg),
+			     void *arg)
+{
+	folio_for_each_run(slot->file, slot_index(slot, gfn_start),
+			   slot_index(slot, gfn_end), fn, arg);
 }
 
 /* Free one run of present, unpinned folios: reclaim, then back to the pool. */
 static void free_run(struct gmem_file *file, uint64_t start, uint64_t end)
 {
 	struct gmem_vm *vm = file->vm;
-	struct gmem_pool *pool = vm->pool;
 	uint64_t pfn = file_pfn(file, start), nr = end - start;
 
 	arch_reclaim(vm, pfn, nr);
 	check_reclaimed(file, pfn, nr);
-	pool_discard(pool, pfn, nr);
+	pool_discard(vm->pool, pfn, nr);
 	bitmap_assign(file->present, start, end, false);
-	huge_count(file, start, -(int64_t)nr);	/* a run never leaves its block */
-	atomic_fetch_sub(&file->nr_present, nr);
-	atomic_fetch_sub(&pool->frames_in_use, nr);
+	folio_account(file, start, -(int64_t)nr);	/* a run never leaves its block */
+}
+
+/* One folio run: free it but for its pinned pages. */
+static void free_unpinned(uint64_t pfn, uint64_t nr, void *arg)
+{
+	struct gmem_file *file = arg;
+	uint64_t i = pfn - file->base_pfn, run_end = i + nr, pinned;
+
+	while (i < run_end) {
+		uint64_t stop = run_end;
+
+		if (pin_first_in_range(file, i, run_end, &pinned))
+			stop = pinned;
+		if (stop > i)
+			free_run(file, i, stop);
+		i = stop;
+		while (i < run_end && pin_count(file, i))
+			i++;
+	}
 }
 
 /*
- * Free the folios of [start, end). Pinned pages stay: their frames cannot go
- * back to the pool while someone holds them (docs/design.md). A huge folio that
- * loses only part of its pages is split first. Caller holds the invalidate
- * lock exclusive and has invalidated the range.
+ * Free the folios of [start, end), once the range is invalidated. Pinned
+ * pages stay: their frames cannot go back to the pool while someone holds
+ * them (docs/design.md). A huge folio that loses only part of its pages is
+ * split first.
  */
 void folio_free_range(struct gmem_file *file, uint64_t start, uint64_t end)
 {
-	uint64_t i = start;
-
+	lock_assert_held_exclusive(&file->invalidate_lock);
 	huge_before_free(file, start, end);
-	while ((i = folio_next_present(file, i, end)) < end) {
-		uint64_t run_end = folio_run_end(file, i, end), pinned;
-
-		while (i < run_end) {
-			uint64_t stop = run_end;
-
-			if (pin_first_in_range(file, i, run_end, &pinned))
-				stop = pinned;
-			if (stop > i)
-				free_run(file, i, stop);
-			i = stop;
-			while (i < run_end && pin_count(file, i))
-				i++;
-		}
-	}
+	folio_for_each_run(file, start, end, free_unpinned, file);
 	huge_after_free(file, start, end);
 }
 
@@ -153,8 +186,9 @@ void folio_sync_host_touched(struct gmem_file *file, uint64_t start,
 		hole = lseek(fd, data, SEEK_HOLE);
 		if (hole < 0 || hole > limit)
 			hole = limit;
-		for (off_t p = data; p < hole; p += PAGE_SIZE)
-			folio_alloc(file, (uint64_t)(p >> PAGE_SHIFT) - file->base_pfn);
+		folio_alloc_range(file, (uint64_t)(data >> PAGE_SHIFT) - file->base_pfn,
+				  (uint64_t)((hole + PAGE_SIZE - 1) >> PAGE_SHIFT) -
+				  file->base_pfn);
 		pos = hole;
 	}
 }

@@ -8,10 +8,14 @@
  * A fork child inherits a copy of the table; a handle whose object another
  * process created fails with -EIO (process.c), before anything is locked.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "common.h"
+#include "handle.h"
+#include "lock.h"
+#include "process.h"
 
 #define MAX_HANDLES 65536
 
@@ -33,11 +37,11 @@ void *obj_alloc(enum obj_type type, size_t size, size_t keep, bool *fresh)
 {
 	struct obj *o;
 
-	pthread_mutex_lock(&handles_lock);
+	mutex_lock(&handles_lock);
 	o = free_objs[type];
 	if (o)
 		free_objs[type] = o->next_free;
-	pthread_mutex_unlock(&handles_lock);
+	mutex_unlock(&handles_lock);
 	*fresh = !o;
 	if (!o) {
 		o = aligned_alloc(64, (size + 63) & ~(size_t)63);
@@ -59,10 +63,10 @@ void *obj_alloc(enum obj_type type, size_t size, size_t keep, bool *fresh)
 
 void obj_recycle(struct obj *o)
 {
-	pthread_mutex_lock(&handles_lock);
+	mutex_lock(&handles_lock);
 	o->next_free = free_objs[o->type];
 	free_objs[o->type] = o;
-	pthread_mutex_unlock(&handles_lock);
+	mutex_unlock(&handles_lock);
 }
 
 /* Tests: set to make the next installs fail as if the table were full. */
@@ -72,7 +76,7 @@ int obj_install(struct obj *o)
 {
 	int h = -EMFILE;
 
-	pthread_mutex_lock(&handles_lock);
+	mutex_lock(&handles_lock);
 	for (int i = 0; i < MAX_HANDLES && !gmem_handle_fail_install; i++) {
 		if (!atomic_load_explicit(&handles[i], memory_order_relaxed)) {
 			o->handle = i;
@@ -81,7 +85,7 @@ int obj_install(struct obj *o)
 			break;
 		}
 	}
-	pthread_mutex_unlock(&handles_lock);
+	mutex_unlock(&handles_lock);
 	return h;
 }
 
@@ -150,7 +154,7 @@ int obj_close(int h, enum obj_type type, const char *fn, struct obj **out)
 	o = obj_peek(h);
 	if (o && (ret = obj_foreign(o, h, fn)))
 		return ret;
-	pthread_mutex_lock(&handles_lock);
+	mutex_lock(&handles_lock);
 	o = obj_peek(h);
 	if (!o)
 		ret = gmem_err(EBADF, "%s: handle %d is not open", fn, h);
@@ -162,7 +166,18 @@ int obj_close(int h, enum obj_type type, const char *fn, struct obj **out)
 		o->handle = -1;
 		*out = o;
 	}
-	pthread_mutex_unlock(&handles_lock);
+	mutex_unlock(&handles_lock);
+	return ret;
+}
+
+/* Close handle @h and drop the reference it held: the object may live on. */
+int obj_destroy(int h, enum obj_type type, const char *fn)
+{
+	struct obj *o;
+	int ret = obj_close(h, type, fn, &o);
+
+	if (!ret)
+		obj_put(o);
 	return ret;
 }
 
@@ -180,15 +195,15 @@ void obj_get_ref(struct obj *o)
 /* fork: the child's copy of the table's lock must not be held by a thread it lacks. */
 void handles_fork_prepare(void)
 {
-	pthread_mutex_lock(&handles_lock);
+	mutex_lock(&handles_lock);
 }
 
 void handles_fork_parent(void)
 {
-	pthread_mutex_unlock(&handles_lock);
+	mutex_unlock(&handles_lock);
 }
 
 void handles_fork_child(void)
 {
-	pthread_mutex_unlock(&handles_lock);
+	mutex_unlock(&handles_lock);
 }

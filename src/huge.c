@@ -33,7 +33,11 @@
  */
 #include <stdlib.h>
 
-#include "internal.h"
+#include "common.h"
+#include "attr.h"
+#include "file.h"
+#include "lock.h"
+#include "pin.h"
 
 #define ORDER_2M	9
 #define ORDER_1G	18
@@ -68,7 +72,7 @@ void huge_destroy(struct gmem_file *file)
 	file->block_pages = NULL;
 }
 
-/* @delta pages of the block at @index entered (or left) the page cache. */
+/* @delta pages of the block at @index entered (or left) the page cache (folio_account). */
 void huge_count(struct gmem_file *file, uint64_t index, int64_t delta)
 {
 	if (file->order)
@@ -118,30 +122,20 @@ static bool block_uniform(struct gmem_file *file, uint64_t index)
 /*
  * Allocate the whole huge folio of an ABSENT block; racing allocators agree
  * through the page-cache bits (each counts only the bits it set) and the
- * block byte (the first to store it wins; all store the same value). Caller
- * holds the invalidate lock, so the attributes are stable. Returns true if
+ * block byte (the first to store it wins; all store the same value). The
+ * invalidate lock is held, so the attributes are stable. Returns true if
  * this call allocated pages.
  */
 bool huge_alloc_block(struct gmem_file *file, uint64_t index)
 {
-	uint64_t lo = block_start(file, index), added = 0;
-	uint64_t hi = lo + file_folio_pages(file);
+	uint64_t lo = block_start(file, index), added;
 	uint8_t expected = BLOCK_ABSENT;
 	int state;
 
-	for (uint64_t i = lo; i < hi; i += BITMAP_BITS) {
-		uint64_t old = atomic_fetch_or(&file->present[i / BITMAP_BITS],
-					       ~0ULL);
-
-		added += (uint64_t)__builtin_popcountll(~old);
-	}
-	if (added) {
-		huge_count(file, index, (int64_t)added);
-		atomic_fetch_add_explicit(&file->nr_present, added,
-					  memory_order_relaxed);
-		atomic_fetch_add_explicit(&file->vm->pool->frames_in_use, added,
-					  memory_order_relaxed);
-	}
+	lock_assert_held(&file->invalidate_lock);
+	added = bitmap_set_range(file->present, lo, lo + file_folio_pages(file));
+	if (added)
+		folio_account(file, index, (int64_t)added);
 	state = block_uniform(file, index) ? BLOCK_WHOLE : BLOCK_SPLIT;
 	atomic_compare_exchange_strong(block(file, index), &expected,
 				       (uint8_t)state);
@@ -166,22 +160,6 @@ void huge_unprepare(struct gmem_file *file, uint64_t start, uint64_t end)
 		return;
 	for (uint64_t b = start >> file->order; b <= (end - 1) >> file->order; b++)
 		atomic_fetch_and(&file->blocks[b], (uint8_t)~BLOCK_PREPARED);
-}
-
-/*
- * End of the run of present pages from @index that the arch hooks see in one
- * call: one folio clipped to [index, end). Neighbouring 4 KiB folios of a
- * file are neighbouring frames and make one run, but a run never leaves its
- * huge block, so a huge folio is always seen on its own.
- */
-uint64_t folio_run_end(struct gmem_file *file, uint64_t index, uint64_t end)
-{
-	uint64_t run_end = folio_next_hole(file, index, end);
-
-	if (file->order)
-		run_end = MIN(run_end, block_start(file, index) +
-				       file_folio_pages(file));
-	return run_end;
 }
 
 /* Will [start, end) set to @attrs leave the block at @lo uniform? */
@@ -241,12 +219,13 @@ int huge_convert_prepare(struct gmem_file *file, uint64_t start, uint64_t end,
 
 /*
  * After the attributes of [start, end) are stored: split or merge each block
- * as huge_convert_prepare() foresaw. Cannot fail. Caller holds the
- * invalidate lock exclusive.
+ * as huge_convert_prepare() foresaw. Cannot fail.
  */
 void huge_convert_commit(struct gmem_file *file, uint64_t start, uint64_t end)
 {
 	uint64_t pages = file_folio_pages(file);
+
+	lock_assert_held_exclusive(&file->invalidate_lock);
 
 	if (!file->order)
 		return;

@@ -7,13 +7,18 @@
  * invalidation covering its gfn is in progress and none ended since the
  * snapshot. So a fault may read a stale attribute, but never maps one.
  */
-#include "internal.h"
+#include "common.h"
+#include "arch.h"
+#include "file.h"
+#include "lock.h"
+#include "vm.h"
 
 #define INVALID_GFN UINT64_MAX
 
-/* Caller holds mmu_lock exclusive, here and in the two below. */
+/* Under mmu_lock exclusive, here and in the two below. */
 void vm_invalidate_start(struct gmem_vm *vm)
 {
+	lock_assert_held_exclusive(&vm->mmu_lock);
 	if (++vm->mmu_invalidate_in_progress == 1) {
 		vm->mmu_invalidate_range_start = INVALID_GFN;
 		vm->mmu_invalidate_range_end = INVALID_GFN;
@@ -23,6 +28,7 @@ void vm_invalidate_start(struct gmem_vm *vm)
 /* Ranges of concurrent invalidations accumulate until all have ended. */
 void vm_invalidate_range_add(struct gmem_vm *vm, uint64_t start, uint64_t end)
 {
+	lock_assert_held_exclusive(&vm->mmu_lock);
 	if (vm->mmu_invalidate_range_start == INVALID_GFN) {
 		vm->mmu_invalidate_range_start = start;
 		vm->mmu_invalidate_range_end = end;
@@ -34,6 +40,7 @@ void vm_invalidate_range_add(struct gmem_vm *vm, uint64_t start, uint64_t end)
 
 void vm_invalidate_end(struct gmem_vm *vm)
 {
+	lock_assert_held_exclusive(&vm->mmu_lock);
 	/* The new sequence is visible before the range stops being in progress. */
 	atomic_fetch_add_explicit(&vm->mmu_invalidate_seq, 1,
 				  memory_order_release);
@@ -41,12 +48,13 @@ void vm_invalidate_end(struct gmem_vm *vm)
 }
 
 /*
- * Caller holds mmu_lock shared. Should a fault that saw @seq and is about to
- * map [start, end) (one page, or a huge entry) retry?
+ * Under mmu_lock shared: should a fault that saw @seq and is about to map
+ * [start, end) (one page, or a huge entry) retry?
  */
 bool vm_invalidate_retry_range(struct gmem_vm *vm, uint64_t seq,
 			       uint64_t start, uint64_t end)
 {
+	lock_assert_held_shared(&vm->mmu_lock);
 	if (vm->mmu_invalidate_in_progress) {
 		/* In progress with no range yet: cannot tell, so retry. */
 		if (vm->mmu_invalidate_range_start == INVALID_GFN)
@@ -95,9 +103,9 @@ static void zap(struct gmem_vm *vm, struct memslot *s, uint64_t lo,
 /*
  * Start invalidating file pages [start, end) in the VM that binds them:
  * zap matching stage-2 entries of every overlapping slot and let the arch
- * drop its own mappings. Caller holds the file's invalidate_lock exclusive,
- * which keeps the bindings stable until file_invalidate_end(). Returns
- * whether anything was bound there (and so whether an end is owed).
+ * drop its own mappings. Under the file's invalidate_lock exclusive, which
+ * keeps the bindings stable until file_invalidate_end(). Returns whether
+ * anything was bound there (and so whether an end is owed).
  *
  * The wide variant zaps every stage-2 entry of [zap_start, zap_end) instead
  * (a superset of the range), whatever its attribute: huge folios about to
@@ -111,6 +119,7 @@ bool file_invalidate_start_wide(struct gmem_file *file, uint64_t start,
 	struct gmem_vm *vm = file->vm;
 	bool started = false;
 
+	lock_assert_held_exclusive(&file->invalidate_lock);
 	/* The arch takes a huge folio over again once it changed. */
 	huge_unprepare(file, zap_start, zap_end);
 	for (unsigned int i = 0; i < file->nbindings; i++) {
@@ -150,6 +159,7 @@ void file_invalidate_end(struct gmem_file *file, bool started)
 {
 	struct gmem_vm *vm = file->vm;
 
+	lock_assert_held_exclusive(&file->invalidate_lock);
 	if (!started)
 		return;
 	brlock_write_lock(&vm->mmu_lock);

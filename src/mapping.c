@@ -22,9 +22,9 @@
  * at its address: a record is trimmed at either end, split in two (the new
  * record takes its own reference) or dropped (its reference goes with it).
  *
- * Locks, outermost first: the invalidate lock of the file being mapped
- * (shared), all_lock, then one file's mappings_lock at a time, then hm_lock.
- * A record changes only under its file's mappings_lock together with the
+ * Locks, outermost first (lock.h): the invalidate lock of the file being
+ * mapped (shared), all_mappings_lock, then one file's mappings_lock at a
+ * time, then hm_lock. A record changes only under its file's mappings_lock together with the
  * real mapping underneath, so a conversion fences either the old mapping or
  * nothing: never an address the record has lost, nor a page still mapped
  * that the record no longer covers. Each record has an entry in the signal
@@ -41,23 +41,26 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "internal.h"
-
-#ifndef MADV_GUARD_INSTALL
-#define MADV_GUARD_INSTALL	102
-#define MADV_GUARD_REMOVE	103
-#endif
+#include "common.h"
+#include "check.h"
+#include "fence.h"
+#include "file.h"
+#include "lock.h"
+#include "mapping.h"
+#include "pool.h"
+#include "process.h"
+#include "sigbus.h"
+#include "vm.h"
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static int past_eof_fd = -1;	/* empty memfd: every access is past its end */
-static bool have_guards;
 
 /*
- * Every mapping of the process, for munmap lookups and fork. all_lock also
+ * Every mapping of the process, for munmap lookups and fork. The lock also
  * makes each gmem_mmap and gmem_munmap one step for the others, so two calls
  * over the same addresses never leave two records of one address.
  */
-static pthread_mutex_t all_lock = PTHREAD_MUTEX_INITIALIZER;
+pthread_mutex_t all_mappings_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct host_mapping *all_mappings;
 
 /*
@@ -69,7 +72,7 @@ void mapping_fork_prepare(void)
 	uint64_t uids[SHOOTDOWN_UIDS + 1];
 	unsigned int n = 0, i;
 
-	pthread_mutex_lock(&all_lock);
+	mutex_lock(&all_mappings_lock);
 	for (struct host_mapping *m = all_mappings; m && n <= SHOOTDOWN_UIDS;
 	     m = m->next_all) {
 		for (i = 0; i < n && uids[i] != m->uid; i++)
@@ -82,7 +85,7 @@ void mapping_fork_prepare(void)
 
 void mapping_fork_parent(void)
 {
-	pthread_mutex_unlock(&all_lock);
+	mutex_unlock(&all_mappings_lock);
 }
 
 /*
@@ -96,80 +99,66 @@ void mapping_fork_child(bool registered)
 {
 	for (struct host_mapping *m = all_mappings; m; m = m->next_all) {
 		m->foreign = true;
-		if (registered)
-			continue;
-		if (have_guards)
-			madvise(m->addr, m->len, MADV_GUARD_INSTALL);
-		else
-			mprotect(m->addr, m->len, PROT_NONE);
+		if (!registered)
+			fence_close(m->addr, m->len);
 	}
-	pthread_mutex_unlock(&all_lock);
+	mutex_unlock(&all_mappings_lock);
 }
 
 static void setup(void)
 {
-	void *probe;
-
 	past_eof_fd = memfd_create("gmem-past-eof", MFD_CLOEXEC);
-	/* Probe a shared file mapping: shmem gained guards after anonymous memory. */
-	probe = mmap(NULL, PAGE_SIZE, PROT_NONE, MAP_SHARED, past_eof_fd, 0);
-	if (probe != MAP_FAILED) {
-		have_guards = !madvise(probe, PAGE_SIZE, MADV_GUARD_INSTALL);
-		munmap(probe, PAGE_SIZE);
-	}
+	fence_uses_guards();
 }
 
-bool mapping_uses_guards(void)
+/* Fence (close) or open the pages [start, end) that mapping @m shows. */
+static int close_pages(struct host_mapping *m, uint64_t start, uint64_t end)
 {
-	pthread_once(&once, setup);
-	return have_guards;
-}
-
-static int fence(struct host_mapping *m, uint64_t start, uint64_t end,
-		 bool revoke)
-{
-	uint64_t lo = MAX(start, m->pgoff);
-	uint64_t hi = MIN(end, m->pgoff + m->file_pages);
 	uint8_t *addr;
-	size_t len;
+	size_t len = fence_span(m->addr, m->pgoff, m->file_pages, start, end,
+				&addr);
 
-	if (lo >= hi)
-		return 0;
-	addr = m->addr + ((lo - m->pgoff) << PAGE_SHIFT);
-	len = (hi - lo) << PAGE_SHIFT;
-	if (have_guards)
-		return madvise(addr, len, revoke ? MADV_GUARD_INSTALL
-						 : MADV_GUARD_REMOVE);
-	return mprotect(addr, len, revoke ? PROT_NONE : m->prot);
+	return len ? fence_close(addr, len) : 0;
+}
+
+static int open_pages(struct host_mapping *m, uint64_t start, uint64_t end)
+{
+	uint8_t *addr;
+	size_t len = fence_span(m->addr, m->pgoff, m->file_pages, start, end,
+				&addr);
+
+	return len ? fence_open(addr, len, m->prot) : 0;
 }
 
 /*
  * Revoke host access to pages [start, end) in every mapping of the file:
- * this process's, then those fork children inherited (process.c). Caller
- * holds the invalidate lock exclusive. Returns -ENOMEM (a fence failed) or
- * -EAGAIN (a child did not answer); on failure nothing is left revoked that
- * the caller does not restore itself (mapping_restore over the range).
+ * this process's, then those fork children inherited (process.c), under the
+ * invalidate lock exclusive. Returns -ENOMEM (a fence failed) or -EAGAIN (a
+ * child did not answer); on failure nothing is left revoked that the caller
+ * does not restore itself (mapping_restore over the range).
  */
 int mapping_revoke(struct gmem_file *file, uint64_t start, uint64_t end)
 {
 	int ret = 0;
 
-	pthread_mutex_lock(&file->mappings_lock);
+	lock_assert_held_exclusive(&file->invalidate_lock);
+	mutex_lock(&file->mappings_lock);
 	for (struct host_mapping *m = file->mappings; m && !ret; m = m->next)
-		ret = fence(m, start, end, true);
-	pthread_mutex_unlock(&file->mappings_lock);
+		ret = close_pages(m, start, end);
+	mutex_unlock(&file->mappings_lock);
 	if (ret)
-		return -ENOMEM;
+		return ret;
 	return sd_broadcast(file->uid, start, end, false);
 }
 
 /* Give host mappings, here and in fork children, back pages [start, end), now shared. */
 void mapping_restore(struct gmem_file *file, uint64_t start, uint64_t end)
 {
-	pthread_mutex_lock(&file->mappings_lock);
+	lock_assert_held_exclusive(&file->invalidate_lock);
+	mutex_lock(&file->mappings_lock);
 	for (struct host_mapping *m = file->mappings; m; m = m->next)
-		fence(m, start, end, false);
-	pthread_mutex_unlock(&file->mappings_lock);
+		open_pages(m, start, end);
+	mutex_unlock(&file->mappings_lock);
 	sd_broadcast(file->uid, start, end, true);
 }
 
@@ -194,26 +183,17 @@ static int check_mmap(struct gmem_file *file, uint64_t offset, size_t len,
 	return 0;
 }
 
-/*
- * Fence (@revoke) or open every run of pages of @m that is private (@private)
- * or shared. Caller holds the invalidate lock, so no attribute changes.
- */
-static int fence_runs(struct gmem_file *file, struct host_mapping *m,
-		      bool private, bool revoke)
+/* file_for_each_attr_run() over the pages of mapping @arg: fence or open each run. */
+static int close_run(struct gmem_file *file, uint64_t start, uint64_t end,
+		     void *arg)
 {
-	uint64_t i = m->pgoff, end = m->pgoff + m->file_pages;
+	return close_pages(arg, start, end);
+}
 
-	while (i < end) {
-		uint64_t run_end;
-		uint64_t attr = attr_lookup(&file->attrs, i, NULL, &run_end);
-
-		run_end = MIN(run_end, end);
-		if (!(attr & GMEM_ATTR_PRIVATE) == !private &&
-		    fence(m, i, run_end, revoke))
-			return -ENOMEM;
-		i = run_end;
-	}
-	return 0;
+static int open_run(struct gmem_file *file, uint64_t start, uint64_t end,
+		    void *arg)
+{
+	return open_pages(arg, start, end);
 }
 
 /*
@@ -262,19 +242,21 @@ static int map_window(struct gmem_file *file, struct host_mapping *m)
 /*
  * Give a mapping made by map_window() its protection, private pages fenced
  * first: the address may be known to other threads (MAP_FIXED), so no page
- * is reachable, not even for a moment, while it is private. Caller holds
- * the invalidate lock.
+ * is reachable, not even for a moment, while it is private. The invalidate
+ * lock holds the attributes still.
  */
 static int open_window(struct gmem_file *file, struct host_mapping *m)
 {
 	size_t in_file = m->file_pages << PAGE_SHIFT;
+	uint64_t end = m->pgoff + m->file_pages;
 
 	/* Guards outlive mprotect: fence, then open the whole range. */
-	if (have_guards)
-		return fence_runs(file, m, true, true) ||
+	if (fence_uses_guards())
+		return file_for_each_attr_run(file, m->pgoff, end, true,
+					      close_run, m) ||
 		       mprotect(m->addr, m->len, m->prot) ? -ENOMEM : 0;
 	/* Without guards PROT_NONE is the fence: open the shared runs only. */
-	if (fence_runs(file, m, false, false))
+	if (file_for_each_attr_run(file, m->pgoff, end, false, open_run, m))
 		return -ENOMEM;
 	if (m->len > in_file &&
 	    mprotect(m->addr + in_file, m->len - in_file, m->prot))
@@ -305,8 +287,8 @@ enum { CUT_TRIMMED, CUT_SPLIT, CUT_GONE };
  * The file's mappings_lock covers the real change and the record's, so a
  * conversion sees both or neither; hm_lock does the same for the shootdown
  * handler. A foreign record (inherited through fork) has a dead copy of the
- * parent's file: only the record and the real mapping change. Caller holds
- * all_lock.
+ * parent's file: only the record and the real mapping change. Under
+ * all_mappings_lock.
  */
 static int cut(struct host_mapping *m, uint8_t *lo, uint8_t *hi, bool reserve,
 	       struct host_mapping *spare)
@@ -317,10 +299,11 @@ static int cut(struct host_mapping *m, uint8_t *lo, uint8_t *hi, bool reserve,
 	sigset_t sigs;
 	int ret;
 
+	lock_assert_held(&all_mappings_lock);
 	lo = MAX(lo, m->addr);
 	hi = MIN(hi, end);
 	if (!m->foreign)
-		pthread_mutex_lock(&file->mappings_lock);
+		mutex_lock(&file->mappings_lock);
 	hm_lock(&sigs);
 	if (reserve)
 		ret = mmap(lo, hi - lo, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS |
@@ -363,7 +346,7 @@ static int cut(struct host_mapping *m, uint8_t *lo, uint8_t *hi, bool reserve,
 	}
 	hm_unlock(&sigs);
 	if (!m->foreign)
-		pthread_mutex_unlock(&file->mappings_lock);
+		mutex_unlock(&file->mappings_lock);
 	return ret;
 }
 
@@ -384,8 +367,9 @@ static void free_spare(struct host_mapping *m)
 }
 
 /*
- * Cut [lo, hi) out of every record it overlaps (see cut()). Caller holds
- * all_lock, and calls cut_finish() once it has dropped every lock: that is
+ * Cut [lo, hi) out of every record it overlaps (see cut()), under
+ * all_mappings_lock; the caller calls cut_finish() once it has dropped every
+ * lock: that is
  * where files lose references and may be released. Returns the number of
  * records touched (0: nothing changed), or -ENOMEM: no memory for the
  * bookkeeping (nothing changed), or the kernel could not split a mapping
@@ -398,6 +382,7 @@ static int cut_range(uint8_t *lo, uint8_t *hi, bool reserve,
 	unsigned int nhit = 0, nsplit = 0, i;
 	int ret = 0;
 
+	lock_assert_held(&all_mappings_lock);
 	for (m = all_mappings; m; m = m->next_all) {
 		if (m->addr < hi && lo < m->addr + m->len) {
 			nhit++;
@@ -542,11 +527,11 @@ GMEM_API int gmem_mmap(int fd, uint64_t offset, size_t len, int prot,
 
 	/*
 	 * Shared: conversions wait until the new mapping is fenced and listed.
-	 * Under all_lock, what was at the address (any gmem mapping, for
+	 * Under all_mappings_lock, what was at the address (any gmem mapping, for
 	 * MAP_FIXED) leaves the records and the new record arrives in one step.
 	 */
 	brlock_read_lock(&file->invalidate_lock);
-	pthread_mutex_lock(&all_lock);
+	mutex_lock(&all_mappings_lock);
 	m->hm = hm_alloc();
 	ret = m->hm ? cut_range(va, (uint8_t *)va + len, true, &cl) : -ENOMEM;
 	untouched = ret < 0 && !cl.nrefs;
@@ -560,12 +545,12 @@ GMEM_API int gmem_mmap(int fd, uint64_t offset, size_t len, int prot,
 		ret = open_window(file, m);
 	}
 	if (!ret) {
-		pthread_mutex_lock(&file->mappings_lock);
+		mutex_lock(&file->mappings_lock);
 		m->next = file->mappings;
 		file->mappings = m;
 		atomic_store_explicit(&file->mappings_ever, true,
 				      memory_order_release);
-		pthread_mutex_unlock(&file->mappings_lock);
+		mutex_unlock(&file->mappings_lock);
 		m->next_all = all_mappings;
 		all_mappings = m;
 	} else {
@@ -578,7 +563,7 @@ GMEM_API int gmem_mmap(int fd, uint64_t offset, size_t len, int prot,
 			hm_unlock(&sigs);
 		}
 	}
-	pthread_mutex_unlock(&all_lock);
+	mutex_unlock(&all_mappings_lock);
 	brlock_read_unlock(&file->invalidate_lock);
 	cut_finish(&cl, "gmem_mmap");
 	if (ret) {
@@ -612,9 +597,9 @@ GMEM_API int gmem_munmap(void *addr, size_t len)
 	    lo + rounded < lo)
 		return gmem_err(EINVAL, "gmem_munmap: %p+%#zx is unaligned, empty or wraps",
 				addr, len);
-	pthread_mutex_lock(&all_lock);
+	mutex_lock(&all_mappings_lock);
 	ret = cut_range((uint8_t *)lo, (uint8_t *)(lo + rounded), false, &cl);
-	pthread_mutex_unlock(&all_lock);
+	mutex_unlock(&all_mappings_lock);
 	cut_finish(&cl, "gmem_munmap");
 	if (ret < 0)
 		return gmem_err(ENOMEM, "gmem_munmap: cannot unmap part of %p+%#zx",
@@ -631,7 +616,7 @@ GMEM_API int gmem_mapping_find(const void *addr, int *fd, uint64_t *offset)
 	uintptr_t p = (uintptr_t)addr;
 	struct host_mapping *m;
 
-	pthread_mutex_lock(&all_lock);
+	mutex_lock(&all_mappings_lock);
 	for (m = all_mappings; m; m = m->next_all) {
 		uintptr_t start = (uintptr_t)m->addr;
 
@@ -643,6 +628,6 @@ GMEM_API int gmem_mapping_find(const void *addr, int *fd, uint64_t *offset)
 			*offset = (m->pgoff << PAGE_SHIFT) + (p - start);
 		break;
 	}
-	pthread_mutex_unlock(&all_lock);
+	mutex_unlock(&all_mappings_lock);
 	return m != NULL;
 }

@@ -14,13 +14,24 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "common.h"
+#include "attr.h"
+#include "check.h"
+#include "file.h"
+#include "lock.h"
+#include "pin.h"
 
-/* Index of the first run ending after @index. Caller holds pins_lock. */
+struct pin {
+	uint64_t start, end;	/* a run of pages */
+	uint32_t count;
+};
+
+/* Index of the first run ending after @index. */
 static size_t first_after(struct gmem_file *file, uint64_t index)
 {
 	size_t lo = 0, hi = file->npins;
 
+	lock_assert_held(&file->pins_lock);
 	while (lo < hi) {
 		size_t mid = (lo + hi) / 2;
 
@@ -38,13 +49,13 @@ bool pin_first_in_range(struct gmem_file *file, uint64_t start, uint64_t end,
 	bool found = false;
 	size_t i;
 
-	pthread_mutex_lock(&file->pins_lock);
+	mutex_lock(&file->pins_lock);
 	i = first_after(file, start);
 	if (i < file->npins && file->pins[i].start < end) {
 		*index = MAX(start, file->pins[i].start);
 		found = true;
 	}
-	pthread_mutex_unlock(&file->pins_lock);
+	mutex_unlock(&file->pins_lock);
 	return found;
 }
 
@@ -53,11 +64,11 @@ uint32_t pin_count(struct gmem_file *file, uint64_t index)
 	uint32_t count = 0;
 	size_t i;
 
-	pthread_mutex_lock(&file->pins_lock);
+	mutex_lock(&file->pins_lock);
 	i = first_after(file, index);
 	if (i < file->npins && file->pins[i].start <= index)
 		count = file->pins[i].count;
-	pthread_mutex_unlock(&file->pins_lock);
+	mutex_unlock(&file->pins_lock);
 	return count;
 }
 
@@ -75,7 +86,7 @@ static void push(struct pin *out, size_t *n, uint64_t start, uint64_t end,
 
 /*
  * Add @delta (+1 or -1) to every page of [start, end), building the new run
- * list aside so a failure changes nothing. Caller holds pins_lock.
+ * list aside so a failure changes nothing.
  */
 static int adjust(struct gmem_file *file, uint64_t start, uint64_t end,
 		  int delta)
@@ -83,6 +94,8 @@ static int adjust(struct gmem_file *file, uint64_t start, uint64_t end,
 	size_t n = 0, i = first_after(file, start);
 	uint64_t pos = start;
 	struct pin *out;
+
+	lock_assert_held(&file->pins_lock);
 
 	if (delta < 0) {	/* every page must be pinned already */
 		for (size_t j = i; pos < end; j++) {
@@ -144,13 +157,11 @@ static int pin_range(int fd, uint64_t offset, uint64_t size, int delta,
 	if (delta > 0 && !attr_range_is(&file->attrs, start, end, 0)) {
 		ret = gmem_err(EFAULT, "%s: the range holds private pages, which the host cannot reach", fn);
 	} else {
-		pthread_mutex_lock(&file->pins_lock);
+		mutex_lock(&file->pins_lock);
 		ret = adjust(file, start, end, delta);
-		pthread_mutex_unlock(&file->pins_lock);
+		mutex_unlock(&file->pins_lock);
 		if (!ret && delta > 0)	/* pinning faults the pages in */
-			for (uint64_t i = folio_next_hole(file, start, end);
-			     i < end; i = folio_next_hole(file, i + 1, end))
-				folio_alloc(file, i);
+			folio_alloc_range(file, start, end);
 	}
 	brlock_read_unlock(&file->invalidate_lock);
 	check_after(file->vm, fn);

@@ -18,7 +18,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "common.h"
+#include "arch.h"
+#include "handle.h"
+#include "lock.h"
+#include "pool.h"
 
 #define DEFAULT_CAPACITY	(4ULL << 40)
 #define MAX_CAPACITY		(64ULL << 40)
@@ -130,12 +134,7 @@ out_free:
 GMEM_API int gmem_pool_destroy(int h)
 {
 	KEEP_ERRNO();
-	struct obj *o;
-	int ret = obj_close(h, OBJ_POOL, "gmem_pool_destroy", &o);
-
-	if (!ret)
-		obj_put(o);
-	return ret;
+	return obj_destroy(h, OBJ_POOL, "gmem_pool_destroy");
 }
 
 GMEM_API void *gmem_pool_frame(int h, uint64_t pfn)
@@ -179,7 +178,7 @@ int pool_reserve_window(struct gmem_pool *pool, uint64_t nframes,
 	struct window **pw, *w;
 	int ret = -ENOSPC;
 
-	pthread_mutex_lock(&pool->lock);
+	mutex_lock(&pool->lock);
 	for (pw = &pool->windows; (w = *pw); pw = &w->next) {
 		uint64_t start = (w->base + align - 1) & ~(align - 1);
 		uint64_t end = w->base + w->nframes;
@@ -213,7 +212,7 @@ int pool_reserve_window(struct gmem_pool *pool, uint64_t nframes,
 		ret = 0;
 		break;
 	}
-	pthread_mutex_unlock(&pool->lock);
+	mutex_unlock(&pool->lock);
 	return ret;
 }
 
@@ -228,7 +227,7 @@ void pool_release_window(struct gmem_pool *pool, uint64_t base,
 	struct window **pw, *w, *n;
 
 	pool_discard(pool, base, nframes);
-	pthread_mutex_lock(&pool->lock);
+	mutex_lock(&pool->lock);
 	for (pw = &pool->windows; (w = *pw) && w->base < base; pw = &w->next)
 		;
 	n = malloc(sizeof(*n));
@@ -244,7 +243,7 @@ void pool_release_window(struct gmem_pool *pool, uint64_t base,
 		n = w;
 	} else {
 		/* Leaks the window's address range, never memory. */
-		pthread_mutex_unlock(&pool->lock);
+		mutex_unlock(&pool->lock);
 		return;
 	}
 	atomic_fetch_sub(&pool->frames_reserved, nframes);
@@ -260,7 +259,7 @@ void pool_release_window(struct gmem_pool *pool, uint64_t base,
 			w = w->next;
 		}
 	}
-	pthread_mutex_unlock(&pool->lock);
+	mutex_unlock(&pool->lock);
 }
 
 void pool_discard(struct gmem_pool *pool, uint64_t pfn, uint64_t nr)
@@ -270,16 +269,28 @@ void pool_discard(struct gmem_pool *pool, uint64_t pfn, uint64_t nr)
 		  pfn << PAGE_SHIFT, nr << PAGE_SHIFT);
 }
 
-/* Content destroyed, as by a TDX page reset or an SNP scrub: the frames read zero. */
+/* ------------------------------------------------- the frame model (arch.h) */
+
+uint64_t frame_get(struct gmem_pool *pool, uint64_t pfn)
+{
+	return atomic_load_explicit(&pool->frames[pfn], memory_order_relaxed);
+}
+
+void frame_set_arch(struct gmem_pool *pool, uint64_t pfn, uint64_t v)
+{
+	uint64_t old = frame_get(pool, pfn), new;
+
+	do {
+		new = (old & FRAME_WAS_PRIVATE) | (v & ~FRAME_WAS_PRIVATE);
+	} while (!atomic_compare_exchange_weak(&pool->frames[pfn], &old, new));
+}
+
 void frames_clear_content(struct gmem_pool *pool, uint64_t pfn, uint64_t nr)
 {
 	pool_discard(pool, pfn, nr);
 }
 
-/*
- * Every frame of [pfn, pfn + nr) whose arch word has @bit goes back to no
- * hardware state with its content cleared: one discard per run of them.
- */
+/* One discard per run of frames with @bit. */
 void frames_release(struct gmem_pool *pool, uint64_t pfn, uint64_t nr,
 		    uint64_t bit)
 {
@@ -346,7 +357,7 @@ int pool_claim_arch(struct gmem_pool *pool, const struct gmem_arch *arch)
 	const struct gmem_arch *cur;
 	int ret = 0;
 
-	pthread_mutex_lock(&pool->lock);
+	mutex_lock(&pool->lock);
 	cur = atomic_load(&pool->arch);
 	if (!cur) {
 		atomic_store(&pool->arch, arch);
@@ -357,18 +368,18 @@ int pool_claim_arch(struct gmem_pool *pool, const struct gmem_arch *arch)
 			       cur->name, arch->name);
 	else
 		pool->arch_claims++;
-	pthread_mutex_unlock(&pool->lock);
+	mutex_unlock(&pool->lock);
 	return ret;
 }
 
 /* The VM create that claimed the arch is done: @created, or failed. */
 void pool_settle_arch(struct gmem_pool *pool, bool created)
 {
-	pthread_mutex_lock(&pool->lock);
+	mutex_lock(&pool->lock);
 	pool->arch_claims--;
 	if (created)
 		pool->arch_bound = true;
 	else if (!pool->arch_claims && !pool->arch_bound)
 		atomic_store(&pool->arch, NULL);
-	pthread_mutex_unlock(&pool->lock);
+	mutex_unlock(&pool->lock);
 }

@@ -9,7 +9,12 @@
  */
 #include <string.h>
 
-#include "internal.h"
+#include "common.h"
+#include "arch.h"
+#include "attr.h"
+#include "file.h"
+#include "pool.h"
+#include "vm.h"
 
 static int populate_page(struct gmem_vm *vm, uint64_t gfn, const uint8_t *src)
 {
@@ -22,7 +27,7 @@ static int populate_page(struct gmem_vm *vm, uint64_t gfn, const uint8_t *src)
 		return gmem_err(EFAULT, "gmem_vm_populate: nothing bound at gpa %#llx",
 				(unsigned long long)(gfn << PAGE_SHIFT));
 	file = slot->file;
-	index = slot->pgoff + (gfn - slot->base_gfn);
+	index = slot_index(slot, gfn);
 	pfn = file_pfn(file, index);
 
 	brlock_write_lock(&file->invalidate_lock);

@@ -61,12 +61,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "internal.h"
-
-#ifndef MADV_GUARD_INSTALL
-#define MADV_GUARD_INSTALL	102
-#define MADV_GUARD_REMOVE	103
-#endif
+#include "common.h"
+#include "fence.h"
+#include "handle.h"
+#include "lock.h"
+#include "mapping.h"
+#include "process.h"
+#include "sigbus.h"
 
 #define SHOOTDOWN_SIGNAL	SIGURG
 #define SD_MAGIC	0x676d656d	/* "gmem": si_value of gmem's signal */
@@ -209,19 +210,16 @@ static void slot_unlock(struct sd_slot *s)
 static void apply_entry(const struct hm_entry *e, void *arg)
 {
 	const struct sd_req *r = arg;
-	uint64_t lo = MAX(r->start, e->pgoff);
-	uint64_t hi = MIN(r->end, e->pgoff + e->file_pages);
 	uint8_t *addr;
-	size_t len;
+	size_t len = fence_span((uint8_t *)atomic_load(&e->start), e->pgoff,
+				e->file_pages, r->start, r->end, &addr);
 
-	if (lo >= hi)
+	if (!len)
 		return;
-	addr = (uint8_t *)atomic_load(&e->start) + ((lo - e->pgoff) << PAGE_SHIFT);
-	len = (hi - lo) << PAGE_SHIFT;
-	if (mapping_uses_guards())
-		madvise(addr, len, r->open ? MADV_GUARD_REMOVE : MADV_GUARD_INSTALL);
+	if (r->open)
+		fence_open(addr, len, e->prot);
 	else
-		mprotect(addr, len, r->open ? e->prot : PROT_NONE);
+		fence_close(addr, len);
 }
 
 /* Fence every page of the mappings this process inherited. */
@@ -292,7 +290,7 @@ void process_block_shootdown(sigset_t *saved)
 /* -------------------------------------------------------- the fork */
 
 /*
- * Before fork, under mapping.c's all_lock: reserve a slot for the child
+ * Before fork, under all_mappings_lock: reserve a slot for the child
  * listing the @n files (uids) it inherits mappings of (@n > SD_UIDS: say
  * "every file"). Nothing to reserve without mappings.
  */
@@ -300,6 +298,7 @@ void sd_fork_prepare(const uint64_t *uids, unsigned int n)
 {
 	struct sd_table *t;
 
+	lock_assert_held(&all_mappings_lock);
 	child_slot = -1;
 	if (!n || !(t = table_get()))
 		return;
@@ -393,6 +392,28 @@ bool sd_fork_child(void)
 enum child_status { CHILD_ALIVE, CHILD_GONE, CHILD_STOPPED };
 
 /*
+ * The start of /proc/<pid>/<name> in @buf, NUL-terminated (empty if it cannot
+ * be read); its length, or -1 if it cannot be opened.
+ */
+static ssize_t read_proc(int pid, const char *name, char *buf, size_t size)
+{
+	char path[64];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/%s", pid, name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, size - 1);
+	close(fd);
+	if (n < 0)
+		n = 0;
+	buf[n] = 0;
+	return n;
+}
+
+/*
  * Why does the child not answer? Its token tells whether the process at that
  * pid is still our child's image (exit, exec and pid reuse all lose it);
  * /proc/<pid>/stat whether it is stopped. Without permission to read its
@@ -403,24 +424,16 @@ static enum child_status child_status(const struct sd_slot *s, int pid)
 	uint64_t token = 0;
 	struct iovec local = { &token, sizeof(token) };
 	struct iovec remote = { (void *)s->token_addr, sizeof(token) };
-	char path[64], buf[512], *p;
-	ssize_t rd, n;
-	int fd;
+	char buf[512], *p;
+	ssize_t rd;
 
 	rd = process_vm_readv(pid, &local, 1, &remote, 1, 0);
 	if (rd == (ssize_t)sizeof(token) && token != s->token)
 		return CHILD_GONE;		/* exec'd, or another process */
 	if (rd < 0 && (errno == ESRCH || errno == EFAULT))
 		return CHILD_GONE;		/* exited (or a zombie), exec'd */
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	if (read_proc(pid, "stat", buf, sizeof(buf)) <= 0)
 		return CHILD_GONE;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return CHILD_GONE;
-	buf[n] = 0;
 	p = strrchr(buf, ')');
 	if (!p || p[1] != ' ')
 		return CHILD_ALIVE;
@@ -433,13 +446,8 @@ static enum child_status child_status(const struct sd_slot *s, int pid)
 	if (rd == (ssize_t)sizeof(token))
 		return CHILD_ALIVE;
 	/* Memory unreadable: does it still catch the signal? */
-	snprintf(path, sizeof(path), "/proc/%d/status", pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	if (read_proc(pid, "status", buf, sizeof(buf)) < 0)
 		return CHILD_GONE;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	buf[n > 0 ? n : 0] = 0;
 	p = strstr(buf, "SigCgt:");
 	if (p && !(strtoull(p + 7, NULL, 16) & (1ULL << (SHOOTDOWN_SIGNAL - 1))))
 		return CHILD_GONE;
@@ -572,8 +580,9 @@ static bool wait_ack(struct sd_table *t, struct pending *p)
  * Fence (@open false) or open pages [start, end) of file @uid in every other
  * process that inherited a mapping of it, and wait until each has. Returns
  * 0, or -EAGAIN if one could not be reached in time (it still gets the
- * request, in order, when it runs again). Caller holds the file's
- * invalidate lock exclusive and has changed its own mappings already.
+ * request, in order, when it runs again). Called under the file's
+ * invalidate lock exclusive (mapping_revoke and mapping_restore assert it;
+ * file_release holds it), once this process's own mappings have changed.
  */
 int sd_broadcast(uint64_t uid, uint64_t start, uint64_t end, bool open)
 {

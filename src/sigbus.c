@@ -18,8 +18,8 @@
  * The handler cannot take a lock: it finds gmem mappings in a table of
  * [start, end) pairs it reads lock-free (struct hm_entry). Entries live in
  * chunks that are never freed, so a reader racing with an unmap reads a
- * stale entry at worst, never freed memory. Writers (mapping.c, under its
- * all_lock) keep the pages a mapping still has covered at every moment: a
+ * stale entry at worst, never freed memory. Writers (mapping.c, under
+ * all_mappings_lock) keep the pages a mapping still has covered at every moment: a
  * trim moves one bound, a split publishes the new part before the old one
  * shrinks. A fault racing with the unmap of its own address may so be
  * taken for a gmem one (SIGBUS instead of SIGSEGV), never the reverse.
@@ -37,7 +37,12 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "common.h"
+#include "fence.h"
+#include "lock.h"
+#include "mapping.h"
+#include "process.h"
+#include "sigbus.h"
 
 #define HM_CHUNK	256
 
@@ -50,11 +55,12 @@ struct hm_chunk {
 static struct hm_chunk hm_first;
 static atomic_int hm_spin;		/* hm_lock */
 
-/* A free entry, not yet visible to readers; NULL without memory. Under all_lock. */
+/* A free entry, not yet visible to readers; NULL without memory. */
 struct hm_entry *hm_alloc(void)
 {
 	struct hm_chunk *c = &hm_first, *n;
 
+	lock_assert_held(&all_mappings_lock);
 	for (;;) {
 		unsigned int top = atomic_load_explicit(&c->top,
 							memory_order_relaxed);
@@ -84,14 +90,16 @@ struct hm_entry *hm_alloc(void)
 
 /*
  * Show @e to readers as record @m, or make it describe @m again after @m was
- * trimmed: the bound
- * that moves is the only store readers see change, so what @m keeps stays
- * covered throughout. Caller holds all_lock and hm_lock.
+ * trimmed: the bound that moves is the only store readers see change, so
+ * what @m keeps stays covered throughout. Under all_mappings_lock and
+ * hm_lock.
  */
 void hm_update(struct hm_entry *e, const struct host_mapping *m)
 {
 	uintptr_t start = (uintptr_t)m->addr, end = start + m->len;
 
+	lock_assert_held(&all_mappings_lock);
+	lock_assert_held(&hm_spin);
 	e->uid = m->uid;
 	e->pgoff = m->pgoff;
 	e->file_pages = m->file_pages;
@@ -106,9 +114,11 @@ void hm_update(struct hm_entry *e, const struct host_mapping *m)
 	atomic_store_explicit(&e->end, end, memory_order_release);
 }
 
-/* The mapping is gone. Caller holds all_lock and hm_lock. */
+/* The mapping is gone. Under all_mappings_lock and hm_lock. */
 void hm_free(struct hm_entry *e)
 {
+	lock_assert_held(&all_mappings_lock);
+	lock_assert_held(&hm_spin);
 	atomic_store_explicit(&e->end, 0, memory_order_release);
 	atomic_store_explicit(&e->start, 0, memory_order_relaxed);
 	e->used = false;
@@ -136,12 +146,13 @@ bool hm_lookup(uintptr_t addr)
 }
 
 /*
- * Call @fn on every mapping of file @uid. Caller holds hm_lock (the
- * shootdown handler) or all_lock (the fork child), so entries hold still.
+ * Call @fn on every mapping of file @uid, under hm_lock (the shootdown
+ * handler takes it), so entries hold still.
  */
 void hm_for_uid(uint64_t uid, void (*fn)(const struct hm_entry *e, void *arg),
 		void *arg)
 {
+	lock_assert_held(&hm_spin);
 	for (struct hm_chunk *c = &hm_first; c;
 	     c = atomic_load_explicit(&c->next, memory_order_acquire)) {
 		unsigned int top = atomic_load_explicit(&c->top,
@@ -164,15 +175,18 @@ void hm_for_uid(uint64_t uid, void (*fn)(const struct hm_entry *e, void *arg),
  */
 void hm_lock(sigset_t *saved)
 {
-	if (!process_answers_shootdowns())
-		return;
-	process_block_shootdown(saved);
-	while (atomic_exchange_explicit(&hm_spin, 1, memory_order_acquire))
-		sched_yield();
+	if (process_answers_shootdowns()) {
+		process_block_shootdown(saved);
+		while (atomic_exchange_explicit(&hm_spin, 1, memory_order_acquire))
+			sched_yield();
+	}
+	/* Held for the assertions even where nothing had to spin. */
+	lock_acquired(&hm_spin, LOCK_EXCLUSIVE);
 }
 
 void hm_unlock(const sigset_t *saved)
 {
+	lock_released(&hm_spin);
 	if (!process_answers_shootdowns())
 		return;
 	atomic_store_explicit(&hm_spin, 0, memory_order_release);
@@ -184,10 +198,12 @@ void hm_lock_handler(void)
 {
 	while (atomic_exchange_explicit(&hm_spin, 1, memory_order_acquire))
 		sched_yield();
+	lock_acquired(&hm_spin, LOCK_EXCLUSIVE);
 }
 
 void hm_unlock_handler(void)
 {
+	lock_released(&hm_spin);
 	atomic_store_explicit(&hm_spin, 0, memory_order_release);
 }
 
@@ -298,7 +314,7 @@ static void on_segv(int sig, siginfo_t *si, void *ucv)
 {
 	int saved = errno;
 	bool fence = si->si_code == SEGV_MAPERR ||
-		     (si->si_code == SEGV_ACCERR && !mapping_uses_guards());
+		     (si->si_code == SEGV_ACCERR && !fence_uses_guards());
 
 	if (fence && hm_lookup((uintptr_t)si->si_addr)) {
 		if (!raise_sigbus(si->si_addr, ucv)) {

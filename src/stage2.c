@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <errno.h>
 
+#include "lock.h"
 #include "stage2.h"
 
 #define S2_ENTRIES	(1U << S2_BITS)
@@ -44,8 +45,9 @@ static struct s2_table *table_of(uint64_t v)
 	return (struct s2_table *)(uintptr_t)v;
 }
 
-int s2_init(struct stage2 *s2)
+int s2_init(struct stage2 *s2, const void *mmu_lock)
 {
+	s2->lock = mmu_lock;
 	s2->root = calloc(1, sizeof(*s2->root));
 	atomic_init(&s2->tables, 1);
 	return s2->root ? 0 : -ENOMEM;
@@ -109,6 +111,7 @@ int s2_map(struct stage2 *s2, uint64_t gfn, uint64_t pfn, bool private,
 {
 	struct s2_table *t = s2->root;
 
+	lock_assert_held_shared(s2->lock);
 	*stored = false;
 	if (gfn >= S2_MAX_GFN || want < 0 || want >= S2_LEVELS - 1)
 		return -EINVAL;
@@ -169,6 +172,7 @@ bool s2_lookup(struct stage2 *s2, uint64_t gfn, struct s2_entry *e)
 {
 	struct s2_table *t = s2->root;
 
+	lock_assert_held(s2->lock);
 	if (gfn >= S2_MAX_GFN)
 		return false;
 	for (int level = S2_LEVELS - 1; level >= 0; level--) {
@@ -245,10 +249,11 @@ static uint64_t zap_table(struct stage2 *s2, struct s2_table *t, int level,
 	return zapped;
 }
 
-/* Caller holds the mmu_lock exclusive: tables may be freed. */
+/* Tables may be freed: mmu_lock exclusive. */
 uint64_t s2_zap(struct stage2 *s2, uint64_t start, uint64_t end,
 		unsigned int filter)
 {
+	lock_assert_held_exclusive(s2->lock);
 	if (end > S2_MAX_GFN)
 		end = S2_MAX_GFN;
 	if (start >= end)
@@ -288,5 +293,6 @@ static int walk_table(struct s2_table *t, int level, uint64_t base,
 int s2_walk(struct stage2 *s2, int (*fn)(uint64_t gfn,
 		const struct s2_entry *e, void *arg), void *arg)
 {
+	lock_assert_held(s2->lock);
 	return walk_table(s2->root, S2_LEVELS - 1, 0, fn, arg);
 }

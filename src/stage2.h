@@ -4,7 +4,8 @@
  * four-level EPT/NPT. Leaves sit at level 0 (4 KiB), 1 (2 MiB) or 2 (1 GiB).
  * Installs run in parallel under the VM's mmu_lock held shared
  * (compare-and-swap on entries and tables); zaps run under it exclusive, and
- * a zap that touches any part of a huge leaf removes the whole leaf.
+ * a zap that touches any part of a huge leaf removes the whole leaf. Lookups
+ * and walks hold it either way. Each call asserts its part of this rule.
  */
 #ifndef GMEM_STAGE2_H
 #define GMEM_STAGE2_H
@@ -26,6 +27,7 @@ struct s2_table;
 struct stage2 {
 	struct s2_table *root;
 	atomic_uint_least64_t tables;	/* tables allocated, for stats */
+	const void *lock;		/* the VM's mmu_lock, for lock.h's assertions */
 };
 
 struct s2_entry {
@@ -35,7 +37,7 @@ struct s2_entry {
 	int level;		/* 0 = 4 KiB, 1 = 2 MiB, 2 = 1 GiB */
 };
 
-int s2_init(struct stage2 *s2);
+int s2_init(struct stage2 *s2, const void *mmu_lock);
 void s2_destroy(struct stage2 *s2);
 /*
  * Map page @gfn -> @pfn with a leaf of level @level (covering the aligned

@@ -23,12 +23,13 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "internal.h"
-
-#ifndef MADV_GUARD_INSTALL
-#define MADV_GUARD_INSTALL	102
-#define MADV_GUARD_REMOVE	103
-#endif
+#include "common.h"
+#include "check.h"
+#include "fence.h"
+#include "file.h"
+#include "lock.h"
+#include "pool.h"
+#include "vm.h"
 
 struct view {
 	uint8_t *addr;
@@ -41,24 +42,22 @@ struct view {
 
 static const char *const view_name[VIEW_KINDS] = { "shared", "private", "any" };
 
-/* Open or fence @npages of view @v from page @first. */
-static int view_fence(struct view *v, uint64_t first, uint64_t npages,
-		      bool open)
+/* Open, or fence, @npages of view @v from page @first. */
+static int view_open_pages(struct view *v, uint64_t first, uint64_t npages)
 {
-	uint8_t *addr = v->addr + (first << PAGE_SHIFT);
-	size_t len = npages << PAGE_SHIFT;
+	return fence_open(v->addr + (first << PAGE_SHIFT), npages << PAGE_SHIFT,
+			  PROT_READ | PROT_WRITE);
+}
 
-	if (mapping_uses_guards())
-		return madvise(addr, len, open ? MADV_GUARD_REMOVE
-					       : MADV_GUARD_INSTALL) ? -ENOMEM : 0;
-	return mprotect(addr, len, open ? PROT_READ | PROT_WRITE : PROT_NONE) ?
-	       -ENOMEM : 0;
+static int view_close_pages(struct view *v, uint64_t first, uint64_t npages)
+{
+	return fence_close(v->addr + (first << PAGE_SHIFT), npages << PAGE_SHIFT);
 }
 
 /*
  * Fault path: stage-2 now maps [gfn, gfn + npages) of @slot (one entry, of
  * any level), with kind @private: open the view of that kind and the any
- * view. Caller holds mmu_lock shared.
+ * view, under mmu_lock shared.
  */
 int view_open(struct memslot *slot, uint64_t gfn, uint64_t npages,
 	      bool private)
@@ -66,10 +65,12 @@ int view_open(struct memslot *slot, uint64_t gfn, uint64_t npages,
 	uint64_t first = gfn - slot->base_gfn;
 	int ret = 0;
 
+	lock_assert_held_shared(&slot->file->vm->mmu_lock);
+
 	if (slot->views[private])
-		ret = view_fence(slot->views[private], first, npages, true);
+		ret = view_open_pages(slot->views[private], first, npages);
 	if (!ret && slot->views[VIEW_ANY])
-		ret = view_fence(slot->views[VIEW_ANY], first, npages, true);
+		ret = view_open_pages(slot->views[VIEW_ANY], first, npages);
 	return ret;
 }
 
@@ -89,8 +90,7 @@ static void close_any(struct memslot *slot, uint64_t gfn_start,
 	struct s2_entry e;
 
 	if ((filter & S2_ZAP_ALL) == S2_ZAP_ALL) {	/* nothing is left */
-		view_fence(v, gfn_start - slot->base_gfn, gfn_end - gfn_start,
-			   false);
+		view_close_pages(v, gfn_start - slot->base_gfn, gfn_end - gfn_start);
 		return;
 	}
 	while (gfn < gfn_end) {
@@ -99,29 +99,31 @@ static void close_any(struct memslot *slot, uint64_t gfn_start,
 			continue;
 		}
 		if (run < gfn)
-			view_fence(v, run - slot->base_gfn, gfn - run, false);
+			view_close_pages(v, run - slot->base_gfn, gfn - run);
 		gfn = (gfn | ((1ULL << (e.level * S2_BITS)) - 1)) + 1;
 		run = gfn;
 	}
 	if (run < gfn_end)
-		view_fence(v, run - slot->base_gfn, gfn_end - run, false);
+		view_close_pages(v, run - slot->base_gfn, gfn_end - run);
 }
 
 /*
  * Invalidation: stage-2 entries of [gfn_start, gfn_end) matching @filter
- * are gone. Caller holds mmu_lock exclusive. A fence that fails (no memory
- * for a VMA split without guard support) leaves the page open; nothing can
- * be undone at this point, as in the kernel's zap.
+ * are gone, under mmu_lock exclusive. A fence that fails (no memory for a
+ * VMA split without guard support) leaves the page open; nothing can be
+ * undone at this point, as in the kernel's zap.
  */
 void view_close(struct memslot *slot, uint64_t gfn_start, uint64_t gfn_end,
 		unsigned int filter)
 {
 	uint64_t first = gfn_start - slot->base_gfn;
 
+	lock_assert_held_exclusive(&slot->file->vm->mmu_lock);
+
 	if (slot->views[0] && (filter & S2_ZAP_SHARED))
-		view_fence(slot->views[0], first, gfn_end - gfn_start, false);
+		view_close_pages(slot->views[0], first, gfn_end - gfn_start);
 	if (slot->views[1] && (filter & S2_ZAP_PRIVATE))
-		view_fence(slot->views[1], first, gfn_end - gfn_start, false);
+		view_close_pages(slot->views[1], first, gfn_end - gfn_start);
 	if (slot->views[VIEW_ANY] && (filter & S2_ZAP_ALL))
 		close_any(slot, gfn_start, gfn_end, filter);
 }
@@ -130,10 +132,12 @@ void view_close(struct memslot *slot, uint64_t gfn_start, uint64_t gfn_end,
  * The slot goes away: swap each view for an inaccessible anonymous
  * reservation. The address stays reserved (the VMM may not have deleted its
  * KVM memslot yet) until the VMM munmaps it; the pool is no longer mapped
- * there. Caller holds slots_lock and the file's invalidate_lock exclusive.
+ * there. Under slots_lock and the file's invalidate_lock exclusive.
  */
 void view_release(struct memslot *slot)
 {
+	lock_assert_held_exclusive(&slot->file->vm->slots_lock);
+	lock_assert_held_exclusive(&slot->file->invalidate_lock);
 	for (int kind = 0; kind < VIEW_KINDS; kind++) {
 		struct view *v = slot->views[kind];
 
@@ -146,20 +150,21 @@ void view_release(struct memslot *slot)
 	}
 }
 
-#define PM_GUARD	(1ULL << 58)	/* /proc/self/pagemap: a guard entry */
-
 /*
  * Check mode, invariant 2 for views: a page is open in a view exactly while
  * stage-2 maps it with the view's kind (the any view: with either kind).
  * Reads the views' page tables from @pagemap_fd; needs guard regions (with
- * mprotect the page tables do not say). Caller holds slots_lock and mmu_lock
- * shared, and the check lock.
+ * mprotect the page tables do not say). Under slots_lock and mmu_lock
+ * (shared), and the check lock.
  */
 void view_check(struct gmem_vm *vm, struct memslot *slot, int pagemap_fd)
 {
 	uint64_t pm[512];
 
-	if (pagemap_fd < 0 || !mapping_uses_guards())
+	lock_assert_held(&vm->slots_lock);
+	lock_assert_held(&vm->mmu_lock);
+
+	if (pagemap_fd < 0 || !fence_uses_guards())
 		return;
 	for (int kind = 0; kind < VIEW_KINDS; kind++) {
 		struct view *v = slot->views[kind];
@@ -190,9 +195,10 @@ void view_check(struct gmem_vm *vm, struct memslot *slot, int pagemap_fd)
 	}
 }
 
-/* Check mode: is [start, end) inside a stage-2 view of @vm? Caller holds slots_lock. */
+/* Check mode: is [start, end) inside a stage-2 view of @vm? */
 bool view_covers(struct gmem_vm *vm, uintptr_t start, uintptr_t end)
 {
+	lock_assert_held(&vm->slots_lock);
 	for (unsigned int i = 0; i < vm->nslots; i++) {
 		for (int kind = 0; kind < VIEW_KINDS; kind++) {
 			struct view *v = vm->slots[i]->views[kind];
@@ -223,8 +229,8 @@ static int open_mapped(uint64_t gfn, const struct s2_entry *e, void *argp)
 	if (gfn >= end ||
 	    (arg->kind != VIEW_ANY && e->private != arg->kind))
 		return 0;
-	arg->ret = view_fence(slot->views[arg->kind], gfn - slot->base_gfn,
-			      end - gfn, true);
+	arg->ret = view_open_pages(slot->views[arg->kind], gfn - slot->base_gfn,
+				   end - gfn);
 	return arg->ret;
 }
 
@@ -232,7 +238,7 @@ static uint8_t *map_fenced(struct gmem_vm *vm, struct memslot *slot)
 {
 	size_t len = slot->npages << PAGE_SHIFT;
 	off_t pos = (off_t)file_pfn(slot->file, slot->pgoff) << PAGE_SHIFT;
-	bool guards = mapping_uses_guards();
+	bool guards = fence_uses_guards();
 	uint8_t *addr;
 
 	addr = mmap(NULL, len, guards ? PROT_READ | PROT_WRITE : PROT_NONE,
@@ -245,7 +251,7 @@ static uint8_t *map_fenced(struct gmem_vm *vm, struct memslot *slot)
 	 */
 	if (madvise(addr, len, MADV_DONTFORK) ||
 	    madvise(addr, len, MADV_DONTDUMP) ||
-	    (guards && madvise(addr, len, MADV_GUARD_INSTALL))) {
+	    (guards && fence_close(addr, len))) {
 		munmap(addr, len);
 		return NULL;
 	}

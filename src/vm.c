@@ -7,7 +7,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "common.h"
+#include "arch.h"
+#include "check.h"
+#include "file.h"
+#include "handle.h"
+#include "lock.h"
+#include "pool.h"
+#include "vm.h"
 
 static void vm_release(struct obj *o)
 {
@@ -33,6 +40,17 @@ void vm_get(struct gmem_vm *vm)
 void vm_put(struct gmem_vm *vm)
 {
 	obj_put(&vm->obj);
+}
+
+/* arch.h: what a backend may know of its VM. */
+struct gmem_pool *vm_pool(const struct gmem_vm *vm)
+{
+	return vm->pool;
+}
+
+uint16_t vm_guest_id(const struct gmem_vm *vm)
+{
+	return vm->id;
 }
 
 /*
@@ -121,7 +139,7 @@ GMEM_API int gmem_vm_create(int poolh, const char *arch_name, uint64_t flags)
 	vm->flags = flags;
 	vm->id = (uint16_t)(atomic_fetch_add(&pool->next_vm_id, 1) % 0xffff + 1);
 	pthread_mutex_init(&vm->files_lock, NULL);
-	if (s2_init(&vm->s2) ||
+	if (s2_init(&vm->s2, &vm->mmu_lock) ||
 	    ((flags & GMEM_VM_CHECK) && check_create(vm))) {
 		s2_destroy(&vm->s2);
 		pthread_mutex_destroy(&vm->files_lock);
@@ -148,19 +166,15 @@ out_pool:
 GMEM_API int gmem_vm_destroy(int h)
 {
 	KEEP_ERRNO();
-	struct obj *o;
-	int ret = obj_close(h, OBJ_VM, "gmem_vm_destroy", &o);
-
-	if (!ret)
-		obj_put(o);
-	return ret;
+	return obj_destroy(h, OBJ_VM, "gmem_vm_destroy");
 }
 
-/* The slot containing @gfn, or NULL. Caller holds slots_lock. */
+/* The slot containing @gfn, or NULL. */
 struct memslot *vm_find_slot(struct gmem_vm *vm, uint64_t gfn)
 {
 	unsigned int lo = 0, hi = vm->nslots;
 
+	lock_assert_held(&vm->slots_lock);
 	while (lo < hi) {
 		unsigned int mid = (lo + hi) / 2;
 		struct memslot *s = vm->slots[mid];
@@ -213,12 +227,11 @@ static void array_remove(struct memslot **a, unsigned int *n,
 	}
 }
 
-/*
- * Unlink @slot from its VM and file. Caller holds slots_lock and the file's
- * invalidate_lock exclusive, and has zapped the slot's range.
- */
+/* Unlink @slot from its VM and file, once its range is zapped. */
 void vm_remove_slot(struct gmem_vm *vm, struct memslot *slot)
 {
+	lock_assert_held_exclusive(&vm->slots_lock);
+	lock_assert_held_exclusive(&slot->file->invalidate_lock);
 	array_remove(vm->slots, &vm->nslots, slot);
 	array_remove(slot->file->bindings, &slot->file->nbindings, slot);
 	view_release(slot);
@@ -255,6 +268,7 @@ static int check_bind_file(struct gmem_vm *vm, int fd, uint64_t gpa,
 
 struct memslot *vm_find_slot_id(struct gmem_vm *vm, uint32_t id)
 {
+	lock_assert_held(&vm->slots_lock);
 	for (unsigned int i = 0; i < vm->nslots; i++)
 		if (vm->slots[i]->id == id)
 			return vm->slots[i];
@@ -354,6 +368,7 @@ GMEM_API int gmem_unbind(int vmh, uint32_t id)
 	struct gmem_file *file;
 	struct memslot *slot;
 	struct gmem_vm *vm;
+	bool started;
 	int ret;
 
 	ret = obj_get(vmh, OBJ_VM, "gmem_unbind", (void **)&vm);
@@ -364,23 +379,18 @@ GMEM_API int gmem_unbind(int vmh, uint32_t id)
 	if (!slot) {
 		ret = gmem_err(EINVAL, "gmem_unbind: slot %u is not in use", id);
 	} else {
+		/*
+		 * The slot's whole range, as every other path invalidates; the
+		 * folios are unprepared with it, since a later binding maps them
+		 * at other gfns.
+		 */
 		file = slot->file;
 		brlock_write_lock(&file->invalidate_lock);
-		brlock_write_lock(&vm->mmu_lock);
-		vm_invalidate_start(vm);
-		vm_invalidate_range_add(vm, slot->base_gfn,
-					slot->base_gfn + slot->npages);
-		s2_zap(&vm->s2, slot->base_gfn, slot->base_gfn + slot->npages,
-		       S2_ZAP_ALL);
-		arch_invalidate_range(vm, slot, slot->base_gfn,
-				      slot->base_gfn + slot->npages, S2_ZAP_ALL);
-		brlock_write_unlock(&vm->mmu_lock);
-		/* A later binding maps the folios at other gfns: prepare them again. */
-		huge_unprepare(file, slot->pgoff, slot->pgoff + slot->npages);
+		started = file_invalidate_start(file, slot->pgoff,
+						slot->pgoff + slot->npages,
+						S2_ZAP_ALL);
 		vm_remove_slot(vm, slot);
-		brlock_write_lock(&vm->mmu_lock);
-		vm_invalidate_end(vm);
-		brlock_write_unlock(&vm->mmu_lock);
+		file_invalidate_end(file, started);
 		brlock_write_unlock(&file->invalidate_lock);
 	}
 	brlock_write_unlock(&vm->slots_lock);
@@ -482,23 +492,23 @@ int vm_add_file(struct gmem_vm *vm, struct gmem_file *file)
 {
 	int ret = 0;
 
-	pthread_mutex_lock(&vm->files_lock);
+	mutex_lock(&vm->files_lock);
 	if (grow(&vm->files, &vm->files_cap, vm->nfiles + 1))
 		ret = -ENOMEM;
 	else
 		vm->files[vm->nfiles++] = file;
-	pthread_mutex_unlock(&vm->files_lock);
+	mutex_unlock(&vm->files_lock);
 	return ret;
 }
 
 void vm_remove_file(struct gmem_vm *vm, struct gmem_file *file)
 {
-	pthread_mutex_lock(&vm->files_lock);
+	mutex_lock(&vm->files_lock);
 	for (unsigned int i = 0; i < vm->nfiles; i++) {
 		if (vm->files[i] == file) {
 			vm->files[i] = vm->files[--vm->nfiles];
 			break;
 		}
 	}
-	pthread_mutex_unlock(&vm->files_lock);
+	mutex_unlock(&vm->files_lock);
 }

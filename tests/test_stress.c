@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "harness.h"
+#include "lib/util.h"
 
 #define PAGE		GMEM_PAGE_SIZE
 #define NPAGES		1024ULL			/* 4 MiB */
@@ -88,17 +89,6 @@ static void error_at(struct stress *st, int line, const char *what, long long re
 	if (!(cond))							\
 		error_at(st, __LINE__, what, (long long)(ret));		\
 } while (0)
-
-static uint64_t rnd(uint64_t *s)
-{
-	uint64_t x = *s;
-
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	*s = x;
-	return x;
-}
 
 static uint64_t gpa_of(uint64_t page)
 {

@@ -20,35 +20,31 @@
  * Rules checked: a private page mapped for the guest is owned by it; the
  * host can reach no guest-owned frame; a freed frame is host-owned.
  */
+#include <errno.h>
 #include <stdio.h>
 
-#include "../internal.h"
+#include "../arch.h"
 
 #define OWNER_MASK	3ULL
 #define OWNER_HOST	0ULL
 #define OWNER_GUEST	1ULL
 #define OWNER_SHARED	2ULL	/* guest-owned, shared with the host */
-#define VMID_SHIFT	8
 
+/* The owner, and for a guest its VMID (frame_guest). */
 static uint64_t owned_by(uint64_t owner, uint16_t vmid)
 {
-	return owner | ((uint64_t)vmid << VMID_SHIFT);
-}
-
-static uint16_t vmid(uint64_t e)
-{
-	return (e >> VMID_SHIFT) & 0xffff;
+	return owner | frame_guest_bits(vmid);
 }
 
 static int pkvm_make_private(struct gmem_vm *vm, uint64_t gfn, uint64_t pfn,
 			     uint64_t nr)
 {
 	for (uint64_t i = pfn; i < pfn + nr; i++) {
-		uint64_t e = frame_get(vm->pool, i);
+		uint64_t e = frame_get(vm_pool(vm), i);
 
-		if ((e & OWNER_MASK) != OWNER_HOST && vmid(e) != vm->id)
+		if ((e & OWNER_MASK) != OWNER_HOST && frame_guest(e) != vm_guest_id(vm))
 			return -EPERM;	/* another guest's frame */
-		frame_set_arch(vm->pool, i, owned_by(OWNER_GUEST, vm->id));
+		frame_set_arch(vm_pool(vm), i, owned_by(OWNER_GUEST, vm_guest_id(vm)));
 	}
 	return 0;
 }
@@ -57,12 +53,12 @@ static void pkvm_guest_convert(struct gmem_vm *vm, uint64_t pfn, uint64_t nr,
 			       bool to_private)
 {
 	for (uint64_t i = pfn; i < pfn + nr; i++) {
-		uint64_t owner = frame_get(vm->pool, i) & OWNER_MASK;
+		uint64_t owner = frame_get(vm_pool(vm), i) & OWNER_MASK;
 
 		if (to_private && owner == OWNER_SHARED)
-			frame_set_arch(vm->pool, i, owned_by(OWNER_GUEST, vm->id));
+			frame_set_arch(vm_pool(vm), i, owned_by(OWNER_GUEST, vm_guest_id(vm)));
 		else if (!to_private && owner == OWNER_GUEST)
-			frame_set_arch(vm->pool, i, owned_by(OWNER_SHARED, vm->id));
+			frame_set_arch(vm_pool(vm), i, owned_by(OWNER_SHARED, vm_guest_id(vm)));
 	}
 }
 
@@ -81,7 +77,7 @@ static void pkvm_legacy_invalidate(struct gmem_pool *pool, uint64_t start,
 
 static int pkvm_post_populate(struct gmem_vm *vm, uint64_t gfn, uint64_t pfn)
 {
-	if ((frame_get(vm->pool, pfn) & OWNER_MASK) == OWNER_GUEST)
+	if ((frame_get(vm_pool(vm), pfn) & OWNER_MASK) == OWNER_GUEST)
 		return -EEXIST;
 	return pkvm_make_private(vm, gfn, pfn, 1);
 }
@@ -89,10 +85,10 @@ static int pkvm_post_populate(struct gmem_vm *vm, uint64_t gfn, uint64_t pfn)
 static const char *pkvm_check_page(struct gmem_vm *vm, uint64_t pfn,
 				   uint64_t gfn, bool private, bool mapped)
 {
-	uint64_t e = frame_get(vm->pool, pfn);
+	uint64_t e = frame_get(vm_pool(vm), pfn);
 
 	if (private && mapped &&
-	    ((e & OWNER_MASK) != OWNER_GUEST || vmid(e) != vm->id))
+	    ((e & OWNER_MASK) != OWNER_GUEST || frame_guest(e) != vm_guest_id(vm)))
 		return "pKVM: a private page is mapped for the guest but the guest does not own its frame";
 	if (!private && (e & OWNER_MASK) == OWNER_GUEST)
 		return "pKVM: the host can reach a shared page whose frame the guest owns";
@@ -114,7 +110,7 @@ static int pkvm_describe(struct gmem_pool *pool, uint64_t pfn, char *buf,
 
 	if ((e & OWNER_MASK) == OWNER_HOST)
 		return snprintf(buf, len, "pkvm host");
-	return snprintf(buf, len, "pkvm %s vm=%u", names[e & OWNER_MASK], vmid(e));
+	return snprintf(buf, len, "pkvm %s vm=%u", names[e & OWNER_MASK], frame_guest(e));
 }
 
 const struct gmem_arch gmem_arch_pkvm = {

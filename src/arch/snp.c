@@ -20,25 +20,21 @@
  * to that guest at that gfn; a shared page's frame is not assigned (a host
  * write would be an RMP violation); a freed frame is not assigned.
  */
+#include <errno.h>
 #include <stdio.h>
 
-#include "../internal.h"
+#include "../arch.h"
 
 #define RMP_ASSIGNED	(1ULL << 0)
 #define RMP_VALIDATED	(1ULL << 1)
 #define RMP_2M		(1ULL << 2)
-#define RMP_ASID_SHIFT	8
 #define RMP_GFN_SHIFT	24
 
+/* An assigned entry: the ASID (frame_guest) and the gfn. */
 static uint64_t rmp_entry(uint16_t asid, uint64_t gfn)
 {
-	return RMP_ASSIGNED | RMP_VALIDATED |
-	       ((uint64_t)asid << RMP_ASID_SHIFT) | (gfn << RMP_GFN_SHIFT);
-}
-
-static uint16_t rmp_asid(uint64_t e)
-{
-	return (e >> RMP_ASID_SHIFT) & 0xffff;
+	return RMP_ASSIGNED | RMP_VALIDATED | frame_guest_bits(asid) |
+	       (gfn << RMP_GFN_SHIFT);
 }
 
 #define RMP_2M_PAGES	512ULL
@@ -46,10 +42,10 @@ static uint16_t rmp_asid(uint64_t e)
 /* One frame's entry: assigned to this guest at @gfn, of the given size. */
 static int assign(struct gmem_vm *vm, uint64_t gfn, uint64_t pfn, bool huge)
 {
-	uint64_t e = frame_get(vm->pool, pfn);
-	uint64_t want = rmp_entry(vm->id, gfn) | (huge ? RMP_2M : 0);
+	uint64_t e = frame_get(vm_pool(vm), pfn);
+	uint64_t want = rmp_entry(vm_guest_id(vm), gfn) | (huge ? RMP_2M : 0);
 
-	if ((e & RMP_ASSIGNED) && rmp_asid(e) != vm->id)
+	if ((e & RMP_ASSIGNED) && frame_guest(e) != vm_guest_id(vm))
 		return -EINVAL;	/* another guest's frame */
 	/*
 	 * Same gfn: keep it (a repeat, or a 2 MiB entry already covering it
@@ -58,7 +54,7 @@ static int assign(struct gmem_vm *vm, uint64_t gfn, uint64_t pfn, bool huge)
 	if ((e & RMP_ASSIGNED) && e >> RMP_GFN_SHIFT == gfn &&
 	    (!huge || (e & RMP_2M)))
 		return 0;
-	frame_set_arch(vm->pool, pfn, want);
+	frame_set_arch(vm_pool(vm), pfn, want);
 	return 0;
 }
 
@@ -130,15 +126,15 @@ static void snp_legacy_invalidate(struct gmem_pool *pool, uint64_t start,
 
 static int snp_post_populate(struct gmem_vm *vm, uint64_t gfn, uint64_t pfn)
 {
-	if (frame_get(vm->pool, pfn) & RMP_ASSIGNED)
+	if (frame_get(vm_pool(vm), pfn) & RMP_ASSIGNED)
 		return -EEXIST;
-	frame_set_arch(vm->pool, pfn, rmp_entry(vm->id, gfn));
+	frame_set_arch(vm_pool(vm), pfn, rmp_entry(vm_guest_id(vm), gfn));
 	return 0;
 }
 
 static int snp_max_mapping_level(struct gmem_vm *vm, uint64_t pfn)
 {
-	uint64_t e = frame_get(vm->pool, pfn);
+	uint64_t e = frame_get(vm_pool(vm), pfn);
 
 	return (e & RMP_ASSIGNED) && (e & RMP_2M) ? 1 : 0;
 }
@@ -146,12 +142,12 @@ static int snp_max_mapping_level(struct gmem_vm *vm, uint64_t pfn)
 static const char *snp_check_page(struct gmem_vm *vm, uint64_t pfn,
 				  uint64_t gfn, bool private, bool mapped)
 {
-	uint64_t e = frame_get(vm->pool, pfn);
+	uint64_t e = frame_get(vm_pool(vm), pfn);
 
 	if (private && mapped) {
 		if (!(e & RMP_ASSIGNED))
 			return "RMP: a private page is mapped for the guest but its frame is not assigned";
-		if (rmp_asid(e) != vm->id || e >> RMP_GFN_SHIFT != gfn)
+		if (frame_guest(e) != vm_guest_id(vm) || e >> RMP_GFN_SHIFT != gfn)
 			return "RMP: a private page's entry names another guest or gfn";
 	}
 	if (!private && (e & RMP_ASSIGNED))
@@ -174,7 +170,7 @@ static int snp_describe(struct gmem_pool *pool, uint64_t pfn, char *buf,
 	if (!(e & RMP_ASSIGNED))
 		return snprintf(buf, len, "rmp hypervisor");
 	return snprintf(buf, len, "rmp assigned asid=%u gfn=%#llx %s%s",
-			rmp_asid(e), (unsigned long long)(e >> RMP_GFN_SHIFT),
+			frame_guest(e), (unsigned long long)(e >> RMP_GFN_SHIFT),
 			e & RMP_2M ? "2M" : "4K",
 			e & RMP_VALIDATED ? " validated" : "");
 }

@@ -6,7 +6,7 @@
  * host to see a freed frame's old content (the direct map always could), and
  * the pool's discard zeroes it anyway.
  */
-#include "../internal.h"
+#include "../arch.h"
 
 const struct gmem_arch gmem_arch_sw = {
 	.name = "sw",

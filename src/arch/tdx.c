@@ -14,69 +14,70 @@
  * Rules checked: a private page mapped for the guest is in that TD; a shared
  * page's frame is in no TD; a freed frame is in no TD.
  */
+#include <errno.h>
 #include <stdio.h>
 
-#include "../internal.h"
+#include "../arch.h"
 
 #define TD_OWNED	(1ULL << 0)
-#define TD_ID_SHIFT	8
 
+/* In TD @td (frame_guest). */
 static uint64_t td_entry(uint16_t td)
 {
-	return TD_OWNED | ((uint64_t)td << TD_ID_SHIFT);
-}
-
-static uint16_t td_id(uint64_t e)
-{
-	return (e >> TD_ID_SHIFT) & 0xffff;
+	return TD_OWNED | frame_guest_bits(td);
 }
 
 static int tdx_make_private(struct gmem_vm *vm, uint64_t gfn, uint64_t pfn,
 			    uint64_t nr)
 {
+	struct gmem_pool *pool = vm_pool(vm);
+	uint16_t td = vm_guest_id(vm);
+
 	for (uint64_t i = pfn; i < pfn + nr; i++) {
-		uint64_t e = frame_get(vm->pool, i), run = i;
+		uint64_t e = frame_get(pool, i), run = i;
 
 		if (e & TD_OWNED) {
-			if (td_id(e) != vm->id)
+			if (frame_guest(e) != td)
 				return -EBUSY;
 			continue;
 		}
 		/* A huge folio comes in one call: clear each unowned run at once. */
-		while (run < pfn + nr && !(frame_get(vm->pool, run) & TD_OWNED))
-			frame_set_arch(vm->pool, run++, td_entry(vm->id));
-		frames_clear_content(vm->pool, i, run - i);
+		while (run < pfn + nr && !(frame_get(pool, run) & TD_OWNED))
+			frame_set_arch(pool, run++, td_entry(td));
+		frames_clear_content(pool, i, run - i);
 		i = run - 1;
 	}
 	return 0;
+}
+
+/* Remove and clear each run of this TD's frames in a folio run at once. */
+static void remove_run(uint64_t pfn, uint64_t nr, void *arg)
+{
+	struct gmem_vm *vm = arg;
+	struct gmem_pool *pool = vm_pool(vm);
+
+	for (uint64_t i = pfn; i < pfn + nr; ) {
+		uint64_t run = i;
+
+		while (run < pfn + nr) {
+			uint64_t e = frame_get(pool, run);
+
+			if (!(e & TD_OWNED) || frame_guest(e) != vm_guest_id(vm))
+				break;
+			frame_set_arch(pool, run++, 0);
+		}
+		if (run > i)
+			frames_clear_content(pool, i, run - i);
+		i = run > i ? run : i + 1;
+	}
 }
 
 static void tdx_invalidate_range(struct gmem_vm *vm, const struct memslot *slot,
 				 uint64_t gfn_start, uint64_t gfn_end,
 				 unsigned int filter)
 {
-	struct gmem_file *file = slot->file;
-	uint64_t i = slot->pgoff + (gfn_start - slot->base_gfn);
-	uint64_t end = slot->pgoff + (gfn_end - slot->base_gfn);
-
-	if (!(filter & S2_ZAP_PRIVATE))
-		return;
-	/* Remove and clear each run of this TD's pages at once. */
-	while ((i = folio_next_present(file, i, end)) < end) {
-		uint64_t run = i;
-
-		while (run < end && folio_present(file, run)) {
-			uint64_t e = frame_get(vm->pool, file_pfn(file, run));
-
-			if (!(e & TD_OWNED) || td_id(e) != vm->id)
-				break;
-			frame_set_arch(vm->pool, file_pfn(file, run), 0);
-			run++;
-		}
-		if (run > i)
-			frames_clear_content(vm->pool, file_pfn(file, i), run - i);
-		i = run > i ? run : i + 1;
-	}
+	if (filter & S2_ZAP_PRIVATE)
+		slot_for_each_folio_run(slot, gfn_start, gfn_end, remove_run, vm);
 }
 
 static void tdx_reclaim(struct gmem_pool *pool, uint64_t pfn, uint64_t nr)
@@ -92,18 +93,18 @@ static void tdx_legacy_invalidate(struct gmem_pool *pool, uint64_t start,
 
 static int tdx_post_populate(struct gmem_vm *vm, uint64_t gfn, uint64_t pfn)
 {
-	if (frame_get(vm->pool, pfn) & TD_OWNED)
+	if (frame_get(vm_pool(vm), pfn) & TD_OWNED)
 		return -EEXIST;
-	frame_set_arch(vm->pool, pfn, td_entry(vm->id));
+	frame_set_arch(vm_pool(vm), pfn, td_entry(vm_guest_id(vm)));
 	return 0;
 }
 
 static const char *tdx_check_page(struct gmem_vm *vm, uint64_t pfn,
 				  uint64_t gfn, bool private, bool mapped)
 {
-	uint64_t e = frame_get(vm->pool, pfn);
+	uint64_t e = frame_get(vm_pool(vm), pfn);
 
-	if (private && mapped && (!(e & TD_OWNED) || td_id(e) != vm->id))
+	if (private && mapped && (!(e & TD_OWNED) || frame_guest(e) != vm_guest_id(vm)))
 		return "S-EPT: a private page is mapped but its frame is not in the TD";
 	if (!private && (e & TD_OWNED))
 		return "S-EPT: a shared page's frame is still in the TD";
@@ -124,7 +125,7 @@ static int tdx_describe(struct gmem_pool *pool, uint64_t pfn, char *buf,
 
 	if (!(e & TD_OWNED))
 		return snprintf(buf, len, "tdx host");
-	return snprintf(buf, len, "tdx td=%u", td_id(e));
+	return snprintf(buf, len, "tdx td=%u", frame_guest(e));
 }
 
 const struct gmem_arch gmem_arch_tdx = {

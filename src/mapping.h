@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Host mappings of files (mapping.c): gmem_mmap, gmem_munmap, and the fences
+ * that keep private pages out of reach in every one of them. Locks: lock.h.
+ */
+#ifndef GMEM_MAPPING_H
+#define GMEM_MAPPING_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct gmem_file;
+struct hm_entry;
+
+struct host_mapping {
+	struct host_mapping *next;	/* in the file's list */
+	struct host_mapping *next_all;	/* in the process's list */
+	uint8_t *addr;
+	size_t len;
+	uint64_t pgoff;		/* file page at addr */
+	uint64_t file_pages;	/* pages before the end of the file */
+	int prot;
+	/*
+	 * Inherited through fork: @file is the parent's, a dead copy here; the
+	 * record only remembers where the mapping is, for munmap and for the
+	 * parent's shootdowns.
+	 */
+	bool foreign;
+	uint64_t uid;		/* the file's, unique across processes */
+	struct hm_entry *hm;	/* sigbus.c: the signal handlers' view of it */
+	struct gmem_file *file;
+};
+
+/* Every host mapping of the process (the list of records, and sigbus.c's table). */
+extern pthread_mutex_t all_mappings_lock;
+
+void mapping_fork_prepare(void);
+void mapping_fork_parent(void);
+void mapping_fork_child(bool registered);
+int mapping_revoke(struct gmem_file *file, uint64_t start, uint64_t end);
+void mapping_restore(struct gmem_file *file, uint64_t start, uint64_t end);
+
+#endif

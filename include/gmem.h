@@ -9,6 +9,11 @@
  *   file   a guest_memfd: fixed size, a page cache of folios over frames of the
  *          pool, an attribute map (private or shared per page), host mappings.
  *
+ * Names: gmem_<object>_<verb>. A call on a pool or a VM says so
+ * (gmem_pool_*, gmem_vm_*: gmem_vm_bind binds a file into a VM); the file is
+ * the object of the calls that name none (gmem_create, gmem_mmap, gmem_pin).
+ * *_close closes a handle; the object lives on while others hold it.
+ *
  * Handles are small non-negative integers, like file descriptors. A closed
  * handle fails with -EBADF; a handle of the wrong kind with -EINVAL; a handle
  * another process created (see "Processes") with -EIO.
@@ -85,10 +90,10 @@ const char *gmem_last_error(void);
 int gmem_pool_create(uint64_t capacity);
 
 /*
- * gmem_pool_destroy - close a pool handle. The pool lives on while VMs made
+ * gmem_pool_close - close a pool handle. The pool lives on while VMs made
  * from it exist. Errors: -EBADF, -EINVAL (not a pool).
  */
-int gmem_pool_destroy(int pool);
+int gmem_pool_close(int pool);
 
 /*
  * gmem_pool_frame - direct-map address of frame @pfn (4 KiB), or NULL if the
@@ -198,13 +203,13 @@ struct gmem_violation {
 int64_t gmem_vm_violations(int vm, struct gmem_violation *v, unsigned int max);
 
 /*
- * gmem_frame_state - the arch model's state of frame @pfn in words, e.g.
+ * gmem_pool_frame_state - the arch model's state of frame @pfn in words, e.g.
  * "rmp assigned asid=1 gfn=0x100 4K" or "pkvm guest vm=1". Returns the
  * length written, NUL not counted: the description truncated to @len - 1
  * (0 for @len 0), whatever @len is. Errors: -EBADF/-EINVAL bad pool;
  * -EINVAL pfn outside the pool or @buf NULL with @len > 0.
  */
-int gmem_frame_state(int pool, uint64_t pfn, char *buf, size_t len);
+int gmem_pool_frame_state(int pool, uint64_t pfn, char *buf, size_t len);
 
 /* One call the engine made into the VM's arch backend. */
 struct gmem_hook_call {
@@ -238,11 +243,11 @@ typedef void (*gmem_hook_fn)(void *arg, const struct gmem_hook_call *call);
 int gmem_vm_trace_hooks(int vm, gmem_hook_fn fn, void *arg);
 
 /*
- * gmem_vm_destroy - close a VM handle. Files created on the VM keep it alive
+ * gmem_vm_close - close a VM handle. Files created on the VM keep it alive
  * (a file pins its VM, as in KVM); its bindings stay until the files go.
  * Errors: -EBADF, -EINVAL.
  */
-int gmem_vm_destroy(int vm);
+int gmem_vm_close(int vm);
 
 /* ------------------------------------------------------------------ file */
 
@@ -260,7 +265,7 @@ int gmem_vm_destroy(int vm);
  *
  * Folio size: 4 KiB, or with GMEM_FLAG_HUGE_2M / GMEM_FLAG_HUGE_1G (at most
  * one) 2 MiB / 1 GiB. A huge file's size, and the offset, size and gpa of
- * every binding (gmem_bind) and the offset and length of every host mapping
+ * every binding (gmem_vm_bind) and the offset and length of every host mapping
  * (gmem_mmap, whose address is then aligned to the folio size too) must be
  * multiples of it. The first use of a page allocates its whole huge folio.
  * Attributes, pins and punches still work on any 4 KiB page: a huge folio
@@ -471,11 +476,11 @@ int gmem_unpin(int fd, uint64_t offset, uint64_t size);
 #define GMEM_MAX_SLOTS		32764
 
 /*
- * gmem_bind - bind [offset, offset+size) of file @fd to guest physical
+ * gmem_vm_bind - bind [offset, offset+size) of file @fd to guest physical
  * [gpa, gpa+size) as memslot @slot (KVM_SET_USER_MEMORY_REGION2 with
  * KVM_MEM_GUEST_MEMFD). Slots are only created or deleted, never changed:
  * binding a slot id already in use fails with -EINVAL, as KVM refuses to
- * modify a guest_memfd memslot (delete it with gmem_unbind first).
+ * modify a guest_memfd memslot (delete it with gmem_vm_unbind first).
  *
  * Errors (in this order): -EBADF/-EINVAL bad VM; -EINVAL slot >= GMEM_MAX_SLOTS;
  *         -EINVAL size 0, gpa or size unaligned, gpa+size overflows;
@@ -487,15 +492,15 @@ int gmem_unpin(int fd, uint64_t offset, uint64_t size);
  *         -EINVAL slot in use; -EEXIST the guest range overlaps another
  *         slot; -EEXIST the file range is already bound; -ENOMEM.
  */
-int gmem_bind(int vm, uint32_t slot, uint64_t gpa, uint64_t size, int fd,
+int gmem_vm_bind(int vm, uint32_t slot, uint64_t gpa, uint64_t size, int fd,
 	      uint64_t offset);
 
 /*
- * gmem_unbind - delete memslot @slot: stage-2 entries of its range are zapped,
+ * gmem_vm_unbind - delete memslot @slot: stage-2 entries of its range are zapped,
  * later faults there fail with -EFAULT. Errors: -EBADF/-EINVAL bad VM;
  * -EINVAL slot out of range or not in use.
  */
-int gmem_unbind(int vm, uint32_t slot);
+int gmem_vm_unbind(int vm, uint32_t slot);
 
 /* gmem_vm_view_mmap @attributes: the view open for either kind. */
 #define GMEM_VIEW_ANY		(1ULL << 63)
@@ -532,7 +537,7 @@ int gmem_unbind(int vm, uint32_t slot);
  * would) and hands it to the hypervisor otherwise.
  *
  * Lifetime: one view of each kind (shared, private, any) per slot.
- * gmem_unbind (or the file's release) replaces the view by an inaccessible
+ * gmem_vm_unbind (or the file's release) replaces the view by an inaccessible
  * reservation of the same range; the caller then releases it with
  * munmap(2). Do not munmap a view while its slot is bound.
  *

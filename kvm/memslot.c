@@ -289,7 +289,7 @@ static void slot_delete(struct kvm_vm *vm, struct user_slot *s)
 {
 	runs_clear(vm, s);
 	if (s->file && !s->file_gone)
-		gmem_unbind(vm->gvm, s->r.slot);
+		gmem_vm_unbind(vm->gvm, s->r.slot);
 	if (s->view)
 		real.munmap(s->view, s->r.memory_size);
 	slot_unlink(vm, s);
@@ -312,7 +312,7 @@ static int slot_bind(struct kvm_vm *vm, struct user_slot *s)
 		return -EINVAL;
 	if (slot_as(r->slot))
 		return -EINVAL;	/* gmem binds address space 0 only */
-	ret = gmem_bind(vm->gvm, r->slot, r->guest_phys_addr, r->memory_size,
+	ret = gmem_vm_bind(vm->gvm, r->slot, r->guest_phys_addr, r->memory_size,
 			f->gfd, r->guest_memfd_offset);
 	if (ret)
 		return ret;
@@ -322,7 +322,7 @@ static int slot_bind(struct kvm_vm *vm, struct user_slot *s)
 				s->view_any ? GMEM_VIEW_ANY : GMEM_ATTR_PRIVATE,
 				(void **)&s->view);
 	if (ret) {
-		gmem_unbind(vm->gvm, r->slot);
+		gmem_vm_unbind(vm->gvm, r->slot);
 		s->file = NULL;
 	}
 	return ret;
@@ -436,7 +436,7 @@ void memslot_destroy_all(struct kvm_vm *vm)
 		struct user_slot *s = vm->slots;
 
 		if (s->file && !s->file_gone)
-			gmem_unbind(vm->gvm, s->r.slot);
+			gmem_vm_unbind(vm->gvm, s->r.slot);
 		if (s->view)
 			real.munmap(s->view, s->r.memory_size);
 		free(s->runs);

@@ -165,7 +165,7 @@ void kvm_vm_put(struct kvm_vm *vm)
 		return;
 	if (vm->owner == layer_pid) {
 		memslot_destroy_all(vm);
-		gmem_vm_destroy(vm->gvm);
+		gmem_vm_close(vm->gvm);
 	}
 	free(vm->attrs);
 	free(vm->real_ids);

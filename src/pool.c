@@ -131,10 +131,10 @@ out_free:
 	return ret;
 }
 
-GMEM_API int gmem_pool_destroy(int h)
+GMEM_API int gmem_pool_close(int h)
 {
 	KEEP_ERRNO();
-	return obj_destroy(h, OBJ_POOL, "gmem_pool_destroy");
+	return obj_destroy(h, OBJ_POOL, "gmem_pool_close");
 }
 
 GMEM_API void *gmem_pool_frame(int h, uint64_t pfn)
@@ -315,20 +315,20 @@ bool frame_is_zero(struct gmem_pool *pool, uint64_t pfn)
 	return true;
 }
 
-GMEM_API int gmem_frame_state(int h, uint64_t pfn, char *buf, size_t len)
+GMEM_API int gmem_pool_frame_state(int h, uint64_t pfn, char *buf, size_t len)
 {
 	KEEP_ERRNO();
 	const struct gmem_arch *arch;
 	struct gmem_pool *pool;
 	char tmp[128];
 	size_t n;
-	int ret = obj_get(h, OBJ_POOL, "gmem_frame_state", (void **)&pool);
+	int ret = obj_get(h, OBJ_POOL, "gmem_pool_frame_state", (void **)&pool);
 
 	if (ret)
 		return ret;
 	if (pfn >= pool->nframes || (!buf && len)) {
 		pool_put(pool);
-		return gmem_err(EINVAL, "gmem_frame_state: pfn %#llx is outside the pool or no buffer",
+		return gmem_err(EINVAL, "gmem_pool_frame_state: pfn %#llx is outside the pool or no buffer",
 				(unsigned long long)pfn);
 	}
 	arch = atomic_load(&pool->arch);

@@ -163,10 +163,10 @@ out_pool:
 	return ret;
 }
 
-GMEM_API int gmem_vm_destroy(int h)
+GMEM_API int gmem_vm_close(int h)
 {
 	KEEP_ERRNO();
-	return obj_destroy(h, OBJ_VM, "gmem_vm_destroy");
+	return obj_destroy(h, OBJ_VM, "gmem_vm_close");
 }
 
 /* The slot containing @gfn, or NULL. */
@@ -243,20 +243,20 @@ static int check_bind_file(struct gmem_vm *vm, int fd, uint64_t gpa,
 			   struct gmem_file **out)
 {
 	struct gmem_file *file;
-	int ret = file_get(fd, "gmem_bind", &file);
+	int ret = file_get(fd, "gmem_vm_bind", &file);
 
 	if (ret)
 		return ret;
 	if (file->vm != vm)
-		ret = gmem_err(EINVAL, "gmem_bind: file %d belongs to another VM", fd);
+		ret = gmem_err(EINVAL, "gmem_vm_bind: file %d belongs to another VM", fd);
 	else if (!ALIGNED(offset | size | gpa, PAGE_SIZE << file->order))
-		ret = gmem_err(EINVAL, "gmem_bind: gpa %#llx, offset %#llx or size %#llx is not a multiple of the file's folio size",
+		ret = gmem_err(EINVAL, "gmem_vm_bind: gpa %#llx, offset %#llx or size %#llx is not a multiple of the file's folio size",
 			       (unsigned long long)gpa,
 			       (unsigned long long)offset,
 			       (unsigned long long)size);
 	else if (!ALIGNED(offset, PAGE_SIZE) || offset + size < offset ||
 		 offset + size > file->size)
-		ret = gmem_err(EINVAL, "gmem_bind: file range [%#llx, +%#llx) is unaligned or past the end",
+		ret = gmem_err(EINVAL, "gmem_vm_bind: file range [%#llx, +%#llx) is unaligned or past the end",
 			       (unsigned long long)offset,
 			       (unsigned long long)size);
 	if (ret)
@@ -294,7 +294,7 @@ static int slot_insert_point(struct memslot **a, unsigned int n, bool by_gfn,
 	return 0;
 }
 
-GMEM_API int gmem_bind(int vmh, uint32_t id, uint64_t gpa, uint64_t size,
+GMEM_API int gmem_vm_bind(int vmh, uint32_t id, uint64_t gpa, uint64_t size,
 		       int fd, uint64_t offset)
 {
 	KEEP_ERRNO();
@@ -305,16 +305,16 @@ GMEM_API int gmem_bind(int vmh, uint32_t id, uint64_t gpa, uint64_t size,
 	uint64_t gfn, npages, pgoff;
 	int ret;
 
-	ret = obj_get(vmh, OBJ_VM, "gmem_bind", (void **)&vm);
+	ret = obj_get(vmh, OBJ_VM, "gmem_vm_bind", (void **)&vm);
 	if (ret)
 		return ret;
 	if (id >= GMEM_MAX_SLOTS) {
-		ret = gmem_err(EINVAL, "gmem_bind: slot %u is out of range", id);
+		ret = gmem_err(EINVAL, "gmem_vm_bind: slot %u is out of range", id);
 		goto out_vm;
 	}
 	if (!size || !ALIGNED(gpa, PAGE_SIZE) || !ALIGNED(size, PAGE_SIZE) ||
 	    gpa + size < gpa || (gpa + size) >> PAGE_SHIFT > S2_MAX_GFN) {
-		ret = gmem_err(EINVAL, "gmem_bind: guest range [%#llx, +%#llx) is empty, unaligned or too high",
+		ret = gmem_err(EINVAL, "gmem_vm_bind: guest range [%#llx, +%#llx) is empty, unaligned or too high",
 			       (unsigned long long)gpa,
 			       (unsigned long long)size);
 		goto out_vm;
@@ -331,18 +331,18 @@ GMEM_API int gmem_bind(int vmh, uint32_t id, uint64_t gpa, uint64_t size,
 	brlock_write_lock(&file->invalidate_lock);
 	if (!slot || grow(&vm->slots, &vm->slots_cap, vm->nslots + 1) ||
 	    grow(&file->bindings, &file->bindings_cap, file->nbindings + 1)) {
-		ret = gmem_err(ENOMEM, "gmem_bind: out of memory");
+		ret = gmem_err(ENOMEM, "gmem_vm_bind: out of memory");
 	} else if (vm_find_slot_id(vm, id)) {
 		/* A guest_memfd slot is created or deleted, never changed. */
-		ret = gmem_err(EINVAL, "gmem_bind: slot %u is in use", id);
+		ret = gmem_err(EINVAL, "gmem_vm_bind: slot %u is in use", id);
 	} else if (slot_insert_point(vm->slots, vm->nslots, true, gfn,
 				     gfn + npages, &vm_at)) {
-		ret = gmem_err(EEXIST, "gmem_bind: guest range [%#llx, +%#llx) overlaps another slot",
+		ret = gmem_err(EEXIST, "gmem_vm_bind: guest range [%#llx, +%#llx) overlaps another slot",
 			       (unsigned long long)gpa,
 			       (unsigned long long)size);
 	} else if (slot_insert_point(file->bindings, file->nbindings, false,
 				     pgoff, pgoff + npages, &file_at)) {
-		ret = gmem_err(EEXIST, "gmem_bind: file range [%#llx, +%#llx) is already bound",
+		ret = gmem_err(EEXIST, "gmem_vm_bind: file range [%#llx, +%#llx) is already bound",
 			       (unsigned long long)offset,
 			       (unsigned long long)size);
 	} else {
@@ -356,13 +356,13 @@ GMEM_API int gmem_bind(int vmh, uint32_t id, uint64_t gpa, uint64_t size,
 	brlock_write_unlock(&vm->slots_lock);
 	free(slot);
 	file_put(file);
-	check_after(vm, "gmem_bind");
+	check_after(vm, "gmem_vm_bind");
 out_vm:
 	vm_put(vm);
 	return ret;
 }
 
-GMEM_API int gmem_unbind(int vmh, uint32_t id)
+GMEM_API int gmem_vm_unbind(int vmh, uint32_t id)
 {
 	KEEP_ERRNO();
 	struct gmem_file *file;
@@ -371,13 +371,13 @@ GMEM_API int gmem_unbind(int vmh, uint32_t id)
 	bool started;
 	int ret;
 
-	ret = obj_get(vmh, OBJ_VM, "gmem_unbind", (void **)&vm);
+	ret = obj_get(vmh, OBJ_VM, "gmem_vm_unbind", (void **)&vm);
 	if (ret)
 		return ret;
 	brlock_write_lock(&vm->slots_lock);
 	slot = id < GMEM_MAX_SLOTS ? vm_find_slot_id(vm, id) : NULL;
 	if (!slot) {
-		ret = gmem_err(EINVAL, "gmem_unbind: slot %u is not in use", id);
+		ret = gmem_err(EINVAL, "gmem_vm_unbind: slot %u is not in use", id);
 	} else {
 		/*
 		 * The slot's whole range, as every other path invalidates; the
@@ -394,7 +394,7 @@ GMEM_API int gmem_unbind(int vmh, uint32_t id)
 		brlock_write_unlock(&file->invalidate_lock);
 	}
 	brlock_write_unlock(&vm->slots_lock);
-	check_after(vm, "gmem_unbind");
+	check_after(vm, "gmem_vm_unbind");
 	vm_put(vm);
 	return ret;
 }

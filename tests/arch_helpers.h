@@ -60,7 +60,7 @@ static inline void assert_state(int pool, uint64_t pfn, const char *want)
 {
 	char buf[160] = "";
 
-	ASSERT_GT(gmem_frame_state(pool, pfn, buf, sizeof(buf)), 0);
+	ASSERT_GT(gmem_pool_frame_state(pool, pfn, buf, sizeof(buf)), 0);
 	if (!strstr(buf, want))
 		printf("#   frame %#llx is \"%s\", expected \"%s\"\n",
 		       (unsigned long long)pfn, buf, want);
@@ -89,7 +89,7 @@ static inline int bound_file(int vm, uint64_t size, uint64_t flags)
 	int fd = gmem_create(vm, size, flags);
 
 	ASSERT_GE(fd, 0);
-	ASSERT_EQ(gmem_bind(vm, 0, GPA, size, fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(vm, 0, GPA, size, fd, 0), 0);
 	return fd;
 }
 

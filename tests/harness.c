@@ -50,8 +50,8 @@ struct env env_new(const char *arch)
 
 void env_free(struct env *e)
 {
-	ASSERT_EQ(gmem_vm_destroy(e->vm), 0);
-	ASSERT_EQ(gmem_pool_destroy(e->pool), 0);
+	ASSERT_EQ(gmem_vm_close(e->vm), 0);
+	ASSERT_EQ(gmem_pool_close(e->pool), 0);
 }
 
 int run_in_child(void (*fn)(void *), void *arg)

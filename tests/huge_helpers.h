@@ -62,7 +62,7 @@ static inline int bound_file(struct env *e, uint64_t size, uint64_t flags)
 	int fd = gmem_create(e->vm, size, flags);
 
 	ASSERT_GE(fd, 0);
-	ASSERT_EQ(gmem_bind(e->vm, 0, GPA, size, fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(e->vm, 0, GPA, size, fd, 0), 0);
 	return fd;
 }
 

@@ -295,8 +295,8 @@ TEST(tdx_unbinding_a_slot_removes_only_its_private_frames_from_the_td)
 	uint64_t gpa2 = GPA + 64 * MiB, pa, pb;
 
 	ASSERT_GE(fd, 0);
-	ASSERT_EQ(gmem_bind(e.vm, 0, GPA, 4 * PG, fd, 0), 0);
-	ASSERT_EQ(gmem_bind(e.vm, 1, gpa2, 4 * PG, fd, 4 * PG), 0);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 0, GPA, 4 * PG, fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 1, gpa2, 4 * PG, fd, 4 * PG), 0);
 	fill(a, PG, 31);
 	fill(b, PG, 37);
 	guest_write(e.vm, GPA + PG, a, PG);
@@ -306,7 +306,7 @@ TEST(tdx_unbinding_a_slot_removes_only_its_private_frames_from_the_td)
 	assert_state(e.pool, pa, "tdx td=1");
 	assert_state(e.pool, pb, "tdx td=1");
 
-	ASSERT_EQ(gmem_unbind(e.vm, 0), 0);
+	ASSERT_EQ(gmem_vm_unbind(e.vm, 0), 0);
 	assert_state(e.pool, pa, "tdx host");
 	ASSERT_TRUE(is_zero(gmem_pool_frame(e.pool, pa), PG));
 	/* The folio stays in the file; only the TD lost it. */
@@ -317,7 +317,7 @@ TEST(tdx_unbinding_a_slot_removes_only_its_private_frames_from_the_td)
 	ASSERT_EQ(memcmp(gmem_pool_frame(e.pool, pb), b, PG), 0);
 
 	/* Bound again, the page is accepted afresh: zero. */
-	ASSERT_EQ(gmem_bind(e.vm, 0, GPA, 4 * PG, fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 0, GPA, 4 * PG, fd, 0), 0);
 	guest_read(e.vm, GPA + PG, a, PG, PRIVATE_R);
 	ASSERT_TRUE(is_zero(a, PG));
 	assert_state(e.pool, pa, "tdx td=1");

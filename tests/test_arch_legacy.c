@@ -37,12 +37,12 @@ static void round_trip(const char *arch, uint64_t vm_flags, struct outcome *o)
 	o->pfn_shared = frame_of(fd, PG);
 	guest_read(vm, GPA + PG, o->shared, PG, SHARED_R);
 	memcpy(o->direct, gmem_pool_frame(pool, o->pfn_shared), PG);
-	ASSERT_GT(gmem_frame_state(pool, o->pfn_shared, o->state_shared,
+	ASSERT_GT(gmem_pool_frame_state(pool, o->pfn_shared, o->state_shared,
 				   sizeof(o->state_shared)), 0);
 	ASSERT_EQ(convert(fd, PG, PG, PRIV), 0);
 	guest_read(vm, GPA + PG, o->private, PG, PRIVATE_R);
 	o->pfn_private = frame_of(fd, PG);
-	ASSERT_GT(gmem_frame_state(pool, o->pfn_private, o->state_private,
+	ASSERT_GT(gmem_pool_frame_state(pool, o->pfn_private, o->state_private,
 				   sizeof(o->state_private)), 0);
 
 	/* The free path: write private data again, then punch. */
@@ -50,12 +50,12 @@ static void round_trip(const char *arch, uint64_t vm_flags, struct outcome *o)
 	ASSERT_EQ(gmem_fallocate(fd, GMEM_FALLOC_KEEP_SIZE | GMEM_FALLOC_PUNCH_HOLE,
 				 PG, PG), 0);
 	memcpy(o->punched, gmem_pool_frame(pool, o->pfn_private), PG);
-	ASSERT_GT(gmem_frame_state(pool, o->pfn_private, o->state_punched,
+	ASSERT_GT(gmem_pool_frame_state(pool, o->pfn_private, o->state_punched,
 				   sizeof(o->state_punched)), 0);
 
 	ASSERT_EQ(gmem_close(fd), 0);
-	ASSERT_EQ(gmem_vm_destroy(vm), 0);
-	ASSERT_EQ(gmem_pool_destroy(pool), 0);
+	ASSERT_EQ(gmem_vm_close(vm), 0);
+	ASSERT_EQ(gmem_pool_close(pool), 0);
 }
 
 TEST(legacy_contract_pkvm_private_to_shared_destroys_the_content)
@@ -158,6 +158,6 @@ TEST(legacy_contract_pkvm_free_path_still_scrubs_and_returns_frames)
 	assert_state(pool, pfn, "pkvm host");
 	ASSERT_TRUE(is_zero(gmem_pool_frame(pool, pfn), PG));
 	ASSERT_EQ(gmem_close(fd), 0);
-	ASSERT_EQ(gmem_vm_destroy(vm), 0);
-	ASSERT_EQ(gmem_pool_destroy(pool), 0);
+	ASSERT_EQ(gmem_vm_close(vm), 0);
+	ASSERT_EQ(gmem_pool_close(pool), 0);
 }

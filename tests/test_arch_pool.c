@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * One pool, one arch: a second arch refused, distinct guest ids, frames freed
- * by one VM serving the next, and gmem_frame_state.
+ * by one VM serving the next, and gmem_pool_frame_state.
  */
 #include <stdbool.h>
 #include <string.h>
@@ -31,9 +31,9 @@ TEST(pool_refuses_a_vm_of_a_second_arch_with_einval)
 		/* The same arch is still welcome. */
 		vm2 = gmem_vm_create(pool, archs[first], GMEM_VM_LEGACY_CONTRACT);
 		ASSERT_GE(vm2, 0);
-		ASSERT_EQ(gmem_vm_destroy(vm2), 0);
-		ASSERT_EQ(gmem_vm_destroy(vm), 0);
-		ASSERT_EQ(gmem_pool_destroy(pool), 0);
+		ASSERT_EQ(gmem_vm_close(vm2), 0);
+		ASSERT_EQ(gmem_vm_close(vm), 0);
+		ASSERT_EQ(gmem_pool_close(pool), 0);
 	}
 }
 
@@ -48,8 +48,8 @@ TEST(pool_refusing_a_second_arch_leaves_a_reason)
 	ASSERT_TRUE(strstr(gmem_last_error(), "gmem_vm_create"));
 	/* An unknown arch is still -ENOENT, not a mismatch. */
 	ASSERT_EQ(gmem_vm_create(pool, "nope", 0), -ENOENT);
-	ASSERT_EQ(gmem_vm_destroy(vm), 0);
-	ASSERT_EQ(gmem_pool_destroy(pool), 0);
+	ASSERT_EQ(gmem_vm_close(vm), 0);
+	ASSERT_EQ(gmem_pool_close(pool), 0);
 }
 
 /* Two VMs of @arch on one pool: each one's private frame names its own id. */
@@ -73,9 +73,9 @@ static void vms_get_distinct_ids(const char *arch, const char *fmt)
 	}
 	for (int i = 0; i < 2; i++) {
 		ASSERT_EQ(gmem_close(fd[i]), 0);
-		ASSERT_EQ(gmem_vm_destroy(vm[i]), 0);
+		ASSERT_EQ(gmem_vm_close(vm[i]), 0);
 	}
-	ASSERT_EQ(gmem_pool_destroy(pool), 0);
+	ASSERT_EQ(gmem_pool_close(pool), 0);
 }
 
 TEST(snp_vms_of_one_pool_get_distinct_asids)
@@ -124,9 +124,9 @@ static void freed_frames_serve_another_vm(const char *arch, uint64_t flags,
 	guest_read(vm2, GPA, buf, PG, PRIVATE_R);
 	ASSERT_TRUE(is_zero(buf, PG));
 	ASSERT_EQ(gmem_close(fd), 0);
-	ASSERT_EQ(gmem_vm_destroy(vm1), 0);
-	ASSERT_EQ(gmem_vm_destroy(vm2), 0);
-	ASSERT_EQ(gmem_pool_destroy(pool), 0);
+	ASSERT_EQ(gmem_vm_close(vm1), 0);
+	ASSERT_EQ(gmem_vm_close(vm2), 0);
+	ASSERT_EQ(gmem_pool_close(pool), 0);
 }
 
 TEST(sw_frames_freed_by_one_vm_read_zero_for_the_next)
@@ -162,27 +162,27 @@ TEST(frame_state_of_a_pool_without_vms_is_no_hardware_state)
 	char buf[64] = "";
 
 	ASSERT_GE(pool, 0);
-	ASSERT_GT(gmem_frame_state(pool, 0, buf, sizeof(buf)), 0);
+	ASSERT_GT(gmem_pool_frame_state(pool, 0, buf, sizeof(buf)), 0);
 	ASSERT_EQ(strcmp(buf, "no hardware state"), 0);
-	ASSERT_EQ(gmem_frame_state(pool, 0, NULL, 0), 0);
-	ASSERT_EQ(gmem_pool_destroy(pool), 0);
+	ASSERT_EQ(gmem_pool_frame_state(pool, 0, NULL, 0), 0);
+	ASSERT_EQ(gmem_pool_close(pool), 0);
 }
 
 TEST(frame_state_with_a_length_above_int_max_returns_the_length_written)
 {
 	struct env e = env_new("snp");
 	char want[128], buf[128];
-	int n = gmem_frame_state(e.pool, 0, want, sizeof(want));
+	int n = gmem_pool_frame_state(e.pool, 0, want, sizeof(want));
 
 	ASSERT_GT(n, 0);
 	ASSERT_LT(n, (int)sizeof(want) - 1);	/* not truncated */
 	/* The buffer is shorter than @len claims, but the string is shorter still. */
 	memset(buf, 'x', sizeof(buf));
-	ASSERT_EQ(gmem_frame_state(e.pool, 0, buf, (size_t)INT32_MAX + 2), n);
+	ASSERT_EQ(gmem_pool_frame_state(e.pool, 0, buf, (size_t)INT32_MAX + 2), n);
 	ASSERT_EQ(strcmp(buf, want), 0);
-	ASSERT_EQ(gmem_frame_state(e.pool, 0, buf, SIZE_MAX), n);
-	ASSERT_EQ(gmem_frame_state(e.pool, 0, buf, (size_t)INT32_MAX + 1), n);
-	ASSERT_EQ(gmem_frame_state(e.pool, 0, buf, (size_t)UINT32_MAX + 1), n);
+	ASSERT_EQ(gmem_pool_frame_state(e.pool, 0, buf, SIZE_MAX), n);
+	ASSERT_EQ(gmem_pool_frame_state(e.pool, 0, buf, (size_t)INT32_MAX + 1), n);
+	ASSERT_EQ(gmem_pool_frame_state(e.pool, 0, buf, (size_t)UINT32_MAX + 1), n);
 	env_free(&e);
 }
 
@@ -191,12 +191,12 @@ TEST(frame_state_rejects_bad_pool_pfn_and_buffer)
 	struct env e = env_new("snp");
 	char buf[8];
 
-	ASSERT_EQ(gmem_frame_state(9999, 0, buf, sizeof(buf)), -EBADF);
-	ASSERT_EQ(gmem_frame_state(e.vm, 0, buf, sizeof(buf)), -EINVAL);
-	ASSERT_EQ(gmem_frame_state(e.pool, (64 * GiB) / PG, buf, sizeof(buf)), -EINVAL);
-	ASSERT_EQ(gmem_frame_state(e.pool, 0, NULL, 4), -EINVAL);
+	ASSERT_EQ(gmem_pool_frame_state(9999, 0, buf, sizeof(buf)), -EBADF);
+	ASSERT_EQ(gmem_pool_frame_state(e.vm, 0, buf, sizeof(buf)), -EINVAL);
+	ASSERT_EQ(gmem_pool_frame_state(e.pool, (64 * GiB) / PG, buf, sizeof(buf)), -EINVAL);
+	ASSERT_EQ(gmem_pool_frame_state(e.pool, 0, NULL, 4), -EINVAL);
 	/* Truncated to len - 1, NUL-terminated. */
-	ASSERT_EQ(gmem_frame_state(e.pool, 0, buf, sizeof(buf)), (int)sizeof(buf) - 1);
+	ASSERT_EQ(gmem_pool_frame_state(e.pool, 0, buf, sizeof(buf)), (int)sizeof(buf) - 1);
 	ASSERT_EQ(strcmp(buf, "rmp hyp"), 0);
 	env_free(&e);
 }

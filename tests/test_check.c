@@ -74,8 +74,8 @@ static void checked_vm(const char *arch, uint64_t flags, int *pool, int *vm)
 
 static void free_vm(int pool, int vm)
 {
-	ASSERT_EQ(gmem_vm_destroy(vm), 0);
-	ASSERT_EQ(gmem_pool_destroy(pool), 0);
+	ASSERT_EQ(gmem_vm_close(vm), 0);
+	ASSERT_EQ(gmem_pool_close(pool), 0);
 }
 
 static void print_violations(const char *what, int vm)
@@ -110,8 +110,8 @@ static void workload(int vm, uint64_t *base)
 
 	fd = gmem_create(vm, PAGES * PG, GMEM_FLAG_MMAP);
 	ASSERT_GE(fd, 0);
-	ASSERT_EQ(gmem_bind(vm, 0, GPA, 12 * PG, fd, 0), 0);
-	ASSERT_EQ(gmem_bind(vm, 1, GPA2, 4 * PG, fd, 12 * PG), 0);
+	ASSERT_EQ(gmem_vm_bind(vm, 0, GPA, 12 * PG, fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(vm, 1, GPA2, 4 * PG, fd, 12 * PG), 0);
 	ASSERT_EQ(gmem_mmap(fd, 0, PAGES * PG, PROT_READ | PROT_WRITE,
 			    MAP_SHARED, &addr), 0);
 	map = addr;
@@ -170,7 +170,7 @@ static void workload(int vm, uint64_t *base)
 	guest(vm, GPA2, data, PG, PRIVATE_W);
 	ASSERT_EQ(convert(fd, 13 * PG, PG, 0), 0);
 	guest(vm, GPA2 + PG, buf, PG, SHARED_W);
-	ASSERT_EQ(gmem_unbind(vm, 1), 0);
+	ASSERT_EQ(gmem_vm_unbind(vm, 1), 0);
 	ASSERT_EQ(convert(fd, 12 * PG, PG, 0), 0);
 	ASSERT_EQ(convert(fd, 12 * PG, 2 * PG, PRIV), 0);
 
@@ -180,7 +180,7 @@ static void workload(int vm, uint64_t *base)
 	/* A new file on the same frames: fresh zero pages, used again. */
 	fd = gmem_create(vm, PAGES * PG, 0);
 	ASSERT_GE(fd, 0);
-	ASSERT_EQ(gmem_bind(vm, 0, GPA, PAGES * PG, fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(vm, 0, GPA, PAGES * PG, fd, 0), 0);
 	guest(vm, GPA, buf, PG, PRIVATE_R);
 	ASSERT_TRUE(is_zero(buf, PG));
 	ASSERT_EQ(frame_of(fd, 0), *base);
@@ -290,7 +290,7 @@ TEST(check_legacy_pkvm_reports_the_page_that_lost_its_content)
 	checked_vm("pkvm", GMEM_VM_LEGACY_CONTRACT, &pool, &vm);
 	fd = gmem_create(vm, 8 * PG, 0);
 	ASSERT_GE(fd, 0);
-	ASSERT_EQ(gmem_bind(vm, 0, GPA, 8 * PG, fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(vm, 0, GPA, 8 * PG, fd, 0), 0);
 	fill(data, PG, 3);
 	guest(vm, GPA + 5 * PG, data, PG, PRIVATE_W);
 	pfn = frame_of(fd, 5 * PG);
@@ -314,7 +314,7 @@ TEST(check_split_pkvm_conversion_of_the_same_page_is_clean)
 	checked_vm("pkvm", 0, &pool, &vm);
 	fd = gmem_create(vm, 8 * PG, 0);
 	ASSERT_GE(fd, 0);
-	ASSERT_EQ(gmem_bind(vm, 0, GPA, 8 * PG, fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(vm, 0, GPA, 8 * PG, fd, 0), 0);
 	fill(data, PG, 3);
 	guest(vm, GPA + 5 * PG, data, PG, PRIVATE_W);
 	ASSERT_EQ(convert(fd, 0, 8 * PG, 0), 0);
@@ -335,7 +335,7 @@ static void failed_conversion_records_nothing(const char *arch)
 	checked_vm(arch, 0, &pool, &vm);
 	fd = gmem_create(vm, 8 * PG, GMEM_FLAG_MMAP | GMEM_FLAG_INIT_SHARED);
 	ASSERT_GE(fd, 0);
-	ASSERT_EQ(gmem_bind(vm, 0, GPA, 8 * PG, fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(vm, 0, GPA, 8 * PG, fd, 0), 0);
 	ASSERT_EQ(gmem_mmap(fd, 0, 8 * PG, PROT_READ | PROT_WRITE, MAP_SHARED,
 			    &addr), 0);
 	map = addr;
@@ -378,7 +378,7 @@ TEST(check_host_mapping_over_private_pages_is_clean)
 		checked_vm(archs[a], 0, &pool, &vm);
 		fd = gmem_create(vm, 4 * PG, GMEM_FLAG_MMAP | GMEM_FLAG_INIT_SHARED);
 		ASSERT_GE(fd, 0);
-		ASSERT_EQ(gmem_bind(vm, 0, GPA, 4 * PG, fd, 0), 0);
+		ASSERT_EQ(gmem_vm_bind(vm, 0, GPA, 4 * PG, fd, 0), 0);
 		ASSERT_EQ(gmem_mmap(fd, 0, 4 * PG, PROT_READ | PROT_WRITE,
 				    MAP_SHARED, &addr), 0);
 		memset(addr, 0x12, 4 * PG);
@@ -412,7 +412,7 @@ static void shared_data_in_a_once_private_frame_is_no_leak(const char *arch,
 	checked_vm(arch, 0, &pool, &vm);
 	fd = gmem_create(vm, 4 * PG, GMEM_FLAG_MMAP);
 	ASSERT_GE(fd, 0);
-	ASSERT_EQ(gmem_bind(vm, 0, GPA, 4 * PG, fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(vm, 0, GPA, 4 * PG, fd, 0), 0);
 	fill(data, PG, 13);
 	guest(vm, GPA, data, PG, PRIVATE_W);
 	ASSERT_EQ(convert(fd, 0, PG, 0), 0);
@@ -467,11 +467,11 @@ static void rebinding_at_another_gpa_keeps_the_arch_rule(const char *arch)
 	checked_vm(arch, 0, &pool, &vm);
 	fd = gmem_create(vm, 4 * PG, 0);
 	ASSERT_GE(fd, 0);
-	ASSERT_EQ(gmem_bind(vm, 0, GPA, 4 * PG, fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(vm, 0, GPA, 4 * PG, fd, 0), 0);
 	fill(data, PG, 17);
 	guest(vm, GPA, data, PG, PRIVATE_W);
-	ASSERT_EQ(gmem_unbind(vm, 0), 0);
-	ASSERT_EQ(gmem_bind(vm, 1, GPA2, 4 * PG, fd, 0), 0);
+	ASSERT_EQ(gmem_vm_unbind(vm, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(vm, 1, GPA2, 4 * PG, fd, 0), 0);
 	guest(vm, GPA2, buf, PG, PRIVATE_R);
 	print_violations(arch, vm);
 	ASSERT_EQ(gmem_vm_violations(vm, NULL, 0), 0);
@@ -514,7 +514,7 @@ TEST(violations_of_a_vm_without_check_mode_are_zero)
 	ASSERT_GE(vm, 0);
 	fd = gmem_create(vm, 4 * PG, 0);
 	ASSERT_GE(fd, 0);
-	ASSERT_EQ(gmem_bind(vm, 0, GPA, 4 * PG, fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(vm, 0, GPA, 4 * PG, fd, 0), 0);
 	fill(data, PG, 5);
 	guest(vm, GPA, data, PG, PRIVATE_W);
 	ASSERT_EQ(convert(fd, 0, PG, 0), 0);
@@ -536,7 +536,7 @@ TEST(violations_rejects_bad_handles)
 	ASSERT_GE(fd, 0);
 	dead = gmem_vm_create(pool, "sw", GMEM_VM_CHECK);
 	ASSERT_GE(dead, 0);
-	ASSERT_EQ(gmem_vm_destroy(dead), 0);
+	ASSERT_EQ(gmem_vm_close(dead), 0);
 	ASSERT_EQ(gmem_vm_violations(NEVER_OPEN, &v, 1), -EBADF);
 	ASSERT_EQ(gmem_vm_violations(-1, &v, 1), -EBADF);
 	ASSERT_EQ(gmem_vm_violations(dead, &v, 1), -EBADF);
@@ -557,7 +557,7 @@ TEST(violations_with_no_buffer_and_a_nonzero_max_is_einval)
 	checked_vm("pkvm", GMEM_VM_LEGACY_CONTRACT, &pool, &vm);
 	fd = gmem_create(vm, 4 * PG, 0);
 	ASSERT_GE(fd, 0);
-	ASSERT_EQ(gmem_bind(vm, 0, GPA, 4 * PG, fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(vm, 0, GPA, 4 * PG, fd, 0), 0);
 	fill(data, PG, 7);
 	guest(vm, GPA, data, PG, PRIVATE_W);
 	ASSERT_EQ(convert(fd, 0, PG, 0), 0);
@@ -581,7 +581,7 @@ TEST(violations_copies_at_most_max_entries_and_returns_the_total)
 	checked_vm("pkvm", GMEM_VM_LEGACY_CONTRACT, &pool, &vm);
 	fd = gmem_create(vm, 4 * PG, 0);
 	ASSERT_GE(fd, 0);
-	ASSERT_EQ(gmem_bind(vm, 0, GPA, 4 * PG, fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(vm, 0, GPA, 4 * PG, fd, 0), 0);
 	fill(data, sizeof(data), 9);
 	guest(vm, GPA, data, sizeof(data), PRIVATE_W);
 	ASSERT_EQ(convert(fd, 0, 4 * PG, 0), 0);	/* three pages lose data */
@@ -620,7 +620,7 @@ TEST(violations_returns_the_total_beyond_what_it_can_record)
 	checked_vm("pkvm", GMEM_VM_LEGACY_CONTRACT, &pool, &vm);
 	fd = gmem_create(vm, N * PG, 0);
 	ASSERT_GE(fd, 0);
-	ASSERT_EQ(gmem_bind(vm, 0, GPA, N * PG, fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(vm, 0, GPA, N * PG, fd, 0), 0);
 	fill(data, PG, 21);
 	for (int i = 0; i < N; i++)
 		guest(vm, GPA + i * PG, data, PG, PRIVATE_W);

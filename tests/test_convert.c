@@ -77,7 +77,7 @@ static int bound_file(struct env *e, uint64_t size, uint64_t flags)
 	int fd = gmem_create(e->vm, size, flags);
 
 	ASSERT_GE(fd, 0);
-	ASSERT_EQ(gmem_bind(e->vm, 0, GPA, size, fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(e->vm, 0, GPA, size, fd, 0), 0);
 	return fd;
 }
 
@@ -197,7 +197,7 @@ TEST(converting_bound_pages_invalidates_and_unbound_pages_do_not)
 	int64_t seq;
 
 	ASSERT_GE(fd, 0);
-	ASSERT_EQ(gmem_bind(e.vm, 0, GPA, 4 * PG, fd, 4 * PG), 0);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 0, GPA, 4 * PG, fd, 4 * PG), 0);
 	seq = gmem_vm_invalidate_seq(e.vm);
 	ASSERT_EQ(convert(fd, 0, 4 * PG, 0), 0);
 	ASSERT_EQ(convert(fd, 8 * PG, 8 * PG, 0), 0);
@@ -393,8 +393,8 @@ TEST(conversion_zaps_every_slot_binding_the_range_at_its_own_gpa)
 
 	ASSERT_GE(fd, 0);
 	/* File pages 4..7 at a, 8..11 at b, other pages unbound. */
-	ASSERT_EQ(gmem_bind(e.vm, 0, a, 4 * PG, fd, 4 * PG), 0);
-	ASSERT_EQ(gmem_bind(e.vm, 1, b, 4 * PG, fd, 8 * PG), 0);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 0, a, 4 * PG, fd, 4 * PG), 0);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 1, b, 4 * PG, fd, 8 * PG), 0);
 	for (int i = 0; i < 4; i++) {
 		ASSERT_EQ(gmem_vm_fault(e.vm, a + i * PG, SHARED_W, NULL, NULL), 0);
 		ASSERT_EQ(gmem_vm_fault(e.vm, b + i * PG, SHARED_W, NULL, NULL), 0);

@@ -60,14 +60,14 @@ TEST(successful_calls_leave_errno_alone)
 	/* Pages the host touched are found with lseek(SEEK_DATA): ENXIO at the end. */
 	ASSERT_EQ(KEEPS(gmem_folio_info(fd, 3 * PG, &pfn, NULL, NULL)), 0);
 	ASSERT_EQ(KEEPS(gmem_folio_info(fd, 0, &pfn, NULL, NULL)), 1);
-	ASSERT_GT(KEEPS(gmem_frame_state(pool, pfn, state, sizeof(state))), 0);
+	ASSERT_GT(KEEPS(gmem_pool_frame_state(pool, pfn, state, sizeof(state))), 0);
 	ASSERT_TRUE(KEEPS_PTR(gmem_pool_frame(pool, pfn)) != 0);
 	ASSERT_EQ(KEEPS(gmem_pool_stats(pool, &st)), 0);
 	ASSERT_EQ(KEEPS(gmem_fallocate(fd, GMEM_FALLOC_KEEP_SIZE, 2 * PG, PG)), 0);
 	ASSERT_EQ(KEEPS(gmem_fallocate(fd, PUNCH, PG, PG)), 0);
 	ASSERT_EQ(KEEPS(gmem_pin(fd, 0, PG)), 0);
 	ASSERT_EQ(KEEPS(gmem_unpin(fd, 0, PG)), 0);
-	ASSERT_EQ(KEEPS(gmem_bind(vm, 0, GPA, 4 * PG, fd, 0)), 0);
+	ASSERT_EQ(KEEPS(gmem_vm_bind(vm, 0, GPA, 4 * PG, fd, 0)), 0);
 	ASSERT_EQ(KEEPS(gmem_vm_view_mmap(vm, 0, GMEM_ATTR_PRIVATE, &view)), 0);
 	ASSERT_EQ(KEEPS(gmem_set_attributes(fd, 0, 2 * PG, GMEM_ATTR_PRIVATE, 0, NULL)), 0);
 	ASSERT_EQ(KEEPS(gmem_get_attributes(fd, 0, &attr, NULL)), 0);
@@ -81,14 +81,14 @@ TEST(successful_calls_leave_errno_alone)
 	ASSERT_GE(KEEPS(gmem_vm_invalidate_seq(vm)), 0);
 	ASSERT_EQ(KEEPS(gmem_set_attributes(fd, PG, PG, 0, 0, NULL)), 0);
 	ASSERT_EQ(KEEPS(gmem_vm_violations(vm, &v, 1)), 0);
-	ASSERT_EQ(KEEPS(gmem_unbind(vm, 0)), 0);
+	ASSERT_EQ(KEEPS(gmem_vm_unbind(vm, 0)), 0);
 	ASSERT_EQ(KEEPS(gmem_munmap(p, PG)), 0);
 	/* Close with a mapping left, then the last munmap releases the file. */
 	ASSERT_EQ(KEEPS(gmem_close(fd)), 0);
 	ASSERT_EQ(KEEPS(gmem_munmap((uint8_t *)p + PG, 7 * PG)), 0);
 	ASSERT_EQ(munmap(view, 4 * PG), 0);
-	ASSERT_EQ(KEEPS(gmem_vm_destroy(vm)), 0);
-	ASSERT_EQ(KEEPS(gmem_pool_destroy(pool)), 0);
+	ASSERT_EQ(KEEPS(gmem_vm_close(vm)), 0);
+	ASSERT_EQ(KEEPS(gmem_pool_close(pool)), 0);
 	ASSERT_TRUE(KEEPS_PTR(gmem_last_error()) != 0);
 }
 
@@ -121,8 +121,8 @@ TEST(failed_calls_leave_errno_alone)
 	ASSERT_EQ(KEEPS(gmem_folio_info(fd, 1, NULL, NULL, NULL)), -EINVAL);
 	ASSERT_EQ(KEEPS(gmem_pin(fd, 0, PG)), -EFAULT);
 	ASSERT_EQ(KEEPS(gmem_unpin(fd, 0, 0)), -EINVAL);
-	ASSERT_EQ(KEEPS(gmem_bind(vm, GMEM_MAX_SLOTS, 0, PG, fd, 0)), -EINVAL);
-	ASSERT_EQ(KEEPS(gmem_unbind(vm, 0)), -EINVAL);
+	ASSERT_EQ(KEEPS(gmem_vm_bind(vm, GMEM_MAX_SLOTS, 0, PG, fd, 0)), -EINVAL);
+	ASSERT_EQ(KEEPS(gmem_vm_unbind(vm, 0)), -EINVAL);
 	ASSERT_EQ(KEEPS(gmem_vm_view_mmap(vm, 0, 0, &p)), -EINVAL);
 	ASSERT_EQ(KEEPS(gmem_vm_translate(vm, 0, NULL, NULL, NULL)), -EFAULT);
 	ASSERT_EQ(KEEPS(gmem_vm_fault(vm, 0, 0, &pfn, &ex)), -EFAULT);
@@ -131,7 +131,7 @@ TEST(failed_calls_leave_errno_alone)
 	ASSERT_EQ(KEEPS(gmem_vm_populate(vm, 0, NULL, 0, 0)), -EINVAL);
 	ASSERT_EQ(KEEPS(gmem_vm_violations(vm, NULL, 1)), -EINVAL);
 	ASSERT_EQ(KEEPS(gmem_vm_trace_hooks(fd, trace, NULL)), -EINVAL);
-	ASSERT_EQ(KEEPS(gmem_frame_state(pool, ~0ULL, state, sizeof(state))), -EINVAL);
+	ASSERT_EQ(KEEPS(gmem_pool_frame_state(pool, ~0ULL, state, sizeof(state))), -EINVAL);
 	ASSERT_EQ(KEEPS(gmem_pool_stats(pool, NULL)), -EINVAL);
 	ASSERT_EQ(KEEPS(gmem_pool_stats(9999, &st)), -EBADF);
 	ASSERT_TRUE(KEEPS_PTR(gmem_pool_frame(9999, 0)) == 0);
@@ -140,9 +140,9 @@ TEST(failed_calls_leave_errno_alone)
 	ASSERT_EQ(KEEPS(gmem_vm_stage2(fd, 0, NULL, NULL)), -EINVAL);
 	ASSERT_EQ(KEEPS(gmem_vm_invalidate_seq(fd)), -EINVAL);
 	ASSERT_EQ(KEEPS(gmem_close(vm)), -EINVAL);
-	ASSERT_EQ(KEEPS(gmem_vm_destroy(fd)), -EINVAL);
-	ASSERT_EQ(KEEPS(gmem_pool_destroy(vm)), -EINVAL);
+	ASSERT_EQ(KEEPS(gmem_vm_close(fd)), -EINVAL);
+	ASSERT_EQ(KEEPS(gmem_pool_close(vm)), -EINVAL);
 	ASSERT_EQ(gmem_close(fd), 0);
-	ASSERT_EQ(gmem_vm_destroy(vm), 0);
-	ASSERT_EQ(gmem_pool_destroy(pool), 0);
+	ASSERT_EQ(gmem_vm_close(vm), 0);
+	ASSERT_EQ(gmem_pool_close(pool), 0);
 }

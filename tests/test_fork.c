@@ -311,14 +311,14 @@ static void child_calls(void *arg)
 	bad |= gmem_get_attributes(h->fd, 0, &a, NULL) != -EIO;
 	bad |= gmem_fallocate(h->fd, GMEM_FALLOC_KEEP_SIZE, 0, PG) != -EIO;
 	bad |= gmem_mmap(h->fd, 0, PG, RW, MAP_SHARED, &q) != -EIO;
-	bad |= gmem_bind(h->vm, 0, 0, PG, h->fd, 0) != -EIO;
+	bad |= gmem_vm_bind(h->vm, 0, 0, PG, h->fd, 0) != -EIO;
 	bad |= gmem_vm_fault(h->vm, 0, 0, NULL, NULL) != -EIO;
 	bad |= gmem_vm_translate(h->vm, 0, NULL, NULL, NULL) != -EIO;
 	bad |= gmem_pool_stats(h->pool, NULL) != -EIO;
 	bad |= gmem_pool_frame(h->pool, 0) != NULL;
 	bad |= gmem_close(h->fd) != -EIO;
-	bad |= gmem_vm_destroy(h->vm) != -EIO;
-	bad |= gmem_pool_destroy(h->pool) != -EIO;
+	bad |= gmem_vm_close(h->vm) != -EIO;
+	bad |= gmem_pool_close(h->pool) != -EIO;
 	bad |= gmem_size(h->fd) != -EIO;
 	/* A closed handle is still just closed. */
 	bad |= gmem_size(9999) != -EBADF;
@@ -334,8 +334,8 @@ static void child_calls(void *arg)
 	if (pool < 0 || vm < 0 || fd < 0 ||
 	    gmem_mmap(fd, 0, 2 * PG, RW, MAP_SHARED, &q) ||
 	    gmem_set_attributes(fd, 0, PG, GMEM_ATTR_PRIVATE, 0, NULL) ||
-	    gmem_munmap(q, 2 * PG) || gmem_close(fd) || gmem_vm_destroy(vm) ||
-	    gmem_pool_destroy(pool))
+	    gmem_munmap(q, 2 * PG) || gmem_close(fd) || gmem_vm_close(vm) ||
+	    gmem_pool_close(pool))
 		_exit(12);
 	/* Unmapping the inherited mapping leaves the parent's file alone. */
 	if (gmem_munmap(h->p, PG) || gmem_mapping_find(h->p, NULL, NULL) != 0)

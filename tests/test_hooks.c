@@ -54,14 +54,14 @@ static uint64_t private_page_life(struct env *e, uint64_t vm_flags,
 	int fd;
 
 	if (vm_flags) {
-		ASSERT_EQ(gmem_vm_destroy(e->vm), 0);
+		ASSERT_EQ(gmem_vm_close(e->vm), 0);
 		e->vm = gmem_vm_create(e->pool, "pkvm", vm_flags);
 		ASSERT_GE(e->vm, 0);
 	}
 	ASSERT_EQ(gmem_vm_trace_hooks(e->vm, record, l), 0);
 	fd = gmem_create(e->vm, 4 * PG, 0);
 	ASSERT_GE(fd, 0);
-	ASSERT_EQ(gmem_bind(e->vm, 0, GPA, 4 * PG, fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(e->vm, 0, GPA, 4 * PG, fd, 0), 0);
 	ASSERT_EQ(gmem_vm_fault(e->vm, GPA + PG, GMEM_FAULT_PRIVATE, &pfn, &exit), 0);
 	ASSERT_EQ(gmem_set_attributes(fd, PG, PG, 0, 0, NULL), 0);
 	ASSERT_EQ(gmem_fallocate(fd, GMEM_FALLOC_KEEP_SIZE | GMEM_FALLOC_PUNCH_HOLE,
@@ -143,7 +143,7 @@ TEST(populate_calls_post_populate_with_the_page_gfn)
 	int fd = gmem_create(e.vm, 4 * PG, 0);
 
 	ASSERT_GE(fd, 0);
-	ASSERT_EQ(gmem_bind(e.vm, 0, GPA, 4 * PG, fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 0, GPA, 4 * PG, fd, 0), 0);
 	ASSERT_EQ(gmem_vm_trace_hooks(e.vm, record, &l), 0);
 	ASSERT_EQ(gmem_vm_populate(e.vm, GPA, src, 2 * PG, 0), 2);
 	ASSERT_EQ(calls(&l, "post_populate", "populate"), 2);

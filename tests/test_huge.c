@@ -34,11 +34,11 @@ TEST(huge_files_refuse_bad_sizes_flags_bindings_and_mappings)
 	fd = gmem_create(e.vm, 4 * MiB, H2M | GMEM_FLAG_MMAP);
 	ASSERT_GE(fd, 0);
 	/* Bindings: gpa, offset and size in whole folios. */
-	ASSERT_EQ(gmem_bind(e.vm, 0, GPA + PG, 2 * MiB, fd, 0), -EINVAL);
-	ASSERT_EQ(gmem_bind(e.vm, 0, GPA, 2 * MiB, fd, PG), -EINVAL);
-	ASSERT_EQ(gmem_bind(e.vm, 0, GPA, MiB, fd, 0), -EINVAL);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 0, GPA + PG, 2 * MiB, fd, 0), -EINVAL);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 0, GPA, 2 * MiB, fd, PG), -EINVAL);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 0, GPA, MiB, fd, 0), -EINVAL);
 	ASSERT_EQ(gmem_vm_translate(e.vm, GPA, NULL, NULL, NULL), -EFAULT);
-	ASSERT_EQ(gmem_bind(e.vm, 0, GPA, 2 * MiB, fd, 2 * MiB), 0);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 0, GPA, 2 * MiB, fd, 2 * MiB), 0);
 	/* Host mappings: offset and length in whole folios, address aligned. */
 	ASSERT_EQ(gmem_mmap(fd, PG, 2 * MiB, PROT_READ, MAP_SHARED, &addr), -EINVAL);
 	ASSERT_EQ(gmem_mmap(fd, 0, MiB, PROT_READ, MAP_SHARED, &addr), -EINVAL);
@@ -202,7 +202,7 @@ TEST(shared_huge_folio_maps_huge_and_host_writes_reach_the_guest)
 	struct gmem_exit ex;
 
 	ASSERT_GE(fd, 0);
-	ASSERT_EQ(gmem_bind(e.vm, 0, GPA, 2 * MiB, fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 0, GPA, 2 * MiB, fd, 0), 0);
 	ASSERT_EQ(gmem_mmap(fd, 0, 2 * MiB, PROT_READ | PROT_WRITE, MAP_SHARED,
 			    (void **)&p), 0);
 	memcpy(p + 9 * PG, "hugepage", 8);
@@ -448,8 +448,8 @@ TEST(a_1g_file_gets_a_1g_aligned_window_after_smaller_files)
 		fd = gmem_create(vm, GiB, H1G);
 		ASSERT_GE(fd, 0);
 		ASSERT_EQ(gmem_close(fd), 0);
-		ASSERT_EQ(gmem_vm_destroy(vm), 0);
-		ASSERT_EQ(gmem_pool_destroy(pool), 0);
+		ASSERT_EQ(gmem_vm_close(vm), 0);
+		ASSERT_EQ(gmem_pool_close(pool), 0);
 	}
 	env_free(&e);
 }

@@ -20,7 +20,7 @@ static int frame_is(int pool, uint64_t pfn, const char *what)
 {
 	char buf[128];
 
-	ASSERT_GT(gmem_frame_state(pool, pfn, buf, sizeof(buf)), 0);
+	ASSERT_GT(gmem_pool_frame_state(pool, pfn, buf, sizeof(buf)), 0);
 	if (!strstr(buf, what))
 		printf("#   frame %#llx: %s, want %s\n", (unsigned long long)pfn,
 		       buf, what);

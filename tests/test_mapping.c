@@ -217,7 +217,7 @@ TEST(host_writes_through_a_mapping_reach_the_guest_and_back)
 
 	ASSERT_GE(fd, 0);
 	p = map(fd, 0, 2 * PG, RW);
-	ASSERT_EQ(gmem_bind(e.vm, 0, GPA, 2 * PG, fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 0, GPA, 2 * PG, fd, 0), 0);
 	/* The host's first touch of a hole, then the guest's first access. */
 	fill(p, PG, 20);
 	memset(buf, 0, sizeof(buf));
@@ -241,7 +241,7 @@ TEST(private_page_raises_sigbus_on_read_and_write_and_keeps_its_content)
 
 	ASSERT_GE(fd, 0);
 	p = map(fd, 0, 2 * PG, RW);
-	ASSERT_EQ(gmem_bind(e.vm, 0, GPA, 2 * PG, fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 0, GPA, 2 * PG, fd, 0), 0);
 	fill(buf, PG, 30);
 	ASSERT_EQ(gmem_vm_access(e.vm, GPA, buf, PG,
 				 GMEM_FAULT_WRITE | GMEM_FAULT_PRIVATE, &ex), 0);
@@ -286,7 +286,7 @@ TEST(guest_private_data_becomes_visible_after_conversion_to_shared)
 
 	ASSERT_GE(fd, 0);
 	p = map(fd, 0, 2 * PG, PROT_READ);
-	ASSERT_EQ(gmem_bind(e.vm, 0, GPA, 2 * PG, fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 0, GPA, 2 * PG, fd, 0), 0);
 	fill(buf, PG, 40);
 	ASSERT_EQ(gmem_vm_access(e.vm, GPA + PG, buf, PG,
 				 GMEM_FAULT_WRITE | GMEM_FAULT_PRIVATE, &ex), 0);

@@ -55,7 +55,7 @@ static void assert_state(int pool, uint64_t pfn, const char *want)
 {
 	char buf[160] = "";
 
-	ASSERT_GT(gmem_frame_state(pool, pfn, buf, sizeof(buf)), 0);
+	ASSERT_GT(gmem_pool_frame_state(pool, pfn, buf, sizeof(buf)), 0);
 	if (!strstr(buf, want))
 		printf("#   frame %#llx is \"%s\", expected \"%s\"\n",
 		       (unsigned long long)pfn, buf, want);
@@ -75,7 +75,7 @@ static int bound_file(int vm, uint64_t size, uint64_t flags)
 	int fd = gmem_create(vm, size, flags);
 
 	ASSERT_GE(fd, 0);
-	ASSERT_EQ(gmem_bind(vm, 0, GPA, size, fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(vm, 0, GPA, size, fd, 0), 0);
 	return fd;
 }
 
@@ -160,7 +160,7 @@ TEST(populate_of_an_unbound_gpa_fails_with_efault)
 	ASSERT_EQ(gmem_vm_populate(e.vm, GPA + 4 * PG, src, PG, 0), -EFAULT);
 	ASSERT_EQ(gmem_vm_populate(e.vm, 0, NULL, PG, 0), -EFAULT);
 	ASSERT_TRUE(strstr(gmem_last_error(), "gmem_vm_populate"));
-	ASSERT_EQ(gmem_unbind(e.vm, 0), 0);
+	ASSERT_EQ(gmem_vm_unbind(e.vm, 0), 0);
 	ASSERT_EQ(gmem_vm_populate(e.vm, GPA, src, PG, 0), -EFAULT);
 	ASSERT_EQ(gmem_folio_info(fd, 0, NULL, NULL, NULL), 0);
 	ASSERT_EQ(gmem_close(fd), 0);
@@ -255,8 +255,8 @@ TEST(populate_crosses_from_one_binding_into_the_next)
 
 	ASSERT_GE(a, 0);
 	ASSERT_GE(b, 0);
-	ASSERT_EQ(gmem_bind(e.vm, 0, GPA, 2 * PG, a, 0), 0);
-	ASSERT_EQ(gmem_bind(e.vm, 1, GPA + 2 * PG, 2 * PG, b, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 0, GPA, 2 * PG, a, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 1, GPA + 2 * PG, 2 * PG, b, 0), 0);
 	fill(src, sizeof(src), 11);
 	ASSERT_EQ(gmem_vm_populate(e.vm, GPA + PG, src, 3 * PG, 0), 3);
 	assert_taken("snp", e.pool, frame_of(a, PG), GFN + 1);

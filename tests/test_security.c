@@ -70,7 +70,7 @@ static struct cx cx_new(uint64_t pages, uint64_t vm_flags)
 	c.fd = gmem_create(c.vm, pages * PG, GMEM_FLAG_MMAP | GMEM_FLAG_INIT_SHARED);
 	ASSERT_GE(c.fd, 0);
 	c.len = pages * PG;
-	ASSERT_EQ(gmem_bind(c.vm, 0, GPA, c.len, c.fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(c.vm, 0, GPA, c.len, c.fd, 0), 0);
 	ASSERT_EQ(gmem_mmap(c.fd, 0, c.len, RW, MAP_SHARED, &addr), 0);
 	c.p = addr;
 	memset(c.p, 0x11, c.len);
@@ -84,8 +84,8 @@ static void cx_free(struct cx *c, bool unmap)
 	if (unmap)
 		ASSERT_EQ(gmem_munmap(c->p, c->len), 0);
 	ASSERT_EQ(gmem_close(c->fd), 0);
-	ASSERT_EQ(gmem_vm_destroy(c->vm), 0);
-	ASSERT_EQ(gmem_pool_destroy(c->pool), 0);
+	ASSERT_EQ(gmem_vm_close(c->vm), 0);
+	ASSERT_EQ(gmem_pool_close(c->pool), 0);
 }
 
 static uint64_t frame_of(int fd, uint64_t offset)
@@ -250,7 +250,7 @@ TEST(guard_removal_on_a_stage2_view_is_reported)
 	ASSERT_EQ(madvise((uint8_t *)view + 2 * PG, PG, MADV_GUARD_REMOVE), 0);
 	run_check(&c);
 	ASSERT_TRUE(find_violation(c.vm, 2, "private view shows"));
-	ASSERT_EQ(gmem_unbind(c.vm, 0), 0);
+	ASSERT_EQ(gmem_vm_unbind(c.vm, 0), 0);
 	ASSERT_EQ(munmap(view, c.len), 0);
 	cx_free(&c, true);
 }
@@ -454,7 +454,7 @@ TEST(the_direct_map_and_the_stage2_views_are_left_out_of_core_dumps)
 	ASSERT_TRUE(not_dumped(gmem_pool_frame(c.pool, 0)));
 	ASSERT_EQ(gmem_vm_view_mmap(c.vm, 0, PRIV, &view), 0);
 	ASSERT_TRUE(not_dumped(view));
-	ASSERT_EQ(gmem_unbind(c.vm, 0), 0);
+	ASSERT_EQ(gmem_vm_unbind(c.vm, 0), 0);
 	ASSERT_EQ(munmap(view, c.len), 0);
 	cx_free(&c, true);
 }

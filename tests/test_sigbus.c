@@ -98,7 +98,7 @@ static struct fx fx_new(const char *arch, uint64_t pages)
 	f.len = pages * PG;
 	ASSERT_EQ(gmem_mmap(f.fd, 0, f.len, RW, MAP_SHARED, &addr), 0);
 	f.p = addr;
-	ASSERT_EQ(gmem_bind(f.e.vm, 0, GPA, f.len, f.fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(f.e.vm, 0, GPA, f.len, f.fd, 0), 0);
 	memset(data, 0xab, sizeof(data));
 	ASSERT_EQ(gmem_vm_access(f.e.vm, GPA, data, PG,
 				 GMEM_FAULT_WRITE | GMEM_FAULT_PRIVATE, &ex), 0);
@@ -398,7 +398,7 @@ static int fresh_views_keep_sigsegv(void)
 	/* The same page through the host mapping: SIGBUS. */
 	if (touch(f.p + PG, false) != SIGBUS)
 		return 43;
-	ASSERT_EQ(gmem_unbind(f.e.vm, 0), 0);
+	ASSERT_EQ(gmem_vm_unbind(f.e.vm, 0), 0);
 	munmap(view, 2 * PG);
 	fx_free(&f);
 	return 0;

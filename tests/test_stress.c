@@ -499,12 +499,12 @@ TEST(faults_conversions_punches_pins_and_host_access_keep_every_invariant)
 	st.fd = gmem_create(e.vm, NPAGES * PAGE,
 			    GMEM_FLAG_MMAP | GMEM_FLAG_INIT_SHARED);
 	ASSERT_GE(st.fd, 0);
-	ASSERT_EQ(gmem_bind(e.vm, 0, GPA_BASE, NPAGES * PAGE, st.fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 0, GPA_BASE, NPAGES * PAGE, st.fd, 0), 0);
 	ASSERT_EQ(gmem_mmap(st.fd, 0, NPAGES * PAGE, PROT_READ | PROT_WRITE,
 			    MAP_SHARED, (void **)&st.map), 0);
 	st.neighbour = gmem_create(e.vm, NEIGHBOUR_PAGES * PAGE, 0);
 	ASSERT_GE(st.neighbour, 0);
-	ASSERT_EQ(gmem_bind(e.vm, 1, gpa_of(NPAGES), NEIGHBOUR_PAGES * PAGE,
+	ASSERT_EQ(gmem_vm_bind(e.vm, 1, gpa_of(NPAGES), NEIGHBOUR_PAGES * PAGE,
 			    st.neighbour, 0), 0);
 	for (uint64_t p = 0; p < NPAGES; p++)
 		ASSERT_GE(gmem_folio_info(st.fd, p * PAGE, &st.pfn[p], NULL, NULL), 0);

@@ -135,8 +135,8 @@ TEST(faults_racing_conversion_only_exit_and_stage2_ends_agreeing)
 	ASSERT_GE(c.fd, 0);
 	ASSERT_GE(noise.fd, 0);
 	noise.gpa = GPA_BASE + FC_PAGES * PAGE;
-	ASSERT_EQ(gmem_bind(e.vm, 0, c.gpa, FC_PAGES * PAGE, c.fd, 0), 0);
-	ASSERT_EQ(gmem_bind(e.vm, 1, noise.gpa, FC_PAGES * PAGE, noise.fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 0, c.gpa, FC_PAGES * PAGE, c.fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 1, noise.gpa, FC_PAGES * PAGE, noise.fd, 0), 0);
 	c.expect_pfn = expected_pfns(c.fd, FC_PAGES);
 	pthread_barrier_init(&go, NULL, 4);
 	start_thread(fc_faulter, &c);
@@ -268,7 +268,7 @@ TEST(guest_data_survives_conversions_racing_its_accesses)
 	test_begin();
 	c.fd = gmem_create(e.vm, GC_PAGES * PAGE, 0);
 	ASSERT_GE(c.fd, 0);
-	ASSERT_EQ(gmem_bind(e.vm, 0, GPA_BASE, GC_PAGES * PAGE, c.fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 0, GPA_BASE, GC_PAGES * PAGE, c.fd, 0), 0);
 	c.expect_pfn = expected_pfns(c.fd, GC_PAGES);
 	pthread_barrier_init(&go, NULL, 3);
 	start_thread(gc_worker, &c);
@@ -377,7 +377,7 @@ TEST(pins_racing_conversion_give_only_eagain_and_leave_state_consistent)
 	c.fd = gmem_create(e.vm, PC_PAGES * PAGE,
 			   GMEM_FLAG_MMAP | GMEM_FLAG_INIT_SHARED);
 	ASSERT_GE(c.fd, 0);
-	ASSERT_EQ(gmem_bind(e.vm, 0, GPA_BASE, PC_PAGES * PAGE, c.fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 0, GPA_BASE, PC_PAGES * PAGE, c.fd, 0), 0);
 	ASSERT_EQ(gmem_mmap(c.fd, 0, PC_PAGES * PAGE, PROT_READ | PROT_WRITE,
 			    MAP_SHARED, (void **)&map), 0);
 	c.expect_pfn = expected_pfns(c.fd, PC_PAGES);

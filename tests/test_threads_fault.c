@@ -66,7 +66,7 @@ TEST(parallel_private_faults_allocate_each_folio_once_with_stable_frames)
 	test_begin();
 	c.fd = gmem_create(e.vm, PF_PAGES * PAGE, 0);
 	ASSERT_GE(c.fd, 0);
-	ASSERT_EQ(gmem_bind(e.vm, 0, GPA_BASE, PF_PAGES * PAGE, c.fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 0, GPA_BASE, PF_PAGES * PAGE, c.fd, 0), 0);
 	pthread_barrier_init(&go, NULL, PF_THREADS);
 	for (int i = 0; i < PF_THREADS; i++)
 		start_thread(pf_worker, &c);
@@ -179,10 +179,10 @@ TEST(parallel_faults_on_two_vms_and_two_files_do_not_interfere)
 	sh.gpa = GPA_BASE + TF_PAGES * PAGE;
 	sh.priv = false;
 	x.gpa = GPA_BASE + TF_PAGES * PAGE;
-	ASSERT_EQ(gmem_bind(e.vm, 0, a.gpa, TF_PAGES * PAGE, a.fd, 0), 0);
-	ASSERT_EQ(gmem_bind(e.vm, 1, sh.gpa, TF_PAGES * PAGE, sh.fd, 0), 0);
-	ASSERT_EQ(gmem_bind(vm2, 0, b.gpa, TF_PAGES * PAGE, b.fd, 0), 0);
-	ASSERT_EQ(gmem_bind(vm2, 1, x.gpa, TF_PAGES * PAGE, x.fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 0, a.gpa, TF_PAGES * PAGE, a.fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 1, sh.gpa, TF_PAGES * PAGE, sh.fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(vm2, 0, b.gpa, TF_PAGES * PAGE, b.fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(vm2, 1, x.gpa, TF_PAGES * PAGE, x.fd, 0), 0);
 	a.expect_pfn = expected_pfns(a.fd, TF_PAGES);
 	b.expect_pfn = expected_pfns(b.fd, TF_PAGES);
 	sh.expect_pfn = expected_pfns(sh.fd, TF_PAGES);
@@ -231,7 +231,7 @@ TEST(parallel_faults_on_two_vms_and_two_files_do_not_interfere)
 	ASSERT_EQ(gmem_pool_stats(e.pool, &st), 0);
 	ASSERT_EQ(st.frames_in_use, 0);
 	ASSERT_EQ(st.files, 0);
-	ASSERT_EQ(gmem_vm_destroy(vm2), 0);
+	ASSERT_EQ(gmem_vm_close(vm2), 0);
 	env_free(&e);
 }
 
@@ -291,7 +291,7 @@ TEST(faults_racing_punch_never_leave_stage2_on_a_freed_folio)
 	test_begin();
 	c.fd = gmem_create(e.vm, FP_PAGES * PAGE, 0);
 	ASSERT_GE(c.fd, 0);
-	ASSERT_EQ(gmem_bind(e.vm, 0, GPA_BASE, FP_PAGES * PAGE, c.fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 0, GPA_BASE, FP_PAGES * PAGE, c.fd, 0), 0);
 	c.expect_pfn = expected_pfns(c.fd, FP_PAGES);
 	pthread_barrier_init(&go, NULL, 3);
 	start_thread(fp_faulter, &c);

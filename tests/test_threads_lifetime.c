@@ -57,7 +57,7 @@ TEST(closing_a_file_while_faults_run_ends_them_cleanly)
 	test_begin();
 	c.fd = gmem_create(e.vm, CF_PAGES * PAGE, 0);
 	ASSERT_GE(c.fd, 0);
-	ASSERT_EQ(gmem_bind(e.vm, 0, GPA_BASE, CF_PAGES * PAGE, c.fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 0, GPA_BASE, CF_PAGES * PAGE, c.fd, 0), 0);
 	pthread_barrier_init(&go, NULL, 3);
 	start_thread(cf_faulter, &c);
 	start_thread(cf_faulter, &c);
@@ -121,10 +121,10 @@ TEST(bind_and_unbind_racing_faults_leave_no_stage2_behind)
 	start_thread(bu_faulter, &c);
 	pthread_barrier_wait(&go);
 	for (int i = 0; i < BU_ROUNDS && !bind_ret && !unbind_ret; i++) {
-		bind_ret = gmem_bind(e.vm, i % 3, GPA_BASE, BU_PAGES * PAGE, c.fd, 0);
+		bind_ret = gmem_vm_bind(e.vm, i % 3, GPA_BASE, BU_PAGES * PAGE, c.fd, 0);
 		wait_for_progress(&c);
 		if (!bind_ret)
-			unbind_ret = gmem_unbind(e.vm, i % 3);
+			unbind_ret = gmem_vm_unbind(e.vm, i % 3);
 		wait_for_progress(&c);
 	}
 	atomic_store(&stop, true);
@@ -193,7 +193,7 @@ TEST(translate_racing_close_of_a_mapped_file)
 		ret = fd < 0 ? fd : 0;
 		if (!ret) {
 			atomic_store(&tc_fd, fd);
-			ret = gmem_bind(e.vm, 0, GPA_BASE, PAGE, fd, 0);
+			ret = gmem_vm_bind(e.vm, 0, GPA_BASE, PAGE, fd, 0);
 		}
 		if (!ret)
 			ret = gmem_mmap(fd, 0, PAGE, PROT_READ, MAP_SHARED, &map);
@@ -259,7 +259,7 @@ TEST(faults_on_a_vm_handle_being_destroyed_and_reused_fail_cleanly)
 		}
 		atomic_store(&vr_vm, vm);
 		wait_for_progress(&c);
-		ret = gmem_vm_destroy(vm);	/* the last reference: released */
+		ret = gmem_vm_close(vm);	/* the last reference: released */
 	}
 	atomic_store(&stop, true);
 	join_threads();

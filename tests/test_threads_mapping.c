@@ -287,7 +287,7 @@ TEST(conversions_from_many_threads_reach_every_fork_child_before_they_return)
 	c.fd = gmem_create(e.vm, FK_PAGES * PAGE,
 			   GMEM_FLAG_MMAP | GMEM_FLAG_INIT_SHARED);
 	ASSERT_GE(c.fd, 0);
-	ASSERT_EQ(gmem_bind(e.vm, 0, GPA_BASE, FK_PAGES * PAGE, c.fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 0, GPA_BASE, FK_PAGES * PAGE, c.fd, 0), 0);
 	ASSERT_EQ(gmem_mmap(c.fd, 0, FK_PAGES * PAGE, PROT_READ | PROT_WRITE,
 			    MAP_SHARED, (void **)&map), 0);
 	memset(map, 0x11, FK_PAGES * PAGE);

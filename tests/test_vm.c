@@ -80,10 +80,10 @@ TEST(vm_create_rejects_unknown_arch_nonzero_flags_and_bad_pools)
 	/* In the documented order: pool, then flags, then arch. */
 	ASSERT_EQ(gmem_vm_create(NEVER_OPEN, "no-such-arch", 1ULL << 5), -EBADF);
 	ASSERT_EQ(gmem_vm_create(pool, "no-such-arch", 1ULL << 5), -EINVAL);
-	ASSERT_EQ(gmem_vm_destroy(pool), -EINVAL);
-	ASSERT_EQ(gmem_vm_destroy(vm), 0);
-	ASSERT_EQ(gmem_vm_destroy(vm), -EBADF);
-	ASSERT_EQ(gmem_pool_destroy(pool), 0);
+	ASSERT_EQ(gmem_vm_close(pool), -EINVAL);
+	ASSERT_EQ(gmem_vm_close(vm), 0);
+	ASSERT_EQ(gmem_vm_close(vm), -EBADF);
+	ASSERT_EQ(gmem_pool_close(pool), 0);
 	ASSERT_EQ(gmem_vm_create(pool, "sw", 0), -EBADF);	/* closed pool */
 }
 
@@ -104,12 +104,12 @@ TEST(failed_vm_create_leaves_the_pool_free_for_another_arch)
 	ASSERT_GE(vm, 0);
 	/* A VM that was created binds the arch for good, even once destroyed. */
 	ASSERT_EQ(gmem_vm_create(pool, "snp", 0), -EINVAL);
-	ASSERT_EQ(gmem_vm_destroy(vm), 0);
+	ASSERT_EQ(gmem_vm_close(vm), 0);
 	ASSERT_EQ(gmem_vm_create(pool, "snp", 0), -EINVAL);
 	vm = gmem_vm_create(pool, "tdx", 0);
 	ASSERT_GE(vm, 0);
-	ASSERT_EQ(gmem_vm_destroy(vm), 0);
-	ASSERT_EQ(gmem_pool_destroy(pool), 0);
+	ASSERT_EQ(gmem_vm_close(vm), 0);
+	ASSERT_EQ(gmem_pool_close(pool), 0);
 }
 
 TEST(bind_rejects_bad_vm_slot_and_guest_range_before_looking_at_the_file)
@@ -118,24 +118,24 @@ TEST(bind_rejects_bad_vm_slot_and_guest_range_before_looking_at_the_file)
 	int fd = gmem_create(e.vm, MiB, 0);
 
 	ASSERT_GE(fd, 0);
-	ASSERT_EQ(gmem_bind(NEVER_OPEN, 0, 0, PG, fd, 0), -EBADF);
-	ASSERT_EQ(gmem_bind(fd, 0, 0, PG, fd, 0), -EINVAL);	/* not a VM */
-	ASSERT_EQ(gmem_bind(e.pool, 0, 0, PG, fd, 0), -EINVAL);
-	ASSERT_EQ(gmem_bind(e.vm, GMEM_MAX_SLOTS, 0, PG, fd, 0), -EINVAL);
-	ASSERT_EQ(gmem_bind(e.vm, UINT32_MAX, 0, PG, fd, 0), -EINVAL);
-	ASSERT_EQ(gmem_bind(e.vm, 0, 0, 0, fd, 0), -EINVAL);
-	ASSERT_EQ(gmem_bind(e.vm, 0, 1, PG, fd, 0), -EINVAL);
-	ASSERT_EQ(gmem_bind(e.vm, 0, PG / 2, PG, fd, 0), -EINVAL);
-	ASSERT_EQ(gmem_bind(e.vm, 0, 0, PG - 1, fd, 0), -EINVAL);
-	ASSERT_EQ(gmem_bind(e.vm, 0, 0, PG + 1, fd, 0), -EINVAL);
-	ASSERT_EQ(gmem_bind(e.vm, 0, ~0ULL - PG + 1, 2 * PG, fd, 0), -EINVAL);
+	ASSERT_EQ(gmem_vm_bind(NEVER_OPEN, 0, 0, PG, fd, 0), -EBADF);
+	ASSERT_EQ(gmem_vm_bind(fd, 0, 0, PG, fd, 0), -EINVAL);	/* not a VM */
+	ASSERT_EQ(gmem_vm_bind(e.pool, 0, 0, PG, fd, 0), -EINVAL);
+	ASSERT_EQ(gmem_vm_bind(e.vm, GMEM_MAX_SLOTS, 0, PG, fd, 0), -EINVAL);
+	ASSERT_EQ(gmem_vm_bind(e.vm, UINT32_MAX, 0, PG, fd, 0), -EINVAL);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 0, 0, 0, fd, 0), -EINVAL);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 0, 1, PG, fd, 0), -EINVAL);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 0, PG / 2, PG, fd, 0), -EINVAL);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 0, 0, PG - 1, fd, 0), -EINVAL);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 0, 0, PG + 1, fd, 0), -EINVAL);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 0, ~0ULL - PG + 1, 2 * PG, fd, 0), -EINVAL);
 	/* Slot and guest range are checked before the file is even looked up. */
-	ASSERT_EQ(gmem_bind(e.vm, GMEM_MAX_SLOTS, 0, PG, NEVER_OPEN, 0), -EINVAL);
-	ASSERT_EQ(gmem_bind(e.vm, 0, 1, PG, NEVER_OPEN, 0), -EINVAL);
-	ASSERT_EQ(gmem_bind(e.vm, 0, 0, 0, NEVER_OPEN, 0), -EINVAL);
+	ASSERT_EQ(gmem_vm_bind(e.vm, GMEM_MAX_SLOTS, 0, PG, NEVER_OPEN, 0), -EINVAL);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 0, 1, PG, NEVER_OPEN, 0), -EINVAL);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 0, 0, 0, NEVER_OPEN, 0), -EINVAL);
 	assert_unbound(e.vm, 0);
 	/* The highest slot id is a valid one. */
-	ASSERT_EQ(gmem_bind(e.vm, GMEM_MAX_SLOTS - 1, 0, PG, fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(e.vm, GMEM_MAX_SLOTS - 1, 0, PG, fd, 0), 0);
 	assert_translates(e.vm, 0, fd, 0, PG);
 	ASSERT_EQ(gmem_close(fd), 0);
 	env_free(&e);
@@ -154,29 +154,29 @@ TEST(bind_rejects_closed_foreign_and_non_file_handles_and_bad_file_ranges)
 	ASSERT_GE(foreign, 0);
 	ASSERT_EQ(gmem_close(closed), 0);
 
-	ASSERT_EQ(gmem_bind(e.vm, 0, 0, PG, closed, 0), -EBADF);
-	ASSERT_EQ(gmem_bind(e.vm, 0, 0, PG, -1, 0), -EBADF);
-	ASSERT_EQ(gmem_bind(e.vm, 0, 0, PG, NEVER_OPEN, 0), -EBADF);
-	ASSERT_EQ(gmem_bind(e.vm, 0, 0, PG, e.vm, 0), -EINVAL);
-	ASSERT_EQ(gmem_bind(e.vm, 0, 0, PG, vm2, 0), -EINVAL);
-	ASSERT_EQ(gmem_bind(e.vm, 0, 0, PG, e.pool, 0), -EINVAL);
-	ASSERT_EQ(gmem_bind(e.vm, 0, 0, PG, foreign, 0), -EINVAL);
-	ASSERT_EQ(gmem_bind(e.vm, 0, 0, PG, fd, 1), -EINVAL);
-	ASSERT_EQ(gmem_bind(e.vm, 0, 0, PG, fd, PG / 2), -EINVAL);
-	ASSERT_EQ(gmem_bind(e.vm, 0, 0, PG, fd, MiB), -EINVAL);
-	ASSERT_EQ(gmem_bind(e.vm, 0, 0, 2 * PG, fd, MiB - PG), -EINVAL);
-	ASSERT_EQ(gmem_bind(e.vm, 0, 0, MiB + PG, fd, 0), -EINVAL);
-	ASSERT_EQ(gmem_bind(e.vm, 0, 0, 2 * PG, fd, ~0ULL - PG + 1), -EINVAL);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 0, 0, PG, closed, 0), -EBADF);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 0, 0, PG, -1, 0), -EBADF);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 0, 0, PG, NEVER_OPEN, 0), -EBADF);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 0, 0, PG, e.vm, 0), -EINVAL);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 0, 0, PG, vm2, 0), -EINVAL);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 0, 0, PG, e.pool, 0), -EINVAL);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 0, 0, PG, foreign, 0), -EINVAL);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 0, 0, PG, fd, 1), -EINVAL);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 0, 0, PG, fd, PG / 2), -EINVAL);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 0, 0, PG, fd, MiB), -EINVAL);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 0, 0, 2 * PG, fd, MiB - PG), -EINVAL);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 0, 0, MiB + PG, fd, 0), -EINVAL);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 0, 0, 2 * PG, fd, ~0ULL - PG + 1), -EINVAL);
 	/* A failed bind changes nothing. */
 	assert_unbound(e.vm, 0);
 	/* The file of the other VM binds there; a range ending at EOF binds here. */
-	ASSERT_EQ(gmem_bind(vm2, 0, 0, MiB, foreign, 0), 0);
-	ASSERT_EQ(gmem_bind(e.vm, 0, 0, MiB, fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(vm2, 0, 0, MiB, foreign, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 0, 0, MiB, fd, 0), 0);
 	assert_translates(e.vm, MiB - 1, fd, MiB - 1, 1);
 	assert_translates(vm2, 0, foreign, 0, MiB);
 	ASSERT_EQ(gmem_close(foreign), 0);
 	ASSERT_EQ(gmem_close(fd), 0);
-	ASSERT_EQ(gmem_vm_destroy(vm2), 0);
+	ASSERT_EQ(gmem_vm_close(vm2), 0);
 	env_free(&e);
 }
 
@@ -188,27 +188,27 @@ TEST(bind_rejects_a_used_slot_id_with_einval_and_overlapping_guest_ranges_with_e
 
 	ASSERT_GE(fd, 0);
 	ASSERT_GE(fd2, 0);
-	ASSERT_EQ(gmem_bind(e.vm, 1, MiB, MiB, fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 1, MiB, MiB, fd, 0), 0);
 	/*
 	 * Same id, everything else free: a guest_memfd memslot is created or
 	 * deleted, never changed, so KVM answers EINVAL (EEXIST is for overlaps).
 	 */
-	ASSERT_EQ(gmem_bind(e.vm, 1, 8 * MiB, PG, fd2, 0), -EINVAL);
-	ASSERT_EQ(gmem_bind(e.vm, 1, MiB, MiB, fd, 0), -EINVAL);	/* the same again */
+	ASSERT_EQ(gmem_vm_bind(e.vm, 1, 8 * MiB, PG, fd2, 0), -EINVAL);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 1, MiB, MiB, fd, 0), -EINVAL);	/* the same again */
 	/* Guest overlaps (another file, so only the guest range collides). */
-	ASSERT_EQ(gmem_bind(e.vm, 2, MiB, PG, fd2, 0), -EEXIST);
-	ASSERT_EQ(gmem_bind(e.vm, 2, MiB + 3 * PG, PG, fd2, 0), -EEXIST);
-	ASSERT_EQ(gmem_bind(e.vm, 2, 2 * MiB - PG, 2 * PG, fd2, 0), -EEXIST);
-	ASSERT_EQ(gmem_bind(e.vm, 2, MiB - PG, 2 * PG, fd2, 0), -EEXIST);
-	ASSERT_EQ(gmem_bind(e.vm, 2, 0, 4 * MiB, fd2, 0), -EEXIST);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 2, MiB, PG, fd2, 0), -EEXIST);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 2, MiB + 3 * PG, PG, fd2, 0), -EEXIST);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 2, 2 * MiB - PG, 2 * PG, fd2, 0), -EEXIST);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 2, MiB - PG, 2 * PG, fd2, 0), -EEXIST);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 2, 0, 4 * MiB, fd2, 0), -EEXIST);
 	/* Nothing changed: the old slot is intact and nothing new appeared. */
 	assert_translates(e.vm, MiB + 3 * PG, fd, 3 * PG, MiB - 3 * PG);
 	assert_unbound(e.vm, 8 * MiB);
 	assert_unbound(e.vm, MiB - PG);
 	assert_unbound(e.vm, 2 * MiB);
 	/* Ranges that only touch are fine, and the refused id is still free. */
-	ASSERT_EQ(gmem_bind(e.vm, 2, 2 * MiB, PG, fd2, 0), 0);
-	ASSERT_EQ(gmem_bind(e.vm, 3, MiB - PG, PG, fd2, PG), 0);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 2, 2 * MiB, PG, fd2, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 3, MiB - PG, PG, fd2, PG), 0);
 	assert_translates(e.vm, 2 * MiB, fd2, 0, PG);
 	assert_translates(e.vm, MiB - PG, fd2, PG, PG);
 	assert_translates(e.vm, MiB, fd, 0, MiB);
@@ -223,20 +223,20 @@ TEST(bind_rejects_a_file_range_already_bound_at_any_guest_address)
 	int fd = gmem_create(e.vm, 4 * MiB, 0);
 
 	ASSERT_GE(fd, 0);
-	ASSERT_EQ(gmem_bind(e.vm, 0, 0, MiB, fd, MiB), 0);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 0, 0, MiB, fd, MiB), 0);
 	/* Disjoint guest ranges, same or overlapping file ranges. */
-	ASSERT_EQ(gmem_bind(e.vm, 1, 16 * MiB, MiB, fd, MiB), -EEXIST);
-	ASSERT_EQ(gmem_bind(e.vm, 1, 16 * MiB, MiB, fd, MiB - PG), -EEXIST);
-	ASSERT_EQ(gmem_bind(e.vm, 1, 16 * MiB, 2 * PG, fd, 2 * MiB - PG), -EEXIST);
-	ASSERT_EQ(gmem_bind(e.vm, 1, 16 * MiB, PG, fd, MiB + 5 * PG), -EEXIST);
-	ASSERT_EQ(gmem_bind(e.vm, 1, 16 * MiB, 4 * MiB, fd, 0), -EEXIST);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 1, 16 * MiB, MiB, fd, MiB), -EEXIST);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 1, 16 * MiB, MiB, fd, MiB - PG), -EEXIST);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 1, 16 * MiB, 2 * PG, fd, 2 * MiB - PG), -EEXIST);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 1, 16 * MiB, PG, fd, MiB + 5 * PG), -EEXIST);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 1, 16 * MiB, 4 * MiB, fd, 0), -EEXIST);
 	/* Overlapping guest and file ranges. */
-	ASSERT_EQ(gmem_bind(e.vm, 1, PG, PG, fd, MiB + PG), -EEXIST);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 1, PG, PG, fd, MiB + PG), -EEXIST);
 	assert_unbound(e.vm, 16 * MiB);
 	assert_translates(e.vm, PG, fd, MiB + PG, MiB - PG);
 	/* File ranges that only touch the bound one are fine. */
-	ASSERT_EQ(gmem_bind(e.vm, 1, 16 * MiB, MiB, fd, 0), 0);
-	ASSERT_EQ(gmem_bind(e.vm, 2, 32 * MiB, PG, fd, 2 * MiB), 0);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 1, 16 * MiB, MiB, fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 2, 32 * MiB, PG, fd, 2 * MiB), 0);
 	assert_translates(e.vm, 16 * MiB, fd, 0, MiB);
 	assert_translates(e.vm, 32 * MiB, fd, 2 * MiB, PG);
 	ASSERT_EQ(gmem_close(fd), 0);
@@ -262,7 +262,7 @@ TEST(many_slots_of_many_files_bound_in_any_order_translate_and_fault)
 	for (int n = 0; n < NSLOTS; n++) {
 		int i = (n * 37) % NSLOTS;
 
-		ASSERT_EQ(gmem_bind(e.vm, i * 255, GiB + i * SLOT_PAGES * PG,
+		ASSERT_EQ(gmem_vm_bind(e.vm, i * 255, GiB + i * SLOT_PAGES * PG,
 				    SLOT_PAGES * PG, fds[i % NFILES],
 				    (i / NFILES) * SLOT_PAGES * PG), 0);
 	}
@@ -283,7 +283,7 @@ TEST(many_slots_of_many_files_bound_in_any_order_translate_and_fault)
 	assert_unbound(e.vm, GiB + NSLOTS * SLOT_PAGES * PG);
 	/* Deleting every other slot leaves the rest in place. */
 	for (int i = 0; i < NSLOTS; i += 2)
-		ASSERT_EQ(gmem_unbind(e.vm, i * 255), 0);
+		ASSERT_EQ(gmem_vm_unbind(e.vm, i * 255), 0);
 	for (int i = 0; i < NSLOTS; i++) {
 		uint64_t gpa = GiB + i * SLOT_PAGES * PG;
 
@@ -308,7 +308,7 @@ TEST(translate_reports_file_offset_and_bytes_left_in_the_binding)
 	uint64_t base = 64 * MiB, len = 64 * 1024, off = 8192;
 
 	ASSERT_GE(fd, 0);
-	ASSERT_EQ(gmem_bind(e.vm, 3, base, len, fd, off), 0);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 3, base, len, fd, off), 0);
 	assert_translates(e.vm, base, fd, off, len);
 	assert_translates(e.vm, base + 0x1234, fd, off + 0x1234, len - 0x1234);
 	assert_translates(e.vm, base + len - 1, fd, off + len - 1, 1);
@@ -335,7 +335,7 @@ TEST(fault_where_nothing_is_bound_fails_with_efault)
 	ASSERT_GE(fd, 0);
 	ASSERT_EQ(gmem_vm_fault(e.vm, 0, SHARED_R, &pfn, &exit), -EFAULT);
 	ASSERT_EQ(gmem_vm_fault(e.vm, 0, PRIVATE_W, &pfn, &exit), -EFAULT);
-	ASSERT_EQ(gmem_bind(e.vm, 0, MiB, MiB, fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 0, MiB, MiB, fd, 0), 0);
 	ASSERT_EQ(gmem_vm_fault(e.vm, MiB - 1, SHARED_R, NULL, NULL), -EFAULT);
 	ASSERT_EQ(gmem_vm_fault(e.vm, 2 * MiB, SHARED_R, NULL, NULL), -EFAULT);
 	ASSERT_EQ(gmem_vm_fault(e.vm, MiB, SHARED_R, NULL, NULL), 0);
@@ -363,7 +363,7 @@ TEST(shared_access_to_a_private_page_exits_with_the_private_flag_clear)
 	uint64_t pfn = 0x5a5a;
 
 	ASSERT_GE(fd, 0);
-	ASSERT_EQ(gmem_bind(e.vm, 0, MiB, MiB, fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 0, MiB, MiB, fd, 0), 0);
 	memset(&exit, 0xff, sizeof(exit));
 	ASSERT_EQ(gmem_vm_fault(e.vm, MiB + 5 * PG + 0x123, SHARED_R, &pfn, &exit), 1);
 	assert_memory_fault_exit(&exit, MiB + 5 * PG, false);
@@ -386,7 +386,7 @@ TEST(private_access_to_a_shared_page_exits_with_the_private_flag_set)
 	struct gmem_exit exit;
 
 	ASSERT_GE(fd, 0);
-	ASSERT_EQ(gmem_bind(e.vm, 0, 2 * MiB, MiB, fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 0, 2 * MiB, MiB, fd, 0), 0);
 	memset(&exit, 0xff, sizeof(exit));
 	ASSERT_EQ(gmem_vm_fault(e.vm, 2 * MiB + 0xfff, PRIVATE_R, NULL, &exit), 1);
 	assert_memory_fault_exit(&exit, 2 * MiB, true);
@@ -411,8 +411,8 @@ TEST(matching_fault_allocates_a_zeroed_folio_and_maps_its_frame)
 
 	ASSERT_GE(priv, 0);
 	ASSERT_GE(shared, 0);
-	ASSERT_EQ(gmem_bind(e.vm, 0, MiB, MiB, priv, 0), 0);
-	ASSERT_EQ(gmem_bind(e.vm, 1, 4 * MiB, MiB, shared, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 0, MiB, MiB, priv, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 1, 4 * MiB, MiB, shared, 0), 0);
 
 	ASSERT_EQ(gmem_folio_info(priv, 2 * PG, NULL, NULL, NULL), 0);
 	ASSERT_EQ(gmem_vm_fault(e.vm, MiB + 2 * PG + 7, PRIVATE_W, &pfn, NULL), 0);
@@ -463,7 +463,7 @@ TEST(unbind_zaps_stage2_and_later_faults_fail_with_efault)
 	int64_t seq;
 
 	ASSERT_GE(fd, 0);
-	ASSERT_EQ(gmem_bind(e.vm, 5, MiB, 64 * 1024, fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 5, MiB, 64 * 1024, fd, 0), 0);
 	ASSERT_EQ(gmem_vm_fault(e.vm, MiB, PRIVATE_W, &pfn, NULL), 0);
 	ASSERT_EQ(gmem_vm_fault(e.vm, MiB + PG, PRIVATE_W, NULL, NULL), 0);
 	ASSERT_EQ(gmem_vm_stage2(e.vm, MiB, NULL, NULL), 1);
@@ -471,7 +471,7 @@ TEST(unbind_zaps_stage2_and_later_faults_fail_with_efault)
 	seq = gmem_vm_invalidate_seq(e.vm);
 	ASSERT_GE(seq, 0);
 
-	ASSERT_EQ(gmem_unbind(e.vm, 5), 0);
+	ASSERT_EQ(gmem_vm_unbind(e.vm, 5), 0);
 	ASSERT_GT(gmem_vm_invalidate_seq(e.vm), seq);
 	ASSERT_EQ(gmem_vm_stage2(e.vm, MiB, NULL, NULL), 0);
 	ASSERT_EQ(gmem_vm_stage2(e.vm, MiB + PG, NULL, NULL), 0);
@@ -481,15 +481,15 @@ TEST(unbind_zaps_stage2_and_later_faults_fail_with_efault)
 	/* Unbinding frees no memory. */
 	ASSERT_EQ(gmem_folio_info(fd, 0, NULL, NULL, NULL), 1);
 
-	ASSERT_EQ(gmem_unbind(e.vm, 5), -EINVAL);
-	ASSERT_EQ(gmem_unbind(e.vm, 6), -EINVAL);
-	ASSERT_EQ(gmem_unbind(e.vm, GMEM_MAX_SLOTS), -EINVAL);
-	ASSERT_EQ(gmem_unbind(e.vm, UINT32_MAX), -EINVAL);
-	ASSERT_EQ(gmem_unbind(fd, 5), -EINVAL);
-	ASSERT_EQ(gmem_unbind(NEVER_OPEN, 5), -EBADF);
+	ASSERT_EQ(gmem_vm_unbind(e.vm, 5), -EINVAL);
+	ASSERT_EQ(gmem_vm_unbind(e.vm, 6), -EINVAL);
+	ASSERT_EQ(gmem_vm_unbind(e.vm, GMEM_MAX_SLOTS), -EINVAL);
+	ASSERT_EQ(gmem_vm_unbind(e.vm, UINT32_MAX), -EINVAL);
+	ASSERT_EQ(gmem_vm_unbind(fd, 5), -EINVAL);
+	ASSERT_EQ(gmem_vm_unbind(NEVER_OPEN, 5), -EBADF);
 
 	/* The id and both ranges are free again; the folio is the same one. */
-	ASSERT_EQ(gmem_bind(e.vm, 5, MiB, 64 * 1024, fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 5, MiB, 64 * 1024, fd, 0), 0);
 	ASSERT_EQ(gmem_vm_fault(e.vm, MiB, PRIVATE_R, &again, NULL), 0);
 	ASSERT_EQ(again, pfn);
 	ASSERT_EQ(gmem_close(fd), 0);
@@ -505,8 +505,8 @@ TEST(closing_a_file_removes_its_bindings_and_only_its_own)
 
 	ASSERT_GE(fd, 0);
 	ASSERT_GE(fd2, 0);
-	ASSERT_EQ(gmem_bind(e.vm, 0, MiB, 64 * 1024, fd, 0), 0);
-	ASSERT_EQ(gmem_bind(e.vm, 1, 2 * MiB, 64 * 1024, fd2, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 0, MiB, 64 * 1024, fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 1, 2 * MiB, 64 * 1024, fd2, 0), 0);
 	ASSERT_EQ(gmem_vm_fault(e.vm, MiB, PRIVATE_W, NULL, NULL), 0);
 	ASSERT_EQ(gmem_vm_fault(e.vm, 2 * MiB, PRIVATE_W, NULL, NULL), 0);
 	seq = gmem_vm_invalidate_seq(e.vm);
@@ -541,7 +541,7 @@ TEST(closing_a_file_removes_its_bindings_even_with_pinned_pages)
 	struct gmem_pool_stats st;
 
 	ASSERT_GE(fd, 0);
-	ASSERT_EQ(gmem_bind(e.vm, 0, MiB, MiB, fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 0, MiB, MiB, fd, 0), 0);
 	ASSERT_EQ(gmem_vm_fault(e.vm, MiB + PG, SHARED_W, NULL, NULL), 0);
 	ASSERT_EQ(gmem_pin(fd, 0, PG), 0);
 	ASSERT_EQ(gmem_close(fd), 0);
@@ -566,11 +566,11 @@ TEST(files_keep_their_vm_alive_after_vm_destroy)
 	ASSERT_GE(vm, 0);
 	fd = gmem_create(vm, MiB, 0);
 	ASSERT_GE(fd, 0);
-	ASSERT_EQ(gmem_bind(vm, 0, 0, MiB, fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(vm, 0, 0, MiB, fd, 0), 0);
 	fill(data, sizeof(data), 7);
 	ASSERT_EQ(gmem_vm_access(vm, PG - 32, data, sizeof(data), PRIVATE_W, NULL), 0);
 
-	ASSERT_EQ(gmem_vm_destroy(vm), 0);
+	ASSERT_EQ(gmem_vm_close(vm), 0);
 	ASSERT_EQ(gmem_vm_fault(vm, 0, PRIVATE_R, NULL, NULL), -EBADF);
 	ASSERT_EQ(gmem_vm_translate(vm, 0, NULL, NULL, NULL), -EBADF);
 	ASSERT_EQ(gmem_create(vm, MiB, 0), -EBADF);
@@ -597,7 +597,7 @@ TEST(files_keep_their_vm_alive_after_vm_destroy)
 	ASSERT_EQ(st.files, 0);
 	ASSERT_EQ(st.frames_in_use, 0);
 	ASSERT_EQ(st.frames_reserved, 0);
-	ASSERT_EQ(gmem_pool_destroy(pool), 0);
+	ASSERT_EQ(gmem_pool_close(pool), 0);
 }
 
 TEST(guest_access_writes_and_reads_back_across_page_boundaries)
@@ -611,8 +611,8 @@ TEST(guest_access_writes_and_reads_back_across_page_boundaries)
 
 	ASSERT_GE(priv, 0);
 	ASSERT_GE(shared, 0);
-	ASSERT_EQ(gmem_bind(e.vm, 0, 0, MiB, priv, 0), 0);
-	ASSERT_EQ(gmem_bind(e.vm, 1, MiB, MiB, shared, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 0, 0, MiB, priv, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 1, MiB, MiB, shared, 0), 0);
 
 	/* A private file: pages 0..2 of it, from 1000 bytes before page 1. */
 	fill(data, sizeof(data), 1);
@@ -653,7 +653,7 @@ TEST(guest_access_stops_at_the_first_page_whose_attribute_disagrees)
 	struct gmem_exit exit;
 
 	ASSERT_GE(fd, 0);
-	ASSERT_EQ(gmem_bind(e.vm, 0, MiB, MiB, fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 0, MiB, MiB, fd, 0), 0);
 	ASSERT_EQ(gmem_set_attributes(fd, PG, PG, GMEM_ATTR_PRIVATE, 0, NULL), 0);
 	fill(data, sizeof(data), 3);
 	memset(&exit, 0xff, sizeof(exit));
@@ -681,8 +681,8 @@ TEST(guest_access_crosses_from_one_slot_into_the_next)
 	ASSERT_GE(a, 0);
 	ASSERT_GE(b, 0);
 	/* The last page of a's slot is followed by the first of b's. */
-	ASSERT_EQ(gmem_bind(e.vm, 0, MiB - PG, PG, a, 5 * PG), 0);
-	ASSERT_EQ(gmem_bind(e.vm, 1, MiB, PG, b, 9 * PG), 0);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 0, MiB - PG, PG, a, 5 * PG), 0);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 1, MiB, PG, b, 9 * PG), 0);
 	fill(data, sizeof(data), 5);
 	ASSERT_EQ(gmem_vm_access(e.vm, MiB - PG, data, sizeof(data), PRIVATE_W, NULL), 0);
 	ASSERT_EQ(gmem_vm_access(e.vm, MiB - PG, back, sizeof(back), PRIVATE_R, NULL), 0);
@@ -705,12 +705,12 @@ TEST(the_top_page_of_the_guest_address_space_binds_and_faults)
 	uint64_t top = (1ULL << 48) - PG, pfn, s2pfn;
 
 	ASSERT_GE(fd, 0);
-	ASSERT_EQ(gmem_bind(e.vm, 0, top, PG, fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 0, top, PG, fd, 0), 0);
 	assert_translates(e.vm, top + 5, fd, 5, PG - 5);
 	ASSERT_EQ(gmem_vm_fault(e.vm, top, PRIVATE_W, &pfn, NULL), 0);
 	ASSERT_EQ(gmem_vm_stage2(e.vm, top, &s2pfn, NULL), 1);
 	ASSERT_EQ(s2pfn, pfn);
-	ASSERT_EQ(gmem_unbind(e.vm, 0), 0);
+	ASSERT_EQ(gmem_vm_unbind(e.vm, 0), 0);
 	ASSERT_EQ(gmem_vm_stage2(e.vm, top, NULL, NULL), 0);
 	ASSERT_EQ(gmem_close(fd), 0);
 	env_free(&e);

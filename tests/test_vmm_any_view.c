@@ -42,7 +42,7 @@ static struct any any_new(uint64_t flags, bool others)
 	ASSERT_GE(a.vm, 0);
 	a.fd = gmem_create(a.vm, NPAGES * PG, flags);
 	ASSERT_GE(a.fd, 0);
-	ASSERT_EQ(gmem_bind(a.vm, 0, GPA, NPAGES * PG, a.fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(a.vm, 0, GPA, NPAGES * PG, a.fd, 0), 0);
 	ASSERT_EQ(gmem_vm_view_mmap(a.vm, 0, GMEM_VIEW_ANY, &p), 0);
 	a.any = p;
 	for (int k = 0; others && k < 2; k++) {
@@ -60,7 +60,7 @@ static void any_free(struct any *a)
 	for (int k = 0; k < 2; k++)
 		if (a->view[k])
 			ASSERT_EQ(munmap(a->view[k], NPAGES * PG), 0);
-	ASSERT_EQ(gmem_vm_destroy(a->vm), 0);
+	ASSERT_EQ(gmem_vm_close(a->vm), 0);
 	env_free(&a->e);
 }
 
@@ -195,7 +195,7 @@ TEST(any_view_made_late_opens_what_stage2_maps_of_either_kind)
 	uint8_t *p = NULL;
 
 	ASSERT_GE(fd, 0);
-	ASSERT_EQ(gmem_bind(e.vm, 7, GPA, NPAGES * PG, fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 7, GPA, NPAGES * PG, fd, 0), 0);
 	ASSERT_EQ(gmem_vm_fault(e.vm, GPA + 2 * PG, GMEM_FAULT_PRIVATE, NULL, NULL), 0);
 	ASSERT_EQ(gmem_set_attributes(fd, 4 * PG, PG, 0, 0, NULL), 0);
 	ASSERT_EQ(gmem_vm_fault(e.vm, GPA + 4 * PG, 0, NULL, NULL), 0);
@@ -204,7 +204,7 @@ TEST(any_view_made_late_opens_what_stage2_maps_of_either_kind)
 	ASSERT_EQ(probe_read(p + 4 * PG, NULL), 0);
 	ASSERT_NE(probe_read(p + 3 * PG, NULL), 0);
 	/* Unbinding leaves an inaccessible reservation. */
-	ASSERT_EQ(gmem_unbind(e.vm, 7), 0);
+	ASSERT_EQ(gmem_vm_unbind(e.vm, 7), 0);
 	ASSERT_NE(probe_read(p + 2 * PG, NULL), 0);
 	ASSERT_NE(probe_read(p + 4 * PG, NULL), 0);
 	ASSERT_EQ(gmem_close(fd), 0);
@@ -230,7 +230,7 @@ TEST(check_mode_catches_an_any_view_that_shows_an_unmapped_page)
 	ASSERT_EQ(madvise(a.any + 5 * PG, PG, MADV_GUARD_INSTALL), 0);
 	ASSERT_EQ(gmem_close(a.fd), 0);
 	ASSERT_EQ(munmap(a.any, NPAGES * PG), 0);
-	ASSERT_EQ(gmem_vm_destroy(a.vm), 0);
+	ASSERT_EQ(gmem_vm_close(a.vm), 0);
 	env_free(&a.e);
 }
 
@@ -245,7 +245,7 @@ TEST(any_view_follows_huge_entries)
 	ASSERT_GE(vm, 0);
 	fd = gmem_create(vm, 2 * BLOCK * PG, GMEM_FLAG_HUGE_2M);
 	ASSERT_GE(fd, 0);
-	ASSERT_EQ(gmem_bind(vm, 0, GPA, 2 * BLOCK * PG, fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(vm, 0, GPA, 2 * BLOCK * PG, fd, 0), 0);
 	ASSERT_EQ(gmem_vm_view_mmap(vm, 0, GMEM_VIEW_ANY, (void **)&p), 0);
 	ASSERT_EQ(gmem_vm_fault(vm, GPA + 7 * PG, GMEM_FAULT_PRIVATE, NULL, NULL), 0);
 	ASSERT_EQ(gmem_vm_stage2_level(vm, GPA), 1);
@@ -266,6 +266,6 @@ TEST(any_view_follows_huge_entries)
 	ASSERT_EQ(gmem_vm_violations(vm, NULL, 0), 0);
 	ASSERT_EQ(gmem_close(fd), 0);
 	ASSERT_EQ(munmap(p, 2 * BLOCK * PG), 0);
-	ASSERT_EQ(gmem_vm_destroy(vm), 0);
+	ASSERT_EQ(gmem_vm_close(vm), 0);
 	env_free(&e);
 }

@@ -116,7 +116,7 @@ TEST(pages_mapped_before_the_view_is_made_are_open)
 	void *p = NULL;
 
 	ASSERT_GE(fd, 0);
-	ASSERT_EQ(gmem_bind(e.vm, 7, GPA, NPAGES * PG, fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 7, GPA, NPAGES * PG, fd, 0), 0);
 	ASSERT_EQ(gmem_vm_fault(e.vm, GPA + 2 * PG, GMEM_FAULT_PRIVATE, NULL, NULL), 0);
 	ASSERT_EQ(gmem_vm_view_mmap(e.vm, 7, PRIV, &p), 0);
 	ASSERT_EQ(probe_read((uint8_t *)p + 2 * PG, NULL), 0);
@@ -132,13 +132,13 @@ TEST(unbind_leaves_an_inaccessible_reservation)
 
 	ASSERT_EQ(fault(&v, 0, GMEM_FAULT_PRIVATE), 0);
 	ASSERT_TRUE(open_in(&v, 1, 0));
-	ASSERT_EQ(gmem_unbind(v.e.vm, 0), 0);
+	ASSERT_EQ(gmem_vm_unbind(v.e.vm, 0), 0);
 	for (uint64_t i = 0; i < NPAGES; i++) {
 		ASSERT_TRUE(!open_in(&v, 1, i));
 		ASSERT_TRUE(!open_in(&v, 0, i));
 	}
 	/* A new binding of the same slot gets fresh views. */
-	ASSERT_EQ(gmem_bind(v.e.vm, 0, GPA, NPAGES * PG, v.fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(v.e.vm, 0, GPA, NPAGES * PG, v.fd, 0), 0);
 	ASSERT_EQ(fault(&v, 0, GMEM_FAULT_PRIVATE), 0);
 	ASSERT_TRUE(!open_in(&v, 1, 0));
 	views_free(&v);
@@ -200,7 +200,7 @@ TEST(check_mode_catches_a_view_that_shows_an_unmapped_page)
 	ASSERT_GE(vm, 0);
 	fd = gmem_create(vm, NPAGES * PG, 0);
 	ASSERT_GE(fd, 0);
-	ASSERT_EQ(gmem_bind(vm, 0, GPA, NPAGES * PG, fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(vm, 0, GPA, NPAGES * PG, fd, 0), 0);
 	ASSERT_EQ(gmem_vm_view_mmap(vm, 0, PRIV, (void **)&p), 0);
 	ASSERT_EQ(gmem_vm_fault(vm, GPA, GMEM_FAULT_PRIVATE, NULL, NULL), 0);
 	ASSERT_EQ(gmem_vm_violations(vm, NULL, 0), 0);
@@ -214,7 +214,7 @@ TEST(check_mode_catches_a_view_that_shows_an_unmapped_page)
 	ASSERT_TRUE(strstr(viol.rule, "the private view shows gfn"));
 	ASSERT_EQ(gmem_close(fd), 0);
 	ASSERT_EQ(munmap(p, NPAGES * PG), 0);
-	ASSERT_EQ(gmem_vm_destroy(vm), 0);
+	ASSERT_EQ(gmem_vm_close(vm), 0);
 	env_free(&e);
 }
 
@@ -233,7 +233,7 @@ TEST(a_huge_entry_opens_and_closes_its_whole_folio_in_the_view)
 	ASSERT_GE(vm, 0);
 	fd = gmem_create(vm, 2 * BLOCK * PG, GMEM_FLAG_HUGE_2M);
 	ASSERT_GE(fd, 0);
-	ASSERT_EQ(gmem_bind(vm, 0, GPA, 2 * BLOCK * PG, fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(vm, 0, GPA, 2 * BLOCK * PG, fd, 0), 0);
 	ASSERT_EQ(gmem_vm_view_mmap(vm, 0, PRIV, (void **)&p), 0);
 
 	ASSERT_EQ(gmem_vm_fault(vm, GPA + 7 * PG, GMEM_FAULT_PRIVATE, NULL, NULL), 0);
@@ -260,7 +260,7 @@ TEST(a_huge_entry_opens_and_closes_its_whole_folio_in_the_view)
 
 	ASSERT_EQ(gmem_close(fd), 0);
 	ASSERT_EQ(munmap(p, 2 * BLOCK * PG), 0);
-	ASSERT_EQ(gmem_vm_destroy(vm), 0);
+	ASSERT_EQ(gmem_vm_close(vm), 0);
 	env_free(&e);
 }
 

@@ -43,7 +43,7 @@ static inline struct views views_new(const char *arch, uint64_t flags)
 
 	v.fd = gmem_create(v.e.vm, NPAGES * PG, flags);
 	ASSERT_GE(v.fd, 0);
-	ASSERT_EQ(gmem_bind(v.e.vm, 0, GPA, NPAGES * PG, v.fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(v.e.vm, 0, GPA, NPAGES * PG, v.fd, 0), 0);
 	ASSERT_EQ(gmem_vm_view_mmap(v.e.vm, 0, PRIV, &p), 0);
 	ASSERT_EQ(gmem_vm_view_mmap(v.e.vm, 0, 0, &s), 0);
 	v.view[1] = p;

@@ -265,9 +265,9 @@ int env_open(struct env *e, uint64_t capacity, const char *arch)
 void env_close(struct env *e)
 {
 	if (e->vm >= 0)
-		gmem_vm_destroy(e->vm);
+		gmem_vm_close(e->vm);
 	if (e->pool >= 0)
-		gmem_pool_destroy(e->pool);
+		gmem_pool_close(e->pool);
 	e->vm = e->pool = -1;
 }
 

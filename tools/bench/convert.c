@@ -52,7 +52,7 @@ void case1(void)
 
 	TRY("1a", n1, env_open(&e, 0, "sw"));
 	TRY("1a", n1, fd = gmem_create(e.vm, GiB, 0));
-	TRY("1a", n1, gmem_bind(e.vm, 0, 0, GiB, fd, 0));
+	TRY("1a", n1, gmem_vm_bind(e.vm, 0, 0, GiB, fd, 0));
 	/* The page exists and is mapped in stage 2 before the first conversion. */
 	TRY("1a", n1, gmem_vm_fault(e.vm, off, GMEM_FAULT_WRITE | GMEM_FAULT_PRIVATE,
 				    NULL, NULL));
@@ -77,7 +77,7 @@ void case1(void)
 
 	/* The same with a host mapping of the whole file, vs a bare mprotect pair. */
 	TRY("1b", n2, fd2 = gmem_create(e.vm, GiB, GMEM_FLAG_MMAP));
-	TRY("1b", n2, gmem_bind(e.vm, 1, GiB, GiB, fd2, 0));
+	TRY("1b", n2, gmem_vm_bind(e.vm, 1, GiB, GiB, fd2, 0));
 	TRY("1b", n2, gmem_mmap(fd2, 0, GiB, PROT_READ | PROT_WRITE, MAP_SHARED, &map));
 	TRY("1b", n2, gmem_set_attributes(fd2, off, PAGE, 0, 0, NULL));
 	((volatile uint8_t *)map)[off] = 1;
@@ -176,7 +176,7 @@ void case2(void)
 
 		TRY(ids[a], names[a], env_open(&e, 0, archs[a]));
 		TRY(ids[a], names[a], fd = gmem_create(e.vm, GiB, 0));
-		TRY(ids[a], names[a], gmem_bind(e.vm, 0, 0, GiB, fd, 0));
+		TRY(ids[a], names[a], gmem_vm_bind(e.vm, 0, 0, GiB, fd, 0));
 		for (r = 0; r < nruns; r++) {
 			uint64_t t0;
 
@@ -317,7 +317,7 @@ void case6(void)
 	TRY("6a", n1, env_open(&e, 0, "sw"));
 	c->vm = e.vm;
 	TRY("6a", n1, c->fd = gmem_create(e.vm, GiB, 0));
-	TRY("6a", n1, gmem_bind(e.vm, 0, 0, GiB, c->fd, 0));
+	TRY("6a", n1, gmem_vm_bind(e.vm, 0, 0, GiB, c->fd, 0));
 	for (r = 0; r < nruns; r++) {
 		TRY("6a", n1, c6_run(c, true, true, sec));
 		cv[r] = c->convs / sec / 1e3;

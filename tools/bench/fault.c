@@ -147,7 +147,7 @@ void case3(void)
 	snprintf(frag.skip, sizeof(frag.skip), "skipped: case 3 did not run");
 	TRY(id, name, env_open(&e, 0, "sw"));
 	TRY(id, name, fd = gmem_create(e.vm, size, 0));
-	TRY(id, name, gmem_bind(e.vm, 0, 0, size, fd, 0));
+	TRY(id, name, gmem_vm_bind(e.vm, 0, 0, size, fd, 0));
 	TRY(id, name, fault_set_init(&fs, e.vm, size, 65536, 42));
 
 	for (s = 0; s < NSTAGES && stage_ranges[s] <= max_ranges; s++) {
@@ -426,7 +426,7 @@ void case7(void)
 	TRY("7a", conv_names[0], env_open(&e, 2 * TiB, "sw"));
 	for (s = 0; s < NSIZES; s++) {
 		TRY("7a", conv_names[s], fd = gmem_create(e.vm, sizes[s], 0));
-		TRY("7a", conv_names[s], gmem_bind(e.vm, 0, 0, sizes[s], fd, 0));
+		TRY("7a", conv_names[s], gmem_vm_bind(e.vm, 0, 0, sizes[s], fd, 0));
 		TRY("7a", conv_names[s], fault_set_init(&fs, e.vm, sizes[s], 4096, 99));
 		TRY("7a", conv_names[s], fault_set_refresh(&fs, fd));
 		for (r = 0; r < nruns; r++) {
@@ -441,7 +441,7 @@ void case7(void)
 		}
 		flt[s] = summarize(v, nruns);
 		fault_set_free(&fs);
-		TRY("7a", conv_names[s], gmem_unbind(e.vm, 0));
+		TRY("7a", conv_names[s], gmem_vm_unbind(e.vm, 0));
 		close_fd(&fd);
 		done = s + 1;
 	}

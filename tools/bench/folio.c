@@ -89,9 +89,9 @@ void case8(void)
 
 	TRY("8a", n1, env_open(&e, 0, "sw"));
 	TRY("8a", n1, fd = gmem_create(e.vm, GiB, GMEM_FLAG_HUGE_1G));
-	TRY("8a", n1, gmem_bind(e.vm, 0, 0, GiB, fd, 0));
+	TRY("8a", n1, gmem_vm_bind(e.vm, 0, 0, GiB, fd, 0));
 	TRY("8a", n1, fd4 = gmem_create(e.vm, GiB, 0));
-	TRY("8a", n1, gmem_bind(e.vm, 1, GiB, GiB, fd4, 0));
+	TRY("8a", n1, gmem_vm_bind(e.vm, 1, GiB, GiB, fd4, 0));
 	TRY("8a", n1, gmem_vm_fault(e.vm, off, GMEM_FAULT_WRITE | GMEM_FAULT_PRIVATE,
 				    NULL, NULL));
 	TRY("8a", n1, gmem_vm_fault(e.vm, GiB + off,
@@ -138,7 +138,7 @@ void case8(void)
 	env_close(&e);
 	TRY("8c", n3, env_open(&p, 0, "pkvm"));
 	TRY("8c", n3, fd = gmem_create(p.vm, GiB, GMEM_FLAG_HUGE_1G));
-	TRY("8c", n3, gmem_bind(p.vm, 0, 0, GiB, fd, 0));
+	TRY("8c", n3, gmem_vm_bind(p.vm, 0, 0, GiB, fd, 0));
 	TRY("8c", n3, gmem_vm_fault(p.vm, off, GMEM_FAULT_WRITE | GMEM_FAULT_PRIVATE,
 				    NULL, NULL));
 	for (r = 0; r < nruns; r++) {

@@ -341,9 +341,9 @@ static bool op_bind(struct run *r)
 	}
 	if (tries == 8)
 		return false;
-	ret = gmem_bind(r->vm, bi, gpa, n * PAGE, f->fd, p * PAGE);
+	ret = gmem_vm_bind(r->vm, bi, gpa, n * PAGE, f->fd, p * PAGE);
 	if (ret) {
-		bad_return(r, "gmem_bind", ret);
+		bad_return(r, "gmem_vm_bind", ret);
 		return true;
 	}
 	r->binds[bi] = (struct cbind){ true, fi, gpa, p * PAGE, n };
@@ -358,9 +358,9 @@ static bool op_unbind(struct run *r)
 
 	if (bi < 0)
 		return false;
-	ret = gmem_unbind(r->vm, bi);
+	ret = gmem_vm_unbind(r->vm, bi);
 	if (ret)
-		bad_return(r, "gmem_unbind", ret);
+		bad_return(r, "gmem_vm_unbind", ret);
 	else
 		drop_bind(r, bi);
 	return true;
@@ -639,9 +639,9 @@ static void release(struct run *r, int fi)
 	for (int i = 0; i < MAX_BINDS && unbind_first; i++) {
 		if (!r->binds[i].used || r->binds[i].file != fi)
 			continue;
-		ret = gmem_unbind(r->vm, i);
+		ret = gmem_vm_unbind(r->vm, i);
 		if (ret)
-			bad_return(r, "gmem_unbind", ret);
+			bad_return(r, "gmem_vm_unbind", ret);
 		else
 			drop_bind(r, i);
 	}
@@ -740,7 +740,7 @@ static void run_one(struct run *r, uint64_t seed, uint64_t ops,
 	r->vm = gmem_vm_create(r->pool, r->backend, flags);
 	if (r->vm < 0) {
 		setup_failed(res, "gmem_vm_create");
-		gmem_pool_destroy(r->pool);
+		gmem_pool_close(r->pool);
 		return;
 	}
 	for (r->op = 0; r->op < ops; r->op++)
@@ -757,8 +757,8 @@ static void run_one(struct run *r, uint64_t seed, uint64_t ops,
 		res->first.op[sizeof(res->first.op) - 1] = 0;
 		res->first.rule[sizeof(res->first.rule) - 1] = 0;
 	}
-	gmem_vm_destroy(r->vm);
-	gmem_pool_destroy(r->pool);
+	gmem_vm_close(r->vm);
+	gmem_pool_close(r->pool);
 	res->exits = r->exits;
 	res->failures = r->failures;
 	if (r->failures > MAX_REPORTED)

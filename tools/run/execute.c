@@ -133,7 +133,7 @@ static int do_op(struct run *r)
 			o->h = ret;
 		return ret < 0 ? ret : 0;
 	case OP_BIND:
-		ret = gmem_bind(o->h, (uint32_t)v[K_SLOT], v[K_GPA], v[K_SIZE],
+		ret = gmem_vm_bind(o->h, (uint32_t)v[K_SLOT], v[K_GPA], v[K_SIZE],
 				fh, v[K_OFFSET]);
 		if (!ret) {
 			struct binding *b = realloc(r->b, (r->nb + 1) * sizeof(*b));
@@ -150,7 +150,7 @@ static int do_op(struct run *r)
 		}
 		return ret;
 	case OP_UNBIND:
-		ret = gmem_unbind(o->h, (uint32_t)v[K_SLOT]);
+		ret = gmem_vm_unbind(o->h, (uint32_t)v[K_SLOT]);
 		for (int i = 0; !ret && i < r->nb; i++)
 			if (r->b[i].vm == c->obj && r->b[i].slot == v[K_SLOT])
 				r->b[i].live = false;
@@ -176,7 +176,7 @@ static int do_op(struct run *r)
 		return ret;
 	case OP_CLOSE:
 		if (r->s->objs[c->obj].kind == OBJ_VM) {
-			ret = gmem_vm_destroy(o->h);
+			ret = gmem_vm_close(o->h);
 		} else {
 			ret = gmem_close(o->h);
 			for (int i = 0; !ret && i < r->nb; i++)
@@ -316,7 +316,7 @@ static int do_check(struct run *r)
 				     gmem_last_error());
 		if (ret == 0)
 			snprintf(state, sizeof(state), "hole");
-		else if (gmem_frame_state(r->pools[r->rt[o->vm].pool], pfn,
+		else if (gmem_pool_frame_state(r->pools[r->rt[o->vm].pool], pfn,
 					  state, sizeof(state)) < 0)
 			snprintf(state, sizeof(state), "?");
 		if (!memmem(state, strlen(state), c->data, c->data_len)) {
@@ -467,10 +467,10 @@ static void teardown(struct run *r)
 			gmem_close(r->rt[i].h);
 	for (int i = 0; i < r->s->nobjs; i++)
 		if (r->s->objs[i].kind == OBJ_VM && r->rt[i].h >= 0)
-			gmem_vm_destroy(r->rt[i].h);
+			gmem_vm_close(r->rt[i].h);
 	for (int i = 0; i < NPOOLS; i++)
 		if (r->pools[i] >= 0)
-			gmem_pool_destroy(r->pools[i]);
+			gmem_pool_close(r->pools[i]);
 }
 
 int scenario_run(struct scenario *s, const struct scn_opts *o)

@@ -150,7 +150,7 @@ void snap_take(struct run *r, struct snap *sn, const struct snap *prev)
 		if (!pg->present && prev)
 			pg->pfn = prev->pg[i].pfn;	/* where it was */
 		if (pg->present || prev)
-			gmem_frame_state(pg->pool, pg->pfn, pg->state,
+			gmem_pool_frame_state(pg->pool, pg->pfn, pg->state,
 					 sizeof(pg->state));
 		/*
 		 * Only a present frame is read: touching a freed one through

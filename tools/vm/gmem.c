@@ -58,8 +58,8 @@ static int memory_setup(struct vmm *m)
 	m->fd = gmem_create(m->gvm, VM_RAM_SIZE, GMEM_FLAG_MMAP | m->o->folio);
 	if (m->fd < 0)
 		return gmem_failed(m, "gmem_create");
-	if (gmem_bind(m->gvm, 0, 0, VM_RAM_SIZE, m->fd, 0))
-		return gmem_failed(m, "gmem_bind");
+	if (gmem_vm_bind(m->gvm, 0, 0, VM_RAM_SIZE, m->fd, 0))
+		return gmem_failed(m, "gmem_vm_bind");
 	if (gmem_mmap(m->fd, 0, VM_RAM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
 		      &host))
 		return gmem_failed(m, "gmem_mmap");
@@ -284,9 +284,9 @@ static void gmem_teardown(struct vmm *m)
 		if (m->view[kind])
 			munmap(m->view[kind], VM_RAM_SIZE);
 	if (m->gvm >= 0)
-		gmem_vm_destroy(m->gvm);
+		gmem_vm_close(m->gvm);
 	if (m->pool >= 0)
-		gmem_pool_destroy(m->pool);
+		gmem_pool_close(m->pool);
 }
 
 const struct vm_memory vm_memory_gmem = {

@@ -323,7 +323,7 @@ static void raise_sigbus(void *addr, ucontext_t *uc)
 		SIGBUS, &si);
 }
 
-__thread void *copy_recovery __attribute__((tls_model("initial-exec")));
+__thread void *volatile copy_recovery __attribute__((tls_model("initial-exec")));
 
 static void on_segv(int sig, siginfo_t *si, void *ucv)
 {

@@ -125,7 +125,7 @@ uint64_t gmem_supported_flags(const struct kvm_vm *vm);
 int copy_in(void *dst, const void *src, size_t len);
 int copy_out(void *dst, const void *src, size_t len);
 /* Set during copy_in/copy_out: where a fault in the copy jumps to. */
-extern __thread void *copy_recovery __attribute__((tls_model("initial-exec")));
+extern __thread void *volatile copy_recovery __attribute__((tls_model("initial-exec")));
 bool vm_is_private(struct kvm_vm *vm, uint64_t gpa);
 void kvm_vm_put(struct kvm_vm *vm);
 

@@ -63,8 +63,12 @@
 
 /* ---------------------------------------------------------- host access */
 
-/* Where a SIGBUS of this thread's guest-RAM access returns to. */
-static __thread sigjmp_buf *host_fault;
+/*
+ * Where a SIGBUS of this thread's guest-RAM access returns to. Volatile: the
+ * compiler must store it before the copy and clear it after, as the signal
+ * handler reads it in between.
+ */
+static __thread sigjmp_buf *volatile host_fault;
 
 static void on_sigbus(int sig, siginfo_t *si, void *uc)
 {

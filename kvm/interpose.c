@@ -67,6 +67,8 @@ static int kvm_ioctl(int fd, unsigned long cmd, void *arg)
 			return fail(EIO);
 		return real.ioctl(fd, cmd, arg);
 	}
+	if (!vm && fd >= 0 && cmd != KVM_CREATE_VM && cmd != GK_SET_MEMORY_ATTRIBUTES2)
+		vm = vm_alias(fd);	/* a dup of a VM fd */
 	if (vm) {
 		ret = vm_ioctl(vm, cmd, arg, &handled);
 		return handled ? ret : real.ioctl(fd, cmd, arg);
@@ -200,8 +202,10 @@ EXPORT int close(int fd)
 		return ret;
 	}
 	if (vm_by_fd[fd]) {
+		int other = enter(vm_other_fd(fd));
+
 		ret = real.close(fd);
-		enter((vm_closed(fd), 0));
+		enter((vm_closed(fd, ret ? fd : other), 0));
 		return ret;
 	}
 	gmem = gmemfd_any() && gmemfd_lookup(fd, &ret) && !fstat(fd, &st);

@@ -132,7 +132,11 @@ void kvm_vm_put(struct kvm_vm *vm);
 int kvm_check_extension(struct kvm_vm *vm, int realfd, long cap);
 int kvm_create_vm(int kvmfd, unsigned long type);
 int vm_ioctl(struct kvm_vm *vm, unsigned long cmd, void *arg, bool *handled);
-void vm_closed(int fd);
+/* A dup of a VM fd: the VM it names, or NULL. */
+struct kvm_vm *vm_alias(int fd);
+/* Before closing VM fd @fd: another fd naming its VM, or -1. */
+int vm_other_fd(int fd);
+void vm_closed(int fd, int other);
 
 /* ---------------------------------------------------------- gmemfd.c */
 

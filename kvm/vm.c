@@ -4,7 +4,11 @@
  * default type), the capabilities each attribute model answers, the VM
  * ioctls the layer owns, and the per-VM attributes of that model.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <linux/kcmp.h>
+#include <stdio.h>
+#include <sys/syscall.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -13,6 +17,7 @@
 
 pthread_mutex_t layer_lock = PTHREAD_MUTEX_INITIALIZER;
 struct kvm_vm *vm_by_fd[MAX_FDS];
+static struct kvm_vm *vms;	/* every VM alive, under layer_lock */
 static int pool = -1;
 
 bool vm_has_private_mem(const struct kvm_vm *vm)
@@ -130,6 +135,8 @@ int kvm_create_vm(int kvmfd, unsigned long type)
 	vm->fd_open = true;
 	pthread_rwlock_init(&vm->lock, NULL);
 	pthread_mutex_lock(&layer_lock);
+	vm->next = vms;
+	vms = vm;
 	{
 		static bool once;
 
@@ -160,6 +167,13 @@ void kvm_vm_put(struct kvm_vm *vm)
 
 	pthread_mutex_lock(&layer_lock);
 	last = --vm->refs == 0;
+	if (last) {
+		struct kvm_vm **p;
+
+		for (p = &vms; *p != vm; p = &(*p)->next)
+			;
+		*p = vm->next;
+	}
 	pthread_mutex_unlock(&layer_lock);
 	if (!last)
 		return;
@@ -173,17 +187,76 @@ void kvm_vm_put(struct kvm_vm *vm)
 	free(vm);
 }
 
-void vm_closed(int fd)
+/* Is @fd a KVM VM fd that names the same VM file as @other? */
+static bool same_vm_file(int fd, int other)
+{
+	char path[64], link[32];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	n = readlink(path, link, sizeof(link) - 1);
+	if (n <= 0)
+		return false;
+	link[n] = 0;
+	return !strcmp(link, "anon_inode:kvm-vm") &&
+	       syscall(SYS_kcmp, layer_pid, layer_pid, KCMP_FILE, fd, other) == 0;
+}
+
+/* The VM a fd the layer did not hand out names (a dup of a VM fd), or NULL. */
+struct kvm_vm *vm_alias(int fd)
+{
+	struct kvm_vm *found = NULL;
+
+	pthread_mutex_lock(&layer_lock);
+	for (struct kvm_vm *vm = vms; vm && !found; vm = vm->next)
+		if (vm->fd_open && vm->fd != fd && same_vm_file(fd, vm->fd))
+			found = vm;
+	pthread_mutex_unlock(&layer_lock);
+	return found;
+}
+
+/* Another open fd of this process naming the VM of @fd, or -1. */
+int vm_other_fd(int fd)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int other = -1;
+
+	if (!d)
+		return -1;
+	while (other < 0 && (e = readdir(d))) {
+		int n = atoi(e->d_name);
+
+		if (e->d_name[0] != '.' && n != fd && n != dirfd(d) && n < MAX_FDS &&
+		    same_vm_file(n, fd))
+			other = n;
+	}
+	closedir(d);
+	return other;
+}
+
+/*
+ * VM fd @fd was closed. If another fd still names the VM (@other, found
+ * before the close), the VM lives on under that number, as a file does while
+ * any fd holds it; otherwise the fd's reference goes.
+ */
+void vm_closed(int fd, int other)
 {
 	struct kvm_vm *vm;
 
 	pthread_mutex_lock(&layer_lock);
 	vm = vm_by_fd[fd];
 	vm_by_fd[fd] = NULL;
+	if (vm && other >= 0) {
+		vm->fd = other;
+		vm_by_fd[other] = vm;
+	}
 	pthread_mutex_unlock(&layer_lock);
 	if (vm) {
+		trace("\"call\":\"close\",\"vm\":%d,\"now\":%d", fd, other);
+		if (other >= 0)
+			return;
 		vm->fd_open = false;
-		trace("\"call\":\"close\",\"vm\":%d", fd);
 		kvm_vm_put(vm);
 	}
 }

@@ -553,3 +553,24 @@ KTEST(scm_rights_passes_the_file, "")
 	close(vm);
 	close(kvm);
 }
+
+/*
+ * A dup of a VM fd is the same VM: the layer answers on it, and closing the
+ * fd the VM was created with leaves the VM alive under the dup.
+ */
+KTEST(dup_of_a_vm_fd_is_the_same_vm, "")
+{
+	int kvm = kt_kvm(), vm = kt_vm(kvm, SW), dup_vm = dup(vm), fd;
+
+	ASSERT_GE(dup_vm, 0);
+	ASSERT_EQ(check(dup_vm, GK_CAP_GUEST_MEMFD), 1);
+	ASSERT_EQ(check(dup_vm, GK_CAP_GUEST_MEMFD_FLAGS), check(vm, GK_CAP_GUEST_MEMFD_FLAGS));
+	close(vm);
+	fd = kt_gmem(dup_vm, 4 * PG, kt_per_vm() ? 0 : MMAP);
+	ASSERT_EQ(kt_region(dup_vm, 0, GMEM, 0, 4 * PG, 0, fd, 0), 0);
+	/* Still the same VM's file: binding it twice overlaps. */
+	ASSERT_ERRNO(kt_region(dup_vm, 1, GMEM, 8 * PG, 4 * PG, 0, fd, 0), EEXIST);
+	close(fd);
+	close(dup_vm);
+	close(kvm);
+}

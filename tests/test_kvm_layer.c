@@ -564,6 +564,7 @@ KTEST(dup_of_a_vm_fd_is_the_same_vm, "")
 
 	ASSERT_GE(dup_vm, 0);
 	ASSERT_EQ(check(dup_vm, GK_CAP_GUEST_MEMFD), 1);
+	ASSERT_EQ(check(dup_vm, GK_CAP_VM_TYPES), check(vm, GK_CAP_VM_TYPES));
 	ASSERT_EQ(check(dup_vm, GK_CAP_GUEST_MEMFD_FLAGS), check(vm, GK_CAP_GUEST_MEMFD_FLAGS));
 	close(vm);
 	fd = kt_gmem(dup_vm, 4 * PG, kt_per_vm() ? 0 : MMAP);

@@ -585,12 +585,18 @@ struct gmem_exit {
  * 1 GiB for a whole huge folio, which it is only while its attributes are
  * uniform), for a private page capped by the arch (snp: the RMP entry size,
  * 2 MiB at most); gmem_vm_stage2_level() reads it back.
- * Returns 1 and fills *@exit (a memory-fault exit) when the access disagrees:
- * the VMM converts and runs the guest again. @pfn and @exit may be NULL.
+ * Returns GMEM_FAULT_EXIT (1) and fills *@exit (a memory-fault exit) when
+ * the access disagrees: the VMM converts and runs the guest again. It is a
+ * positive result, which a plain "ret < 0" check lets through: test for it
+ * by name (the compiler warns when the result is ignored). @pfn and @exit
+ * may be NULL.
  *
  * Errors: -EBADF/-EINVAL bad VM; -EINVAL unknown flag; -EFAULT nothing bound
  *         at @gpa (or its file was closed); -ENOMEM; arch errors.
  */
+#define GMEM_FAULT_EXIT	1	/* gmem_vm_fault/_access: a memory-fault exit */
+
+__attribute__((warn_unused_result))
 int gmem_vm_fault(int vm, uint64_t gpa, unsigned int flags, uint64_t *pfn,
 		  struct gmem_exit *exit);
 
@@ -601,6 +607,7 @@ int gmem_vm_fault(int vm, uint64_t gpa, unsigned int flags, uint64_t *pfn,
  * *@exit filled at the first page whose attribute disagrees (bytes before it
  * were transferred). Errors: as gmem_vm_fault; -EINVAL @buf NULL with len > 0.
  */
+__attribute__((warn_unused_result))
 int gmem_vm_access(int vm, uint64_t gpa, void *buf, size_t len,
 		   unsigned int flags, struct gmem_exit *exit);
 

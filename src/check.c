@@ -483,7 +483,11 @@ void check_after(struct gmem_vm *vm, const char *op)
 
 	if (!c)
 		return;
-	mutex_lock(&c->lock);
+	/*
+	 * c->lock is a leaf: taken inside the locks the walk needs, never
+	 * around them, as the conversion and free paths take it while they
+	 * hold those locks.
+	 */
 	brlock_read_lock(&vm->slots_lock);
 	nmaps = read_pool_maps(vm, &maps);
 	mutex_lock(&vm->files_lock);
@@ -491,22 +495,29 @@ void check_after(struct gmem_vm *vm, const char *op)
 		struct gmem_file *file = vm->files[i];
 
 		brlock_read_lock(&file->invalidate_lock);
+		mutex_lock(&c->lock);
 		check_mappings(vm, file, maps, nmaps);
+		mutex_unlock(&c->lock);
 		brlock_read_lock(&vm->mmu_lock);
+		mutex_lock(&c->lock);
 		check_pages(vm, file);
 		check_blocks(vm, file);
+		mutex_unlock(&c->lock);
 		brlock_read_unlock(&vm->mmu_lock);
 		brlock_read_unlock(&file->invalidate_lock);
 	}
 	brlock_read_lock(&vm->mmu_lock);
+	mutex_lock(&c->lock);
 	s2_walk(&vm->s2, check_entry, vm);
 	for (unsigned int i = 0; i < vm->nslots; i++)
 		view_check(vm, vm->slots[i], c->pagemap_fd);
+	mutex_unlock(&c->lock);
 	brlock_read_unlock(&vm->mmu_lock);
 	mutex_unlock(&vm->files_lock);
 	brlock_read_unlock(&vm->slots_lock);
 	free(maps);
 
+	mutex_lock(&c->lock);
 	for (; c->unnamed < MIN(c->total, MAX_RECORDED); c->unnamed++)
 		snprintf(c->v[c->unnamed].op, sizeof(c->v[0].op), "%s", op);
 	c->unnamed = c->total;

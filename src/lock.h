@@ -32,12 +32,9 @@
  *   sd slot lock               process.c: one fork child's shootdown slot, a
  *                              spin lock in memory shared across processes.
  *   pool->lock                 pool.c: free windows and the arch claim.
- *   check->lock                check.c: a GMEM_VM_CHECK VM's record. A leaf
- *                              when the free path (check_reclaimed) and
- *                              conversion (check_conversion) take it, but
- *                              check_after() takes it before slots_lock: check
- *                              mode is for single-threaded workloads (gmem.h),
- *                              which is what keeps that pair apart.
+ *   check->lock                check.c: a GMEM_VM_CHECK VM's record of
+ *                              violations. A leaf everywhere: check_after()
+ *                              too takes it inside the locks of its walk.
  *
  * brlock's own writers mutex is internal to brlock.c.
  *

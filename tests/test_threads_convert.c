@@ -238,22 +238,7 @@ static void *gc_worker(void *arg)
 
 static void *gc_converter(void *arg)
 {
-	struct ctx *c = arg;
-	uint64_t s = 0x777ULL;
-
-	pthread_barrier_wait(c->go);
-	for (int i = 0; i < GC_CONVERSIONS; i++) {
-		uint64_t off = rnd(&s) % c->npages;
-		uint64_t n = 1 + rnd(&s) % (c->npages - off);
-		int ret = gmem_set_attributes(c->fd, off * PAGE, n * PAGE,
-					      rnd(&s) & 1 ? GMEM_ATTR_PRIVATE : 0,
-					      0, NULL);
-
-		CHECK(ret == 0, ret);
-		wait_for_progress(c);
-	}
-	atomic_store(c->stop, true);
-	return NULL;
+	return convert_randomly(arg, 0x777ULL, GC_CONVERSIONS);
 }
 
 TEST(guest_data_survives_conversions_racing_its_accesses)

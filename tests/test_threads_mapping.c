@@ -60,22 +60,7 @@ static void *mc_reader(void *arg)
 
 static void *mc_converter(void *arg)
 {
-	struct ctx *c = arg;
-	uint64_t s = 0x5a5aULL;
-
-	pthread_barrier_wait(c->go);
-	for (int i = 0; i < MC_CONVERSIONS; i++) {
-		uint64_t off = rnd(&s) % c->npages;
-		uint64_t n = 1 + rnd(&s) % (c->npages - off);
-		int ret = gmem_set_attributes(c->fd, off * PAGE, n * PAGE,
-					      rnd(&s) & 1 ? GMEM_ATTR_PRIVATE : 0,
-					      0, NULL);
-
-		CHECK(ret == 0, ret);
-		wait_for_progress(c);
-	}
-	atomic_store(c->stop, true);
-	return NULL;
+	return convert_randomly(arg, 0x5a5aULL, MC_CONVERSIONS);
 }
 
 TEST(mmap_and_munmap_racing_conversion_and_queries_fence_what_is_private)

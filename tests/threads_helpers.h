@@ -160,4 +160,28 @@ static inline void wait_for_progress(struct ctx *c)
 		sched_yield();
 }
 
+/*
+ * The converting thread of the racing tests: @count random ranges of the
+ * file (from @seed) made private or shared, each after the other threads
+ * made some progress; then it tells them to stop.
+ */
+static inline void *convert_randomly(struct ctx *c, uint64_t seed, int count)
+{
+	uint64_t s = seed;
+
+	pthread_barrier_wait(c->go);
+	for (int i = 0; i < count; i++) {
+		uint64_t off = rnd(&s) % c->npages;
+		uint64_t n = 1 + rnd(&s) % (c->npages - off);
+		int ret = gmem_set_attributes(c->fd, off * PAGE, n * PAGE,
+					      rnd(&s) & 1 ? GMEM_ATTR_PRIVATE : 0,
+					      0, NULL);
+
+		CHECK(ret == 0, ret);
+		wait_for_progress(c);
+	}
+	atomic_store(c->stop, true);
+	return NULL;
+}
+
 #endif

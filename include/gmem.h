@@ -356,6 +356,22 @@ int gmem_set_attributes(int fd, uint64_t offset, uint64_t size,
 			uint64_t *error_offset);
 
 /*
+ * gmem_vm_set_attributes - gmem_set_attributes in guest physical terms: the
+ * memslot bound at @gpa names the file and the offset, so a VMM converts
+ * what an exit or a hypercall names without translating it (RAM split
+ * around a hole is several memslots: one call each). [gpa, gpa+size) must
+ * lie in that one memslot. @error_gpa, if not NULL, receives the gpa of the
+ * page that failed the conversion itself (-EAGAIN, -ENOMEM).
+ *
+ * Errors (in this order): -EBADF/-EINVAL bad VM; -EFAULT nothing bound at
+ *         @gpa; -EINVAL the range runs past the end of that memslot; then
+ *         those of gmem_set_attributes, the offsets being the file's.
+ */
+int gmem_vm_set_attributes(int vm, uint64_t gpa, uint64_t size,
+			   uint64_t attributes, uint64_t flags,
+			   uint64_t *error_gpa);
+
+/*
  * gmem_get_attributes - attributes of the page at @offset; if @range_end is
  * not NULL it receives the end (bytes, exclusive) of the run of pages sharing
  * them. Errors: -EBADF/-EINVAL bad handle; -EINVAL offset unaligned or past

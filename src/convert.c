@@ -159,41 +159,100 @@ static int set_attributes(struct gmem_file *file, uint64_t start,
 	return 0;
 }
 
+/*
+ * The conversion both public forms share: @file held, @offset and @size
+ * still to be checked against it. @fn names the call in messages.
+ */
+static int convert_file(struct gmem_file *file, uint64_t offset, uint64_t size,
+			uint64_t attributes, uint64_t flags, uint64_t *err_index,
+			bool *tried, const char *fn)
+{
+	struct conversion_snapshot *snap;
+	int ret;
+
+	if (flags)
+		return gmem_err(EINVAL, "%s: flags %#llx must be 0", fn,
+				(unsigned long long)flags);
+	if (attributes & ~GMEM_ATTR_PRIVATE)
+		return gmem_err(EINVAL, "%s: unknown attributes %#llx", fn,
+				(unsigned long long)attributes);
+	ret = file_check_range(file, offset, size, fn);
+	if (ret)
+		return ret;
+	brlock_write_lock(&file->invalidate_lock);
+	snap = check_snapshot(file, offset >> PAGE_SHIFT,
+			      (offset + size) >> PAGE_SHIFT);
+	*tried = true;
+	ret = set_attributes(file, offset >> PAGE_SHIFT,
+			     (offset + size) >> PAGE_SHIFT, attributes, err_index);
+	check_conversion(file, snap, ret != 0);
+	brlock_write_unlock(&file->invalidate_lock);
+	check_after(file->vm, fn);
+	return ret;
+}
+
 GMEM_API int gmem_set_attributes(int fd, uint64_t offset, uint64_t size,
 				 uint64_t attributes, uint64_t flags,
 				 uint64_t *error_offset)
 {
 	KEEP_ERRNO();
-	struct conversion_snapshot *snap;
 	struct gmem_file *file;
 	uint64_t err_index = 0;
+	bool tried = false;
 	int ret = file_get(fd, "gmem_set_attributes", &file);
 
 	if (ret)
 		return ret;
-	if (flags)
-		ret = gmem_err(EINVAL, "gmem_set_attributes: flags %#llx must be 0",
-			       (unsigned long long)flags);
-	else if (attributes & ~GMEM_ATTR_PRIVATE)
-		ret = gmem_err(EINVAL, "gmem_set_attributes: unknown attributes %#llx",
-			       (unsigned long long)attributes);
-	else
-		ret = file_check_range(file, offset, size, "gmem_set_attributes");
-	if (ret)
-		goto out;
-
-	brlock_write_lock(&file->invalidate_lock);
-	snap = check_snapshot(file, offset >> PAGE_SHIFT,
-			      (offset + size) >> PAGE_SHIFT);
-	ret = set_attributes(file, offset >> PAGE_SHIFT,
-			     (offset + size) >> PAGE_SHIFT, attributes,
-			     &err_index);
-	check_conversion(file, snap, ret != 0);
-	brlock_write_unlock(&file->invalidate_lock);
-	if (ret && error_offset)
+	ret = convert_file(file, offset, size, attributes, flags, &err_index,
+			   &tried, "gmem_set_attributes");
+	if (ret && tried && error_offset)
 		*error_offset = err_index << PAGE_SHIFT;
-	check_after(file->vm, "gmem_set_attributes");
-out:
+	file_put(file);
+	return ret;
+}
+
+/*
+ * The gpa form: the memslot at @gpa names the file and the offset. The
+ * range must lie in that one memslot (a file's conversion is all or
+ * nothing; two memslots may be two files). The file is held from the
+ * lookup on, so the call converts what was bound when it was made, as if
+ * it ran just before a racing unbind.
+ */
+GMEM_API int gmem_vm_set_attributes(int vmh, uint64_t gpa, uint64_t size,
+				    uint64_t attributes, uint64_t flags,
+				    uint64_t *error_gpa)
+{
+	KEEP_ERRNO();
+	struct gmem_file *file = NULL;
+	struct memslot *slot;
+	struct gmem_vm *vm;
+	uint64_t offset = 0, err_index = 0, slot_start = 0, slot_end = 0;
+	bool tried = false;
+	int ret = vm_enter(vmh, "gmem_vm_set_attributes", &vm);
+
+	if (ret)
+		return ret;
+	slot = vm_find_slot(vm, gpa >> PAGE_SHIFT);
+	if (slot) {
+		slot_start = slot->base_gfn << PAGE_SHIFT;
+		slot_end = slot_start + (slot->npages << PAGE_SHIFT);
+		offset = (slot->pgoff << PAGE_SHIFT) + (gpa - slot_start);
+		file = slot->file;
+		file_get_ref(file);
+	}
+	vm_exit(vm);
+	if (!file)
+		return gmem_err(EFAULT, "gmem_vm_set_attributes: nothing bound at gpa %#llx",
+				(unsigned long long)gpa);
+	if (size > slot_end - gpa)
+		ret = gmem_err(EINVAL, "gmem_vm_set_attributes: gpa %#llx+%#llx runs past the memslot's end at gpa %#llx",
+			       (unsigned long long)gpa, (unsigned long long)size,
+			       (unsigned long long)slot_end);
+	else
+		ret = convert_file(file, offset, size, attributes, flags, &err_index,
+				   &tried, "gmem_vm_set_attributes");
+	if (ret && tried && error_gpa)
+		*error_gpa = gpa + ((err_index << PAGE_SHIFT) - offset);
 	file_put(file);
 	return ret;
 }

@@ -720,3 +720,45 @@ TEST(punching_a_pinned_page_leaves_it_present_with_its_content)
 	ASSERT_EQ(gmem_close(fd), 0);
 	env_free(&e);
 }
+
+/*
+ * The gpa form converts the file range the memslot at the gpa names: with
+ * RAM split in two memslots around a hole (one file, two ranges of it), a
+ * gpa in the second memslot converts the second range, not the file offset
+ * equal to the gpa.
+ */
+TEST(vm_set_attributes_converts_what_the_memslot_at_the_gpa_binds)
+{
+	struct env e = env_new("sw");
+	int fd = gmem_create(e.vm, 8 * PG, GMEM_FLAG_MMAP | GMEM_FLAG_INIT_SHARED);
+	const uint64_t low = GPA, high = GPA + 64 * PG;	/* a hole between */
+	uint64_t err = ~0ULL;
+
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 0, low, 4 * PG, fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 1, high, 4 * PG, fd, 4 * PG), 0);
+
+	/* gpa high + 1 page is file page 5. */
+	ASSERT_EQ(gmem_vm_set_attributes(e.vm, high + PG, 2 * PG, PRIV, 0, &err), 0);
+	ASSERT_EQ(attr_at(fd, 5 * PG), PRIV);
+	ASSERT_EQ(attr_at(fd, 6 * PG), PRIV);
+	ASSERT_EQ(attr_at(fd, 1 * PG), 0);
+	ASSERT_EQ(gmem_attribute_ranges(fd), 3);
+
+	/* Not across a memslot's end, not where nothing is bound. */
+	ASSERT_EQ(gmem_vm_set_attributes(e.vm, low + 3 * PG, 2 * PG, PRIV, 0, NULL), -EINVAL);
+	ASSERT_EQ(gmem_vm_set_attributes(e.vm, low + 8 * PG, PG, PRIV, 0, NULL), -EFAULT);
+	ASSERT_EQ(gmem_vm_set_attributes(e.vm, high, PG, 1, 0, NULL), -EINVAL);
+	ASSERT_EQ(gmem_vm_set_attributes(e.vm, high, PG, PRIV, 1, NULL), -EINVAL);
+	ASSERT_EQ(gmem_attribute_ranges(fd), 3);
+
+	/* A pin fails it; the error names the gpa of the pinned page. */
+	ASSERT_EQ(gmem_pin(fd, 4 * PG, PG), 0);
+	ASSERT_EQ(gmem_vm_set_attributes(e.vm, high, PG, PRIV, 0, &err), -EAGAIN);
+	ASSERT_EQ(err, high);
+	ASSERT_EQ(attr_at(fd, 4 * PG), 0);
+	ASSERT_EQ(gmem_unpin(fd, 4 * PG, PG), 0);
+
+	ASSERT_EQ(gmem_close(fd), 0);
+	env_free(&e);
+}

@@ -276,8 +276,6 @@ int vcpu_run(struct kvm_vcpu *v)
 
 		if (v->pending_mmio) {
 			/* KVM waits for the access it exited on: resolve it again. */
-			uint32_t reason = run->exit_reason;
-
 			run->exit_reason = KVM_EXIT_MMIO;
 			run->mmio = v->saved.mmio;
 			v->pending_mmio = false;
@@ -289,7 +287,6 @@ int vcpu_run(struct kvm_vcpu *v)
 			case RESUME:
 				break;
 			}
-			(void)reason;
 		}
 		/* The guest runs without the layer's depth: see interpose.c. */
 		depth = layer_depth;

@@ -178,8 +178,7 @@ static bool uniform_after(struct gmem_file *file, uint64_t lo, uint64_t start,
 /*
  * Before the point of no return of a conversion of [start, end) to @attrs:
  * refuse a split or merge of a block holding an extra reference (a pin), and
- * widen [*zap_start, *zap_end) to every block that will merge, so that its
- * small stage-2 entries go and a huge one can take their place.
+ * widen [*zap_start, *zap_end) to every block that will split or merge.
  */
 int huge_convert_prepare(struct gmem_file *file, uint64_t start, uint64_t end,
 			 uint64_t attrs, uint64_t *zap_start, uint64_t *zap_end,
@@ -209,10 +208,15 @@ int huge_convert_prepare(struct gmem_file *file, uint64_t start, uint64_t end,
 					(unsigned long long)(pinned << PAGE_SHIFT),
 					split ? "split" : "merged");
 		}
-		if (merge) {
-			*zap_start = MIN(*zap_start, lo);
-			*zap_end = MAX(*zap_end, lo + pages);
-		}
+		/*
+		 * Both go over the whole block: a merge so that its small
+		 * entries make room for a huge one; a split because every
+		 * entry the folio had (several, where the arch caps a private
+		 * entry below the folio size: snp's 2 MiB in a 1 GiB folio)
+		 * maps a whole folio no more.
+		 */
+		*zap_start = MIN(*zap_start, lo);
+		*zap_end = MAX(*zap_end, lo + pages);
 	}
 	return 0;
 }
@@ -275,9 +279,10 @@ void huge_after_free(struct gmem_file *file, uint64_t start, uint64_t end)
 }
 
 /*
- * A punch of [start, end) that leaves a block with no page also zaps the
- * whole block in stage-2 ([*zap_start, *zap_end)), so its emptied tables go
- * and the next fault can map the refilled folio with one huge entry.
+ * A punch of [start, end) zaps in stage-2 ([*zap_start, *zap_end)) the whole
+ * of a block it splits (a whole folio: none of its entries maps a whole
+ * folio after) and of a block it leaves with no page (its emptied tables go,
+ * and the next fault can map the refilled folio with one huge entry).
  */
 void huge_punch_zap_range(struct gmem_file *file, uint64_t start, uint64_t end,
 			  uint64_t *zap_start, uint64_t *zap_end)
@@ -289,9 +294,11 @@ void huge_punch_zap_range(struct gmem_file *file, uint64_t start, uint64_t end,
 	if (!file->order || start >= end)
 		return;
 	lo = block_start(file, start);
-	if (lo < start && folio_next_present(file, lo, start) == start)
+	if (lo < start && (huge_block_state(file, lo) == BLOCK_WHOLE ||
+			   folio_next_present(file, lo, start) == start))
 		*zap_start = lo;
 	hi = block_start(file, end - 1) + pages;
-	if (hi > end && folio_next_present(file, end, hi) == hi)
+	if (hi > end && (huge_block_state(file, hi - pages) == BLOCK_WHOLE ||
+			 folio_next_present(file, end, hi) == hi))
 		*zap_end = hi;
 }

@@ -453,3 +453,45 @@ TEST(a_1g_file_gets_a_1g_aligned_window_after_smaller_files)
 	}
 	env_free(&e);
 }
+
+/*
+ * snp maps a private 1 GiB folio with 2 MiB entries (its RMP entries are
+ * 2 MiB at most). A 4 KiB conversion anywhere in the folio splits it, and
+ * every one of those entries must go with it, not only the one under the
+ * converted page: none of them maps a whole folio any more.
+ */
+TEST(snp_split_of_a_1g_folio_zaps_every_2m_entry_it_had)
+{
+	struct env e = check_env("snp");
+	int fd = bound_file(&e, GiB, H1G);
+
+	guest_write(&e, 0, GMEM_FAULT_PRIVATE);
+	guest_write(&e, 3 * 512, GMEM_FAULT_PRIVATE);
+	guest_write(&e, 100 * 512 + 7, GMEM_FAULT_PRIVATE);
+	ASSERT_EQ(gmem_vm_stage2_level(e.vm, GPA + 3 * 512 * PG), 1);
+	ASSERT_EQ(convert(fd, 200 * 512 * PG + 5 * PG, PG, 0), 0);
+	ASSERT_EQ(gmem_vm_stage2_level(e.vm, GPA + 3 * 512 * PG), -ENOENT);
+	ASSERT_EQ(gmem_vm_stage2_level(e.vm, GPA + 100 * 512 * PG), -ENOENT);
+	guest_expect(&e, 3 * 512, GMEM_FAULT_PRIVATE);
+	assert_clean(&e);
+	ASSERT_EQ(gmem_close(fd), 0);
+	env_free(&e);
+}
+
+/* The same for a punch, which splits the folio to free one page of it. */
+TEST(snp_punch_in_a_1g_folio_zaps_every_2m_entry_it_had)
+{
+	struct env e = check_env("snp");
+	int fd = bound_file(&e, GiB, H1G);
+
+	guest_write(&e, 0, GMEM_FAULT_PRIVATE);
+	guest_write(&e, 3 * 512, GMEM_FAULT_PRIVATE);
+	ASSERT_EQ(gmem_vm_stage2_level(e.vm, GPA + 3 * 512 * PG), 1);
+	ASSERT_EQ(gmem_fallocate(fd, GMEM_FALLOC_KEEP_SIZE | GMEM_FALLOC_PUNCH_HOLE,
+				 200 * 512 * PG + 5 * PG, PG), 0);
+	ASSERT_EQ(gmem_vm_stage2_level(e.vm, GPA + 3 * 512 * PG), -ENOENT);
+	guest_expect(&e, 3 * 512, GMEM_FAULT_PRIVATE);
+	assert_clean(&e);
+	ASSERT_EQ(gmem_close(fd), 0);
+	env_free(&e);
+}

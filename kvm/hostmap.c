@@ -39,11 +39,16 @@ struct hmap {
 };
 
 static struct hmap maps[MAX_MAPS];
+/* Slots in use are below this: a process without gmem mappings (or with a
+ * few) pays a short scan, not MAX_MAPS, in every munmap, madvise and fault. */
+static _Atomic int maps_top;
 static pthread_mutex_t maps_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static bool inside(uintptr_t a, uintptr_t b)
 {
-	for (int i = 0; i < MAX_MAPS; i++) {
+	int top = atomic_load_explicit(&maps_top, memory_order_acquire);
+
+	for (int i = 0; i < top; i++) {
 		uintptr_t s = atomic_load_explicit(&maps[i].start, memory_order_acquire);
 		uintptr_t e = atomic_load_explicit(&maps[i].end, memory_order_acquire);
 
@@ -68,6 +73,8 @@ static int slot_new(uintptr_t s, uintptr_t e, struct kvm_file *f, uint64_t off)
 			maps[i].off = off;
 			atomic_store_explicit(&maps[i].start, s, memory_order_release);
 			atomic_store_explicit(&maps[i].end, e, memory_order_release);
+			if (i >= atomic_load(&maps_top))
+				atomic_store_explicit(&maps_top, i + 1, memory_order_release);
 			f->maps++;
 			return 0;
 		}
@@ -82,9 +89,9 @@ static int slot_new(uintptr_t s, uintptr_t e, struct kvm_file *f, uint64_t off)
  */
 static int forget(uintptr_t a, uintptr_t b, struct kvm_file **gone, int max)
 {
-	int n = 0;
+	int n = 0, top = atomic_load(&maps_top);
 
-	for (int i = 0; i < MAX_MAPS; i++) {
+	for (int i = 0; i < top; i++) {
 		struct hmap *m = &maps[i];
 		uintptr_t s = atomic_load(&m->start), e = atomic_load(&m->end);
 
@@ -227,7 +234,7 @@ int hostmap_mmap(struct kvm_file *f, void *addr, size_t len, int prot,
 /* The record holding @a, or NULL. Caller holds maps_lock. */
 static struct hmap *record_at(uintptr_t a)
 {
-	for (int i = 0; i < MAX_MAPS; i++)
+	for (int i = 0, top = atomic_load(&maps_top); i < top; i++)
 		if (atomic_load(&maps[i].end) && a >= atomic_load(&maps[i].start) &&
 		    a < atomic_load(&maps[i].end))
 			return &maps[i];

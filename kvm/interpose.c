@@ -43,7 +43,7 @@ static int system_ioctl(int fd, unsigned long cmd, void *arg)
 	if (cmd == KVM_CREATE_VM && is_dev_kvm(fd))
 		return kvm_create_vm(fd, (unsigned long)arg);
 	if (cmd == KVM_CHECK_EXTENSION && is_dev_kvm(fd)) {
-		ret = kvm_check_extension(NULL, fd, (long)arg);
+		ret = kvm_check_extension(NULL, (long)arg);
 		if (ret >= 0) {
 			trace("\"ioctl\":\"KVM_CHECK_EXTENSION\",\"cap\":%ld,\"ret\":%d",
 			      (long)arg, ret);

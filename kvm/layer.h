@@ -129,7 +129,7 @@ extern __thread void *volatile copy_recovery __attribute__((tls_model("initial-e
 bool vm_is_private(struct kvm_vm *vm, uint64_t gpa);
 void kvm_vm_put(struct kvm_vm *vm);
 
-int kvm_check_extension(struct kvm_vm *vm, int realfd, long cap);
+int kvm_check_extension(struct kvm_vm *vm, long cap);
 int kvm_create_vm(int kvmfd, unsigned long type);
 int vm_ioctl(struct kvm_vm *vm, unsigned long cmd, void *arg, bool *handled);
 /* A dup of a VM fd: the VM it names, or NULL. */
@@ -216,7 +216,7 @@ struct kvm_vcpu {
 	bool pending_mmio;		/* a rewritten MMIO exit KVM still waits on */
 	unsigned int fetch_retries;	/* emulation failures on pages mapped already */
 	uint64_t fetch_gen;		/* vm->layout_gen at the last of them */
-	struct kvm_run saved;		/* its exit, as KVM gave it */
+	__typeof__(((struct kvm_run *)0)->mmio) saved_mmio;	/* that exit's MMIO */
 };
 
 extern struct kvm_vcpu *vcpu_by_fd[MAX_FDS];

@@ -104,7 +104,7 @@ static int memory_fault(struct kvm_vcpu *v, uint64_t gpa, bool private)
 	struct gk_memory_fault *mf = gk_run_memory_fault(v->run);
 
 	if (!v->pending_mmio) {
-		v->saved = *v->run;
+		v->saved_mmio = v->run->mmio;
 		v->pending_mmio = true;
 	}
 	v->run->exit_reason = GK_EXIT_MEMORY_FAULT;
@@ -277,7 +277,7 @@ int vcpu_run(struct kvm_vcpu *v)
 		if (v->pending_mmio) {
 			/* KVM waits for the access it exited on: resolve it again. */
 			run->exit_reason = KVM_EXIT_MMIO;
-			run->mmio = v->saved.mmio;
+			run->mmio = v->saved_mmio;
 			v->pending_mmio = false;
 			switch (handle_mmio(v, &private)) {
 			case MEMORY_FAULT:

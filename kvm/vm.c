@@ -57,7 +57,7 @@ uint64_t gmem_supported_flags(const struct kvm_vm *vm)
  * KVM_CHECK_EXTENSION on /dev/kvm (@vm NULL) or a VM fd: the capabilities
  * the layer supplies; -1 for one it leaves to the real KVM.
  */
-int kvm_check_extension(struct kvm_vm *vm, int realfd, long cap)
+int kvm_check_extension(struct kvm_vm *vm, long cap)
 {
 	switch (cap) {
 	case GK_CAP_GUEST_MEMFD:
@@ -370,7 +370,7 @@ int vm_ioctl(struct kvm_vm *vm, unsigned long cmd, void *arg, bool *handled)
 		return fail(EIO);	/* as KVM answers another process */
 	switch (cmd) {
 	case KVM_CHECK_EXTENSION:
-		ret = kvm_check_extension(vm, vm->fd, (long)arg);
+		ret = kvm_check_extension(vm, (long)arg);
 		if (ret < 0) {
 			*handled = false;
 			return 0;

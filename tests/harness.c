@@ -1,8 +1,12 @@
 // SPDX-License-Identifier: MIT
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <linux/kvm.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -208,4 +212,52 @@ int count_lines(const char *s)
 	for (; *s; s++)
 		n += *s == '\n';
 	return n;
+}
+
+struct output run_gmem_or_skip(const char *const *args)
+{
+	static char why[200];
+	struct output o = run_gmem(args);
+
+	if (o.status == 77) {
+		snprintf(why, sizeof(why), "%s", o.err);
+		why[strcspn(why, "\n")] = 0;
+		output_free(&o);
+		test_skip(why);
+	}
+	return o;
+}
+
+void kvm_require(void)
+{
+	static char why[160];
+	static int usable = -1;
+
+	if (usable < 0) {
+		int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC), vm = -1;
+
+		if (kvm < 0)
+			snprintf(why, sizeof(why), "/dev/kvm: %s", strerror(errno));
+		else if (ioctl(kvm, KVM_GET_API_VERSION, 0) != KVM_API_VERSION)
+			snprintf(why, sizeof(why), "/dev/kvm: unexpected API version");
+		else if ((vm = ioctl(kvm, KVM_CREATE_VM, 0)) < 0)
+			snprintf(why, sizeof(why), "KVM_CREATE_VM: %s", strerror(errno));
+		usable = vm >= 0;
+		if (vm >= 0)
+			close(vm);
+		if (kvm >= 0)
+			close(kvm);
+	}
+	if (!usable)
+		test_skip(why);
+}
+
+long long json_num(const char *s, const char *key)
+{
+	char pat[64];
+	const char *p, *end = strchr(s, '\n');
+
+	snprintf(pat, sizeof(pat), "\"%s\":", key);
+	p = strstr(s, pat);
+	return p && (!end || p < end) ? strtoll(p + strlen(pat), NULL, 10) : -1;
 }

@@ -78,6 +78,12 @@ const char *gmem_path(void);
 /* Run "gmem ARGS..." (@args NULL-terminated, at most 14) in a child. */
 struct output run_gmem(const char *const *args);
 void output_free(struct output *o);
+/* As run_gmem, but skip the calling test if gmem exits 77 (cannot run here). */
+struct output run_gmem_or_skip(const char *const *args);
+/* Skip the calling test unless this process can create a KVM VM. */
+void kvm_require(void);
+/* The value of "key":N in the JSON line starting at @s, or -1. */
+long long json_num(const char *s, const char *key);
 /* All of @f from its start, NUL-terminated; closes @f. */
 char *slurp(FILE *f);
 int count_lines(const char *s);

@@ -21,16 +21,25 @@
 #endif
 #endif
 
-/* Run "gmem vm --kvm ARGS..." (@args NULL-terminated) and collect its output. */
-static struct output run_kvm_vm(const char *const *args)
+/* "vm --kvm" then @args (NULL-terminated), in @argv of 16 entries. */
+static const char *const *kvm_vm_argv(const char **argv, const char *const *args)
 {
-	const char *argv[16] = { "vm", "--kvm" };
 	int i;
 
+	argv[0] = "vm";
+	argv[1] = "--kvm";
 	for (i = 0; args[i] && i < 12; i++)
 		argv[i + 2] = args[i];
 	argv[i + 2] = NULL;
-	return run_gmem(argv);
+	return argv;
+}
+
+/* Run "gmem vm --kvm ARGS..." and collect its output. */
+static struct output run_kvm_vm(const char *const *args)
+{
+	const char *argv[16];
+
+	return run_gmem(kvm_vm_argv(argv, args));
 }
 
 /*
@@ -41,55 +50,19 @@ static struct output run_kvm_vm(const char *const *args)
  */
 static void need_kvm(void)
 {
-	static char why[160];
-	static int usable = -1;
-
 #ifdef SANITIZED
 	test_skip("a sanitized gmem cannot preload libgmem-kvm.so (its runtime must come first)");
 #endif
-	if (usable < 0) {
-		int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC), vm = -1;
-
-		if (kvm < 0)
-			snprintf(why, sizeof(why), "/dev/kvm: %s", strerror(errno));
-		else if ((vm = ioctl(kvm, KVM_CREATE_VM, 0)) < 0)
-			snprintf(why, sizeof(why), "KVM_CREATE_VM: %s", strerror(errno));
-		usable = vm >= 0;
-		if (vm >= 0)
-			close(vm);
-		if (kvm >= 0)
-			close(kvm);
-	}
-	if (!usable)
-		test_skip(why);
+	kvm_require();
 }
 
 /* gmem vm --kvm ARGS, skipping the calling test if it cannot run a guest. */
 static struct output run_guest(const char *const *args)
 {
-	static char why[200];
-	struct output o;
+	const char *argv[16];
 
 	need_kvm();
-	o = run_kvm_vm(args);
-	if (o.status == 77) {
-		snprintf(why, sizeof(why), "%s", o.err);
-		why[strcspn(why, "\n")] = 0;
-		output_free(&o);
-		test_skip(why);
-	}
-	return o;
-}
-
-/* The value of "key":N in the JSON line starting at @s, or -1. */
-static long long json_num(const char *s, const char *key)
-{
-	char pat[64];
-	const char *p, *end = strchr(s, '\n');
-
-	snprintf(pat, sizeof(pat), "\"%s\":", key);
-	p = strstr(s, pat);
-	return p && (!end || p < end) ? strtoll(p + strlen(pat), NULL, 10) : -1;
+	return run_gmem_or_skip(kvm_vm_argv(argv, args));
 }
 
 TEST(every_arch_passes_its_guest_checks)

@@ -23,67 +23,33 @@
 /* ------------------------------------------------------------- gmem vm */
 
 /* Run "gmem vm ARGS..." (@args NULL-terminated) and collect what it printed. */
-static struct output run_vm(const char *const *args)
+/* "vm" then @args (NULL-terminated), in @argv of 16 entries. */
+static const char *const *vm_argv(const char **argv, const char *const *args)
 {
-	const char *argv[16] = { "vm" };
 	int i;
 
+	argv[0] = "vm";
 	for (i = 0; args[i] && i < 13; i++)
 		argv[i + 1] = args[i];
 	argv[i + 1] = NULL;
-	return run_gmem(argv);
+	return argv;
 }
 
-/* gmem vm ARGS, skipping the calling test if it says it cannot run a guest. */
-static struct output run_guest(const char *const *args)
+static struct output run_vm(const char *const *args)
 {
-	static char why[200];
-	struct output o = run_vm(args);
+	const char *argv[16];
 
-	if (o.status == 77) {
-		snprintf(why, sizeof(why), "%s", o.err);
-		why[strcspn(why, "\n")] = 0;
-		output_free(&o);
-		test_skip(why);
-	}
-	return o;
+	return run_gmem(vm_argv(argv, args));
 }
 
-/* Skip the calling test unless this process can run a KVM guest. */
-static void need_kvm(void)
+/* gmem vm ARGS, skipping the calling test where it cannot run a guest. */
+static struct output run_vm_or_skip(const char *const *args)
 {
-	static char why[160];
-	static int usable = -1;
+	const char *argv[16];
 
-	if (usable < 0) {
-		int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC), vm = -1;
-
-		if (kvm < 0)
-			snprintf(why, sizeof(why), "/dev/kvm: %s", strerror(errno));
-		else if (ioctl(kvm, KVM_GET_API_VERSION, 0) != KVM_API_VERSION)
-			snprintf(why, sizeof(why), "/dev/kvm: unexpected API version");
-		else if ((vm = ioctl(kvm, KVM_CREATE_VM, 0)) < 0)
-			snprintf(why, sizeof(why), "KVM_CREATE_VM: %s", strerror(errno));
-		usable = vm >= 0;
-		if (vm >= 0)
-			close(vm);
-		if (kvm >= 0)
-			close(kvm);
-	}
-	if (!usable)
-		test_skip(why);
+	return run_gmem_or_skip(vm_argv(argv, args));
 }
 
-/* The value of "key":N in a JSON line, or -1. */
-static long long json_num(const char *s, const char *key)
-{
-	char pat[64];
-	const char *p;
-
-	snprintf(pat, sizeof(pat), "\"%s\":", key);
-	p = strstr(s, pat);
-	return p ? strtoll(p + strlen(pat), NULL, 10) : -1;
-}
 
 static void guest_passes_on(const char *arch, const char *vcpus,
 			    const char *folio)
@@ -93,8 +59,8 @@ static void guest_passes_on(const char *arch, const char *vcpus,
 				     NULL };
 	struct output o;
 
-	need_kvm();
-	o = run_guest(args);
+	kvm_require();
+	o = run_vm_or_skip(args);
 	if (o.status != 0)
 		printf("#   gmem vm --arch %s: exit %d: %s%s", arch, o.status, o.out, o.err);
 	ASSERT_EQ(o.status, 0);
@@ -156,8 +122,8 @@ TEST(guest_console_reports_each_check)
 	const char *const args[] = { "--arch", "tdx", "--iterations", "10", NULL };
 	struct output o;
 
-	need_kvm();
-	o = run_guest(args);
+	kvm_require();
+	o = run_vm_or_skip(args);
 	ASSERT_EQ(o.status, 0);
 	ASSERT_TRUE(strstr(o.out, "tdx: vcpu0: ok 2 - the host cannot read a private page\n"));
 	ASSERT_TRUE(strstr(o.out, "private data is gone after shared and back (snp, tdx)"));
@@ -174,9 +140,9 @@ TEST(eager_map_spares_the_first_touch_after_each_conversion_an_exit)
 				      "--eager-map", NULL };
 	struct output a, b;
 
-	need_kvm();
-	a = run_guest(lazy);
-	b = run_guest(eager);
+	kvm_require();
+	a = run_vm_or_skip(lazy);
+	b = run_vm_or_skip(eager);
 	ASSERT_EQ(a.status, 0);
 	ASSERT_EQ(b.status, 0);
 	ASSERT_EQ(json_num(b.out, "checks_passed"), 19);
@@ -194,8 +160,8 @@ TEST(real_guest_traffic_breaks_no_invariant_on_any_backend)
 	struct output o;
 	int lines = 0;
 
-	need_kvm();
-	o = run_guest(args);
+	kvm_require();
+	o = run_vm_or_skip(args);
 	if (o.status != 0)
 		printf("#   %s%s", o.out, o.err);
 	ASSERT_EQ(o.status, 0);
@@ -213,13 +179,13 @@ TEST(legacy_contract_loses_a_real_pkvm_guests_shared_data)
 				      "--iterations", "10", NULL };
 	struct output o;
 
-	need_kvm();
-	o = run_guest(legacy);
+	kvm_require();
+	o = run_vm_or_skip(legacy);
 	ASSERT_EQ(o.status, 1);
 	ASSERT_TRUE(strstr(o.out, "not ok 4 - private data is still there once shared (sw, pkvm)"));
 	ASSERT_TRUE(strstr(o.out, "pkvm: FAIL: 16 checks passed, 3 failed"));
 	output_free(&o);
-	o = run_guest(split);
+	o = run_vm_or_skip(split);
 	ASSERT_EQ(o.status, 0);
 	ASSERT_TRUE(!strstr(o.out, "not ok"));
 	output_free(&o);
@@ -231,8 +197,8 @@ TEST(refuse_policy_stops_the_guest_at_a_wrong_view_access)
 				     "--json", "--iterations", "10", NULL };
 	struct output o;
 
-	need_kvm();
-	o = run_guest(args);
+	kvm_require();
+	o = run_vm_or_skip(args);
 	ASSERT_EQ(o.status, 1);
 	ASSERT_TRUE(strstr(o.out, "\"result\":\"fail\""));
 	ASSERT_EQ(json_num(o.out, "checks_failed"), 0);	/* it never got to say */

@@ -215,3 +215,52 @@ TEST(help_lists_kvm)
 	ASSERT_TRUE(strstr(o.out, "--kvm"));
 	output_free(&o);
 }
+
+/*
+ * gmem exec --trace: the guest's run under the layer leaves a JSON line for
+ * the emulated ioctls, the exits the layer resolved through gmem and the
+ * arch hooks (snp's make_shared on to-shared conversions).
+ */
+TEST(exec_trace_records_ioctls_exits_and_hooks)
+{
+	char path[] = "/tmp/gmem-trace-XXXXXX";
+	int fd = mkstemp(path);
+	const char *const args[] = { "exec", "--attributes", "in-place", "--arch", "snp",
+				     "--trace", path, "--", gmem_path(), "vm", "--kvm",
+				     "--arch", "snp", NULL };
+	struct output o;
+	char *text;
+	FILE *f;
+
+	need_kvm();
+	ASSERT_GE(fd, 0);
+	close(fd);
+	o = run_gmem_or_skip(args);
+	ASSERT_EQ(o.status, 0);
+	f = fopen(path, "r");
+	ASSERT_TRUE(f != NULL);
+	text = slurp(f);
+	unlink(path);
+	ASSERT_TRUE(strstr(text, "\"ioctl\":\"KVM_CREATE_GUEST_MEMFD\""));
+	ASSERT_TRUE(strstr(text, "\"ioctl\":\"KVM_SET_USER_MEMORY_REGION2\""));
+	ASSERT_TRUE(strstr(text, "\"ioctl\":\"KVM_SET_MEMORY_ATTRIBUTES2\""));
+	ASSERT_TRUE(strstr(text, "\"exit\":\"KVM_EXIT_MMIO\""));
+	ASSERT_TRUE(strstr(text, "\"hook\":\"make_shared\""));
+	free(text);
+	output_free(&o);
+}
+
+/* gmem exec --probe: the host beside the layer, the layer adding SW_PROTECTED. */
+TEST(exec_probe_shows_the_host_beside_the_layer)
+{
+	const char *const args[] = { "exec", "--probe", NULL };
+	struct output o;
+
+	need_kvm();
+	o = run_gmem_or_skip(args);
+	ASSERT_EQ(o.status, 0);
+	ASSERT_TRUE(strstr(o.out, "under gmem exec"));
+	ASSERT_TRUE(strstr(o.out, "VM_TYPES (235)"));
+	ASSERT_TRUE(strstr(o.out, "KVM_CREATE_VM(SW_PROTECTED)"));
+	output_free(&o);
+}

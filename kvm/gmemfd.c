@@ -71,14 +71,18 @@ static int copy(void *dst, const void *src, size_t len)
 	return 0;
 }
 
+/*
+ * A private page of a guest_memfd mapping faults with gmem's SIGBUS, which
+ * is the program's: the kernel's copy from it fails, so look first.
+ */
 int copy_in(void *dst, const void *src, size_t len)
 {
-	return copy(dst, src, len);
+	return hostmap_private(src, len) ? -EFAULT : copy(dst, src, len);
 }
 
 int copy_out(void *dst, const void *src, size_t len)
 {
-	return copy(dst, src, len);
+	return hostmap_private(dst, len) ? -EFAULT : copy(dst, src, len);
 }
 
 int gmemfd_create(struct kvm_vm *vm, struct gk_create_guest_memfd *a)

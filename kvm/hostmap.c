@@ -1,18 +1,18 @@
 // SPDX-License-Identifier: MIT
 /*
  * Host mappings of guest_memfd files: mmap, munmap, madvise and mremap on
- * them, and the SIGBUS a private page raises.
+ * them, and the program's SIGSEGV.
  *
  * A mapping is a gmem mapping (gmem_mmap): shared pages are the pool's
- * frames, private pages are fenced with guard regions. A fenced page faults
- * with SIGSEGV (SEGV_MAPERR) where the kernel's guest_memfd raises SIGBUS,
- * so the layer keeps SIGSEGV for itself: a fault inside a gmem mapping is
- * sent back as SIGBUS (BUS_ADRERR, the address) to the faulting thread,
- * where the program's own SIGBUS disposition takes it; any other SIGSEGV
- * goes to the program's SIGSEGV handler, as if the layer were not there.
+ * frames, private pages are fenced, and gmem's own SIGSEGV handler (gmem.h,
+ * "Signals") turns a fault on a fence into the SIGBUS the kernel's
+ * guest_memfd raises. Everything else it hands to the handler installed
+ * before it: the layer's, which turns a fault in an emulated ioctl's copy
+ * into -EFAULT and otherwise calls the program's SIGSEGV action, kept here
+ * because the layer takes sigaction(SIGSEGV) over so that the chain stays.
  *
- * The table of mappings is read lock-free by the signal handler: a slot's
- * end is cleared before its start when it goes.
+ * The table of mappings is read lock-free (by munmap, madvise and mremap of
+ * the program): a slot's end is cleared before its start when it goes.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -20,7 +20,6 @@
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "layer.h"
@@ -153,7 +152,6 @@ static void eof_make(void)
 	eof_fd = memfd_create("gmem-kvm-past-eof", MFD_CLOEXEC);
 }
 
-static void keep_in_front(void);
 
 static int past_eof_fd(void)
 {
@@ -209,8 +207,6 @@ int hostmap_mmap(struct kvm_file *f, void *addr, size_t len, int prot,
 	layer_depth++;
 	ret = gmem_mmap(f->gfd, (uint64_t)off, len, prot, gflags, &va);
 	layer_depth--;
-	if (!ret)
-		keep_in_front();
 	if (!ret) {
 		pthread_mutex_lock(&layer_lock);
 		ret = slot_new((uintptr_t)va, (uintptr_t)va + len, f, (uint64_t)off);
@@ -308,28 +304,6 @@ int hostmap_madvise(void *addr, size_t len, int advice, bool *handled)
 static struct sigaction user_segv;	/* the program's SIGSEGV action */
 static pthread_mutex_t segv_lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* Send SIGBUS to this thread as the kernel's fault would. */
-static void raise_sigbus(void *addr, ucontext_t *uc)
-{
-	siginfo_t si;
-	struct sigaction cur;
-
-	memset(&si, 0, sizeof(si));
-	si.si_signo = SIGBUS;
-	si.si_code = BUS_ADRERR;
-	si.si_addr = addr;
-	/* Blocked or ignored, a fault's signal still kills (force_sig). */
-	real.sigaction(SIGBUS, NULL, &cur);
-	if (sigismember(&uc->uc_sigmask, SIGBUS) || cur.sa_handler == SIG_IGN) {
-		struct sigaction dfl = { .sa_handler = SIG_DFL };
-
-		real.sigaction(SIGBUS, &dfl, NULL);
-		sigdelset(&uc->uc_sigmask, SIGBUS);
-	}
-	syscall(SYS_rt_tgsigqueueinfo, getpid(), (pid_t)syscall(SYS_gettid),
-		SIGBUS, &si);
-}
-
 __thread void *volatile copy_recovery __attribute__((tls_model("initial-exec")));
 
 static void on_segv(int sig, siginfo_t *si, void *ucv)
@@ -344,10 +318,6 @@ static void on_segv(int sig, siginfo_t *si, void *ucv)
 		sigaddset(&segv, SIGSEGV);
 		pthread_sigmask(SIG_UNBLOCK, &segv, NULL);
 		siglongjmp(*(sigjmp_buf *)copy_recovery, 1);
-	}
-	if (si->si_code == SEGV_MAPERR && hostmap_overlaps(si->si_addr, 1)) {
-		raise_sigbus(si->si_addr, ucv);
-		return;		/* SIGBUS is delivered on the way back */
 	}
 	act = user_segv;
 	if (act.sa_handler == SIG_DFL || act.sa_handler == SIG_IGN) {
@@ -365,27 +335,11 @@ static void on_segv(int sig, siginfo_t *si, void *ucv)
 		act.sa_handler(sig);
 }
 
-static void on_segv(int sig, siginfo_t *si, void *ucv);
-
 /*
- * gmem_mmap installs gmem's own SIGSEGV handler (it raises the same SIGBUS,
- * see gmem.h "Signals") in front of whatever was there. Under the layer the
- * layer's stays in front: it also turns a fault in an emulated ioctl's copy
- * into -EFAULT, which gmem's cannot know about. Called after gmem_mmap.
+ * Installed first, before any gmem_mmap: gmem's handler, installed by the
+ * first one, then finds this one as the handler before it.
  */
-static void keep_in_front(void)
-{
-	struct sigaction cur;
-
-	if (real.sigaction(SIGSEGV, NULL, &cur) || cur.sa_sigaction == on_segv)
-		return;
-	cur.sa_sigaction = on_segv;
-	cur.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART | SA_NODEFER;
-	sigemptyset(&cur.sa_mask);
-	real.sigaction(SIGSEGV, &cur, NULL);
-}
-
-void hostmap_install_sigbus(void)
+void hostmap_install_segv(void)
 {
 	struct sigaction act = { .sa_sigaction = on_segv,
 				 .sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART |

@@ -202,7 +202,7 @@ int hostmap_munmap(void *addr, size_t len);
 bool hostmap_overlaps(const void *addr, size_t len);
 bool hostmap_private(const void *addr, size_t len);
 int hostmap_madvise(void *addr, size_t len, int advice, bool *handled);
-void hostmap_install_sigbus(void);
+void hostmap_install_segv(void);
 int hostmap_sigaction(int sig, const struct sigaction *act,
 		      struct sigaction *old);
 

@@ -49,7 +49,7 @@ static void resolve(void)
 static void configure(void)
 {
 	config_load();
-	hostmap_install_sigbus();
+	hostmap_install_segv();
 }
 
 /* Every wrapper calls this first; it is cheap once done. */

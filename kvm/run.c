@@ -186,8 +186,7 @@ static enum verdict guest_access(struct kvm_vcpu *v, uint64_t gpa, void *data,
 		 * guest_memfd mapping, or no memory at all, fails the access
 		 * as the kernel's fault on the host address does (EFAULT).
 		 */
-		if (hostmap_private(hva, len) ||
-		    (write ? copy_out(hva, data, len) : copy_in(data, hva, len)))
+		if (write ? copy_out(hva, data, len) : copy_in(data, hva, len))
 			return MEMORY_FAULT;
 	}
 	return RESUME;

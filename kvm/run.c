@@ -25,6 +25,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -152,11 +153,21 @@ static enum verdict guest_access(struct kvm_vcpu *v, uint64_t gpa, void *data,
 	if (s->file && s->file_gone && (per_vm_private || s->view_any))
 		return MEMORY_FAULT;
 	if (s->file && !s->file_gone && (s->view_any || per_vm_private)) {
-		for (int tries = 0; tries < 16; tries++) {
+		/*
+		 * A disagreement means a conversion ran between the lookup and
+		 * the fault: look again, as the kernel's fault retries, for as
+		 * long as the attribute keeps moving. The same answer 16 times
+		 * in a row is a real disagreement.
+		 */
+		for (int same = 0, last = -1; same < 16;) {
 			bool private = fault_private(vm, s, gpa);
 			struct gmem_exit exit;
 			int ret;
 
+			same = private == last ? same + 1 : 0;
+			last = private;
+			if (same > 2)
+				sched_yield();
 			*private_out = private;
 			layer_depth++;
 			ret = gmem_vm_access(vm->gvm, gpa, data, len,

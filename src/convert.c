@@ -96,7 +96,7 @@ static int make_unreachable(struct gmem_file *file, uint64_t start,
 	if (pin_first_in_range(file, start, end, &pinned)) {
 		restore_shared(file, start, end);
 		*err_index = pinned;
-		return gmem_err(EAGAIN, "gmem_set_attributes: page at %#llx is pinned",
+		return gmem_err(EAGAIN, "gmem_set_attributes: page at file offset %#llx is pinned",
 				(unsigned long long)(pinned << PAGE_SHIFT));
 	}
 	return 0;

@@ -43,16 +43,20 @@ void file_put(struct gmem_file *file)
 int file_check_range(struct gmem_file *file, uint64_t offset, uint64_t len,
 		     const char *fn)
 {
-	if (!len || offset + len < offset)
-		return gmem_err(EINVAL, "%s: size %#llx at %#llx is empty or overflows",
-				fn, (unsigned long long)len,
-				(unsigned long long)offset);
-	if (!ALIGNED(offset, PAGE_SIZE) || !ALIGNED(len, PAGE_SIZE))
-		return gmem_err(EINVAL, "%s: offset %#llx or size %#llx is not 4 KiB aligned",
+	if (!len)
+		return gmem_err(EINVAL, "%s: size is 0", fn);
+	if (offset + len < offset)
+		return gmem_err(EINVAL, "%s: file offset %#llx + size %#llx wraps",
 				fn, (unsigned long long)offset,
 				(unsigned long long)len);
+	if (!ALIGNED(offset, PAGE_SIZE))
+		return gmem_err(EINVAL, "%s: file offset %#llx is not 4 KiB aligned",
+				fn, (unsigned long long)offset);
+	if (!ALIGNED(len, PAGE_SIZE))
+		return gmem_err(EINVAL, "%s: size %#llx is not a multiple of 4 KiB",
+				fn, (unsigned long long)len);
 	if (offset + len > file->size)
-		return gmem_err(EINVAL, "%s: range [%#llx, %#llx) is past the end of the file (%#llx)",
+		return gmem_err(EINVAL, "%s: file range [%#llx, %#llx) is past the end of the file (%#llx)",
 				fn, (unsigned long long)offset,
 				(unsigned long long)(offset + len),
 				(unsigned long long)file->size);
@@ -81,17 +85,31 @@ GMEM_API int gmem_create(int vmh, uint64_t size, uint64_t flags)
 		return ret;
 	pool = vm->pool;
 	if (flags & ~(GMEM_FLAG_MMAP | GMEM_FLAG_INIT_SHARED |
-		      GMEM_FLAG_HUGE_2M | GMEM_FLAG_HUGE_1G) ||
-	    huge_order_of_flags(flags) < 0) {
-		ret = gmem_err(EINVAL, "gmem_create: unknown flags %#llx, or two folio sizes",
-			       (unsigned long long)flags);
+		      GMEM_FLAG_HUGE_2M | GMEM_FLAG_HUGE_1G)) {
+		ret = gmem_err(EINVAL, "gmem_create: unknown flags %#llx",
+			       (unsigned long long)(flags & ~(GMEM_FLAG_MMAP |
+					GMEM_FLAG_INIT_SHARED | GMEM_FLAG_HUGE_2M |
+					GMEM_FLAG_HUGE_1G)));
+		goto out_vm;
+	}
+	if (huge_order_of_flags(flags) < 0) {
+		ret = gmem_err(EINVAL, "gmem_create: GMEM_FLAG_HUGE_2M and GMEM_FLAG_HUGE_1G together");
 		goto out_vm;
 	}
 	order = huge_order_of_flags(flags);
-	if (!size || !ALIGNED(size, PAGE_SIZE << order) || size > MAX_FILE_SIZE) {
-		ret = gmem_err(EINVAL, "gmem_create: size %#llx is 0, not a multiple of the folio size (%llu KiB), or above 64 TiB",
+	if (!size) {
+		ret = gmem_err(EINVAL, "gmem_create: size is 0");
+		goto out_vm;
+	}
+	if (!ALIGNED(size, PAGE_SIZE << order)) {
+		ret = gmem_err(EINVAL, "gmem_create: size %#llx is not a multiple of the folio size (%llu KiB)",
 			       (unsigned long long)size,
 			       (unsigned long long)((PAGE_SIZE << order) >> 10));
+		goto out_vm;
+	}
+	if (size > MAX_FILE_SIZE) {
+		ret = gmem_err(EINVAL, "gmem_create: size %#llx is above 64 TiB",
+			       (unsigned long long)size);
 		goto out_vm;
 	}
 	file = obj_alloc(OBJ_FILE, sizeof(*file),
@@ -321,18 +339,23 @@ GMEM_API int gmem_fallocate(int fd, int mode, uint64_t offset, uint64_t len)
 		ret = gmem_err(EINVAL, "gmem_fallocate: len is 0");
 	} else if (!(mode & GMEM_FALLOC_KEEP_SIZE) ||
 		   (mode & ~(GMEM_FALLOC_KEEP_SIZE | GMEM_FALLOC_PUNCH_HOLE))) {
-		ret = gmem_err(EOPNOTSUPP, "gmem_fallocate: mode %#x is not KEEP_SIZE or KEEP_SIZE|PUNCH_HOLE",
+		ret = gmem_err(EOPNOTSUPP, "gmem_fallocate: mode %#x: the valid modes are GMEM_FALLOC_KEEP_SIZE and GMEM_FALLOC_KEEP_SIZE|GMEM_FALLOC_PUNCH_HOLE",
 			       mode);
-	} else if (!ALIGNED(offset, PAGE_SIZE) || !ALIGNED(len, PAGE_SIZE) ||
-		   offset + len < offset) {
-		ret = gmem_err(EINVAL, "gmem_fallocate: offset %#llx or len %#llx is unaligned or overflows",
+	} else if (!ALIGNED(offset, PAGE_SIZE)) {
+		ret = gmem_err(EINVAL, "gmem_fallocate: file offset %#llx is not 4 KiB aligned",
+			       (unsigned long long)offset);
+	} else if (!ALIGNED(len, PAGE_SIZE)) {
+		ret = gmem_err(EINVAL, "gmem_fallocate: len %#llx is not a multiple of 4 KiB",
+			       (unsigned long long)len);
+	} else if (offset + len < offset) {
+		ret = gmem_err(EINVAL, "gmem_fallocate: file offset %#llx + len %#llx wraps",
 			       (unsigned long long)offset,
 			       (unsigned long long)len);
 	} else if (mode & GMEM_FALLOC_PUNCH_HOLE) {
 		ret = punch_hole(file, offset >> PAGE_SHIFT,
 				 (offset + len) >> PAGE_SHIFT);
 	} else if (offset + len > file->size) {
-		ret = gmem_err(EINVAL, "gmem_fallocate: [%#llx, %#llx) reaches past the end of the file",
+		ret = gmem_err(EINVAL, "gmem_fallocate: file range [%#llx, %#llx) reaches past the end of the file",
 			       (unsigned long long)offset,
 			       (unsigned long long)(offset + len));
 	} else {
@@ -347,9 +370,13 @@ GMEM_API int gmem_fallocate(int fd, int mode, uint64_t offset, uint64_t len)
 static int check_offset(struct gmem_file *file, uint64_t offset,
 			const char *fn)
 {
-	if (!ALIGNED(offset, PAGE_SIZE) || offset >= file->size)
-		return gmem_err(EINVAL, "%s: offset %#llx is unaligned or past the end",
+	if (!ALIGNED(offset, PAGE_SIZE))
+		return gmem_err(EINVAL, "%s: file offset %#llx is not 4 KiB aligned",
 				fn, (unsigned long long)offset);
+	if (offset >= file->size)
+		return gmem_err(EINVAL, "%s: file offset %#llx is past the end of the file (%#llx)",
+				fn, (unsigned long long)offset,
+				(unsigned long long)file->size);
 	return 0;
 }
 

@@ -172,14 +172,19 @@ static int check_mmap(struct gmem_file *file, uint64_t offset, size_t len,
 				flags);
 	if (!prot || (prot & ~(PROT_READ | PROT_WRITE)))
 		return gmem_err(EINVAL, "gmem_mmap: prot %#x is not PROT_READ/PROT_WRITE", prot);
-	if (!len || !ALIGNED(offset, PAGE_SIZE) || !ALIGNED(len, PAGE_SIZE) ||
-	    offset >= file->size || offset + len < offset)
-		return gmem_err(EINVAL, "gmem_mmap: offset %#llx, length %#zx: empty, unaligned or past the end",
-				(unsigned long long)offset, len);
-	if (!ALIGNED(offset, PAGE_SIZE << file->order) ||
-	    !ALIGNED(len, PAGE_SIZE << file->order))
-		return gmem_err(EINVAL, "gmem_mmap: offset %#llx or length %#zx is not a multiple of the folio size",
-				(unsigned long long)offset, len);
+	if (!len)
+		return gmem_err(EINVAL, "gmem_mmap: length is 0");
+	if (!ALIGNED(offset, PAGE_SIZE << file->order))
+		return gmem_err(EINVAL, "gmem_mmap: file offset %#llx is not a multiple of the folio size (%llu KiB)",
+				(unsigned long long)offset,
+				(unsigned long long)((PAGE_SIZE << file->order) >> 10));
+	if (!ALIGNED(len, PAGE_SIZE << file->order))
+		return gmem_err(EINVAL, "gmem_mmap: length %#zx is not a multiple of the folio size (%llu KiB)",
+				len, (unsigned long long)((PAGE_SIZE << file->order) >> 10));
+	if (offset >= file->size || offset + len < offset)
+		return gmem_err(EINVAL, "gmem_mmap: file offset %#llx is past the end of the file (%#llx)",
+				(unsigned long long)offset,
+				(unsigned long long)file->size);
 	return 0;
 }
 
@@ -478,9 +483,13 @@ static int check_fixed(struct gmem_file *file, void *addr, size_t len)
 {
 	uintptr_t va = (uintptr_t)addr;
 
-	if (!va || !ALIGNED(va, PAGE_SIZE << file->order) || va + len < va)
-		return gmem_err(EINVAL, "gmem_mmap: MAP_FIXED address %p is NULL, not aligned to the folio size (%#llx), or %p+%#zx wraps",
-				addr, PAGE_SIZE << file->order, addr, len);
+	if (!va)
+		return gmem_err(EINVAL, "gmem_mmap: MAP_FIXED address is NULL");
+	if (!ALIGNED(va, PAGE_SIZE << file->order))
+		return gmem_err(EINVAL, "gmem_mmap: MAP_FIXED address %p is not aligned to the folio size (%#llx)",
+				addr, PAGE_SIZE << file->order);
+	if (va + len < va)
+		return gmem_err(EINVAL, "gmem_mmap: MAP_FIXED %p+%#zx wraps", addr, len);
 	return 0;
 }
 
@@ -512,7 +521,9 @@ GMEM_API int gmem_mmap(int fd, uint64_t offset, size_t len, int prot,
 		va = flags & MAP_FIXED ? *addr :
 		     reserve_aligned(len, PAGE_SIZE << file->order);
 	if (va == MAP_FAILED) {
-		ret = gmem_err(ENOMEM, "gmem_mmap: out of memory or address space");
+		ret = m && past_eof_fd >= 0 ?
+		      gmem_err(ENOMEM, "gmem_mmap: no address space for %#zx bytes", len) :
+		      gmem_err(ENOMEM, "gmem_mmap: out of memory");
 		goto out_free;
 	}
 	m->addr = va;
@@ -593,10 +604,12 @@ GMEM_API int gmem_munmap(void *addr, size_t len)
 	struct cut_list cl = { 0 };
 	int ret;
 
-	if (!ALIGNED(lo, PAGE_SIZE) || !len || rounded < len ||
-	    lo + rounded < lo)
-		return gmem_err(EINVAL, "gmem_munmap: %p+%#zx is unaligned, empty or wraps",
-				addr, len);
+	if (!len)
+		return gmem_err(EINVAL, "gmem_munmap: length is 0");
+	if (!ALIGNED(lo, PAGE_SIZE))
+		return gmem_err(EINVAL, "gmem_munmap: address %p is not 4 KiB aligned", addr);
+	if (rounded < len || lo + rounded < lo)
+		return gmem_err(EINVAL, "gmem_munmap: %p+%#zx wraps", addr, len);
 	mutex_lock(&all_mappings_lock);
 	ret = cut_range((uint8_t *)lo, (uint8_t *)(lo + rounded), false, &cl);
 	mutex_unlock(&all_mappings_lock);

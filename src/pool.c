@@ -326,10 +326,15 @@ GMEM_API int gmem_pool_frame_state(int h, uint64_t pfn, char *buf, size_t len)
 
 	if (ret)
 		return ret;
-	if (pfn >= pool->nframes || (!buf && len)) {
+	if (pfn >= pool->nframes) {
 		pool_put(pool);
-		return gmem_err(EINVAL, "gmem_pool_frame_state: pfn %#llx is outside the pool or no buffer",
-				(unsigned long long)pfn);
+		return gmem_err(EINVAL, "gmem_pool_frame_state: pfn %#llx is outside the pool (%#llx frames)",
+				(unsigned long long)pfn,
+				(unsigned long long)pool->nframes);
+	}
+	if (!buf && len) {
+		pool_put(pool);
+		return gmem_err(EINVAL, "gmem_pool_frame_state: no buffer");
 	}
 	arch = atomic_load(&pool->arch);
 	if (arch && arch->describe)

@@ -78,9 +78,13 @@ GMEM_API int64_t gmem_vm_populate(int vmh, uint64_t gpa, const void *src,
 	if (flags)
 		return gmem_err(EINVAL, "gmem_vm_populate: flags %#llx must be 0",
 				(unsigned long long)flags);
-	if (!len || !ALIGNED(gpa, PAGE_SIZE) || !ALIGNED(len, PAGE_SIZE) ||
-	    gpa + len < gpa)
-		return gmem_err(EINVAL, "gmem_vm_populate: range [%#llx, +%#llx) is empty, unaligned or overflows",
+	if (!len)
+		return gmem_err(EINVAL, "gmem_vm_populate: len is 0");
+	if (!ALIGNED(gpa, PAGE_SIZE) || !ALIGNED(len, PAGE_SIZE))
+		return gmem_err(EINVAL, "gmem_vm_populate: gpa %#llx len %#llx is not 4 KiB aligned",
+				(unsigned long long)gpa, (unsigned long long)len);
+	if (gpa + len < gpa)
+		return gmem_err(EINVAL, "gmem_vm_populate: gpa %#llx + len %#llx wraps",
 				(unsigned long long)gpa, (unsigned long long)len);
 	ret = vm_enter(vmh, "gmem_vm_populate", &vm);
 	if (ret)

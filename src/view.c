@@ -287,8 +287,9 @@ GMEM_API int gmem_vm_view_mmap(int vmh, uint32_t id, uint64_t attributes,
 	if (v)
 		v->addr = map_fenced(vm, slot);
 	if (!v || !v->addr) {
+		ret = v ? gmem_err(ENOMEM, "gmem_vm_view_mmap: no address space for the view") :
+			  gmem_err(ENOMEM, "gmem_vm_view_mmap: out of memory");
 		free(v);
-		ret = gmem_err(ENOMEM, "gmem_vm_view_mmap: out of memory or address space");
 		goto out;
 	}
 	v->len = slot->npages << PAGE_SHIFT;

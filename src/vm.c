@@ -116,7 +116,7 @@ GMEM_API int gmem_vm_create(int poolh, const char *arch_name, uint64_t flags)
 	}
 	arch = arch_name ? arch_find(arch_name) : NULL;
 	if (!arch) {
-		ret = gmem_err(ENOENT, "gmem_vm_create: unknown arch \"%s\"",
+		ret = gmem_err(ENOENT, "gmem_vm_create: unknown arch \"%s\" (sw, snp, tdx or pkvm)",
 			       arch_name ? arch_name : "(null)");
 		goto out_pool;
 	}
@@ -249,16 +249,23 @@ static int check_bind_file(struct gmem_vm *vm, int fd, uint64_t gpa,
 		return ret;
 	if (file->vm != vm)
 		ret = gmem_err(EINVAL, "gmem_vm_bind: file %d belongs to another VM", fd);
-	else if (!ALIGNED(offset | size | gpa, PAGE_SIZE << file->order))
-		ret = gmem_err(EINVAL, "gmem_vm_bind: gpa %#llx, offset %#llx or size %#llx is not a multiple of the file's folio size",
+	else if (!ALIGNED(gpa, PAGE_SIZE << file->order))
+		ret = gmem_err(EINVAL, "gmem_vm_bind: gpa %#llx is not a multiple of the file's folio size (%llu KiB)",
 			       (unsigned long long)gpa,
+			       (unsigned long long)((PAGE_SIZE << file->order) >> 10));
+	else if (!ALIGNED(offset, PAGE_SIZE << file->order))
+		ret = gmem_err(EINVAL, "gmem_vm_bind: file offset %#llx is not a multiple of the file's folio size (%llu KiB)",
 			       (unsigned long long)offset,
-			       (unsigned long long)size);
-	else if (!ALIGNED(offset, PAGE_SIZE) || offset + size < offset ||
-		 offset + size > file->size)
-		ret = gmem_err(EINVAL, "gmem_vm_bind: file range [%#llx, +%#llx) is unaligned or past the end",
+			       (unsigned long long)((PAGE_SIZE << file->order) >> 10));
+	else if (!ALIGNED(size, PAGE_SIZE << file->order))
+		ret = gmem_err(EINVAL, "gmem_vm_bind: size %#llx is not a multiple of the file's folio size (%llu KiB)",
+			       (unsigned long long)size,
+			       (unsigned long long)((PAGE_SIZE << file->order) >> 10));
+	else if (offset + size < offset || offset + size > file->size)
+		ret = gmem_err(EINVAL, "gmem_vm_bind: file range [%#llx, +%#llx) is past the end of the file (%#llx)",
 			       (unsigned long long)offset,
-			       (unsigned long long)size);
+			       (unsigned long long)size,
+			       (unsigned long long)file->size);
 	if (ret)
 		file_put(file);
 	else
@@ -312,11 +319,21 @@ GMEM_API int gmem_vm_bind(int vmh, uint32_t id, uint64_t gpa, uint64_t size,
 		ret = gmem_err(EINVAL, "gmem_vm_bind: slot %u is out of range", id);
 		goto out_vm;
 	}
-	if (!size || !ALIGNED(gpa, PAGE_SIZE) || !ALIGNED(size, PAGE_SIZE) ||
-	    gpa + size < gpa || (gpa + size) >> PAGE_SHIFT > S2_MAX_GFN) {
-		ret = gmem_err(EINVAL, "gmem_vm_bind: guest range [%#llx, +%#llx) is empty, unaligned or too high",
+	if (!size) {
+		ret = gmem_err(EINVAL, "gmem_vm_bind: size is 0");
+		goto out_vm;
+	}
+	if (!ALIGNED(gpa, PAGE_SIZE) || !ALIGNED(size, PAGE_SIZE)) {
+		ret = gmem_err(EINVAL, "gmem_vm_bind: guest range gpa %#llx size %#llx is not 4 KiB aligned",
 			       (unsigned long long)gpa,
 			       (unsigned long long)size);
+		goto out_vm;
+	}
+	if (gpa + size < gpa || (gpa + size) >> PAGE_SHIFT > S2_MAX_GFN) {
+		ret = gmem_err(EINVAL, "gmem_vm_bind: guest range [gpa %#llx, +%#llx) ends above the highest gpa (%#llx)",
+			       (unsigned long long)gpa,
+			       (unsigned long long)size,
+			       (unsigned long long)(S2_MAX_GFN << PAGE_SHIFT));
 		goto out_vm;
 	}
 	ret = check_bind_file(vm, fd, gpa, size, offset, &file);

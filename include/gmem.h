@@ -18,6 +18,19 @@
  * handle fails with -EBADF; a handle of the wrong kind with -EINVAL; a handle
  * another process created (see "Processes") with -EIO.
  *
+ * Lifetime:
+ *   - a closed handle's number is given again by a later create, the lowest
+ *     free number first, as with file descriptors: a stale copy of a closed
+ *     handle may name a new object;
+ *   - at most 65536 handles (pools, VMs and files together) are open in a
+ *     process; a create beyond that fails with -EMFILE;
+ *   - an object lives while anything holds it: a file holds its VM, a VM its
+ *     pool, a host mapping its file. Closing the handle of a pool or VM that
+ *     is still held frees nothing yet;
+ *   - pins belong to the file, not to the caller: they do not keep the file
+ *     alive, and the file's release (its last handle and mapping gone) drops
+ *     them.
+ *
  * Every call returns 0 (or a handle, or a count) on success and a negative
  * errno on failure. errno is left as the caller set it, on success and on
  * failure alike: the system calls gmem makes underneath never show through
@@ -84,8 +97,12 @@ const char *gmem_last_error(void);
  * @capacity is reserved, not allocated: frames cost memory only once touched.
  * 0 picks the default (4 TiB). Returns a pool handle.
  *
- * Errors: -EINVAL capacity not a multiple of 1 GiB or above 64 TiB;
- *         -ENOMEM no memory or address space; -EMFILE no free handle.
+ * A pool models one machine, so all its VMs run one arch: the first
+ * gmem_vm_create fixes it, and a VM of another arch on the same pool fails
+ * with -EINVAL. Give each arch its own pool.
+ *
+ * Errors: -EINVAL capacity not a multiple of 1 GiB; -EINVAL capacity above
+ *         64 TiB; -ENOMEM no memory or address space; -EMFILE no free handle.
  */
 int gmem_pool_create(uint64_t capacity);
 
@@ -164,7 +181,8 @@ int gmem_pool_stats(int pool, struct gmem_pool_stats *st);
  * arch.
  *
  * Errors: -EBADF/-EINVAL bad pool; -EINVAL unknown flag; -ENOENT unknown
- *         arch; -EINVAL the pool runs VMs of another arch; -ENOMEM; -EMFILE.
+ *         arch; -EINVAL the pool runs VMs of another arch (one pool per
+ *         arch, see gmem_pool_create); -ENOMEM; -EMFILE.
  */
 int gmem_vm_create(int pool, const char *arch, uint64_t flags);
 

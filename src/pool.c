@@ -65,8 +65,11 @@ GMEM_API int gmem_pool_create(uint64_t capacity)
 
 	if (!capacity)
 		capacity = DEFAULT_CAPACITY;
-	if (!ALIGNED(capacity, GIB) || capacity > MAX_CAPACITY)
-		return gmem_err(EINVAL, "gmem_pool_create: capacity %#llx is not a multiple of 1 GiB up to 64 TiB",
+	if (!ALIGNED(capacity, GIB))
+		return gmem_err(EINVAL, "gmem_pool_create: capacity %#llx is not a multiple of 1 GiB",
+				(unsigned long long)capacity);
+	if (capacity > MAX_CAPACITY)
+		return gmem_err(EINVAL, "gmem_pool_create: capacity %#llx is above 64 TiB",
 				(unsigned long long)capacity);
 	pool = obj_alloc(OBJ_POOL, sizeof(*pool), sizeof(struct obj), &fresh);
 	if (!pool)

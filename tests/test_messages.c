@@ -55,6 +55,20 @@ TEST(create_names_each_bad_size_and_flag_alone)
 	teardown();
 }
 
+TEST(pool_capacity_names_one_condition)
+{
+	FAILS_SAYING(gmem_pool_create(GiB + PG), EINVAL, "is not a multiple of 1 GiB");
+	FAILS_SAYING(gmem_pool_create(128ULL << 40), EINVAL, "is above 64 TiB");
+}
+
+TEST(a_second_arch_on_one_pool_says_which_arch_the_pool_runs)
+{
+	setup("snp");
+	FAILS_SAYING(gmem_vm_create(pool, "tdx", 0), EINVAL,
+		     "the pool already runs snp VMs, not tdx");
+	teardown();
+}
+
 TEST(an_unknown_arch_lists_the_known_ones)
 {
 	pool = gmem_pool_create(GiB);

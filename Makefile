@@ -150,7 +150,7 @@ fuzz:
 	$(MAKE) -j2 O=$(FUZZ_DIR) CC=clang SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" $(FUZZ_DIR)/libgmem.a
 	clang -std=c11 -D_GNU_SOURCE -O1 -g $(WARN) $(FUZZ_SAN) -Iinclude -Itools -Itools/run -pthread \
 		-I. -o $(FUZZ_DIR)/fuzz_scenario fuzz/fuzz_scenario.c tools/run/parse.c tools/run/lex.c tools/run/execute.c \
-		tools/run/trace.c tools/lib/util.c $(FUZZ_DIR)/libgmem.a
+		tools/run/trace.c tools/lib/util.c tools/lib/json.c $(FUZZ_DIR)/libgmem.a
 	@mkdir -p $(FUZZ_DIR)/corpus
 	cp examples/*.gmem $(FUZZ_DIR)/corpus/
 	$(FUZZ_DIR)/fuzz_scenario -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -dict=fuzz/scenario.dict \

@@ -492,6 +492,9 @@ int gmem_mapping_find(const void *addr, int *fd, uint64_t *offset);
  * [offset, offset+size), as GUP with FOLL_LONGTERM (VFIO, vhost) would,
  * allocating folios that do not exist yet. Pinned pages stay where they are
  * and block conversion to private with -EAGAIN until unpinned.
+ * gmem cannot see the references the kernel takes through a host mapping:
+ * a VMM that gives a range to VFIO (VFIO_IOMMU_MAP_DMA) pins it here for as
+ * long as the DMA mapping exists (docs/vmm.md, "Memory outside the process").
  *
  * Errors: -EBADF/-EINVAL bad handle; -EINVAL size 0, overflow, unaligned,
  *         past the end; -EFAULT a page in the range is private (the host

@@ -261,3 +261,28 @@ long long json_num(const char *s, const char *key)
 	p = strstr(s, pat);
 	return p && (!end || p < end) ? strtoll(p + strlen(pat), NULL, 10) : -1;
 }
+
+/* The repository's examples/: the first parent of the binary that has one. */
+const char *examples_dir(void)
+{
+	static char dir[PATH_MAX];
+	char exe[PATH_MAX - 64], *slash;
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+
+	if (dir[0])
+		return dir;
+	ASSERT_GT(n, 0);
+	exe[n] = 0;
+	while ((slash = strrchr(exe, '/')) && slash != exe) {
+		*slash = 0;
+		snprintf(dir, sizeof(dir), "%s/examples/punch-private.gmem", exe);
+		if (!access(dir, R_OK)) {
+			snprintf(dir, sizeof(dir), "%s/examples", exe);
+			return dir;
+		}
+	}
+	dir[0] = 0;
+	printf("#   no examples/ above the test binary\n");
+	ASSERT_TRUE(0);
+	return dir;
+}

@@ -78,6 +78,9 @@ const char *gmem_path(void);
 /* Run "gmem ARGS..." (@args NULL-terminated, at most 14) in a child. */
 struct output run_gmem(const char *const *args);
 void output_free(struct output *o);
+
+/* The repository's examples/: the first parent of the test binary with one. */
+const char *examples_dir(void);
 /* As run_gmem, but skip the calling test if gmem exits 77 (cannot run here). */
 struct output run_gmem_or_skip(const char *const *args);
 /* Skip the calling test unless this process can create a KVM VM. */

@@ -15,31 +15,6 @@
 
 #include "harness.h"
 
-/* The repository's examples/: the first parent of the binary that has one. */
-static const char *examples_dir(void)
-{
-	static char dir[PATH_MAX];
-	char exe[PATH_MAX - 64], *slash;
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-
-	if (dir[0])
-		return dir;
-	ASSERT_GT(n, 0);
-	exe[n] = 0;
-	while ((slash = strrchr(exe, '/')) && slash != exe) {
-		*slash = 0;
-		snprintf(dir, sizeof(dir), "%s/examples/punch-private.gmem", exe);
-		if (!access(dir, R_OK)) {
-			snprintf(dir, sizeof(dir), "%s/examples", exe);
-			return dir;
-		}
-	}
-	dir[0] = 0;
-	printf("#   no examples/ above the test binary\n");
-	ASSERT_TRUE(0);
-	return dir;
-}
-
 /* Write @len bytes of @text to a fresh temporary .gmem file; returns its path. */
 static char *scenario_file(const char *text, size_t len)
 {
@@ -265,7 +240,8 @@ TEST(trace_names_the_hook_each_contract_calls_on_each_path)
 	output_free(&o);
 }
 
-TEST(json_is_one_object_per_command)
+/* The keys and types of every object are checked by test_cli_json, with jq. */
+TEST(json_is_a_header_one_object_per_command_and_a_summary)
 {
 	struct output o = run_after_setup(
 		"convert f offset=0 size=4K shared\n"
@@ -274,21 +250,41 @@ TEST(json_is_one_object_per_command)
 	int n = 0;
 
 	ASSERT_EQ(o.status, 0);
+	ASSERT_EQ(strncmp(l, "{\"type\":\"header\",\"schema\":1,\"command\":\"run\"", 42), 0);
 	while (*l) {
 		const char *end = strchr(l, '\n');
 
 		ASSERT_TRUE(end);
 		ASSERT_EQ(l[0], '{');
 		ASSERT_EQ(end[-1], '}');
-		ASSERT_TRUE(strstr(l, "\"line\":") < end);
-		ASSERT_TRUE(strstr(l, "\"result\":\"ok\"") < end);
-		ASSERT_TRUE(strstr(l, "\"hooks\":[") < end);
+		if (n && end[1])
+			ASSERT_EQ(strncmp(l, "{\"type\":\"command\",\"line\":", 25), 0);
 		l = end + 1;
 		n++;
 	}
-	ASSERT_EQ(n, 5);
-	ASSERT_TRUE(strstr(o.out, "\"cmd\":\"convert f offset=0 size=8K private expect ok\""));
-	ASSERT_TRUE(strstr(o.out, "\"expect\":\"pass\""));
+	ASSERT_EQ(n, 7);
+	ASSERT_TRUE(strstr(o.out, "\"command\":\"convert f offset=0 size=8K private expect ok\""));
+	ASSERT_TRUE(strstr(o.out, "\"expectation\":\"held\""));
+	/* Structured events, not sentences. */
+	ASSERT_TRUE(strstr(o.out, "\"events\":[{\"type\":\"invalidation\",\"vm\":\"g\",\"seq_from\":1,\"seq_to\":2}]"));
+	ASSERT_TRUE(strstr(o.out, "\n{\"type\":\"summary\",\"schema\":1,"));
+	ASSERT_TRUE(strstr(o.out, "\"status\":0,\"result\":\"pass\",\"message\":null}\n"));
+	output_free(&o);
+}
+
+TEST(json_reports_a_failure_and_a_parse_error_in_its_summary)
+{
+	struct output o = run_after_setup("convert f offset=0 size=4K sideways\n", "--json");
+
+	ASSERT_EQ(o.status, 3);
+	ASSERT_TRUE(strstr(o.out, "{\"type\":\"header\""));
+	ASSERT_TRUE(strstr(o.out, "\"result\":\"parse error\",\"message\":\""));
+	output_free(&o);
+	o = run_after_setup("convert f offset=0 size=4K private\n"
+			    "expect attr f offset=0 shared\n", "--json");
+	ASSERT_EQ(o.status, 1);
+	ASSERT_TRUE(strstr(o.out, "\"expectation\":\"failed\",\"message\":\""));
+	ASSERT_TRUE(strstr(o.out, "\"status\":1,\"result\":\"failed\",\"message\":\""));
 	output_free(&o);
 }
 

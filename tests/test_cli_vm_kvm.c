@@ -84,11 +84,14 @@ TEST(each_arch_reports_all_nineteen_checks_and_its_conversions)
 	const char *line = o.out;
 
 	ASSERT_EQ(o.status, 0);
-	ASSERT_EQ(count_lines(o.out), 4);
+	/* A header, one result per arch, a summary. */
+	ASSERT_EQ(count_lines(o.out), 6);
+	line = strchr(line, '\n') + 1;
 	for (int i = 0; i < 4; i++, line = strchr(line, '\n') + 1) {
-		char arch[32];
+		char arch[64];
 
-		snprintf(arch, sizeof(arch), "{\"arch\":\"%s\",\"memory\":\"kvm\"", archs[i]);
+		snprintf(arch, sizeof(arch), "{\"type\":\"result\",\"arch\":\"%s\",\"memory\":\"kvm\"",
+			 archs[i]);
 		ASSERT_TRUE(!strncmp(line, arch, strlen(arch)));
 		ASSERT_TRUE(strstr(line, "\"result\":\"pass\""));
 		ASSERT_EQ(json_num(line, "checks_passed"), 19);
@@ -129,7 +132,7 @@ TEST(check_mode_sees_no_violation_on_any_arch)
 	if (o.status != 0)
 		printf("#   %s%s", o.out, o.err);
 	ASSERT_EQ(o.status, 0);
-	for (const char *p = o.out; (p = strstr(p, "\"result\":\"pass\"")); p++)
+	for (const char *p = o.out; (p = strstr(p, "\"policy\":\"convert\",\"result\":\"pass\"")); p++)
 		lines++;
 	ASSERT_EQ(lines, 4);
 	ASSERT_TRUE(!strstr(o.err, "violation"));
@@ -153,11 +156,14 @@ TEST(refuse_policy_stops_the_guest_at_its_shared_alias_access)
 	const char *const args[] = { "--arch", "sw", "--policy", "refuse",
 				     "--json", "--iterations", "10", NULL };
 	struct output o = run_guest(args);
+	const char *result;
 
 	ASSERT_EQ(o.status, 1);
-	ASSERT_TRUE(strstr(o.out, "\"result\":\"fail\""));
-	ASSERT_EQ(json_num(o.out, "checks_failed"), 0);	/* it never got to say */
-	ASSERT_EQ(json_num(o.out, "implicit_conversions"), 0);
+	result = strstr(o.out, "{\"type\":\"result\"");
+	ASSERT_TRUE(result);
+	ASSERT_TRUE(strstr(result, "\"result\":\"fail\""));
+	ASSERT_EQ(json_num(result, "checks_failed"), 0);	/* it never got to say */
+	ASSERT_EQ(json_num(result, "implicit_conversions"), 0);
 	if (strstr(o.err, "with a shared access (KVM_EXIT_MEMORY_FAULT)")) {
 		/* The layer's own: a private page first touched off its start. */
 		output_free(&o);

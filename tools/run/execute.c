@@ -497,15 +497,15 @@ int scenario_run(struct scenario *s, const struct scn_opts *o)
 		bool check = c->spec->op >= OP_XATTR;
 
 		r.c = c;
+		s->ran = i + 1;
 		r.ret = 0;
 		r.sig = 0;
 		r.why[0] = 0;
-		r.hlen = 0;
-		r.hooks[0] = 0;
+		trace_reset(&r);
 		if (check) {
 			ret = do_check(&r);
 			if (ret)
-				hook(&r, "%s", s->err);
+				snprintf(r.message, sizeof(r.message), "%s", s->err);
 			if (o->trace)
 				trace(&r, ret ? "FAILED" : "pass");
 			continue;
@@ -513,8 +513,7 @@ int scenario_run(struct scenario *s, const struct scn_opts *o)
 		if (o->trace) {
 			snap_pages(&r, &r.before);
 			snap_take(&r, &r.before, NULL);
-			r.hlen = 0;	/* the snapshot's reads are not the command's */
-			r.hooks[0] = 0;
+			trace_reset(&r);	/* the snapshot's reads are not the command's */
 		}
 		r.ret = do_op(&r);
 		if (r.ret < 0 && !r.why[0])
@@ -525,6 +524,8 @@ int scenario_run(struct scenario *s, const struct scn_opts *o)
 			describe_changes(&r);
 		}
 		ret = verdict(&r);
+		if (ret)
+			snprintf(r.message, sizeof(r.message), "%s", s->err);
 		if (o->trace)
 			trace(&r, ret ? "FAILED" : c->ex.kind ? "pass" : NULL);
 	}

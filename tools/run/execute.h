@@ -57,6 +57,33 @@ struct snap {
 	int64_t seq[64];	/* per object (vms only) */
 };
 
+#define TRACE_EVENTS	96		/* events the trace keeps per command */
+
+/* One thing a command did, as the trace reports it. */
+enum event_kind {
+	EV_HOOK,		/* the engine called an arch hook */
+	EV_INVALIDATION,	/* a VM's mmu_invalidate_seq moved */
+	EV_FOLIO_ALLOCATED,
+	EV_FOLIO_FREED,
+	EV_FRAME_STATE,		/* the arch's model of a frame changed */
+	EV_STAGE2_MAP,
+	EV_STAGE2_ZAP,
+	EV_CONTENT,		/* what a conversion did to page contents */
+};
+
+struct event {
+	enum event_kind kind;
+	char hook[32], path[16];	/* hook */
+	int ret;			/* hook: its return, or the level */
+	uint64_t pfn, gfn, nr;		/* hook; pfn for folios, frames, stage-2 */
+	uint64_t off, gpa;		/* folio offset; stage-2 gpa */
+	const char *vm;			/* invalidation: the VM's name */
+	long long seq_from, seq_to;
+	char from[96], to[96];		/* frame states */
+	bool priv;			/* stage-2 map */
+	const char *content;		/* "zeroed", "changed" or "kept"; nr pages */
+};
+
 struct run {
 	struct scenario *s;
 	const struct scn_opts *o;
@@ -75,8 +102,9 @@ struct run {
 	char why[256];		/* gmem_last_error() of a failure */
 	/* trace */
 	struct snap before, after;
-	char hooks[2048];
-	size_t hlen;
+	struct event ev[TRACE_EVENTS];
+	int nev, dropped;	/* events kept, and those past TRACE_EVENTS */
+	char message[512];	/* why a check failed */
 };
 
 /* execute.c: the outcome of the current command, "ok", "exit ...", ... */
@@ -86,9 +114,8 @@ const char *outcome(struct run *r, char *buf, size_t len);
 void snap_pages(struct run *r, struct snap *sn);
 void snap_take(struct run *r, struct snap *sn, const struct snap *prev);
 
-/* trace.c: a line for the current command's record. */
-void hook(struct run *r, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+/* trace.c: forget the current command's events. */
+void trace_reset(struct run *r);
 
 /* trace.c: the gmem_vm_trace_hooks callback, with the run as @arg. */
 void record_hook(void *arg, const struct gmem_hook_call *call);

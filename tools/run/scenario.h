@@ -29,6 +29,7 @@ struct scenario {
 	int ncmds;
 	struct scn_obj *objs;
 	int nobjs;
+	int ran;		/* commands scenario_run() ran */
 	char err[512];		/* "FILE:LINE:COL: message" after a failure */
 };
 

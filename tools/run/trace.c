@@ -11,6 +11,7 @@
 
 #include "gmem.h"
 #include "execute.h"
+#include "lib/json.h"
 
 /* ---- trace: snapshots of the pages a command touches */
 
@@ -163,47 +164,51 @@ void snap_take(struct run *r, struct snap *sn, const struct snap *prev)
 	}
 }
 
-void hook(struct run *r, const char *fmt, ...)
+void trace_reset(struct run *r)
 {
-	va_list ap;
-	int n;
+	r->nev = r->dropped = 0;
+	r->message[0] = 0;
+}
 
-	if (r->hlen >= sizeof(r->hooks) - 1)
-		return;
-	if (r->hlen)
-		r->hooks[r->hlen++] = '\n';
-	va_start(ap, fmt);
-	n = vsnprintf(r->hooks + r->hlen, sizeof(r->hooks) - r->hlen, fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		r->hlen += (size_t)n;
-	if (r->hlen >= sizeof(r->hooks))
-		r->hlen = sizeof(r->hooks) - 1;
+/* A new event of @kind, or NULL when the command already has too many. */
+static struct event *event_add(struct run *r, enum event_kind kind)
+{
+	struct event *e;
+
+	if (r->nev == TRACE_EVENTS) {
+		r->dropped++;
+		return NULL;
+	}
+	e = &r->ev[r->nev++];
+	memset(e, 0, sizeof(*e));
+	e->kind = kind;
+	e->pfn = e->gfn = ~0ULL;
+	return e;
 }
 
 /* gmem_vm_trace_hooks callback: the engine's calls into the arch, as made. */
 void record_hook(void *arg, const struct gmem_hook_call *call)
 {
-	struct run *r = arg;
-	char where[96];
-	int n = 0;
+	struct event *e = event_add(arg, EV_HOOK);
 
-	where[0] = 0;
-	if (call->pfn != ~0ULL)
-		n += snprintf(where + n, sizeof(where) - (size_t)n, " pfn=%#llx",
-			      (unsigned long long)call->pfn);
-	if (call->gfn != ~0ULL && n < (int)sizeof(where))
-		n += snprintf(where + n, sizeof(where) - (size_t)n, " gfn=%#llx",
-			      (unsigned long long)call->gfn);
-	if (!strcmp(call->hook, "max_mapping_level"))
-		hook(r, "hook %s%s -> level %d (%s path)", call->hook, where,
-		     call->ret, call->path);
-	else
-		hook(r, "hook %s%s nr=%llu%s (%s path)%s", call->hook, where,
-		     (unsigned long long)call->nr,
-		     call->ret ? " failed" : "", call->path,
-		     strcmp(call->hook, "invalidate") ? "" :
-		     ", the legacy hook: it is not told which");
+	if (!e)
+		return;
+	snprintf(e->hook, sizeof(e->hook), "%s", call->hook);
+	snprintf(e->path, sizeof(e->path), "%s", call->path);
+	e->pfn = call->pfn;
+	e->gfn = call->gfn;
+	e->nr = call->nr;
+	e->ret = call->ret;
+}
+
+static void content_event(struct run *r, const char *what, int pages)
+{
+	struct event *e;
+
+	if (pages && (e = event_add(r, EV_CONTENT))) {
+		e->content = what;
+		e->nr = (uint64_t)pages;
+	}
 }
 
 /*
@@ -215,37 +220,37 @@ void describe_changes(struct run *r)
 	struct snap *b = &r->before, *a = &r->after;
 	enum op op = r->c->spec->op;
 	int lost = 0, kept = 0, zeroed = 0;
+	struct event *e;
 
 	for (int i = 0; i < r->s->nobjs && i < 64; i++)
-		if (b->seq[i] >= 0 && a->seq[i] > b->seq[i])
-			hook(r, "invalidation vm=%s mmu_invalidate_seq %lld->%lld",
-			     r->s->objs[i].name, (long long)b->seq[i],
-			     (long long)a->seq[i]);
+		if (b->seq[i] >= 0 && a->seq[i] > b->seq[i] &&
+		    (e = event_add(r, EV_INVALIDATION))) {
+			e->vm = r->s->objs[i].name;
+			e->seq_from = b->seq[i];
+			e->seq_to = a->seq[i];
+		}
 	for (int i = 0; i < b->n && i < a->n; i++) {
 		struct page_snap *pb = &b->pg[i], *pa = &a->pg[i];
 
+		e = NULL;
 		if (!pb->present && pa->present)
-			hook(r, "folio allocated off=%#llx pfn=%#llx%s%s",
-			     (unsigned long long)pa->off,
-			     (unsigned long long)pa->pfn,
-			     pa->state[0] ? ", frame now " : "", pa->state);
+			e = event_add(r, EV_FOLIO_ALLOCATED);
 		else if (pb->present && !pa->present)
-			hook(r, "folio freed off=%#llx pfn=%#llx, frame %s -> %s",
-			     (unsigned long long)pb->off,
-			     (unsigned long long)pb->pfn, pb->state, pa->state);
+			e = event_add(r, EV_FOLIO_FREED);
 		else if (pb->present && strcmp(pb->state, pa->state))
-			hook(r, "frame pfn=%#llx: %s -> %s",
-			     (unsigned long long)pa->pfn, pb->state, pa->state);
-		if (pb->s2 != pa->s2 || pb->s2pfn != pa->s2pfn ||
-		    pb->s2priv != pa->s2priv) {
-			if (pa->s2 == 1)
-				hook(r, "stage-2 map gpa=%#llx -> pfn=%#llx %s",
-				     (unsigned long long)pa->gpa,
-				     (unsigned long long)pa->s2pfn,
-				     pa->s2priv ? "private" : "shared");
-			else
-				hook(r, "stage-2 zap gpa=%#llx",
-				     (unsigned long long)pa->gpa);
+			e = event_add(r, EV_FRAME_STATE);
+		if (e) {
+			e->off = pa->off;
+			e->pfn = pa->present ? pa->pfn : pb->pfn;
+			snprintf(e->from, sizeof(e->from), "%s", pb->state);
+			snprintf(e->to, sizeof(e->to), "%s", pa->state);
+		}
+		if ((pb->s2 != pa->s2 || pb->s2pfn != pa->s2pfn ||
+		     pb->s2priv != pa->s2priv) &&
+		    (e = event_add(r, pa->s2 == 1 ? EV_STAGE2_MAP : EV_STAGE2_ZAP))) {
+			e->gpa = pa->gpa;
+			e->pfn = pa->s2 == 1 ? pa->s2pfn : ~0ULL;
+			e->priv = pa->s2priv;
 		}
 		if (op == OP_CONVERT && !r->ret && pb->present && pa->present) {
 			if (pb->hash != pa->hash && pa->hash == zero_hash())
@@ -256,31 +261,134 @@ void describe_changes(struct run *r)
 				kept++;
 		}
 	}
-	if (zeroed)
-		hook(r, "content lost (now zero) in %d page%s", zeroed,
-		     zeroed > 1 ? "s" : "");
-	if (lost)
-		hook(r, "content changed in %d page%s", lost, lost > 1 ? "s" : "");
-	if (kept)
-		hook(r, "content kept in %d page%s", kept, kept > 1 ? "s" : "");
+	content_event(r, "zeroed", zeroed);
+	content_event(r, "changed", lost);
+	content_event(r, "kept", kept);
 }
 
 /* ---- output */
 
-static void json_str(FILE *f, const char *s, size_t n)
-{
-	fputc('"', f);
-	for (size_t i = 0; i < n; i++) {
-		unsigned char ch = s[i];
+#define X(v)	((unsigned long long)(v))
 
-		if (ch == '"' || ch == '\\')
-			fprintf(f, "\\%c", ch);
-		else if (ch < ' ' || ch >= 0x7f)
-			fprintf(f, "\\u%04x", ch);
+/* One event as the line --trace prints under its command. */
+static void event_text(FILE *f, const struct event *e)
+{
+	switch (e->kind) {
+	case EV_HOOK:
+		fprintf(f, "hook %s", e->hook);
+		if (e->pfn != ~0ULL)
+			fprintf(f, " pfn=%#llx", X(e->pfn));
+		if (e->gfn != ~0ULL)
+			fprintf(f, " gfn=%#llx", X(e->gfn));
+		if (!strcmp(e->hook, "max_mapping_level"))
+			fprintf(f, " -> level %d (%s path)", e->ret, e->path);
 		else
-			fputc(ch, f);
+			fprintf(f, " nr=%llu%s (%s path)%s", X(e->nr),
+				e->ret ? " failed" : "", e->path,
+				strcmp(e->hook, "invalidate") ? "" :
+				", the legacy hook: it is not told which");
+		break;
+	case EV_INVALIDATION:
+		fprintf(f, "invalidation vm=%s mmu_invalidate_seq %lld->%lld",
+			e->vm, e->seq_from, e->seq_to);
+		break;
+	case EV_FOLIO_ALLOCATED:
+		fprintf(f, "folio allocated off=%#llx pfn=%#llx%s%s", X(e->off),
+			X(e->pfn), e->to[0] ? ", frame now " : "", e->to);
+		break;
+	case EV_FOLIO_FREED:
+		fprintf(f, "folio freed off=%#llx pfn=%#llx, frame %s -> %s",
+			X(e->off), X(e->pfn), e->from, e->to);
+		break;
+	case EV_FRAME_STATE:
+		fprintf(f, "frame pfn=%#llx: %s -> %s", X(e->pfn), e->from, e->to);
+		break;
+	case EV_STAGE2_MAP:
+		fprintf(f, "stage-2 map gpa=%#llx -> pfn=%#llx %s", X(e->gpa),
+			X(e->pfn), e->priv ? "private" : "shared");
+		break;
+	case EV_STAGE2_ZAP:
+		fprintf(f, "stage-2 zap gpa=%#llx", X(e->gpa));
+		break;
+	case EV_CONTENT:
+		fprintf(f, "content %s in %llu page%s",
+			!strcmp(e->content, "zeroed") ? "lost (now zero)" :
+			e->content, X(e->nr), e->nr > 1 ? "s" : "");
+		break;
 	}
-	fputc('"', f);
+}
+
+static const char *const event_types[] = {
+	[EV_HOOK] = "hook", [EV_INVALIDATION] = "invalidation",
+	[EV_FOLIO_ALLOCATED] = "folio_allocated",
+	[EV_FOLIO_FREED] = "folio_freed", [EV_FRAME_STATE] = "frame_state",
+	[EV_STAGE2_MAP] = "stage2_map", [EV_STAGE2_ZAP] = "stage2_zap",
+	[EV_CONTENT] = "content",
+};
+
+/* One event as a JSON object: docs/json.md lists the keys of each type. */
+static void event_json(FILE *f, const struct event *e)
+{
+	fprintf(f, "{\"type\":\"%s\"", event_types[e->kind]);
+	switch (e->kind) {
+	case EV_HOOK:
+		fprintf(f, ",\"hook\":");
+		json_string(f, e->hook);
+		fprintf(f, ",\"path\":");
+		json_string(f, e->path);
+		fprintf(f, ",\"pfn\":");
+		json_u64(f, e->pfn);
+		fprintf(f, ",\"gfn\":");
+		json_u64(f, e->gfn);
+		fprintf(f, ",\"nr\":%llu,\"ret\":%d", X(e->nr), e->ret);
+		break;
+	case EV_INVALIDATION:
+		fprintf(f, ",\"vm\":");
+		json_string(f, e->vm);
+		fprintf(f, ",\"seq_from\":%lld,\"seq_to\":%lld", e->seq_from,
+			e->seq_to);
+		break;
+	case EV_FOLIO_ALLOCATED:
+	case EV_FOLIO_FREED:
+	case EV_FRAME_STATE:
+		fprintf(f, ",\"offset\":%llu,\"pfn\":%llu,\"from\":", X(e->off),
+			X(e->pfn));
+		json_string(f, e->kind == EV_FOLIO_ALLOCATED ? NULL : e->from);
+		fprintf(f, ",\"to\":");
+		json_string(f, e->to);
+		break;
+	case EV_STAGE2_MAP:
+		fprintf(f, ",\"gpa\":%llu,\"pfn\":%llu,\"private\":%s", X(e->gpa),
+			X(e->pfn), e->priv ? "true" : "false");
+		break;
+	case EV_STAGE2_ZAP:
+		fprintf(f, ",\"gpa\":%llu", X(e->gpa));
+		break;
+	case EV_CONTENT:
+		fprintf(f, ",\"content\":\"%s\",\"pages\":%llu", e->content,
+			X(e->nr));
+		break;
+	}
+	fputc('}', f);
+}
+
+/* The command's own text, without its comment and trailing blanks. */
+static size_t command_text(const struct scn_cmd *c, const char **text)
+{
+	const char *t = c->text + c->col - 1;
+	size_t tl = 0;
+	bool quoted = false;
+
+	for (; t[tl] && (quoted || t[tl] != '#'); tl++) {
+		if (t[tl] == '\\' && quoted && t[tl + 1])
+			tl++;
+		else if (t[tl] == '"')
+			quoted = !quoted;
+	}
+	while (tl && (t[tl - 1] == ' ' || t[tl - 1] == '\t' || t[tl - 1] == '\r'))
+		tl--;
+	*text = t;
+	return tl;
 }
 
 void trace(struct run *r, const char *verdict)
@@ -290,47 +398,42 @@ void trace(struct run *r, const char *verdict)
 	char buf[128];
 	const char *res = c->spec->op >= OP_XATTR ? "checked" :
 			  outcome(r, buf, sizeof(buf));
-	const char *t = c->text + c->col - 1;
-	size_t tl = 0;
-	bool quoted = false;
+	const char *t;
+	size_t tl = command_text(c, &t);
 
 	if (!f)
 		return;
-	for (; t[tl] && (quoted || t[tl] != '#'); tl++) {
-		if (t[tl] == '\\' && quoted && t[tl + 1])
-			tl++;
-		else if (t[tl] == '"')
-			quoted = !quoted;
-	}
-	while (tl && (t[tl - 1] == ' ' || t[tl - 1] == '\t' || t[tl - 1] == '\r'))
-		tl--;
 	if (!r->o->json) {
 		fprintf(f, "%d: %.*s\n    -> %s%s%s\n", c->line, (int)tl, t, res,
 			verdict ? ", " : "", verdict ? verdict : "");
-		for (const char *h = r->hooks; *h; ) {
-			size_t n = strcspn(h, "\n");
-
-			fprintf(f, "       %.*s\n", (int)n, h);
-			h += n + (h[n] == '\n');
+		if (r->message[0] && c->spec->op >= OP_XATTR)
+			fprintf(f, "       %s\n", r->message);
+		for (int i = 0; i < r->nev; i++) {
+			fprintf(f, "       ");
+			event_text(f, &r->ev[i]);
+			fputc('\n', f);
 		}
+		if (r->dropped)
+			fprintf(f, "       ... and %d more\n", r->dropped);
 		return;
 	}
-	fprintf(f, "{\"file\":");
-	json_str(f, r->s->name, strlen(r->s->name));
-	fprintf(f, ",\"line\":%d,\"cmd\":", c->line);
-	json_str(f, t, tl);
+	fprintf(f, "{\"type\":\"command\",\"line\":%d,\"command\":", c->line);
+	json_string_n(f, t, tl);
 	fprintf(f, ",\"result\":");
-	json_str(f, res, strlen(res));
-	if (r->ret < 0 && r->ret != -1000)
-		fprintf(f, ",\"errno\":\"%s\"", errno_name(-r->ret));
-	fprintf(f, ",\"expect\":\"%s\",\"hooks\":[", verdict ? verdict : "none");
-	for (const char *h = r->hooks; *h; ) {
-		size_t n = strcspn(h, "\n");
-
-		json_str(f, h, n);
-		h += n + (h[n] == '\n');
-		if (*h)
+	json_string(f, res);
+	fprintf(f, ",\"errno\":");
+	json_string(f, r->ret < 0 && r->ret != -1000 ? errno_name(-r->ret) : NULL);
+	fprintf(f, ",\"last_error\":");
+	json_string(f, r->ret < 0 && r->why[0] ? r->why : NULL);
+	fprintf(f, ",\"expectation\":");
+	json_string(f, !verdict ? NULL : strcmp(verdict, "pass") ? "failed" : "held");
+	fprintf(f, ",\"message\":");
+	json_string(f, r->message[0] ? r->message : NULL);
+	fprintf(f, ",\"events\":[");
+	for (int i = 0; i < r->nev; i++) {
+		if (i)
 			fputc(',', f);
+		event_json(f, &r->ev[i]);
 	}
-	fprintf(f, "]}\n");
+	fprintf(f, "],\"events_dropped\":%d}\n", r->dropped);
 }

@@ -25,6 +25,7 @@
 
 #include "cli.h"
 #include "vm.h"
+#include "lib/json.h"
 #include "lib/util.h"
 
 const char *const vm_arches[4] = {
@@ -59,7 +60,7 @@ static void report(struct vmm *m, bool ok)
 	rate = secs > 0 ? (double)conv / secs : 0;
 
 	if (m->o->json) {
-		printf("{\"arch\":\"%s\",\"memory\":\"%s\",\"vcpus\":%d,\"policy\":\"%s\","
+		printf("{\"type\":\"result\",\"arch\":\"%s\",\"memory\":\"%s\",\"vcpus\":%d,\"policy\":\"%s\","
 		       "\"result\":\"%s\",\"checks_passed\":%u,\"checks_failed\":%u,"
 		       "\"conversions\":%llu,\"implicit_conversions\":%llu,"
 		       "\"exits\":%llu,\"bench_conversions\":%llu,"
@@ -73,12 +74,8 @@ static void report(struct vmm *m, bool ok)
 		       (unsigned long long)atomic_load(&m->exits),
 		       (unsigned long long)conv, secs, rate,
 		       (double)atomic_load(&m->call_ns) / 1e9);
-		if (m->error[0]) {
-			printf(",\"error\":\"");
-			for (const char *p = m->error; *p; p++)
-				printf(*p == '"' || *p == '\\' ? "\\%c" : "%c", *p);
-			printf("\"");
-		}
+		printf(",\"message\":");
+		json_string(stdout, m->error[0] ? m->error : NULL);
 		printf("}\n");
 		return;
 	}
@@ -395,18 +392,31 @@ int cmd_vm(int argc, char **argv)
 					 layer);
 		return run_arch(&o, k);
 	}
+	if (o.json)
+		json_header(stdout, "vm");
 	for (int k = 0; k < 4; k++) {
 		if (o.arch >= 0 && k != o.arch)
 			continue;
+		fflush(stdout);
 		ret = o.kvm ? run_layered(&o, k) : run_arch(&o, k);
-		if (ret == EXIT_SKIP)
-			return EXIT_SKIP;
+		if (ret == EXIT_SKIP) {
+			status = EXIT_SKIP;
+			break;
+		}
 		if (ret) {
 			if (ret != 1)
 				fprintf(stderr, "gmem vm: %s: exit status %d\n",
 					vm_arches[k], ret);
 			status = 1;
 		}
+	}
+	if (o.json) {
+		printf("{\"type\":\"summary\",\"schema\":%d,\"status\":%d,\"result\":\"%s\",\"message\":",
+		       GMEM_JSON_SCHEMA, status,
+		       status == EXIT_SKIP ? "skipped" : status ? "fail" : "pass");
+		json_string(stdout, status == EXIT_SKIP ? "KVM is not usable here (see stderr)" :
+			    status ? "a backend failed: see its result" : NULL);
+		printf("}\n");
 	}
 	return status;
 }

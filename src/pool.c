@@ -21,6 +21,7 @@
 #include "common.h"
 #include "arch.h"
 #include "handle.h"
+#include "inject.h"
 #include "lock.h"
 #include "pool.h"
 
@@ -73,16 +74,16 @@ GMEM_API int gmem_pool_create(uint64_t capacity)
 		return gmem_err(ENOMEM, "gmem_pool_create: out of memory");
 	pool->obj.release = pool_release;
 	pool->nframes = capacity >> PAGE_SHIFT;
-	pool->memfd = memfd_create("gmem-pool", MFD_CLOEXEC);
+	pool->memfd = try_memfd_create("gmem-pool", MFD_CLOEXEC);
 	if (pool->memfd < 0) {
 		ret = gmem_err(errno, "gmem_pool_create: memfd_create failed");
 		goto out_free;
 	}
-	if (ftruncate(pool->memfd, capacity)) {
+	if (try_ftruncate(pool->memfd, capacity)) {
 		ret = gmem_err(errno, "gmem_pool_create: cannot size the pool memfd");
 		goto out_close;
 	}
-	pool->direct_map = mmap(NULL, capacity, PROT_READ | PROT_WRITE,
+	pool->direct_map = try_mmap(NULL, capacity, PROT_READ | PROT_WRITE,
 				MAP_SHARED | MAP_NORESERVE, pool->memfd, 0);
 	if (pool->direct_map == MAP_FAILED) {
 		ret = gmem_err(ENOMEM, "gmem_pool_create: no address space for a %llu GiB direct map",
@@ -90,7 +91,7 @@ GMEM_API int gmem_pool_create(uint64_t capacity)
 		goto out_close;
 	}
 	/* The arch model: a word per frame, touched only where frames are used. */
-	pool->frames = mmap(NULL, pool->nframes * sizeof(*pool->frames),
+	pool->frames = try_mmap(NULL, pool->nframes * sizeof(*pool->frames),
 			    PROT_READ | PROT_WRITE,
 			    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (pool->frames == MAP_FAILED) {
@@ -107,7 +108,7 @@ GMEM_API int gmem_pool_create(uint64_t capacity)
 	madvise(pool->direct_map, capacity, MADV_DONTDUMP);
 	madvise(pool->frames, pool->nframes * sizeof(*pool->frames),
 		MADV_DONTFORK);
-	pool->windows = malloc(sizeof(*pool->windows));
+	pool->windows = try_malloc(sizeof(*pool->windows));
 	if (!pool->windows) {
 		ret = gmem_err(ENOMEM, "gmem_pool_create: out of memory");
 		munmap(pool->frames, pool->nframes * sizeof(*pool->frames));
@@ -187,7 +188,7 @@ int pool_reserve_window(struct gmem_pool *pool, uint64_t nframes,
 			continue;
 		if (start > w->base && start + nframes < end) {
 			/* Splits in three: keep the head, add the tail. */
-			struct window *tail = malloc(sizeof(*tail));
+			struct window *tail = try_malloc(sizeof(*tail));
 
 			if (!tail) {
 				ret = -ENOMEM;
@@ -230,7 +231,7 @@ void pool_release_window(struct gmem_pool *pool, uint64_t base,
 	mutex_lock(&pool->lock);
 	for (pw = &pool->windows; (w = *pw) && w->base < base; pw = &w->next)
 		;
-	n = malloc(sizeof(*n));
+	n = try_malloc(sizeof(*n));
 	if (n) {
 		n->base = base;
 		n->nframes = nframes;

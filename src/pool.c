@@ -34,17 +34,23 @@ struct window {
 	struct window *next;
 };
 
-static void pool_release(struct obj *o)
+static void free_windows(struct window *w)
 {
-	struct gmem_pool *pool = (struct gmem_pool *)o;
-	struct window *w = pool->windows;
-
 	while (w) {
 		struct window *next = w->next;
 
 		free(w);
 		w = next;
 	}
+}
+
+static void pool_release(struct obj *o)
+{
+	struct gmem_pool *pool = (struct gmem_pool *)o;
+
+	free_windows(pool->windows);
+	free_windows(pool->spares);
+	pool->spares = NULL;
 	munmap(pool->direct_map, pool->nframes << PAGE_SHIFT);
 	munmap(pool->frames, pool->nframes * sizeof(*pool->frames));
 	close(pool->memfd);
@@ -172,13 +178,19 @@ GMEM_API int gmem_pool_stats(int h, struct gmem_pool_stats *st)
 	return 0;
 }
 
-/* First fit, @align frames aligned; @nframes a multiple of @align. -ENOSPC if nothing fits. */
+/*
+ * First fit, @align frames aligned; @nframes a multiple of @align. -ENOSPC if
+ * nothing fits, -ENOMEM. The node that pool_release_window() will need is
+ * allocated here, so that the release, on a file's last close, cannot fail.
+ */
 int pool_reserve_window(struct gmem_pool *pool, uint64_t nframes,
 			uint64_t align, uint64_t *base)
 {
-	struct window **pw, *w;
+	struct window **pw, *w, *spare = try_malloc(sizeof(*spare));
 	int ret = -ENOSPC;
 
+	if (!spare)
+		return -ENOMEM;
 	mutex_lock(&pool->lock);
 	for (pw = &pool->windows; (w = *pw); pw = &w->next) {
 		uint64_t start = (w->base + align - 1) & ~(align - 1);
@@ -210,10 +222,14 @@ int pool_reserve_window(struct gmem_pool *pool, uint64_t nframes,
 		}
 		*base = start;
 		atomic_fetch_add(&pool->frames_reserved, nframes);
+		spare->next = pool->spares;
+		pool->spares = spare;
+		spare = NULL;
 		ret = 0;
 		break;
 	}
 	mutex_unlock(&pool->lock);
+	free(spare);
 	return ret;
 }
 
@@ -231,22 +247,12 @@ void pool_release_window(struct gmem_pool *pool, uint64_t base,
 	mutex_lock(&pool->lock);
 	for (pw = &pool->windows; (w = *pw) && w->base < base; pw = &w->next)
 		;
-	n = try_malloc(sizeof(*n));
-	if (n) {
-		n->base = base;
-		n->nframes = nframes;
-		n->next = w;
-		*pw = n;
-	} else if (w && w->base == base + nframes) {
-		/* No memory for a node: grow the next extent downwards. */
-		w->base = base;
-		w->nframes += nframes;
-		n = w;
-	} else {
-		/* Leaks the window's address range, never memory. */
-		mutex_unlock(&pool->lock);
-		return;
-	}
+	n = pool->spares;		/* pool_reserve_window left one */
+	pool->spares = n->next;
+	n->base = base;
+	n->nframes = nframes;
+	n->next = w;
+	*pw = n;
 	atomic_fetch_sub(&pool->frames_reserved, nframes);
 	/* Coalesce with both neighbours. */
 	for (w = pool->windows; w && w->next; ) {

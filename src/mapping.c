@@ -494,7 +494,7 @@ GMEM_API int gmem_mmap(int fd, uint64_t offset, size_t len, int prot,
 	struct host_mapping *m = NULL;
 	struct gmem_file *file;
 	void *va = MAP_FAILED;
-	bool untouched;
+	bool cut_failed;
 	sigset_t sigs;
 	int ret;
 
@@ -536,7 +536,7 @@ GMEM_API int gmem_mmap(int fd, uint64_t offset, size_t len, int prot,
 	mutex_lock(&all_mappings_lock);
 	m->hm = hm_alloc();
 	ret = m->hm ? cut_range(va, (uint8_t *)va + len, true, &cl) : -ENOMEM;
-	untouched = ret < 0 && !cl.nrefs;
+	cut_failed = ret < 0;
 	if (ret >= 0)
 		ret = map_window(file, m);
 	if (!ret) {
@@ -556,8 +556,12 @@ GMEM_API int gmem_mmap(int fd, uint64_t offset, size_t len, int prot,
 		m->next_all = all_mappings;
 		all_mappings = m;
 	} else {
-		if (!untouched || !(flags & MAP_FIXED))
-			/* Our reservation, or (as a failed mmap(2) MAP_FIXED may) the range. */
+		/*
+		 * Our reservation, or (as a failed mmap(2) MAP_FIXED may) the
+		 * range, once no record covers it. A cut that failed left the
+		 * record it failed on, and its pages, as they were.
+		 */
+		if (!cut_failed || !(flags & MAP_FIXED))
 			munmap(va, len);
 		if (m->hm) {
 			hm_lock(&sigs);

@@ -110,15 +110,17 @@ GMEM_API int gmem_pool_create(uint64_t capacity)
 	 * Nor does a core dump hold them, as it never holds the kernel's direct
 	 * map (and it would read the whole sparse capacity).
 	 */
-	madvise(pool->direct_map, capacity, MADV_DONTFORK);
+	if (try_madvise(pool->direct_map, capacity, MADV_DONTFORK) ||
+	    try_madvise(pool->frames, pool->nframes * sizeof(*pool->frames),
+			MADV_DONTFORK)) {
+		ret = gmem_err(ENOMEM, "gmem_pool_create: cannot keep the direct map from fork children");
+		goto out_unmap_frames;
+	}
 	madvise(pool->direct_map, capacity, MADV_DONTDUMP);
-	madvise(pool->frames, pool->nframes * sizeof(*pool->frames),
-		MADV_DONTFORK);
 	pool->windows = try_malloc(sizeof(*pool->windows));
 	if (!pool->windows) {
 		ret = gmem_err(ENOMEM, "gmem_pool_create: out of memory");
-		munmap(pool->frames, pool->nframes * sizeof(*pool->frames));
-		goto out_unmap;
+		goto out_unmap_frames;
 	}
 	*pool->windows = (struct window){ .base = 0, .nframes = pool->nframes };
 	pthread_mutex_init(&pool->lock, NULL);
@@ -129,6 +131,8 @@ GMEM_API int gmem_pool_create(uint64_t capacity)
 	}
 	return ret;
 
+out_unmap_frames:
+	munmap(pool->frames, pool->nframes * sizeof(*pool->frames));
 out_unmap:
 	munmap(pool->direct_map, capacity);
 out_close:

@@ -18,6 +18,7 @@
  * once in its life (the fork shootdown table, the first chunk of mapping
  * records) are then behind it, so the Nth point is the same in every pass.
  */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -65,13 +66,27 @@ static const uint64_t map_pages[2] = { SMALL_PAGES + 2, HUGE_PAGES };
 
 /* ------------------------------------------------------------- snapshot */
 
+/* One page, every field a number, so a table names them for the diff. */
 struct page_state {
-	uint64_t attr, attr_end, pfn, content, frame;
-	int present, order;
-	uint32_t pins;
-	int s2, s2_private, s2_level;
-	uint64_t s2_pfn;
-	int mapped, access;	/* gmem_mapping_find; 0 or the probe's signal */
+	uint64_t attr, attr_end, present, order, pins, pfn, content, frame;
+	uint64_t s2, s2_pfn, s2_private, s2_level;
+	uint64_t mapped, access;	/* gmem_mapping_find; 0 or the probe's signal */
+};
+
+static const struct {
+	const char *what;
+	size_t offset;
+	bool same_run;		/* comparable only within one pass */
+} page_fields[] = {
+#define FIELD(f, what)	{ what, offsetof(struct page_state, f), false }
+	FIELD(attr, "attribute"), FIELD(attr_end, "attribute run end"),
+	FIELD(present, "folio present"), FIELD(order, "folio order"),
+	FIELD(pins, "pins"), FIELD(pfn, "frame"), FIELD(content, "content"),
+	{ "arch frame state", offsetof(struct page_state, frame), true },
+	FIELD(s2, "stage-2 present"), FIELD(s2_pfn, "stage-2 pfn"),
+	FIELD(s2_private, "stage-2 private"), FIELD(s2_level, "stage-2 level"),
+	FIELD(mapped, "host mapping"), FIELD(access, "host access (signal)"),
+#undef FIELD
 };
 
 struct snap {
@@ -153,7 +168,7 @@ static void snap_mapping(const struct ctx *c, struct snap *s, int f)
 
 		if (f == 0 && c->hole[i])
 			continue;
-		p->mapped = gmem_mapping_find(addr, &fd, &off);
+		p->mapped = (uint64_t)gmem_mapping_find(addr, &fd, &off);
 		if (p->mapped == 1)
 			ASSERT_TRUE(fd == c->fd[f] && off == i * PG);
 		/* Of the huge mapping, the pages the workload converts alone, and the ends. */
@@ -162,7 +177,7 @@ static void snap_mapping(const struct ctx *c, struct snap *s, int f)
 		/* A read of a page the host never touched would make it present. */
 		if (!c->written)
 			continue;
-		p->access = probe_read(addr, NULL);
+		p->access = (uint64_t)probe_read(addr, NULL);
 	}
 }
 
@@ -176,11 +191,15 @@ static void snap_stage2(const struct ctx *c, struct snap *s, int f)
 	for (uint64_t i = 0; i < file_pages[f]; i++) {
 		struct page_state *p = &s->page[f][i];
 		uint64_t gpa = file_gpa[f] + i * PG;
+		int private = 0;
 
-		p->s2 = gmem_vm_stage2(c->vm, gpa, &p->s2_pfn, &p->s2_private);
-		ASSERT_GE(p->s2, 0);
-		if (p->s2)
-			p->s2_level = gmem_vm_stage2_level(c->vm, gpa);
+		int ret = gmem_vm_stage2(c->vm, gpa, &p->s2_pfn, &private);
+
+		ASSERT_GE(ret, 0);
+		p->s2 = (uint64_t)ret;
+		p->s2_private = (uint64_t)private;
+		if (ret)
+			p->s2_level = (uint64_t)gmem_vm_stage2_level(c->vm, gpa);
 	}
 }
 
@@ -236,26 +255,23 @@ static int snap_diff(const struct snap *a, const struct snap *b, bool same_run)
 		DIFF(bound_off[f], "binding's offset");
 		DIFF(bound_len[f], "binding's length");
 		for (uint64_t i = 0; i < file_pages[f]; i++) {
-			int before = n;
+			const char *pa = (const char *)&a->page[f][i];
+			const char *pb = (const char *)&b->page[f][i];
 
-			DIFF(page[f][i].attr, "attribute");
-			DIFF(page[f][i].attr_end, "attribute run end");
-			DIFF(page[f][i].present, "folio present");
-			DIFF(page[f][i].pfn, "folio pfn");
-			DIFF(page[f][i].order, "folio order");
-			DIFF(page[f][i].pins, "pins");
-			DIFF(page[f][i].content, "content");
-			if (same_run)
-				DIFF(page[f][i].frame, "arch frame state");
-			DIFF(page[f][i].s2, "stage-2 present");
-			DIFF(page[f][i].s2_pfn, "stage-2 pfn");
-			DIFF(page[f][i].s2_private, "stage-2 private");
-			DIFF(page[f][i].s2_level, "stage-2 level");
-			DIFF(page[f][i].mapped, "host mapping");
-			DIFF(page[f][i].access, "host access (signal)");
-			if (n > before && before < 8)
-				printf("#     (file %d, page %llu)\n", f,
-				       (unsigned long long)i);
+			for (size_t k = 0; k < sizeof(page_fields) / sizeof(page_fields[0]); k++) {
+				uint64_t va, vb;
+
+				if (page_fields[k].same_run && !same_run)
+					continue;
+				memcpy(&va, pa + page_fields[k].offset, sizeof(va));
+				memcpy(&vb, pb + page_fields[k].offset, sizeof(vb));
+				if (va != vb && n++ < 8)
+					printf("#     file %d page %llu: %s %#llx, now %#llx\n",
+					       f, (unsigned long long)i,
+					       page_fields[k].what,
+					       (unsigned long long)va,
+					       (unsigned long long)vb);
+			}
 		}
 	}
 #undef DIFF
@@ -276,7 +292,7 @@ static void print_violations(const struct ctx *c)
 
 /* ------------------------------------------------------------- workload */
 
-static int64_t pool_create(struct ctx *c)
+static int64_t pool_create(struct ctx *c, int f)
 {
 	int ret = gmem_pool_create(1ULL << 30);
 
@@ -285,7 +301,7 @@ static int64_t pool_create(struct ctx *c)
 	return ret;
 }
 
-static int64_t vm_create(struct ctx *c)
+static int64_t vm_create(struct ctx *c, int f)
 {
 	int ret = gmem_vm_create(c->pool, c->cfg->arch, c->cfg->flags);
 
@@ -294,34 +310,19 @@ static int64_t vm_create(struct ctx *c)
 	return ret;
 }
 
-static int64_t create_file(struct ctx *c, int f, uint64_t flags)
+static int64_t create_file(struct ctx *c, int f)
 {
-	int ret = gmem_create(c->vm, file_pages[f] * PG, flags);
+	int ret = gmem_create(c->vm, file_pages[f] * PG, GMEM_FLAG_MMAP |
+			      GMEM_FLAG_INIT_SHARED | (f ? GMEM_FLAG_HUGE_2M : 0));
 
 	if (ret >= 0)
 		c->fd[f] = ret;
 	return ret;
 }
 
-static int64_t create_small(struct ctx *c)
+static int64_t bind(struct ctx *c, int f)
 {
-	return create_file(c, 0, GMEM_FLAG_MMAP | GMEM_FLAG_INIT_SHARED);
-}
-
-static int64_t create_huge(struct ctx *c)
-{
-	return create_file(c, 1, GMEM_FLAG_MMAP | GMEM_FLAG_INIT_SHARED |
-			   GMEM_FLAG_HUGE_2M);
-}
-
-static int64_t bind_small(struct ctx *c)
-{
-	return gmem_vm_bind(c->vm, 0, SMALL_GPA, SMALL_PAGES * PG, c->fd[0], 0);
-}
-
-static int64_t bind_huge(struct ctx *c)
-{
-	return gmem_vm_bind(c->vm, 1, HUGE_GPA, HUGE_PAGES * PG, c->fd[1], 0);
+	return gmem_vm_bind(c->vm, f, file_gpa[f], file_pages[f] * PG, c->fd[f], 0);
 }
 
 static int64_t map_file(struct ctx *c, int f)
@@ -335,17 +336,7 @@ static int64_t map_file(struct ctx *c, int f)
 	return ret;
 }
 
-static int64_t mmap_small(struct ctx *c)
-{
-	return map_file(c, 0);
-}
-
-static int64_t mmap_huge(struct ctx *c)
-{
-	return map_file(c, 1);
-}
-
-static int64_t view(struct ctx *c, int f, uint64_t attributes)
+static int64_t view_of(struct ctx *c, int f, uint64_t attributes)
 {
 	void *addr;
 	int ret = gmem_vm_view_mmap(c->vm, f, attributes, &addr);
@@ -355,19 +346,19 @@ static int64_t view(struct ctx *c, int f, uint64_t attributes)
 	return ret;
 }
 
-static int64_t view_mmap(struct ctx *c)
+static int64_t view_mmap(struct ctx *c, int f)
 {
-	return view(c, 0, GMEM_VIEW_ANY);
+	return view_of(c, 0, GMEM_VIEW_ANY);
 }
 
 /* Stage-2 maps part of it already: those pages open at once. */
-static int64_t view_mapped(struct ctx *c)
+static int64_t view_mapped(struct ctx *c, int f)
 {
-	return view(c, 1, 0);
+	return view_of(c, 1, 0);
 }
 
 /* The host writes every page of both files (not a gmem call). */
-static int64_t host_write(struct ctx *c)
+static int64_t host_write(struct ctx *c, int unused)
 {
 	for (int f = 0; f < 2; f++)
 		for (uint64_t i = 0; i < file_pages[f]; i++)
@@ -394,17 +385,17 @@ static int64_t access(struct ctx *c, int f, uint64_t page, unsigned int flags)
 			      sizeof(buf), flags, &exit);
 }
 
-static int64_t fault_shared(struct ctx *c)
+static int64_t fault_shared(struct ctx *c, int f)
 {
 	return fault(c, 0, 1, GMEM_FAULT_WRITE);
 }
 
-static int64_t write_shared(struct ctx *c)
+static int64_t write_shared(struct ctx *c, int f)
 {
 	return access(c, 0, 2, GMEM_FAULT_WRITE);
 }
 
-static int64_t fault_huge_shared(struct ctx *c)
+static int64_t fault_huge_shared(struct ctx *c, int f)
 {
 	return fault(c, 1, 3, GMEM_FAULT_WRITE);
 }
@@ -417,37 +408,37 @@ static int64_t convert(struct ctx *c, int f, uint64_t page, uint64_t n,
 	return gmem_set_attributes(c->fd[f], page * PG, n * PG, attr, 0, &err);
 }
 
-static int64_t pin(struct ctx *c)
+static int64_t pin(struct ctx *c, int f)
 {
 	return gmem_pin(c->fd[0], 2 * PG, 2 * PG);
 }
 
-static int64_t to_private_pinned(struct ctx *c)
+static int64_t to_private_pinned(struct ctx *c, int f)
 {
 	return convert(c, 0, 0, 4, PRIV);		/* -EAGAIN: pages 2, 3 */
 }
 
-static int64_t to_private(struct ctx *c)
+static int64_t to_private(struct ctx *c, int f)
 {
 	return convert(c, 0, 4, 4, PRIV);
 }
 
-static int64_t fault_private(struct ctx *c)
+static int64_t fault_private(struct ctx *c, int f)
 {
 	return fault(c, 0, 4, GMEM_FAULT_PRIVATE | GMEM_FAULT_WRITE);
 }
 
-static int64_t write_private(struct ctx *c)
+static int64_t write_private(struct ctx *c, int f)
 {
 	return access(c, 0, 5, GMEM_FAULT_PRIVATE | GMEM_FAULT_WRITE);
 }
 
-static int64_t fault_exit(struct ctx *c)
+static int64_t fault_exit(struct ctx *c, int f)
 {
 	return fault(c, 0, 6, 0);		/* private page, shared access */
 }
 
-static int64_t huge_to_private(struct ctx *c)
+static int64_t huge_to_private(struct ctx *c, int f)
 {
 	uint64_t err;
 
@@ -455,76 +446,76 @@ static int64_t huge_to_private(struct ctx *c)
 				      &err);
 }
 
-static int64_t fault_huge_private(struct ctx *c)
+static int64_t fault_huge_private(struct ctx *c, int f)
 {
 	return fault(c, 1, 7, GMEM_FAULT_PRIVATE | GMEM_FAULT_WRITE);
 }
 
-static int64_t huge_split(struct ctx *c)
+static int64_t huge_split(struct ctx *c, int f)
 {
 	return convert(c, 1, 8, 1, 0);
 }
 
-static int64_t write_split(struct ctx *c)
+static int64_t write_split(struct ctx *c, int f)
 {
 	return access(c, 1, 8, GMEM_FAULT_WRITE);
 }
 
-static int64_t huge_merge(struct ctx *c)
+static int64_t huge_merge(struct ctx *c, int f)
 {
 	return convert(c, 1, 8, 1, PRIV);
 }
 
-static int64_t fault_merged(struct ctx *c)
+static int64_t fault_merged(struct ctx *c, int f)
 {
 	return fault(c, 1, 9, GMEM_FAULT_PRIVATE);
 }
 
-static int64_t unpin(struct ctx *c)
+static int64_t unpin(struct ctx *c, int f)
 {
 	return gmem_unpin(c->fd[0], 2 * PG, 2 * PG);
 }
 
-static int64_t to_shared(struct ctx *c)
+static int64_t to_shared(struct ctx *c, int f)
 {
 	return convert(c, 0, 4, 4, 0);
 }
 
-static int64_t to_private_again(struct ctx *c)
+static int64_t to_private_again(struct ctx *c, int f)
 {
 	return convert(c, 0, 0, 4, PRIV);
 }
 
-static int64_t to_private_for_populate(struct ctx *c)
+static int64_t to_private_for_populate(struct ctx *c, int f)
 {
 	return convert(c, 0, 8, 2, PRIV);
 }
 
-static int64_t populate(struct ctx *c)
+static int64_t populate(struct ctx *c, int f)
 {
 	static uint8_t src[PG] = { 0x11, 0x22, 0x33 };
 
 	return gmem_vm_populate(c->vm, SMALL_GPA + 8 * PG, src, PG, 0);
 }
 
-static int64_t punch(struct ctx *c)
+static int64_t punch(struct ctx *c, int f)
 {
 	return gmem_fallocate(c->fd[0], GMEM_FALLOC_PUNCH_HOLE |
 			      GMEM_FALLOC_KEEP_SIZE, 0, 2 * PG);
 }
 
-static int64_t allocate(struct ctx *c)
+static int64_t allocate(struct ctx *c, int f)
 {
 	return gmem_fallocate(c->fd[0], GMEM_FALLOC_KEEP_SIZE, 12 * PG, 4 * PG);
 }
 
-static int64_t punch_huge(struct ctx *c)
+static int64_t punch_huge(struct ctx *c, int f)
 {
 	return gmem_fallocate(c->fd[1], GMEM_FALLOC_PUNCH_HOLE |
 			      GMEM_FALLOC_KEEP_SIZE, 16 * PG, 8 * PG);
 }
 
-static int64_t munmap_middle(struct ctx *c)
+static int64_t munmap_middle(struct ctx *c, int f)
 {
 	int ret = gmem_munmap(c->map[0] + 10 * PG, 2 * PG);
 
@@ -533,7 +524,7 @@ static int64_t munmap_middle(struct ctx *c)
 	return ret;
 }
 
-static int64_t mmap_fixed(struct ctx *c)
+static int64_t mmap_fixed(struct ctx *c, int f)
 {
 	void *addr = c->map[0] + 10 * PG;
 	int ret = gmem_mmap(c->fd[0], 10 * PG, 2 * PG, PROT_READ | PROT_WRITE,
@@ -545,7 +536,7 @@ static int64_t mmap_fixed(struct ctx *c)
 }
 
 /* Over pages of the mapping: the old ones are cut out first. */
-static int64_t mmap_fixed_over(struct ctx *c)
+static int64_t mmap_fixed_over(struct ctx *c, int f)
 {
 	void *addr = c->map[0] + 12 * PG;
 
@@ -553,18 +544,9 @@ static int64_t mmap_fixed_over(struct ctx *c)
 			 MAP_SHARED | MAP_FIXED, &addr);
 }
 
-static int64_t unbind_small(struct ctx *c)
+static int64_t unbind_small(struct ctx *c, int f)
 {
 	return gmem_vm_unbind(c->vm, 0);
-}
-
-static int64_t close_small(struct ctx *c)
-{
-	int ret = gmem_close(c->fd[0]);
-
-	if (!ret)
-		c->fd[0] = -1;
-	return ret;
 }
 
 static int64_t munmap_file(struct ctx *c, int f)
@@ -576,26 +558,17 @@ static int64_t munmap_file(struct ctx *c, int f)
 	return ret;
 }
 
-static int64_t munmap_small(struct ctx *c)
+/* The huge file is still bound when it closes: its release unbinds it. */
+static int64_t close_file(struct ctx *c, int f)
 {
-	return munmap_file(c, 0);
-}
-
-static int64_t munmap_huge(struct ctx *c)
-{
-	return munmap_file(c, 1);
-}
-
-static int64_t close_huge(struct ctx *c)	/* still bound: release unbinds */
-{
-	int ret = gmem_close(c->fd[1]);
+	int ret = gmem_close(c->fd[f]);
 
 	if (!ret)
-		c->fd[1] = -1;
+		c->fd[f] = -1;
 	return ret;
 }
 
-static int64_t vm_close(struct ctx *c)
+static int64_t vm_close(struct ctx *c, int f)
 {
 	int ret = gmem_vm_close(c->vm);
 
@@ -604,7 +577,7 @@ static int64_t vm_close(struct ctx *c)
 	return ret;
 }
 
-static int64_t pool_close(struct ctx *c)
+static int64_t pool_close(struct ctx *c, int f)
 {
 	int ret = gmem_pool_close(c->pool);
 
@@ -615,7 +588,8 @@ static int64_t pool_close(struct ctx *c)
 
 struct step {
 	const char *name;
-	int64_t (*run)(struct ctx *c);
+	int64_t (*run)(struct ctx *c, int f);
+	int f;			/* the file it works on, where it takes one */
 	bool handle;		/* returns a new handle: any value >= 0 will do */
 	int64_t want;		/* otherwise the result, uninjected */
 	int may_unmap;		/* a MAP_FIXED gmem_mmap at this page of the small
@@ -623,29 +597,36 @@ struct step {
 				 * as documented (and as mmap(2)) */
 };
 
-#define STEP(fn)		{ #fn, fn, false, 0, -1 }
-#define HANDLE_STEP(fn)		{ #fn, fn, true, 0, -1 }
+#define STEP(fn)		{ #fn, fn, 0, false, 0, -1 }
+#define HANDLE_STEP(fn)		{ #fn, fn, 0, true, 0, -1 }
+#define FILE_STEP(name, fn, f)	{ name, fn, f, false, 0, -1 }
+#define WANT_STEP(fn, want)	{ #fn, fn, 0, false, want, -1 }
+#define FIXED_STEP(fn, page)	{ #fn, fn, 0, false, 0, page }
 
 static const struct step steps[] = {
 	HANDLE_STEP(pool_create), HANDLE_STEP(vm_create),
-	HANDLE_STEP(create_small), HANDLE_STEP(create_huge),
-	STEP(bind_small), STEP(bind_huge), STEP(mmap_small), STEP(mmap_huge),
+	{ "create_small", create_file, 0, true, 0, -1 },
+	{ "create_huge", create_file, 1, true, 0, -1 },
+	FILE_STEP("bind_small", bind, 0), FILE_STEP("bind_huge", bind, 1),
+	FILE_STEP("mmap_small", map_file, 0), FILE_STEP("mmap_huge", map_file, 1),
 	STEP(view_mmap), STEP(host_write),
 	STEP(fault_shared), STEP(write_shared), STEP(fault_huge_shared),
 	STEP(view_mapped),
-	STEP(pin), { "to_private_pinned", to_private_pinned, false, -EAGAIN, -1 },
+	STEP(pin), WANT_STEP(to_private_pinned, -EAGAIN),
 	STEP(to_private), STEP(fault_private), STEP(write_private),
-	{ "fault_exit", fault_exit, false, GMEM_FAULT_EXIT, -1 },
+	WANT_STEP(fault_exit, GMEM_FAULT_EXIT),
 	STEP(huge_to_private), STEP(fault_huge_private),
 	STEP(huge_split), STEP(write_split), STEP(huge_merge),
 	STEP(fault_merged),
 	STEP(unpin), STEP(to_shared), STEP(to_private_again),
-	STEP(to_private_for_populate), { "populate", populate, false, 1, -1 },
+	STEP(to_private_for_populate), WANT_STEP(populate, 1),
 	STEP(punch), STEP(allocate), STEP(punch_huge),
-	STEP(munmap_middle), { "mmap_fixed", mmap_fixed, false, 0, 10 },
-	{ "mmap_fixed_over", mmap_fixed_over, false, 0, 12 },
-	STEP(unbind_small), STEP(close_small), STEP(munmap_small),
-	STEP(munmap_huge), STEP(close_huge), STEP(vm_close), STEP(pool_close),
+	STEP(munmap_middle), FIXED_STEP(mmap_fixed, 10),
+	FIXED_STEP(mmap_fixed_over, 12),
+	STEP(unbind_small), FILE_STEP("close_small", close_file, 0),
+	FILE_STEP("munmap_small", munmap_file, 0),
+	FILE_STEP("munmap_huge", munmap_file, 1),
+	FILE_STEP("close_huge", close_file, 1), STEP(vm_close), STEP(pool_close),
 };
 #define NSTEPS	(sizeof(steps) / sizeof(steps[0]))
 
@@ -686,7 +667,7 @@ static void reference_run(const struct config *cfg, struct reference *ref)
 	ref->total = 0;
 	for (size_t i = 0; i < NSTEPS; i++) {
 		inject_arm(0, 0, 1, NULL);	/* count, fail nothing */
-		ref->ret[i] = steps[i].run(&c);
+		ref->ret[i] = steps[i].run(&c, steps[i].f);
 		inject_stats(&s);
 		inject_disarm();
 		ref->first[i] = ref->total + 1;
@@ -813,7 +794,7 @@ static void injected_run(const struct config *cfg, const struct reference *ref,
 			snap_take(&c, before);
 		inject_arm(here, p, seed * 1000003 + i, NULL);
 		for (;;) {
-			ret = steps[i].run(&c);
+			ret = steps[i].run(&c, steps[i].f);
 			inject_stats(&s);
 			inject_disarm();
 			injected += s.failures;
@@ -874,7 +855,7 @@ TEST(every_point_of_the_workload_fails_in_turn_on_every_backend_and_changes_noth
 
 		/* Warm: one-time points of the process are behind us. */
 		for (size_t i = 0; i < NSTEPS; i++)
-			steps[i].run(&warm);
+			steps[i].run(&warm, steps[i].f);
 		ctx_end(&warm);
 		n0 = inject_sites(sites0, 256);
 		reference_run(&configs[a], &ref);

@@ -52,14 +52,20 @@ static const struct config {
 /* What the workload holds; a handle is -1 and a pointer NULL until made. */
 struct ctx {
 	const struct config *cfg;
-	int pool, vm, fd[2];
+	int pool, vm, fd[3];	/* the small, the huge and the giant file */
 	uint8_t *map[2];
 	void *view[2];
 	bool hole[SMALL_PAGES];	/* pages of map[0] gmem_munmap took out */
 	bool written;		/* host_write ran: every page was touched */
 };
 
-static const uint64_t file_pages[2] = { SMALL_PAGES, HUGE_PAGES };
+/*
+ * The giant file (1 GiB folios) is created and closed at once, for its
+ * window: aligned to 1 GiB, it splits the pool's free extent in three. The
+ * snapshot sees it in the pool's counts.
+ */
+static const uint64_t file_pages[3] = { SMALL_PAGES, HUGE_PAGES, 1 << 18 };
+static const uint64_t file_flags[3] = { 0, GMEM_FLAG_HUGE_2M, GMEM_FLAG_HUGE_1G };
 static const uint64_t file_gpa[2] = { SMALL_GPA, HUGE_GPA };
 /* The small file's mapping runs two pages past its end. */
 static const uint64_t map_pages[2] = { SMALL_PAGES + 2, HUGE_PAGES };
@@ -294,7 +300,7 @@ static void print_violations(const struct ctx *c)
 
 static int64_t pool_create(struct ctx *c, int f)
 {
-	int ret = gmem_pool_create(1ULL << 30);
+	int ret = gmem_pool_create(4ULL << 30);
 
 	if (ret >= 0)
 		c->pool = ret;
@@ -313,7 +319,7 @@ static int64_t vm_create(struct ctx *c, int f)
 static int64_t create_file(struct ctx *c, int f)
 {
 	int ret = gmem_create(c->vm, file_pages[f] * PG, GMEM_FLAG_MMAP |
-			      GMEM_FLAG_INIT_SHARED | (f ? GMEM_FLAG_HUGE_2M : 0));
+			      GMEM_FLAG_INIT_SHARED | file_flags[f]);
 
 	if (ret >= 0)
 		c->fd[f] = ret;
@@ -607,6 +613,8 @@ static const struct step steps[] = {
 	HANDLE_STEP(pool_create), HANDLE_STEP(vm_create),
 	{ "create_small", create_file, 0, true, 0, -1 },
 	{ "create_huge", create_file, 1, true, 0, -1 },
+	{ "create_giant", create_file, 2, true, 0, -1 },
+	FILE_STEP("close_giant", close_file, 2),
 	FILE_STEP("bind_small", bind, 0), FILE_STEP("bind_huge", bind, 1),
 	FILE_STEP("mmap_small", map_file, 0), FILE_STEP("mmap_huge", map_file, 1),
 	STEP(view_mmap), STEP(host_write),
@@ -633,7 +641,7 @@ static const struct step steps[] = {
 static struct ctx ctx_new(const struct config *cfg)
 {
 	return (struct ctx){ .cfg = cfg, .pool = -1, .vm = -1,
-			     .fd = { -1, -1 } };
+			     .fd = { -1, -1, -1 } };
 }
 
 /* After the workload: the views' reservations are the caller's to unmap. */

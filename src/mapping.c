@@ -210,7 +210,7 @@ static void *reserve_aligned(size_t len, uint64_t align)
 	if (len + extra < len)
 		return MAP_FAILED;
 	va = try_mmap(NULL, len + extra, PROT_NONE,
-		  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (va == MAP_FAILED || !extra)
 		return va;
 	aligned = (uint8_t *)(((uintptr_t)va + align - 1) & ~(uintptr_t)(align - 1));
@@ -232,11 +232,11 @@ static int map_window(struct gmem_file *file, struct host_mapping *m)
 	off_t pos = (off_t)file_pfn(file, m->pgoff) << PAGE_SHIFT;
 
 	if (try_mmap(m->addr, in_file, PROT_NONE, MAP_SHARED | MAP_FIXED,
-		 file->vm->pool->memfd, pos) == MAP_FAILED)
+		     file->vm->pool->memfd, pos) == MAP_FAILED)
 		return -ENOMEM;
 	if (m->len > in_file &&
 	    try_mmap(m->addr + in_file, m->len - in_file, PROT_NONE,
-		 MAP_SHARED | MAP_FIXED, past_eof_fd, 0) == MAP_FAILED)
+		     MAP_SHARED | MAP_FIXED, past_eof_fd, 0) == MAP_FAILED)
 		return -ENOMEM;
 	return 0;
 }
@@ -309,7 +309,7 @@ static int cut(struct host_mapping *m, uint8_t *lo, uint8_t *hi, bool reserve,
 	hm_lock(&sigs);
 	if (reserve)
 		ret = try_mmap(lo, hi - lo, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS |
-			   MAP_NORESERVE | MAP_FIXED, -1, 0) == MAP_FAILED;
+			       MAP_NORESERVE | MAP_FIXED, -1, 0) == MAP_FAILED;
 	else
 		ret = munmap(lo, hi - lo);
 	if (ret) {	/* no VMA for a split: the mapping is as it was */

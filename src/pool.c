@@ -90,7 +90,7 @@ GMEM_API int gmem_pool_create(uint64_t capacity)
 		goto out_close;
 	}
 	pool->direct_map = try_mmap(NULL, capacity, PROT_READ | PROT_WRITE,
-				MAP_SHARED | MAP_NORESERVE, pool->memfd, 0);
+				    MAP_SHARED | MAP_NORESERVE, pool->memfd, 0);
 	if (pool->direct_map == MAP_FAILED) {
 		ret = gmem_err(ENOMEM, "gmem_pool_create: no address space for a %llu GiB direct map",
 			       (unsigned long long)(capacity / GIB));
@@ -98,8 +98,8 @@ GMEM_API int gmem_pool_create(uint64_t capacity)
 	}
 	/* The arch model: a word per frame, touched only where frames are used. */
 	pool->frames = try_mmap(NULL, pool->nframes * sizeof(*pool->frames),
-			    PROT_READ | PROT_WRITE,
-			    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+				PROT_READ | PROT_WRITE,
+				MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (pool->frames == MAP_FAILED) {
 		ret = gmem_err(ENOMEM, "gmem_pool_create: no address space for the frame model");
 		goto out_unmap;

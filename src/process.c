@@ -156,7 +156,7 @@ static struct sd_table *table_get(void)
 	if (t)
 		return t;
 	t = try_mmap(NULL, sizeof(*t), PROT_READ | PROT_WRITE,
-		 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (t == MAP_FAILED)
 		return NULL;
 	atomic_store(&table, t);

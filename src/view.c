@@ -244,7 +244,7 @@ static uint8_t *map_fenced(struct gmem_vm *vm, struct memslot *slot)
 	uint8_t *addr;
 
 	addr = try_mmap(NULL, len, guards ? PROT_READ | PROT_WRITE : PROT_NONE,
-		    MAP_SHARED | MAP_NORESERVE, vm->pool->memfd, pos);
+			MAP_SHARED | MAP_NORESERVE, vm->pool->memfd, pos);
 	if (addr == MAP_FAILED)
 		return NULL;
 	/*

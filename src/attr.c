@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include "attr.h"
+#include "inject.h"
 
 struct attr_node {
 	uint64_t start, end;
@@ -16,9 +17,6 @@ struct attr_node {
 	uint32_t prio;
 	struct attr_node *left, *right;
 };
-
-/* Injection point for tests of the reserve path (see tests/). */
-int gmem_attr_fail_reserve;
 
 static uint32_t next_prio(struct attr_map *map)
 {
@@ -33,7 +31,7 @@ static uint32_t next_prio(struct attr_map *map)
 
 int attr_init(struct attr_map *map, uint64_t npages, uint64_t attr)
 {
-	struct attr_node *n = calloc(1, sizeof(*n));
+	struct attr_node *n = try_calloc(1, sizeof(*n));
 
 	if (!n)
 		return -1;
@@ -106,10 +104,8 @@ int attr_reserve(struct attr_map *map, struct attr_reservation *res)
 {
 	(void)map;
 	res->node[0] = res->node[1] = NULL;
-	if (gmem_attr_fail_reserve)
-		return -1;
 	for (int i = 0; i < 2; i++) {
-		res->node[i] = malloc(sizeof(struct attr_node));
+		res->node[i] = try_malloc(sizeof(struct attr_node));
 		if (!res->node[i]) {
 			attr_unreserve(res);
 			return -1;

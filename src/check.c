@@ -41,6 +41,7 @@
 #include "check.h"
 #include "fence.h"
 #include "file.h"
+#include "inject.h"
 #include "lock.h"
 #include "mapping.h"
 #include "pool.h"
@@ -69,7 +70,7 @@ struct pool_map {
 
 int check_create(struct gmem_vm *vm)
 {
-	struct check *c = calloc(1, sizeof(*c));
+	struct check *c = try_calloc(1, sizeof(*c));
 
 	if (!c)
 		return -ENOMEM;

@@ -10,6 +10,7 @@
 #include "check.h"
 #include "file.h"
 #include "handle.h"
+#include "inject.h"
 #include "lock.h"
 #include "mapping.h"
 #include "pin.h"
@@ -137,8 +138,8 @@ GMEM_API int gmem_create(int vmh, uint64_t size, uint64_t flags)
 			       (unsigned long long)(size >> 20));
 		goto out_obj;
 	}
-	file->present = calloc(1, bitmap_bytes(file->npages));
-	file->flipped = calloc(1, bitmap_bytes(file->npages));
+	file->present = try_calloc(1, bitmap_bytes(file->npages));
+	file->flipped = try_calloc(1, bitmap_bytes(file->npages));
 	attr = (flags & GMEM_FLAG_INIT_SHARED) ? 0 : GMEM_ATTR_PRIVATE;
 	if (!file->present || !file->flipped || huge_init(file) ||
 	    attr_init(&file->attrs, file->npages, attr)) {

@@ -14,6 +14,7 @@
 
 #include "common.h"
 #include "handle.h"
+#include "inject.h"
 #include "lock.h"
 #include "process.h"
 
@@ -44,7 +45,7 @@ void *obj_alloc(enum obj_type type, size_t size, size_t keep, bool *fresh)
 	mutex_unlock(&handles_lock);
 	*fresh = !o;
 	if (!o) {
-		o = aligned_alloc(64, (size + 63) & ~(size_t)63);
+		o = try_aligned_alloc(64, (size + 63) & ~(size_t)63);
 		if (!o)
 			return NULL;
 		memset(o, 0, size);
@@ -69,15 +70,14 @@ void obj_recycle(struct obj *o)
 	mutex_unlock(&handles_lock);
 }
 
-/* Tests: set to make the next installs fail as if the table were full. */
-int gmem_handle_fail_install;
-
 int obj_install(struct obj *o)
 {
 	int h = -EMFILE;
 
+	if (inject_fail(INJECT_NAMED("handle slot")))
+		return h;
 	mutex_lock(&handles_lock);
-	for (int i = 0; i < MAX_HANDLES && !gmem_handle_fail_install; i++) {
+	for (int i = 0; i < MAX_HANDLES; i++) {
 		if (!atomic_load_explicit(&handles[i], memory_order_relaxed)) {
 			o->handle = i;
 			atomic_store_explicit(&handles[i], o, memory_order_release);

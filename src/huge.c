@@ -36,6 +36,7 @@
 #include "common.h"
 #include "attr.h"
 #include "file.h"
+#include "inject.h"
 #include "lock.h"
 #include "pin.h"
 
@@ -59,8 +60,8 @@ int huge_init(struct gmem_file *file)
 	file->blocks = NULL;
 	if (!file->order)
 		return 0;
-	file->blocks = calloc(file->nblocks, sizeof(*file->blocks));
-	file->block_pages = calloc(file->nblocks, sizeof(*file->block_pages));
+	file->blocks = try_calloc(file->nblocks, sizeof(*file->blocks));
+	file->block_pages = try_calloc(file->nblocks, sizeof(*file->block_pages));
 	return file->blocks && file->block_pages ? 0 : -ENOMEM;
 }
 

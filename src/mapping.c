@@ -45,6 +45,7 @@
 #include "check.h"
 #include "fence.h"
 #include "file.h"
+#include "inject.h"
 #include "lock.h"
 #include "mapping.h"
 #include "pool.h"
@@ -144,7 +145,8 @@ int mapping_revoke(struct gmem_file *file, uint64_t start, uint64_t end)
 	lock_assert_held_exclusive(&file->invalidate_lock);
 	mutex_lock(&file->mappings_lock);
 	for (struct host_mapping *m = file->mappings; m && !ret; m = m->next)
-		ret = close_pages(m, start, end);
+		ret = inject_fail(INJECT_SITE) ? -ENOMEM :
+		      close_pages(m, start, end);
 	mutex_unlock(&file->mappings_lock);
 	if (ret)
 		return ret;
@@ -212,8 +214,8 @@ static void *reserve_aligned(size_t len, uint64_t align)
 
 	if (len + extra < len)
 		return MAP_FAILED;
-	va = mmap(NULL, len + extra, PROT_NONE,
-		  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	va = try_mmap(NULL, len + extra, PROT_NONE,
+		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (va == MAP_FAILED || !extra)
 		return va;
 	aligned = (uint8_t *)(((uintptr_t)va + align - 1) & ~(uintptr_t)(align - 1));
@@ -234,12 +236,12 @@ static int map_window(struct gmem_file *file, struct host_mapping *m)
 	size_t in_file = m->file_pages << PAGE_SHIFT;
 	off_t pos = (off_t)file_pfn(file, m->pgoff) << PAGE_SHIFT;
 
-	if (mmap(m->addr, in_file, PROT_NONE, MAP_SHARED | MAP_FIXED,
-		 file->vm->pool->memfd, pos) == MAP_FAILED)
+	if (try_mmap(m->addr, in_file, PROT_NONE, MAP_SHARED | MAP_FIXED,
+		     file->vm->pool->memfd, pos) == MAP_FAILED)
 		return -ENOMEM;
 	if (m->len > in_file &&
-	    mmap(m->addr + in_file, m->len - in_file, PROT_NONE,
-		 MAP_SHARED | MAP_FIXED, past_eof_fd, 0) == MAP_FAILED)
+	    try_mmap(m->addr + in_file, m->len - in_file, PROT_NONE,
+		     MAP_SHARED | MAP_FIXED, past_eof_fd, 0) == MAP_FAILED)
 		return -ENOMEM;
 	return 0;
 }
@@ -259,12 +261,12 @@ static int open_window(struct gmem_file *file, struct host_mapping *m)
 	if (fence_uses_guards())
 		return file_for_each_attr_run(file, m->pgoff, end, true,
 					      close_run, m) ||
-		       mprotect(m->addr, m->len, m->prot) ? -ENOMEM : 0;
+		       try_mprotect(m->addr, m->len, m->prot) ? -ENOMEM : 0;
 	/* Without guards PROT_NONE is the fence: open the shared runs only. */
 	if (file_for_each_attr_run(file, m->pgoff, end, false, open_run, m))
 		return -ENOMEM;
 	if (m->len > in_file &&
-	    mprotect(m->addr + in_file, m->len - in_file, m->prot))
+	    try_mprotect(m->addr + in_file, m->len - in_file, m->prot))
 		return -ENOMEM;
 	return 0;
 }
@@ -311,8 +313,8 @@ static int cut(struct host_mapping *m, uint8_t *lo, uint8_t *hi, bool reserve,
 		mutex_lock(&file->mappings_lock);
 	hm_lock(&sigs);
 	if (reserve)
-		ret = mmap(lo, hi - lo, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS |
-			   MAP_NORESERVE | MAP_FIXED, -1, 0) == MAP_FAILED;
+		ret = try_mmap(lo, hi - lo, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS |
+			       MAP_NORESERVE | MAP_FIXED, -1, 0) == MAP_FAILED;
 	else
 		ret = munmap(lo, hi - lo);
 	if (ret) {	/* no VMA for a split: the mapping is as it was */
@@ -397,9 +399,9 @@ static int cut_range(uint8_t *lo, uint8_t *hi, bool reserve,
 	if (!nhit)
 		return 0;
 	/* Everything a split needs, before anything changes. */
-	cl->refs = calloc(nhit, sizeof(*cl->refs));
+	cl->refs = try_calloc(nhit, sizeof(*cl->refs));
 	for (i = 0; cl->refs && i < nsplit; i++) {
-		m = calloc(1, sizeof(*m));
+		m = try_calloc(1, sizeof(*m));
 		if (m && !(m->hm = hm_alloc())) {
 			free(m);
 			m = NULL;
@@ -501,7 +503,7 @@ GMEM_API int gmem_mmap(int fd, uint64_t offset, size_t len, int prot,
 	struct host_mapping *m = NULL;
 	struct gmem_file *file;
 	void *va = MAP_FAILED;
-	bool untouched;
+	bool cut_failed;
 	sigset_t sigs;
 	int ret;
 
@@ -516,7 +518,7 @@ GMEM_API int gmem_mmap(int fd, uint64_t offset, size_t len, int prot,
 		ret = check_fixed(file, *addr, len);
 	if (ret)
 		goto out_put;
-	m = calloc(1, sizeof(*m));
+	m = try_calloc(1, sizeof(*m));
 	if (m && past_eof_fd >= 0)	/* reserve the address range, then fill it */
 		va = flags & MAP_FIXED ? *addr :
 		     reserve_aligned(len, PAGE_SIZE << file->order);
@@ -545,7 +547,7 @@ GMEM_API int gmem_mmap(int fd, uint64_t offset, size_t len, int prot,
 	mutex_lock(&all_mappings_lock);
 	m->hm = hm_alloc();
 	ret = m->hm ? cut_range(va, (uint8_t *)va + len, true, &cl) : -ENOMEM;
-	untouched = ret < 0 && !cl.nrefs;
+	cut_failed = ret < 0;
 	if (ret >= 0)
 		ret = map_window(file, m);
 	if (!ret) {
@@ -565,8 +567,12 @@ GMEM_API int gmem_mmap(int fd, uint64_t offset, size_t len, int prot,
 		m->next_all = all_mappings;
 		all_mappings = m;
 	} else {
-		if (!untouched || !(flags & MAP_FIXED))
-			/* Our reservation, or (as a failed mmap(2) MAP_FIXED may) the range. */
+		/*
+		 * Our reservation, or (as a failed mmap(2) MAP_FIXED may) the
+		 * range, once no record covers it. A cut that failed left the
+		 * record it failed on, and its pages, as they were.
+		 */
+		if (!cut_failed || !(flags & MAP_FIXED))
 			munmap(va, len);
 		if (m->hm) {
 			hm_lock(&sigs);

@@ -18,6 +18,7 @@
 #include "attr.h"
 #include "check.h"
 #include "file.h"
+#include "inject.h"
 #include "lock.h"
 #include "pin.h"
 
@@ -111,7 +112,7 @@ static int adjust(struct gmem_file *file, uint64_t start, uint64_t end,
 			return gmem_err(EOVERFLOW, "gmem_pin: page pinned too often");
 
 	/* Each old run yields at most three pieces and one gap, plus a last gap. */
-	out = malloc((4 * file->npins + 2) * sizeof(*out));
+	out = try_malloc((4 * file->npins + 2) * sizeof(*out));
 	if (!out)
 		return gmem_err(ENOMEM, "gmem_pin: out of memory");
 	for (size_t j = 0; j < i; j++)

@@ -21,6 +21,7 @@
 #include "common.h"
 #include "arch.h"
 #include "handle.h"
+#include "inject.h"
 #include "lock.h"
 #include "pool.h"
 
@@ -33,17 +34,23 @@ struct window {
 	struct window *next;
 };
 
-static void pool_release(struct obj *o)
+static void free_windows(struct window *w)
 {
-	struct gmem_pool *pool = (struct gmem_pool *)o;
-	struct window *w = pool->windows;
-
 	while (w) {
 		struct window *next = w->next;
 
 		free(w);
 		w = next;
 	}
+}
+
+static void pool_release(struct obj *o)
+{
+	struct gmem_pool *pool = (struct gmem_pool *)o;
+
+	free_windows(pool->windows);
+	free_windows(pool->spares);
+	pool->spares = NULL;
 	munmap(pool->direct_map, pool->nframes << PAGE_SHIFT);
 	munmap(pool->frames, pool->nframes * sizeof(*pool->frames));
 	close(pool->memfd);
@@ -76,26 +83,26 @@ GMEM_API int gmem_pool_create(uint64_t capacity)
 		return gmem_err(ENOMEM, "gmem_pool_create: out of memory");
 	pool->obj.release = pool_release;
 	pool->nframes = capacity >> PAGE_SHIFT;
-	pool->memfd = memfd_create("gmem-pool", MFD_CLOEXEC);
+	pool->memfd = try_memfd_create("gmem-pool", MFD_CLOEXEC);
 	if (pool->memfd < 0) {
 		ret = gmem_err(errno, "gmem_pool_create: memfd_create failed");
 		goto out_free;
 	}
-	if (ftruncate(pool->memfd, capacity)) {
+	if (try_ftruncate(pool->memfd, capacity)) {
 		ret = gmem_err(errno, "gmem_pool_create: cannot size the pool memfd");
 		goto out_close;
 	}
-	pool->direct_map = mmap(NULL, capacity, PROT_READ | PROT_WRITE,
-				MAP_SHARED | MAP_NORESERVE, pool->memfd, 0);
+	pool->direct_map = try_mmap(NULL, capacity, PROT_READ | PROT_WRITE,
+				    MAP_SHARED | MAP_NORESERVE, pool->memfd, 0);
 	if (pool->direct_map == MAP_FAILED) {
 		ret = gmem_err(ENOMEM, "gmem_pool_create: no address space for a %llu GiB direct map",
 			       (unsigned long long)(capacity / GIB));
 		goto out_close;
 	}
 	/* The arch model: a word per frame, touched only where frames are used. */
-	pool->frames = mmap(NULL, pool->nframes * sizeof(*pool->frames),
-			    PROT_READ | PROT_WRITE,
-			    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	pool->frames = try_mmap(NULL, pool->nframes * sizeof(*pool->frames),
+				PROT_READ | PROT_WRITE,
+				MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (pool->frames == MAP_FAILED) {
 		ret = gmem_err(ENOMEM, "gmem_pool_create: no address space for the frame model");
 		goto out_unmap;
@@ -106,15 +113,17 @@ GMEM_API int gmem_pool_create(uint64_t capacity)
 	 * Nor does a core dump hold them, as it never holds the kernel's direct
 	 * map (and it would read the whole sparse capacity).
 	 */
-	madvise(pool->direct_map, capacity, MADV_DONTFORK);
+	if (try_madvise(pool->direct_map, capacity, MADV_DONTFORK) ||
+	    try_madvise(pool->frames, pool->nframes * sizeof(*pool->frames),
+			MADV_DONTFORK)) {
+		ret = gmem_err(ENOMEM, "gmem_pool_create: cannot keep the direct map from fork children");
+		goto out_unmap_frames;
+	}
 	madvise(pool->direct_map, capacity, MADV_DONTDUMP);
-	madvise(pool->frames, pool->nframes * sizeof(*pool->frames),
-		MADV_DONTFORK);
-	pool->windows = malloc(sizeof(*pool->windows));
+	pool->windows = try_malloc(sizeof(*pool->windows));
 	if (!pool->windows) {
 		ret = gmem_err(ENOMEM, "gmem_pool_create: out of memory");
-		munmap(pool->frames, pool->nframes * sizeof(*pool->frames));
-		goto out_unmap;
+		goto out_unmap_frames;
 	}
 	*pool->windows = (struct window){ .base = 0, .nframes = pool->nframes };
 	pthread_mutex_init(&pool->lock, NULL);
@@ -125,6 +134,8 @@ GMEM_API int gmem_pool_create(uint64_t capacity)
 	}
 	return ret;
 
+out_unmap_frames:
+	munmap(pool->frames, pool->nframes * sizeof(*pool->frames));
 out_unmap:
 	munmap(pool->direct_map, capacity);
 out_close:
@@ -174,13 +185,19 @@ GMEM_API int gmem_pool_stats(int h, struct gmem_pool_stats *st)
 	return 0;
 }
 
-/* First fit, @align frames aligned; @nframes a multiple of @align. -ENOSPC if nothing fits. */
+/*
+ * First fit, @align frames aligned; @nframes a multiple of @align. -ENOSPC if
+ * nothing fits, -ENOMEM. The node that pool_release_window() will need is
+ * allocated here, so that the release, on a file's last close, cannot fail.
+ */
 int pool_reserve_window(struct gmem_pool *pool, uint64_t nframes,
 			uint64_t align, uint64_t *base)
 {
-	struct window **pw, *w;
+	struct window **pw, *w, *spare = try_malloc(sizeof(*spare));
 	int ret = -ENOSPC;
 
+	if (!spare)
+		return -ENOMEM;
 	mutex_lock(&pool->lock);
 	for (pw = &pool->windows; (w = *pw); pw = &w->next) {
 		uint64_t start = (w->base + align - 1) & ~(align - 1);
@@ -190,7 +207,7 @@ int pool_reserve_window(struct gmem_pool *pool, uint64_t nframes,
 			continue;
 		if (start > w->base && start + nframes < end) {
 			/* Splits in three: keep the head, add the tail. */
-			struct window *tail = malloc(sizeof(*tail));
+			struct window *tail = try_malloc(sizeof(*tail));
 
 			if (!tail) {
 				ret = -ENOMEM;
@@ -212,10 +229,14 @@ int pool_reserve_window(struct gmem_pool *pool, uint64_t nframes,
 		}
 		*base = start;
 		atomic_fetch_add(&pool->frames_reserved, nframes);
+		spare->next = pool->spares;
+		pool->spares = spare;
+		spare = NULL;
 		ret = 0;
 		break;
 	}
 	mutex_unlock(&pool->lock);
+	free(spare);
 	return ret;
 }
 
@@ -233,22 +254,12 @@ void pool_release_window(struct gmem_pool *pool, uint64_t base,
 	mutex_lock(&pool->lock);
 	for (pw = &pool->windows; (w = *pw) && w->base < base; pw = &w->next)
 		;
-	n = malloc(sizeof(*n));
-	if (n) {
-		n->base = base;
-		n->nframes = nframes;
-		n->next = w;
-		*pw = n;
-	} else if (w && w->base == base + nframes) {
-		/* No memory for a node: grow the next extent downwards. */
-		w->base = base;
-		w->nframes += nframes;
-		n = w;
-	} else {
-		/* Leaks the window's address range, never memory. */
-		mutex_unlock(&pool->lock);
-		return;
-	}
+	n = pool->spares;		/* pool_reserve_window left one */
+	pool->spares = n->next;
+	n->base = base;
+	n->nframes = nframes;
+	n->next = w;
+	*pw = n;
 	atomic_fetch_sub(&pool->frames_reserved, nframes);
 	/* Coalesce with both neighbours. */
 	for (w = pool->windows; w && w->next; ) {

@@ -26,6 +26,7 @@ struct gmem_pool {
 	uint64_t nframes;
 	pthread_mutex_t lock;		/* the window list and the arch claim */
 	struct window *windows;		/* free extents, sorted by pfn */
+	struct window *spares;		/* one per window in use: its release needs no memory */
 	atomic_uint_least64_t frames_in_use;
 	atomic_uint_least64_t frames_reserved;
 	atomic_uint_least64_t files;

@@ -64,6 +64,7 @@
 #include "common.h"
 #include "fence.h"
 #include "handle.h"
+#include "inject.h"
 #include "lock.h"
 #include "mapping.h"
 #include "process.h"
@@ -154,8 +155,8 @@ static struct sd_table *table_get(void)
 
 	if (t)
 		return t;
-	t = mmap(NULL, sizeof(*t), PROT_READ | PROT_WRITE,
-		 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	t = try_mmap(NULL, sizeof(*t), PROT_READ | PROT_WRITE,
+		     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (t == MAP_FAILED)
 		return NULL;
 	atomic_store(&table, t);

@@ -39,6 +39,7 @@
 
 #include "common.h"
 #include "fence.h"
+#include "inject.h"
 #include "lock.h"
 #include "mapping.h"
 #include "process.h"
@@ -79,7 +80,7 @@ struct hm_entry *hm_alloc(void)
 		}
 		n = atomic_load_explicit(&c->next, memory_order_acquire);
 		if (!n) {
-			n = calloc(1, sizeof(*n));
+			n = try_calloc(1, sizeof(*n));
 			if (!n)
 				return NULL;
 			atomic_store_explicit(&c->next, n, memory_order_release);

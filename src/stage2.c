@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <errno.h>
 
+#include "inject.h"
 #include "lock.h"
 #include "stage2.h"
 
@@ -48,7 +49,7 @@ static struct s2_table *table_of(uint64_t v)
 int s2_init(struct stage2 *s2, const void *mmu_lock)
 {
 	s2->lock = mmu_lock;
-	s2->root = calloc(1, sizeof(*s2->root));
+	s2->root = try_calloc(1, sizeof(*s2->root));
 	atomic_init(&s2->tables, 1);
 	return s2->root ? 0 : -ENOMEM;
 }
@@ -138,7 +139,7 @@ int s2_map(struct stage2 *s2, uint64_t gfn, uint64_t pfn, bool private,
 			return -EEXIST;
 		}
 		if (!next) {
-			struct s2_table *n = calloc(1, sizeof(*n));
+			struct s2_table *n = try_calloc(1, sizeof(*n));
 			uint64_t expected = 0;
 
 			if (!n)

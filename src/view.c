@@ -27,6 +27,7 @@
 #include "check.h"
 #include "fence.h"
 #include "file.h"
+#include "inject.h"
 #include "lock.h"
 #include "pool.h"
 #include "vm.h"
@@ -229,7 +230,8 @@ static int open_mapped(uint64_t gfn, const struct s2_entry *e, void *argp)
 	if (gfn >= end ||
 	    (arg->kind != VIEW_ANY && e->private != arg->kind))
 		return 0;
-	arg->ret = view_open_pages(slot->views[arg->kind], gfn - slot->base_gfn,
+	arg->ret = inject_fail(INJECT_SITE) ? -ENOMEM :
+		   view_open_pages(slot->views[arg->kind], gfn - slot->base_gfn,
 				   end - gfn);
 	return arg->ret;
 }
@@ -241,17 +243,17 @@ static uint8_t *map_fenced(struct gmem_vm *vm, struct memslot *slot)
 	bool guards = fence_uses_guards();
 	uint8_t *addr;
 
-	addr = mmap(NULL, len, guards ? PROT_READ | PROT_WRITE : PROT_NONE,
-		    MAP_SHARED | MAP_NORESERVE, vm->pool->memfd, pos);
+	addr = try_mmap(NULL, len, guards ? PROT_READ | PROT_WRITE : PROT_NONE,
+			MAP_SHARED | MAP_NORESERVE, vm->pool->memfd, pos);
 	if (addr == MAP_FAILED)
 		return NULL;
 	/*
 	 * A forked child could not follow stage-2: it gets no view at all; a
 	 * core dump leaves the guest's private pages out.
 	 */
-	if (madvise(addr, len, MADV_DONTFORK) ||
-	    madvise(addr, len, MADV_DONTDUMP) ||
-	    (guards && fence_close(addr, len))) {
+	if (try_madvise(addr, len, MADV_DONTFORK) ||
+	    try_madvise(addr, len, MADV_DONTDUMP) ||
+	    (guards && (inject_fail(INJECT_SITE) || fence_close(addr, len)))) {
 		munmap(addr, len);
 		return NULL;
 	}
@@ -283,7 +285,7 @@ GMEM_API int gmem_vm_view_mmap(int vmh, uint32_t id, uint64_t attributes,
 		ret = gmem_err(EINVAL, "gmem_vm_view_mmap: slot %u is not in use", id);
 		goto out;
 	}
-	v = malloc(sizeof(*v));
+	v = try_malloc(sizeof(*v));
 	if (v)
 		v->addr = map_fenced(vm, slot);
 	if (!v || !v->addr) {

@@ -12,6 +12,7 @@
 #include "check.h"
 #include "file.h"
 #include "handle.h"
+#include "inject.h"
 #include "lock.h"
 #include "pool.h"
 #include "vm.h"
@@ -199,7 +200,7 @@ static int grow(void *arrayp, unsigned int *cap, unsigned int need)
 		return 0;
 	while (n < need)
 		n *= 2;
-	p = realloc(*array, n * sizeof(void *));
+	p = try_realloc(*array, n * sizeof(void *));
 	if (!p)
 		return -ENOMEM;
 	*array = p;
@@ -343,7 +344,7 @@ GMEM_API int gmem_vm_bind(int vmh, uint32_t id, uint64_t gpa, uint64_t size,
 	npages = size >> PAGE_SHIFT;
 	pgoff = offset >> PAGE_SHIFT;
 
-	slot = malloc(sizeof(*slot));
+	slot = try_malloc(sizeof(*slot));
 	brlock_write_lock(&vm->slots_lock);
 	brlock_write_lock(&file->invalidate_lock);
 	if (!slot || grow(&vm->slots, &vm->slots_cap, vm->nslots + 1) ||

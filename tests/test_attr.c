@@ -7,10 +7,9 @@
 
 #include "harness.h"
 #include "attr.h"
+#include "inject.h"
 
 #define P	GMEM_ATTR_PRIVATE
-
-extern int gmem_attr_fail_reserve;
 
 /* One update as the engine does it: reserve, then commit. */
 static void update(struct attr_map *map, uint64_t start, uint64_t end,
@@ -485,16 +484,16 @@ TEST(random_updates_match_a_per_page_array_and_stay_merged)
 
 /* ----------------------------------------------- reserve failure, public */
 
-TEST(reserve_fails_when_the_injection_switch_is_set)
+TEST(reserve_fails_when_its_allocation_is_made_to_fail)
 {
 	struct attr_map map;
 	struct attr_reservation res;
 	int ret;
 
 	ASSERT_EQ(attr_init(&map, 16, 0), 0);
-	gmem_attr_fail_reserve = 1;
+	inject_arm(0, 1.0, 1, "src/attr.c");
 	ret = attr_reserve(&map, &res);
-	gmem_attr_fail_reserve = 0;
+	inject_disarm();
 	ASSERT_NE(ret, 0);
 	ASSERT_TRUE(!res.node[0] && !res.node[1]);
 	attr_unreserve(&res);			/* harmless on a failed one */
@@ -539,7 +538,7 @@ TEST(set_attributes_fails_with_enomem_and_changes_nothing_when_reserve_fails)
 	ASSERT_EQ(ranges0, 3);
 	snapshot(fd, attr0, end0);
 
-	gmem_attr_fail_reserve = 1;
+	inject_arm(0, 1.0, 1, "src/attr.c");
 	ret_shared = gmem_set_attributes(fd, 16 * GMEM_PAGE_SIZE,
 					 8 * GMEM_PAGE_SIZE, 0, 0, &eo_shared);
 	ret_private = gmem_set_attributes(fd, 4 * GMEM_PAGE_SIZE,
@@ -549,7 +548,7 @@ TEST(set_attributes_fails_with_enomem_and_changes_nothing_when_reserve_fails)
 	ret_noop = gmem_set_attributes(fd, 8 * GMEM_PAGE_SIZE,
 				       8 * GMEM_PAGE_SIZE, GMEM_ATTR_PRIVATE, 0,
 				       &eo_noop);
-	gmem_attr_fail_reserve = 0;
+	inject_disarm();
 
 	ASSERT_EQ(ret_shared, -ENOMEM);
 	ASSERT_EQ(eo_shared, 16 * GMEM_PAGE_SIZE);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "inject.h"
 
 #define PG	GMEM_PAGE_SIZE
 #define MiB	(1ULL << 20)
@@ -87,7 +88,6 @@ TEST(vm_create_rejects_unknown_arch_nonzero_flags_and_bad_pools)
 	ASSERT_EQ(gmem_vm_create(pool, "sw", 0), -EBADF);	/* closed pool */
 }
 
-extern int gmem_handle_fail_install;
 
 TEST(failed_vm_create_leaves_the_pool_free_for_another_arch)
 {
@@ -95,10 +95,10 @@ TEST(failed_vm_create_leaves_the_pool_free_for_another_arch)
 
 	ASSERT_GE(pool, 0);
 	/* EMFILE: the handle table is full once the VM is built. */
-	gmem_handle_fail_install = 1;
+	inject_arm(0, 1.0, 1, "(handle slot)");
 	ASSERT_EQ(gmem_vm_create(pool, "snp", 0), -EMFILE);
 	ASSERT_EQ(gmem_vm_create(pool, "snp", GMEM_VM_CHECK), -EMFILE);
-	gmem_handle_fail_install = 0;
+	inject_disarm();
 	/* The pool never ran an snp VM: a tdx one is welcome. */
 	vm = gmem_vm_create(pool, "tdx", 0);
 	ASSERT_GE(vm, 0);

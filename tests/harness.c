@@ -255,11 +255,11 @@ void kvm_require(void)
 long long json_num(const char *s, const char *key)
 {
 	char pat[64];
-	const char *p, *end = strchr(s, '\n');
+	const char *p;
 
 	snprintf(pat, sizeof(pat), "\"%s\":", key);
 	p = strstr(s, pat);
-	return p && (!end || p < end) ? strtoll(p + strlen(pat), NULL, 10) : -1;
+	return p ? strtoll(p + strlen(pat), NULL, 10) : -1;
 }
 
 /* The repository's examples/: the first parent of the binary that has one. */

@@ -85,7 +85,7 @@ const char *examples_dir(void);
 struct output run_gmem_or_skip(const char *const *args);
 /* Skip the calling test unless this process can create a KVM VM. */
 void kvm_require(void);
-/* The value of "key":N in the JSON line starting at @s, or -1. */
+/* The value of the first "key":N in the JSON lines at @s, or -1. */
 long long json_num(const char *s, const char *key);
 /* All of @f from its start, NUL-terminated; closes @f. */
 char *slurp(FILE *f);

@@ -165,7 +165,7 @@ TEST(real_guest_traffic_breaks_no_invariant_on_any_backend)
 	if (o.status != 0)
 		printf("#   %s%s", o.out, o.err);
 	ASSERT_EQ(o.status, 0);
-	for (const char *p = o.out; (p = strstr(p, "\"result\":\"pass\"")); p++)
+	for (const char *p = o.out; (p = strstr(p, "\"policy\":\"convert\",\"result\":\"pass\"")); p++)
 		lines++;
 	ASSERT_EQ(lines, 4);
 	output_free(&o);

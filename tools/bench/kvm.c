@@ -14,6 +14,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <linux/kvm.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -163,33 +164,24 @@ static double measure_vm(bool kvm, long iters)
 
 static void pair_row(const char *id, const char *name, const char *layered_kind,
 		     const char *base_kind, const char *base_name, long iters,
-		     const char *target, double limit)
+		     const struct target *t)
 {
-	double m[MAX_RUNS], b[MAX_RUNS], ratio[MAX_RUNS];
 	struct row r = row_new(id, name, "ns");
+	bool vm = !strcmp(layered_kind, "vm");
+	struct series s = { 0 };
 
-	for (int i = 0; i < nruns; i++) {
-		bool vm = !strcmp(layered_kind, "vm");
+	while (series_more(&s, t)) {
+		double b = vm ? measure_vm(false, iters) : measure(false, base_kind, iters);
+		double m = vm ? measure_vm(true, iters) : measure(true, layered_kind, iters);
 
-		b[i] = vm ? measure_vm(false, iters) : measure(false, base_kind, iters);
-		m[i] = vm ? measure_vm(true, iters) : measure(true, layered_kind, iters);
-		if (m[i] < 0 || b[i] < 0) {
+		if (m < 0 || b < 0) {
 			snprintf(r.skip, sizeof(r.skip), "a child failed (run gmem exec --probe)");
 			emit(&r);
 			return;
 		}
-		ratio[i] = m[i] / b[i];
+		series_add(&s, m, b, NAN);
 	}
-	r.m = summarize(m, nruns);
-	r.runs = nruns;
-	row_compare(&r, base_name, summarize(b, nruns), "layered / direct");
-	{
-		struct stat3 rs = summarize(ratio, nruns);
-
-		snprintf(r.note, sizeof(r.note), "per-run ratios %.2f..%.2f", rs.lo, rs.hi);
-	}
-	r.target = target;
-	r.met = limit > 0 ? (r.ratio <= limit ? MET_YES : MET_NO) : MET_NA;
+	row_from(&r, &s, t, base_name, "layered / direct, per run");
 	emit(&r);
 }
 
@@ -198,17 +190,16 @@ void case9(void)
 	long iters = quick ? 20000 : 100000;
 
 	if (access("/dev/kvm", R_OK | W_OK)) {
-		struct row r = row_new("9", "the KVM layer", "");
-
-		snprintf(r.skip, sizeof(r.skip), "skipped: /dev/kvm is not usable here");
-		emit(&r);
+		emit_skip("9", "the KVM layer", "skipped: /dev/kvm is not usable here");
 		return;
 	}
+	static const struct target t9c = { "<= 1.10x", 1.10, true, false, 0 };
+
 	pair_row("9a", "KVM layer: a passed-through ioctl", "ioctl", "ioctl",
-		 "the same ioctl bare", iters, "-", 0);
+		 "the same ioctl bare", iters, NULL);
 	pair_row("9b", "KVM layer: 4K conversion pair, 1 GiB file",
 		 "convert-kvm", "convert-gmem", "gmem_set_attributes pair",
-		 iters / 10, "-", 0);
+		 iters / 10, NULL);
 	pair_row("9c", "KVM layer: a real guest's conversions", "vm", "vm",
-		 "the same guest on gmem.h", quick ? 10000 : 40000, "<= 1.10x", 1.10);
+		 "the same guest on gmem.h", quick ? 10000 : 40000, &t9c);
 }

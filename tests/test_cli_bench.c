@@ -53,32 +53,30 @@ TEST(spread_is_min_to_max_up_to_seven_samples_then_narrows)
 	ASSERT_TRUE(!of(v, MAX_SAMPLES + 1).valid);
 }
 
-TEST(verdict_is_met_when_the_whole_spread_is_on_the_target_side)
+/*
+ * Met when the whole spread is on the target's side, missed when it is all on
+ * the wrong side, noisy when it straddles the limit (here the median meets
+ * the target and one run does not).
+ */
+TEST(verdict_is_met_missed_or_noisy_by_where_the_spread_lies)
 {
-	static const double fast[5] = { 60, 70, 80, 90, 99 };
-	static const double bw[3] = { 0.81, 0.95, 1.2 };
+	static const struct {
+		const struct target *t;
+		double v[5];
+		int n;
+		enum verdict want;
+	} c[] = {
+		{ &at_most_100, { 60, 70, 80, 90, 99 }, 5, VERDICT_MET },
+		{ &at_least_08, { 0.81, 0.95, 1.2 }, 3, VERDICT_MET },
+		{ &at_most_100, { 101, 150, 884, 900, 1200 }, 5, VERDICT_MISSED },
+		{ &at_least_08, { 0.15, 0.19, 0.22, 0.29, 0.79 }, 5, VERDICT_MISSED },
+		{ &at_most_100, { 74, 80, 85, 90, 285 }, 5, VERDICT_NOISY },
+		{ &at_least_08, { 0.79, 1.03, 1.05 }, 3, VERDICT_NOISY },
+	};
+	unsigned int i;
 
-	ASSERT_EQ(judge(&at_most_100, of(fast, 5), no_control), VERDICT_MET);
-	ASSERT_EQ(judge(&at_least_08, of(bw, 3), no_control), VERDICT_MET);
-}
-
-TEST(verdict_is_missed_when_the_whole_spread_is_on_the_wrong_side)
-{
-	static const double slow[5] = { 101, 150, 884, 900, 1200 };
-	static const double bw[5] = { 0.15, 0.19, 0.22, 0.29, 0.79 };
-
-	ASSERT_EQ(judge(&at_most_100, of(slow, 5), no_control), VERDICT_MISSED);
-	ASSERT_EQ(judge(&at_least_08, of(bw, 5), no_control), VERDICT_MISSED);
-}
-
-TEST(verdict_is_noisy_when_the_spread_straddles_the_target)
-{
-	/* The median meets it, one run does not: neither met nor missed. */
-	static const double v[5] = { 74, 80, 85, 90, 285 };
-	static const double r[3] = { 0.79, 1.03, 1.05 };
-
-	ASSERT_EQ(judge(&at_most_100, of(v, 5), no_control), VERDICT_NOISY);
-	ASSERT_EQ(judge(&at_least_08, of(r, 3), no_control), VERDICT_NOISY);
+	for (i = 0; i < sizeof(c) / sizeof(c[0]); i++)
+		ASSERT_EQ(judge(c[i].t, of(c[i].v, c[i].n), no_control), c[i].want);
 }
 
 TEST(more_runs_are_taken_while_noisy_and_one_outlier_then_stops_mattering)

@@ -25,6 +25,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/utsname.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -422,6 +423,41 @@ double compute_ns(int nthreads, uint64_t iters, bool spinner)
 		pthread_join(th, NULL);
 	}
 	return ns;
+}
+
+/* ------------------------------------------------------- measuring children */
+
+int run_self(const char *const *argv, char *out, size_t len)
+{
+	int pipefd[2], st;
+	size_t got = 0;
+	ssize_t r;
+	pid_t pid;
+
+	out[0] = '\0';
+	if (pipe(pipefd))
+		return -1;
+	pid = fork();
+	if (pid < 0) {
+		close(pipefd[0]);
+		close(pipefd[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		dup2(pipefd[1], 1);
+		close(pipefd[0]);
+		close(pipefd[1]);
+		close(2);
+		execv("/proc/self/exe", (char *const *)argv);
+		_exit(127);
+	}
+	close(pipefd[1]);
+	while (got < len - 1 && (r = read(pipefd[0], out + got, len - 1 - got)) > 0)
+		got += (size_t)r;
+	out[got] = '\0';
+	close(pipefd[0]);
+	waitpid(pid, &st, 0);
+	return got && WIFEXITED(st) && !WEXITSTATUS(st) ? 0 : -1;
 }
 
 /* ----------------------------------------------------------- command */

@@ -9,6 +9,7 @@
 #define GMEM_BENCH_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "gmem.h"
@@ -135,6 +136,13 @@ extern struct frag_growth growth;
 int fault_all(int vm, uint64_t gpa, uint64_t len, unsigned int flags);
 /* convert.c: ns per pair of 4 KiB conversions of @off, to shared and back. */
 double time_convert_pairs(int fd, uint64_t off, int iters, int *err);
+
+/*
+ * Run this gmem binary with @argv (NULL-terminated, argv[0] its name), its
+ * stderr closed; its stdout in @out (@len bytes, NUL-terminated). 0 if it
+ * printed something and exited 0, else -1.
+ */
+int run_self(const char *const *argv, char *out, size_t len);
 
 /* The cases, in convert.c, fault.c, folio.c, grow.c, kvm.c. */
 void case1(void);

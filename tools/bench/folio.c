@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "gmem.h"
@@ -100,26 +99,10 @@ static long growth_total(const struct growth_kb *g)
 static int metadata_child(const char *kind, struct growth_kb *g,
 			  unsigned long long *counted, unsigned long long *frames)
 {
-	char out[256] = "";
-	int pipefd[2], st;
-	ssize_t got;
-	pid_t pid;
+	const char *argv[] = { "gmem", "bench", "--metadata-child", kind, NULL };
+	char out[256];
 
-	if (pipe(pipefd))
-		return -1;
-	pid = fork();
-	if (pid == 0) {
-		dup2(pipefd[1], 1);
-		close(pipefd[0]);
-		close(pipefd[1]);
-		execl("/proc/self/exe", "gmem", "bench", "--metadata-child", kind, (char *)NULL);
-		_exit(127);
-	}
-	close(pipefd[1]);
-	got = read(pipefd[0], out, sizeof(out) - 1);
-	close(pipefd[0]);
-	waitpid(pid, &st, 0);
-	if (pid < 0 || got <= 0 || !WIFEXITED(st) || WEXITSTATUS(st) ||
+	if (run_self(argv, out, sizeof(out)) ||
 	    sscanf(out, "%llu %llu %ld %ld %ld %ld %ld %ld", counted, frames, &g->anon[0],
 		   &g->pte[0], &g->anon[1], &g->pte[1], &g->anon[2], &g->pte[2]) != 8)
 		return -1;

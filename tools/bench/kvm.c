@@ -20,7 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "bench.h"
@@ -101,30 +100,14 @@ int bench_kvm_child(const char *kind, long iters)
 /* Run "gmem [exec --] bench --kvm-child KIND ITERS"; ns per op, or -1. */
 static double measure(bool layered, const char *kind, long iters)
 {
-	char n[32], out[64] = "";
-	int pipefd[2], st;
-	ssize_t got;
-	pid_t pid;
+	const char *bare[] = { "gmem", "bench", "--kvm-child", kind, NULL, NULL };
+	const char *under[] = { "gmem", "exec", "--", "/proc/self/exe", "bench",
+				"--kvm-child", kind, NULL, NULL };
+	char n[32], out[64];
 
 	snprintf(n, sizeof(n), "%ld", iters);
-	if (pipe(pipefd))
-		return -1;
-	pid = fork();
-	if (pid == 0) {
-		dup2(pipefd[1], 1);
-		if (layered)
-			execl("/proc/self/exe", "gmem", "exec", "--", "/proc/self/exe",
-			      "bench", "--kvm-child", kind, n, (char *)NULL);
-		else
-			execl("/proc/self/exe", "gmem", "bench", "--kvm-child", kind, n,
-			      (char *)NULL);
-		_exit(127);
-	}
-	close(pipefd[1]);
-	got = read(pipefd[0], out, sizeof(out) - 1);
-	close(pipefd[0]);
-	waitpid(pid, &st, 0);
-	if (got <= 0 || !WIFEXITED(st) || WEXITSTATUS(st))
+	bare[4] = under[7] = n;
+	if (run_self(layered ? under : bare, out, sizeof(out)))
 		return -1;
 	return atof(out);
 }
@@ -132,32 +115,18 @@ static double measure(bool layered, const char *kind, long iters)
 /* One gmem vm benchmark run: ns per guest conversion, or -1. */
 static double measure_vm(bool kvm, long iters)
 {
-	char n[32], out[4096] = "", *at;
-	int pipefd[2], st;
-	size_t got = 0;
-	ssize_t r;
-	pid_t pid;
+	const char *direct[] = { "gmem", "vm", "--arch", "sw", "--json", "--iterations",
+				 NULL, NULL };
+	const char *layered[] = { "gmem", "vm", "--kvm", "--arch", "sw", "--json",
+				  "--iterations", NULL, NULL };
+	char n[32], out[4096], *at;
 
 	snprintf(n, sizeof(n), "%ld", iters);
-	if (pipe(pipefd))
+	direct[6] = layered[7] = n;
+	if (run_self(kvm ? layered : direct, out, sizeof(out)))
 		return -1;
-	pid = fork();
-	if (pid == 0) {
-		dup2(pipefd[1], 1);
-		close(2);
-		execl("/proc/self/exe", "gmem", "vm", kvm ? "--kvm" : "--arch", kvm ? "--arch" : "sw",
-		      kvm ? "sw" : "--json", kvm ? "--json" : "--iterations",
-		      kvm ? "--iterations" : n, kvm ? n : (char *)NULL, (char *)NULL);
-		_exit(127);
-	}
-	close(pipefd[1]);
-	while (got < sizeof(out) - 1 &&
-	       (r = read(pipefd[0], out + got, sizeof(out) - 1 - got)) > 0)
-		got += (size_t)r;
-	close(pipefd[0]);
-	waitpid(pid, &st, 0);
 	at = strstr(out, "\"conversions_per_sec\":");
-	if (!WIFEXITED(st) || WEXITSTATUS(st) || !at)
+	if (!at)
 		return -1;
 	return 1e9 / atof(at + strlen("\"conversions_per_sec\":"));
 }

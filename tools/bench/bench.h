@@ -22,6 +22,13 @@
 #define TiB		(1ULL << 40)
 #define PAGE		GMEM_PAGE_SIZE
 
+/*
+ * The pool of every case but 7a: room for the files a case makes, and
+ * address space a sanitizer's shadow memory leaves room for (the default
+ * 4 TiB is not).
+ */
+#define POOL_BYTES	(16 * GiB)
+
 /* --quick; the runs every row takes, and the most a noisy one may take. */
 extern bool quick;
 extern int min_runs, max_runs;
@@ -86,7 +93,7 @@ struct env {
 	int pool, vm;
 };
 
-/* A pool (0: the default capacity) and a VM of @arch in it. */
+/* A pool of @capacity bytes and a VM of @arch in it. */
 int env_open(struct env *e, uint64_t capacity, const char *arch);
 void env_close(struct env *e);
 void close_fd(int *fd);

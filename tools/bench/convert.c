@@ -133,7 +133,7 @@ static void case1a(void)
 
 	/* 2k+1 ranges need 2k+1 pages; the file is that, rounded to 2 MiB. */
 	f.size = ((MAP_RANGES + 1) * PAGE + 2 * MiB - 1) & ~(2 * MiB - 1);
-	TRY("1a", n1, env_open(&e, 0, "sw"));
+	TRY("1a", n1, env_open(&e, POOL_BYTES, "sw"));
 	TRY("1a", n1, f.fd = gmem_create(e.vm, f.size, 0));
 	TRY("1a", n1, gmem_vm_bind(e.vm, 0, 0, f.size, f.fd, 0));
 	TRY("1a", n1, frag_build(&f, MAP_RANGES));
@@ -189,7 +189,7 @@ static void case1b(void)
 	void *map = NULL;
 	struct row row;
 
-	TRY("1b", n2, env_open(&e, 0, "sw"));
+	TRY("1b", n2, env_open(&e, POOL_BYTES, "sw"));
 	TRY("1b", n2, fd = gmem_create(e.vm, GiB, GMEM_FLAG_MMAP));
 	TRY("1b", n2, gmem_vm_bind(e.vm, 0, 0, GiB, fd, 0));
 	TRY("1b", n2, gmem_mmap(fd, 0, GiB, PROT_READ | PROT_WRITE, MAP_SHARED, &map));
@@ -318,7 +318,7 @@ void case2(void)
 		int fd = -1;
 		struct row row;
 
-		TRY(ids[a], names[a], env_open(&e, 0, archs[a]));
+		TRY(ids[a], names[a], env_open(&e, POOL_BYTES, archs[a]));
 		TRY(ids[a], names[a], fd = gmem_create(e.vm, GiB, 0));
 		TRY(ids[a], names[a], gmem_vm_bind(e.vm, 0, 0, GiB, fd, 0));
 		while (series_more(&s, &t)) {
@@ -469,7 +469,7 @@ void case6(void)
 	}
 	c->fd = -1;
 	memset(c->priv, 1, sizeof(c->priv));
-	TRY("6a", n1, env_open(&e, 0, "sw"));
+	TRY("6a", n1, env_open(&e, POOL_BYTES, "sw"));
 	c->vm = e.vm;
 	TRY("6a", n1, c->fd = gmem_create(e.vm, GiB, 0));
 	TRY("6a", n1, gmem_vm_bind(e.vm, 0, 0, GiB, c->fd, 0));

@@ -168,7 +168,7 @@ void case3(void)
 	/* A (the map grows to 1M ranges) and B (one range), same size, one VM. */
 	fa.size = fb.size = ((stage_ranges[NSTAGES - 1] + 1) * PAGE + 2 * MiB - 1) &
 			    ~(2 * MiB - 1);
-	TRY(id, name, env_open(&e, 0, "sw"));
+	TRY(id, name, env_open(&e, POOL_BYTES, "sw"));
 	TRY(id, name, fa.fd = gmem_create(e.vm, fa.size, 0));
 	TRY(id, name, gmem_vm_bind(e.vm, 0, 0, fa.size, fa.fd, 0));
 	TRY(id, name, fb.fd = gmem_create(e.vm, fb.size, 0));
@@ -403,7 +403,7 @@ void case5(void)
 		goto skip;
 	}
 
-	TRY("5a", n1, env_open(&e, 0, "sw"));
+	TRY("5a", n1, env_open(&e, POOL_BYTES, "sw"));
 	TRY("5a", n1, fd = gmem_create(e.vm, GiB, GMEM_FLAG_MMAP | GMEM_FLAG_INIT_SHARED));
 	TRY("5a", n1, gmem_mmap(fd, 0, GiB, PROT_READ | PROT_WRITE, MAP_SHARED, &gmap));
 	smap = map_memfd(GiB, &smfd, "5a", n1);

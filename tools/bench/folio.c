@@ -54,7 +54,7 @@ int bench_metadata_child(const char *kind)
 	void *map = NULL;
 	int fd = -1, i;
 
-	if (env_open(&e, 0, "sw"))
+	if (env_open(&e, POOL_BYTES, "sw"))
 		return 1;
 	/* 0: before; 1: bound and allocated; 2: host-mapped; 3: faulted private */
 	anon[0] = proc_kb("/proc/self/smaps_rollup", "Anonymous");
@@ -198,7 +198,7 @@ void case8(void)
 	uint64_t off = GiB / 2 + 5 * PAGE;
 	struct row row;
 
-	TRY("8a", n1, env_open(&e, 0, "sw"));
+	TRY("8a", n1, env_open(&e, POOL_BYTES, "sw"));
 	TRY("8a", n1, fd = gmem_create(e.vm, GiB, GMEM_FLAG_HUGE_1G));
 	TRY("8a", n1, gmem_vm_bind(e.vm, 0, 0, GiB, fd, 0));
 	TRY("8a", n1, fd4 = gmem_create(e.vm, GiB, 0));
@@ -243,7 +243,7 @@ void case8(void)
 	close_fd(&fd);
 	close_fd(&fd4);
 	env_close(&e);
-	TRY("8c", n3, env_open(&p, 0, "pkvm"));
+	TRY("8c", n3, env_open(&p, POOL_BYTES, "pkvm"));
 	TRY("8c", n3, fd = gmem_create(p.vm, GiB, GMEM_FLAG_HUGE_1G));
 	TRY("8c", n3, gmem_vm_bind(p.vm, 0, 0, GiB, fd, 0));
 	TRY("8c", n3, gmem_vm_fault(p.vm, off, GMEM_FAULT_WRITE | GMEM_FAULT_PRIVATE,

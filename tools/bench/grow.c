@@ -279,7 +279,7 @@ static void grow_n(const char *id, enum kind kind, const unsigned int *ns,
 	char note[200];
 	int pool = -1, i, r, err = 0, opened = 0;
 
-	TRY(id, names[0], pool = gmem_pool_create(0));
+	TRY(id, names[0], pool = gmem_pool_create(POOL_BYTES));
 	for (i = 0; i < NGROW; i++) {
 		opened = i + 1;
 		TRY(id, names[i], grown_open(&g[i], pool, kind, ns[i]));

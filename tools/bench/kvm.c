@@ -71,7 +71,7 @@ static double child_convert_gmem(long iters)
 	uint64_t seed = 42, t0, err;
 	int fd;
 
-	if (env_open(&e, 0, "sw") || (fd = gmem_create(e.vm, FILE_SIZE, 0)) < 0)
+	if (env_open(&e, POOL_BYTES, "sw") || (fd = gmem_create(e.vm, FILE_SIZE, 0)) < 0)
 		return -1;
 	t0 = now_ns();
 	for (long i = 0; i < iters; i++) {

@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -236,6 +237,20 @@ void emit(const struct row *r)
 	if (r->note[0])
 		printf("     %s\n", r->note);
 	fflush(stdout);
+}
+
+void emit_series(const char *id, const char *name, const char *unit,
+		 const struct series *s, const struct target *t, const char *base_name,
+		 const char *ratio_of, const char *fmt, ...)
+{
+	struct row r = row_new(id, name, unit);
+	va_list ap;
+
+	row_from(&r, s, t, base_name, ratio_of);
+	va_start(ap, fmt);
+	vsnprintf(r.note, sizeof(r.note), fmt, ap);
+	va_end(ap);
+	emit(&r);
 }
 
 struct row row_new(const char *id, const char *name, const char *unit)

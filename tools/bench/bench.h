@@ -70,6 +70,12 @@ struct row row_new(const char *id, const char *name, const char *unit);
 void row_from(struct row *r, const struct series *s, const struct target *t,
 	      const char *base_name, const char *ratio_of);
 
+/* Make a row of @s as row_from does, its note from @fmt, and print it. */
+void emit_series(const char *id, const char *name, const char *unit,
+		 const struct series *s, const struct target *t, const char *base_name,
+		 const char *ratio_of, const char *fmt, ...)
+	__attribute__((format(printf, 8, 9)));
+
 /* Print a row: a line of the table, or a JSON object with --json. */
 void emit(const struct row *r);
 /* A row that says why it was not measured. */

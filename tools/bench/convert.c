@@ -128,7 +128,6 @@ static void case1a(void)
 	struct env e = { -1, -1 };
 	struct series s = { 0 };
 	uint64_t *start = NULL;
-	struct row row;
 	int err = 0;
 
 	/* 2k+1 ranges need 2k+1 pages; the file is that, rounded to 2 MiB. */
@@ -153,15 +152,13 @@ static void case1a(void)
 		series_add(&s, c, lookup_ns(start, n, f.size / PAGE, pairs, 1 + s.n, &sink),
 			   NAN);
 	}
-	row = row_new("1a", n1, "ns");
-	row_from(&row, &s, &t, "sorted-array lookup", "conversion / one binary search");
-	snprintf(row.note, sizeof(row.note),
-		 "ns per gmem_set_attributes of a random 4 KiB page of a %.2f GiB bound file "
-		 "(sw) whose map holds %llu ranges, flipped and flipped back, %llu pairs per "
-		 "run; floor: binary search of the %llu range starts for the same pages",
-		 (double)f.size / GiB, (unsigned long long)n, (unsigned long long)pairs,
-		 (unsigned long long)n);
-	emit(&row);
+	emit_series("1a", n1, "ns", &s, &t,
+		    "sorted-array lookup", "conversion / one binary search",
+		    "ns per gmem_set_attributes of a random 4 KiB page of a %.2f GiB bound file "
+		    "(sw) whose map holds %llu ranges, flipped and flipped back, %llu pairs per "
+		    "run; floor: binary search of the %llu range starts for the same pages",
+		    (double)f.size / GiB, (unsigned long long)n, (unsigned long long)pairs,
+		    (unsigned long long)n);
 out:
 	if (sink == 1)
 		putchar(' ');
@@ -187,7 +184,6 @@ static void case1b(void)
 	uint8_t *mem = MAP_FAILED;
 	struct series s = { 0 };
 	void *map = NULL;
-	struct row row;
 
 	TRY("1b", n2, env_open(&e, POOL_BYTES, "sw"));
 	TRY("1b", n2, fd = gmem_create(e.vm, GiB, GMEM_FLAG_MMAP));
@@ -229,14 +225,11 @@ static void case1b(void)
 		}
 		series_add(&s, pair, mp, NAN);
 	}
-	row = row_new("1b", n2, "ns");
-	row_from(&row, &s, &t, "mprotect pair",
-		 "conversion pair + touch / mprotect NONE+RW + touch");
-	snprintf(row.note, sizeof(row.note),
-		 "ns per pair (to private, to shared) of one 4 KiB page of a 1 GiB file mapped "
-		 "whole, then a host write to it; peer: mprotect PROT_NONE + RW of 4 KiB in a "
-		 "1 GiB MAP_SHARED memfd, then the same write; %d pairs per run", iters);
-	emit(&row);
+	emit_series("1b", n2, "ns", &s, &t,
+		    "mprotect pair", "conversion pair + touch / mprotect NONE+RW + touch",
+		    "ns per pair (to private, to shared) of one 4 KiB page of a 1 GiB file mapped "
+		    "whole, then a host write to it; peer: mprotect PROT_NONE + RW of 4 KiB in a "
+		    "1 GiB MAP_SHARED memfd, then the same write; %d pairs per run", iters);
 out:
 	unmap_memfd(mem, GiB, &mfd);
 	if (map)
@@ -316,7 +309,6 @@ void case2(void)
 		struct env e = { -1, -1 };
 		struct series s = { 0 };
 		int fd = -1;
-		struct row row;
 
 		TRY(ids[a], names[a], env_open(&e, POOL_BYTES, archs[a]));
 		TRY(ids[a], names[a], fd = gmem_create(e.vm, GiB, 0));
@@ -340,14 +332,11 @@ void case2(void)
 			}
 			series_add(&s, conv, ms, NAN);
 		}
-		row = row_new(ids[a], names[a], "GB/s");
-		row_from(&row, &s, &t, "memset 1 GiB",
-			 "conversion bandwidth / memset bandwidth, per run");
-		snprintf(row.note, sizeof(row.note),
-			 "262144 private 4 KiB pages every byte of which the guest wrote "
-			 "(gmem_vm_access, untimed), converted to shared in one call; memset of a "
-			 "prefaulted 1 GiB buffer in the same run");
-		emit(&row);
+		emit_series(ids[a], names[a], "GB/s", &s, &t,
+			    "memset 1 GiB", "conversion bandwidth / memset bandwidth, per run",
+			    "262144 private 4 KiB pages every byte of which the guest wrote "
+			    "(gmem_vm_access, untimed), converted to shared in one call; memset of a "
+			    "prefaulted 1 GiB buffer in the same run");
 out:
 		close_fd(&fd);
 		env_close(&e);
@@ -460,7 +449,7 @@ void case6(void)
 	struct series sa = { 0 }, sb = { 0 };
 	struct env e = { -1, -1 };
 	struct c6 *c = NULL;
-	struct row row;
+	struct stat3 control;
 
 	c = calloc(1, sizeof(*c));
 	if (!c) {
@@ -491,20 +480,17 @@ void case6(void)
 		series_add(&sa, cv, cv0, NAN);
 		series_add(&sb, ft, ft0, alone / beside);
 	}
-	row = row_new("6a", n1, "k/s");
-	row_from(&row, &sa, NULL, "converter alone", "with faulter / alone");
-	snprintf(row.note, sizeof(row.note),
-		 "2 threads for %.1f s per run over 64 MiB (16384 pages): random 4 KiB pages "
-		 "converted both ways; no design target", sec);
-	emit(&row);
-	row = row_new("6b", n2, "k/s");
-	row_from(&row, &sb, &t6b, "faulter alone", "with converter / alone");
-	snprintf(row.note, sizeof(row.note),
-		 "gmem_vm_access 8-byte writes to random pages, flag flipped on each memory-fault "
-		 "exit (median %.1f k/s); control: a compute loop beside a flat-out compute "
-		 "loop / alone, %.2fx [%.2f..%.2f] (no verdict below 0.25x)",
-		 summarize(exits, sb.n).med, row.control.med, row.control.lo, row.control.hi);
-	emit(&row);
+	emit_series("6a", n1, "k/s", &sa, NULL,
+		    "converter alone", "with faulter / alone",
+		    "2 threads for %.1f s per run over 64 MiB (16384 pages): random 4 KiB pages "
+		    "converted both ways; no design target", sec);
+	control = summarize(sb.c, sb.n);
+	emit_series("6b", n2, "k/s", &sb, &t6b,
+		    "faulter alone", "with converter / alone",
+		    "gmem_vm_access 8-byte writes to random pages, flag flipped on each "
+		    "memory-fault exit (median %.1f k/s); control: a compute loop beside a "
+		    "flat-out compute loop / alone, %.2fx [%.2f..%.2f] (no verdict below 0.25x)",
+		    summarize(exits, sb.n).med, control.med, control.lo, control.hi);
 out:
 	if (c)
 		close_fd(&c->fd);

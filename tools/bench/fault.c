@@ -160,7 +160,6 @@ void case3(void)
 	struct series s1 = { 0 }, s2 = { 0 }, s3 = { 0 };
 	struct env e = { -1, -1 };
 	int s, r, err = 0;
-	struct row row;
 	const char *id = "3a", *name = n1;
 
 	memset(&growth, 0, sizeof(growth));
@@ -242,30 +241,24 @@ void case3(void)
 		series_add(&s2, 2.0 * one * nfaults / two, 2.0 * c1 / c2, 2.0 * c1 / c2);
 	}
 
-	row = row_new("3a", n1, "ns");
-	row_from(&row, &s1, &t3a, "same, 1 range", "fragmented / one range");
-	snprintf(row.note, sizeof(row.note),
-		 "%llu ranges in a %.2f GiB bound file (sw); the file punched whole (untimed), "
-		 "then %u distinct random pages faulted once each (gmem_vm_fault, write, the "
-		 "matching access); baseline: the same in a file of one range",
-		 (long long)growth.ranges[NSTAGES - 1], (double)fa.size / GiB, nsample);
-	emit(&row);
+	emit_series("3a", n1, "ns", &s1, &t3a,
+		    "same, 1 range", "fragmented / one range",
+		    "%llu ranges in a %.2f GiB bound file (sw); the file punched whole (untimed), "
+		    "then %u distinct random pages faulted once each (gmem_vm_fault, write, the "
+		    "matching access); baseline: the same in a file of one range",
+		    (long long)growth.ranges[NSTAGES - 1], (double)fa.size / GiB, nsample);
 
-	row = row_new("3b", n2, "x");
-	row_from(&row, &s2, &t3b, "compute control", "fault scaling / control scaling");
-	snprintf(row.note, sizeof(row.note),
-		 "scaling = 2-thread / 1-thread throughput, per run, of 3c's faults (%llu per "
-		 "thread) and of a compute loop (the control, in the same run); no verdict "
-		 "unless the control scales to 1.8x", (unsigned long long)nfaults);
-	emit(&row);
+	emit_series("3b", n2, "x", &s2, &t3b,
+		    "compute control", "fault scaling / control scaling",
+		    "scaling = 2-thread / 1-thread throughput, per run, of 3c's faults (%llu per "
+		    "thread) and of a compute loop (the control, in the same run); no verdict "
+		    "unless the control scales to 1.8x", (unsigned long long)nfaults);
 
-	row = row_new("3c", n3, "ns");
-	row_from(&row, &s3, &t3c, "same, 1 range", "fragmented / one range");
-	snprintf(row.note, sizeof(row.note),
-		 "the %u pages of 3a, all present, faulted again in random order (%llu faults "
-		 "per run); baseline: the same in a file of one range",
-		 nsample, (unsigned long long)nfaults);
-	emit(&row);
+	emit_series("3c", n3, "ns", &s3, &t3c,
+		    "same, 1 range", "fragmented / one range",
+		    "the %u pages of 3a, all present, faulted again in random order (%llu faults "
+		    "per run); baseline: the same in a file of one range",
+		    nsample, (unsigned long long)nfaults);
 out:
 	if (!growth.done)
 		snprintf(growth.skip, sizeof(growth.skip), "skipped: case 3 failed");
@@ -452,23 +445,19 @@ void case5(void)
 		snprintf(memfd_touch, sizeof(memfd_touch), "%.0f ms [%.0f..%.0f]",
 			 summarize(mt, sa.n).med, summarize(mt, sa.n).lo,
 			 summarize(mt, sa.n).hi);
-	row = row_new("5a", n1, "ms");
-	row_from(&row, &sa, &t, "kernel guest_memfd", "gmem / kernel guest_memfd");
-	snprintf(row.note, sizeof(row.note),
-		 "one byte written per 4 KiB page, gmem via gmem_mmap of a GMEM_FLAG_MMAP|"
-		 "INIT_SHARED file; a plain memfd (shmem, what gmem's host fault is made of), "
-		 "same loop: %s", memfd_touch);
-	emit(&row);
+	emit_series("5a", n1, "ms", &sa, &t,
+		    "kernel guest_memfd", "gmem / kernel guest_memfd",
+		    "one byte written per 4 KiB page, gmem via gmem_mmap of a GMEM_FLAG_MMAP|"
+		    "INIT_SHARED file; a plain memfd (shmem, what gmem's host fault is made of), "
+		    "same loop: %s", memfd_touch);
 
 	if (!quick)
 		snprintf(memfd_touch, sizeof(memfd_touch), "%.0f ms",
 			 summarize(mp, sa.n).med);
-	row = row_new("5b", n2, "ms");
-	row_from(&row, &sb, &t, "kernel guest_memfd", "gmem / kernel guest_memfd");
-	snprintf(row.note, sizeof(row.note),
-		 "fallocate(PUNCH_HOLE|KEEP_SIZE) of the 1 GiB 5a populated; gmem via "
-		 "gmem_fallocate; plain memfd: %s", memfd_touch);
-	emit(&row);
+	emit_series("5b", n2, "ms", &sb, &t,
+		    "kernel guest_memfd", "gmem / kernel guest_memfd",
+		    "fallocate(PUNCH_HOLE|KEEP_SIZE) of the 1 GiB 5a populated; gmem via "
+		    "gmem_fallocate; plain memfd: %s", memfd_touch);
 
 	row = row_new("5c", n3, "ms");
 	row_from(&row, &sc, &t, "kernel guest_memfd", "gmem / kernel guest_memfd");

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
  * folio.c - the folio cases of gmem bench: 4, metadata per GiB with 4 KiB
- * and 2 MiB folios, gmem's count against the process's real growth; 8, huge folios: 4 KiB conversion inside a
- * 1 GiB folio (split and merge), first faults on a 1 GiB folio.
+ * and 2 MiB folios, gmem's count against the process's real growth; 8, huge
+ * folios: 4 KiB conversion inside a 1 GiB folio (split and merge), first
+ * faults on a 1 GiB folio.
  */
 #include <errno.h>
 #include <math.h>
@@ -125,7 +126,6 @@ void case4(void)
 		struct growth_kb g = { 0 };
 		unsigned long long counted = 0, frames = 0;
 		struct series s = { 0 };
-		struct row row;
 
 		while (series_more(&s, &c[i].t)) {
 			if (metadata_child(c[i].kind, &g, &counted, &frames)) {
@@ -140,17 +140,15 @@ void case4(void)
 		}
 		if (!s.n)
 			continue;
-		row = row_new(c[i].id, c[i].name, "KiB");
-		row_from(&row, &s, &c[i].t, "gmem_pool_stats", "growth / gmem's own count");
-		snprintf(row.note, sizeof(row.note),
-			 "%.4f%% of guest memory (struct page: 1.5625%%); the process's growth "
-			 "(smaps_rollup Anonymous + VmPTE, kB) from a pool and VM to: a 1 GiB file "
-			 "bound and allocated (%s) %+ld + %+ld, host-mapped whole %+ld + %+ld, "
-			 "every page faulted private %+ld + %+ld; gmem_pool_stats metadata_bytes "
-			 "%llu, frames_in_use %llu (last run)",
-			 100.0 * row.m.med * KiB / GiB, c[i].folios, g.anon[0], g.pte[0],
-			 g.anon[1], g.pte[1], g.anon[2], g.pte[2], counted, frames);
-		emit(&row);
+		emit_series(c[i].id, c[i].name, "KiB", &s, &c[i].t,
+			    "gmem_pool_stats", "growth / gmem's own count",
+			    "%.4f%% of guest memory (struct page: 1.5625%%); the process's growth "
+			    "(smaps_rollup Anonymous + VmPTE, kB) from a pool and VM to: a 1 GiB "
+			    "file bound and allocated (%s) %+ld + %+ld, host-mapped whole %+ld + "
+			    "%+ld, every page faulted private %+ld + %+ld; gmem_pool_stats "
+			    "metadata_bytes %llu, frames_in_use %llu (last run)",
+			    100.0 * summarize(s.m, s.n).med * KiB / GiB, c[i].folios, g.anon[0],
+			    g.pte[0], g.anon[1], g.pte[1], g.anon[2], g.pte[2], counted, frames);
 	}
 }
 

@@ -71,7 +71,11 @@ $(O)/tools/vm/guest/image.o: tools/vm/guest/image.S $(O)/guest/guest.bin
 # Tests link the archive: white-box tests may reach internal symbols.
 $(O)/tests/%: tests/%.c $(HARNESS) $(wildcard tests/*.h) tools/lib/util.h $(O)/libgmem.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Isrc -Itools -o $@ $< $(HARNESS) $(O)/libgmem.a $(LDFLAGS)
+	$(CC) $(CFLAGS) -Isrc -Itools -o $@ $< $(HARNESS) $(TEST_EXTRA) $(O)/libgmem.a $(LDFLAGS)
+
+# gmem bench's verdicts are unit-tested on samples, beside the command's runs.
+$(O)/tests/test_cli_bench: TEST_EXTRA := tools/bench/verdict.c
+$(O)/tests/test_cli_bench: tools/bench/verdict.c tools/bench/verdict.h
 
 check: all
 	O=$(O) tests/run.sh $(TESTS_ONLY)

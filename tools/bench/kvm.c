@@ -14,12 +14,12 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <linux/kvm.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "bench.h"
@@ -71,7 +71,7 @@ static double child_convert_gmem(long iters)
 	uint64_t seed = 42, t0, err;
 	int fd;
 
-	if (env_open(&e, 0, "sw") || (fd = gmem_create(e.vm, FILE_SIZE, 0)) < 0)
+	if (env_open(&e, POOL_BYTES, "sw") || (fd = gmem_create(e.vm, FILE_SIZE, 0)) < 0)
 		return -1;
 	t0 = now_ns();
 	for (long i = 0; i < iters; i++) {
@@ -100,30 +100,14 @@ int bench_kvm_child(const char *kind, long iters)
 /* Run "gmem [exec --] bench --kvm-child KIND ITERS"; ns per op, or -1. */
 static double measure(bool layered, const char *kind, long iters)
 {
-	char n[32], out[64] = "";
-	int pipefd[2], st;
-	ssize_t got;
-	pid_t pid;
+	const char *bare[] = { "gmem", "bench", "--kvm-child", kind, NULL, NULL };
+	const char *under[] = { "gmem", "exec", "--", "/proc/self/exe", "bench",
+				"--kvm-child", kind, NULL, NULL };
+	char n[32], out[64];
 
 	snprintf(n, sizeof(n), "%ld", iters);
-	if (pipe(pipefd))
-		return -1;
-	pid = fork();
-	if (pid == 0) {
-		dup2(pipefd[1], 1);
-		if (layered)
-			execl("/proc/self/exe", "gmem", "exec", "--", "/proc/self/exe",
-			      "bench", "--kvm-child", kind, n, (char *)NULL);
-		else
-			execl("/proc/self/exe", "gmem", "bench", "--kvm-child", kind, n,
-			      (char *)NULL);
-		_exit(127);
-	}
-	close(pipefd[1]);
-	got = read(pipefd[0], out, sizeof(out) - 1);
-	close(pipefd[0]);
-	waitpid(pid, &st, 0);
-	if (got <= 0 || !WIFEXITED(st) || WEXITSTATUS(st))
+	bare[4] = under[7] = n;
+	if (run_self(layered ? under : bare, out, sizeof(out)))
 		return -1;
 	return atof(out);
 }
@@ -131,65 +115,42 @@ static double measure(bool layered, const char *kind, long iters)
 /* One gmem vm benchmark run: ns per guest conversion, or -1. */
 static double measure_vm(bool kvm, long iters)
 {
-	char n[32], out[4096] = "", *at;
-	int pipefd[2], st;
-	size_t got = 0;
-	ssize_t r;
-	pid_t pid;
+	const char *direct[] = { "gmem", "vm", "--arch", "sw", "--json", "--iterations",
+				 NULL, NULL };
+	const char *layered[] = { "gmem", "vm", "--kvm", "--arch", "sw", "--json",
+				  "--iterations", NULL, NULL };
+	char n[32], out[4096], *at;
 
 	snprintf(n, sizeof(n), "%ld", iters);
-	if (pipe(pipefd))
+	direct[6] = layered[7] = n;
+	if (run_self(kvm ? layered : direct, out, sizeof(out)))
 		return -1;
-	pid = fork();
-	if (pid == 0) {
-		dup2(pipefd[1], 1);
-		close(2);
-		execl("/proc/self/exe", "gmem", "vm", kvm ? "--kvm" : "--arch", kvm ? "--arch" : "sw",
-		      kvm ? "sw" : "--json", kvm ? "--json" : "--iterations",
-		      kvm ? "--iterations" : n, kvm ? n : (char *)NULL, (char *)NULL);
-		_exit(127);
-	}
-	close(pipefd[1]);
-	while (got < sizeof(out) - 1 &&
-	       (r = read(pipefd[0], out + got, sizeof(out) - 1 - got)) > 0)
-		got += (size_t)r;
-	close(pipefd[0]);
-	waitpid(pid, &st, 0);
 	at = strstr(out, "\"conversions_per_sec\":");
-	if (!WIFEXITED(st) || WEXITSTATUS(st) || !at)
+	if (!at)
 		return -1;
 	return 1e9 / atof(at + strlen("\"conversions_per_sec\":"));
 }
 
 static void pair_row(const char *id, const char *name, const char *layered_kind,
 		     const char *base_kind, const char *base_name, long iters,
-		     const char *target, double limit)
+		     const struct target *t)
 {
-	double m[MAX_RUNS], b[MAX_RUNS], ratio[MAX_RUNS];
 	struct row r = row_new(id, name, "ns");
+	bool vm = !strcmp(layered_kind, "vm");
+	struct series s = { 0 };
 
-	for (int i = 0; i < nruns; i++) {
-		bool vm = !strcmp(layered_kind, "vm");
+	while (series_more(&s, t)) {
+		double b = vm ? measure_vm(false, iters) : measure(false, base_kind, iters);
+		double m = vm ? measure_vm(true, iters) : measure(true, layered_kind, iters);
 
-		b[i] = vm ? measure_vm(false, iters) : measure(false, base_kind, iters);
-		m[i] = vm ? measure_vm(true, iters) : measure(true, layered_kind, iters);
-		if (m[i] < 0 || b[i] < 0) {
+		if (m < 0 || b < 0) {
 			snprintf(r.skip, sizeof(r.skip), "a child failed (run gmem exec --probe)");
 			emit(&r);
 			return;
 		}
-		ratio[i] = m[i] / b[i];
+		series_add(&s, m, b, NAN);
 	}
-	r.m = summarize(m, nruns);
-	r.runs = nruns;
-	row_compare(&r, base_name, summarize(b, nruns), "layered / direct");
-	{
-		struct stat3 rs = summarize(ratio, nruns);
-
-		snprintf(r.note, sizeof(r.note), "per-run ratios %.2f..%.2f", rs.lo, rs.hi);
-	}
-	r.target = target;
-	r.met = limit > 0 ? (r.ratio <= limit ? MET_YES : MET_NO) : MET_NA;
+	row_from(&r, &s, t, base_name, "layered / direct, per run");
 	emit(&r);
 }
 
@@ -198,17 +159,16 @@ void case9(void)
 	long iters = quick ? 20000 : 100000;
 
 	if (access("/dev/kvm", R_OK | W_OK)) {
-		struct row r = row_new("9", "the KVM layer", "");
-
-		snprintf(r.skip, sizeof(r.skip), "skipped: /dev/kvm is not usable here");
-		emit(&r);
+		emit_skip("9", "the KVM layer", "skipped: /dev/kvm is not usable here");
 		return;
 	}
+	static const struct target t9c = { "<= 1.10x", 1.10, true, false, 0 };
+
 	pair_row("9a", "KVM layer: a passed-through ioctl", "ioctl", "ioctl",
-		 "the same ioctl bare", iters, "-", 0);
+		 "the same ioctl bare", iters, NULL);
 	pair_row("9b", "KVM layer: 4K conversion pair, 1 GiB file",
 		 "convert-kvm", "convert-gmem", "gmem_set_attributes pair",
-		 iters / 10, "-", 0);
+		 iters / 10, NULL);
 	pair_row("9c", "KVM layer: a real guest's conversions", "vm", "vm",
-		 "the same guest on gmem.h", quick ? 10000 : 40000, "<= 1.10x", 1.10);
+		 "the same guest on gmem.h", quick ? 10000 : 40000, &t9c);
 }

@@ -69,6 +69,20 @@ static const char schema[] =
 	"  and keys_are([\"type\",\"schema\",\"status\",\"result\",\"message\"])\n"
 	"  and (.result | IN(\"pass\",\"fail\",\"skipped\"));\n";
 
+static const char bench_schema[] =
+	"def bench_result: .type == \"result\"\n"
+	"  and keys_are([\"type\",\"case\",\"name\",\"unit\",\"median\",\"min\",\"max\",\"runs\",\"baseline\",\n"
+	"    \"baseline_median\",\"baseline_min\",\"baseline_max\",\"ratio\",\"ratio_min\",\"ratio_max\",\n"
+	"    \"ratio_of\",\"control\",\"target\",\"verdict\",\"skipped\",\"note\"])\n"
+	"  and (.case | type == \"string\") and (.name | type == \"string\") and (.unit | str_or_null)\n"
+	"  and all(.median, .min, .max, .runs, .baseline_median, .baseline_min, .baseline_max,\n"
+	"    .ratio, .ratio_min, .ratio_max, .control; num_or_null)\n"
+	"  and (.target | type == \"string\") and (.verdict | str_or_null) and (.skipped | str_or_null)\n"
+	"  and ((.skipped == null) == (.verdict != null));\n"
+	"def bench_summary: .type == \"summary\" and .schema == 1\n"
+	"  and keys_are([\"type\",\"schema\",\"rows\",\"met\",\"missed\",\"noisy\",\"no_verdict\",\"seconds\",\"status\",\"message\"])\n"
+	"  and .rows >= .met + .missed + .noisy + .no_verdict;\n";
+
 static bool have_jq(void)
 {
 	return system("jq --version >/dev/null 2>&1") == 0;
@@ -91,7 +105,7 @@ static int jq_holds(const char *json, const char *filter)
 	fputs(json, f);
 	fclose(f);
 	f = fdopen(fp, "w");
-	fprintf(f, "%s\n%s\n", schema, filter);
+	fprintf(f, "%s\n%s\n%s\n", schema, bench_schema, filter);
 	fclose(f);
 	snprintf(cmd, sizeof(cmd), "jq -e -s -f %s %s >/dev/null", prog, in);
 	ret = system(cmd);
@@ -233,5 +247,18 @@ TEST(vm_json_holds_to_the_schema_where_kvm_is_usable)
 	ASSERT_EQ(o.status, 0);
 	ASSERT_TRUE(jq_holds(o.out, "(.[0] | header(\"vm\")) and (.[-1] | vm_summary)"
 				    " and (.[1:-1] | length == 4 and all(.[]; vm_result))"));
+	output_free(&o);
+}
+
+TEST(bench_json_holds_to_the_schema)
+{
+	static const char *const args[] = { "bench", "--quick", "--json", "1", NULL };
+	struct output o;
+
+	NEED_JQ();
+	o = run_gmem(args);
+	ASSERT_EQ(o.status, 0);
+	ASSERT_TRUE(jq_holds(o.out, "(.[0] | header(\"bench\")) and (.[-1] | bench_summary)"
+				    " and .[-1].rows as $n | (.[1:-1] | length == $n and length >= 2 and all(.[]; bench_result))"));
 	output_free(&o);
 }

@@ -33,12 +33,14 @@
 #include "gmem.h"
 #include "cli.h"
 #include "bench.h"
+#include "lib/json.h"
 
 /* ------------------------------------------------------------ options */
 
 bool quick;
 int min_runs, max_runs;
 static bool json, failed;
+static int verdicts[VERDICT_NO_CONTROL + 1], rows;	/* for the summary */
 
 /* ------------------------------------------------------------ series */
 
@@ -140,20 +142,7 @@ static void fmt_stat(char *buf, size_t len, struct stat3 s, const char *unit,
 static void json_str(const char *key, const char *s, bool comma)
 {
 	printf("\"%s\":", key);
-	if (!s) {
-		printf("null");
-	} else {
-		putchar('"');
-		for (; *s; s++) {
-			if (*s == '"' || *s == '\\')
-				printf("\\%c", *s);
-			else if ((unsigned char)*s < 0x20)
-				printf("\\u%04x", *s);
-			else
-				putchar(*s);
-		}
-		putchar('"');
-	}
+	json_string(stdout, s);
 	if (comma)
 		putchar(',');
 }
@@ -184,7 +173,7 @@ static void emit_json(const struct row *r)
 	bool ok = !r->skip[0];
 	char vb[64];
 
-	putchar('{');
+	printf("{\"type\":\"result\",");
 	json_str("case", r->id, true);
 	json_str("name", r->name, true);
 	json_str("unit", ok ? r->unit : NULL, true);
@@ -211,6 +200,9 @@ static void emit_json(const struct row *r)
 
 void emit(const struct row *r)
 {
+	rows++;
+	if (!r->skip[0])
+		verdicts[r->v]++;
 	char m[128], b[192], bs[128], ra[128], vb[64];
 
 	if (json) {
@@ -551,7 +543,9 @@ int cmd_bench(int argc, char **argv)
 	/* 7b reuses what case 3 measures. */
 	if (want[6])
 		want[2] = true;
-	if (!json) {
+	if (json)
+		json_header(stdout, "bench");
+	else {
 		if (uname(&u))
 			memset(&u, 0, sizeof(u));
 		printf("gmem bench%s: %d runs per row (up to %d while noisy); %ld CPUs, %s %s\n\n",
@@ -566,5 +560,15 @@ int cmd_bench(int argc, char **argv)
 	if (!json)
 		printf("\ntotal %.1f s%s\n", (double)(now_ns() - t0) / 1e9,
 		       failed ? "; some cases failed (error rows above)" : "");
+	else {
+		printf("{\"type\":\"summary\",\"schema\":%d,\"rows\":%d,\"met\":%d,"
+		       "\"missed\":%d,\"noisy\":%d,\"no_verdict\":%d,\"seconds\":%.1f,"
+		       "\"status\":%d,\"message\":", GMEM_JSON_SCHEMA, rows,
+		       verdicts[VERDICT_MET], verdicts[VERDICT_MISSED],
+		       verdicts[VERDICT_NOISY], verdicts[VERDICT_NO_CONTROL],
+		       (double)(now_ns() - t0) / 1e9, failed ? 1 : 0);
+		json_string(stdout, failed ? "some cases failed: see the rows whose skipped is set" : NULL);
+		printf("}\n");
+	}
 	return failed ? 1 : 0;
 }

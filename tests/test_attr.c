@@ -70,6 +70,18 @@ static void check_index(const struct attr_map *map, const uint64_t *a,
 	ASSERT_EQ(me, e);
 }
 
+/* After an update of [start, end): its ends and the pages just outside. */
+static void check_update_ends(const struct attr_map *map, const uint64_t *a,
+			      uint64_t n, uint64_t start, uint64_t end)
+{
+	check_index(map, a, n, start);
+	check_index(map, a, n, end - 1);
+	if (start > 0)
+		check_index(map, a, n, start - 1);
+	if (end < n)
+		check_index(map, a, n, end);
+}
+
 /*
  * Walk the whole map range by range: ranges tile [0, n) in order, every page
  * of a range looks up to that same range and holds its value in the array,
@@ -450,12 +462,7 @@ TEST(random_updates_match_a_per_page_array_and_stay_merged)
 		ASSERT_TRUE(attr_range_is(&map, start, end, attr));
 
 		/* The updated range, its ends and its outside neighbours. */
-		check_index(&map, a, N, start);
-		check_index(&map, a, N, end - 1);
-		if (start > 0)
-			check_index(&map, a, N, start - 1);
-		if (end < N)
-			check_index(&map, a, N, end);
+		check_update_ends(&map, a, N, start, end);
 		/* And a few pages anywhere. */
 		for (int k = 0; k < 3; k++)
 			check_index(&map, a, N, rng_below(N));
@@ -515,12 +522,7 @@ TEST(runs_ending_at_word_and_summary_boundaries_match_the_array)
 				for (uint64_t p = s; p < e; p++)
 					a[p] = v;
 				model_iter++;
-				check_index(&map, a, n, s);
-				check_index(&map, a, n, e - 1);
-				if (s)
-					check_index(&map, a, n, s - 1);
-				if (e < n)
-					check_index(&map, a, n, e);
+				check_update_ends(&map, a, n, s, e);
 				ASSERT_TRUE(attr_range_is(&map, s, e, v));
 			}
 		}
@@ -618,12 +620,7 @@ TEST(random_long_updates_over_three_summary_levels_match_the_array)
 		nranges += changes_in(a, N, start, end);
 		update(&map, start, end, attr);
 		ASSERT_EQ(map.nranges, nranges);
-		check_index(&map, a, N, start);
-		check_index(&map, a, N, end - 1);
-		if (start)
-			check_index(&map, a, N, start - 1);
-		if (end < N)
-			check_index(&map, a, N, end);
+		check_update_ends(&map, a, N, start, end);
 		for (int k = 0; k < 3; k++)
 			check_index(&map, a, N, rng_below(N));
 		if ((model_iter + 1) % FULL_EVERY == 0)

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * The map is a bitmap, one bit per page (set = private), under summary
+ * The map is a bitmap, one bit per page, under summary
  * levels of a 64-way tree: bit i of summary level k says whether word i of
  * level k-1 is all ones ("full") and whether it has any one ("any"). A range
  * is a run of equal bits; its ends are found by searching for the first bit
@@ -21,7 +21,9 @@
  *
  * The cost is memory in proportion to the file, not to its ranges; the
  * file's other per-page bitmaps (page cache, fault-path bits) are the same
- * size. Padding: level-0 bits past npages stay 0 and searches clamp to
+ * size. A bit says "differs from the file's initial attribute", so a new
+ * map is all zero: calloc'd pages the process does not touch until pages
+ * are converted. Padding: level-0 bits past npages stay 0 and searches clamp to
  * npages; "full" bits for words past the end of a level are set, "any" bits
  * clear, so no search descends into a word that does not exist.
  */
@@ -202,8 +204,7 @@ int attr_init(struct attr_map *map, uint64_t npages, uint64_t attr)
 		assign_bits(map->full[k], map->nwords[k - 1],
 			    map->nwords[k] * 64, true);
 	}
-	if ((attr & GMEM_ATTR_PRIVATE) && npages)
-		assign(map, 0, npages, true);
+	map->init_private = attr & GMEM_ATTR_PRIVATE;
 	return 0;
 }
 
@@ -226,13 +227,13 @@ uint64_t attr_lookup(const struct attr_map *map, uint64_t index,
 	}
 	if (end)
 		*end = find_next(map, index, !v);
-	return v ? GMEM_ATTR_PRIVATE : 0;
+	return v != map->init_private ? GMEM_ATTR_PRIVATE : 0;
 }
 
 bool attr_range_is(const struct attr_map *map, uint64_t start, uint64_t end,
 		   uint64_t attr)
 {
-	bool v = attr & GMEM_ATTR_PRIVATE;
+	bool v = !(attr & GMEM_ATTR_PRIVATE) != !map->init_private;
 
 	if (attr & ~GMEM_ATTR_PRIVATE)
 		return false;
@@ -258,7 +259,7 @@ void attr_unreserve(struct attr_reservation *res)
 void attr_commit(struct attr_map *map, uint64_t start, uint64_t end,
 		 uint64_t attr, struct attr_reservation *res)
 {
-	bool v = attr & GMEM_ATTR_PRIVATE;
+	bool v = !(attr & GMEM_ATTR_PRIVATE) != !map->init_private;
 	uint64_t lo = MAX(start, 1), hi = MIN(end + 1, map->npages);
 
 	attr_unreserve(res);

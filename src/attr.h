@@ -23,7 +23,13 @@
 #define ATTR_MAX_LEVELS	11	/* 64^11 > 2^64 pages */
 
 struct attr_map {
-	uint64_t *bits;		/* level 0: one bit per page, set = private */
+	/*
+	 * Level 0: one bit per page, set where the page's attribute differs
+	 * from the file's initial one (@init_private), so that a new map is
+	 * all zero and its memory is not touched until pages are converted.
+	 */
+	uint64_t *bits;
+	bool init_private;
 	/*
 	 * Summary levels 1..nlevels: bit i of level k says whether child word i
 	 * of level k-1 is all ones (full) or has any one (any).

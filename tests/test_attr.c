@@ -591,11 +591,11 @@ TEST(a_million_one_page_ranges_cost_no_more_memory_than_one)
 }
 
 /*
- * Random updates over a map three summary levels deep (not a multiple of a
- * word), long runs included, checked against the array as the other test
+ * Random updates over a private map three summary levels deep (not a
+ * multiple of a word), long runs included, checked against the array as the other test
  * does but where runs cross every level of the summaries.
  */
-TEST(random_long_updates_over_three_summary_levels_match_the_array)
+TEST(random_long_updates_of_a_private_map_over_three_summary_levels_match_the_array)
 {
 	enum { N = 300007, UPDATES = 30000, FULL_EVERY = 5000 };
 	uint64_t *a = calloc(N, sizeof(*a));
@@ -604,7 +604,10 @@ TEST(random_long_updates_over_three_summary_levels_match_the_array)
 
 	ASSERT_TRUE(a != NULL);
 	rng_state = 99;
-	ASSERT_EQ(attr_init(&map, N, 0), 0);
+	/* A private map (the other test's starts shared). */
+	for (uint64_t p = 0; p < N; p++)
+		a[p] = P;
+	ASSERT_EQ(attr_init(&map, N, P), 0);
 	ASSERT_EQ(map.nlevels, 3);
 	for (model_iter = 0; model_iter < UPDATES; model_iter++) {
 		uint64_t r = rng_below(100), len, start, end;

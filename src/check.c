@@ -347,12 +347,10 @@ static void check_mappings(struct gmem_vm *vm, struct gmem_file *file,
 
 static struct memslot *binding_of(struct gmem_file *file, uint64_t index)
 {
-	for (unsigned int i = 0; i < file->nbindings; i++) {
-		struct memslot *s = file->bindings[i];
+	unsigned int i = file_binding_search(file, index);
 
-		if (index >= s->pgoff && index < s->pgoff + s->npages)
-			return s;
-	}
+	if (i < file->nbindings && file->bindings[i]->pgoff <= index)
+		return file->bindings[i];
 	return NULL;
 }
 

@@ -3,7 +3,7 @@
  * In-place conversion: gmem_set_attributes, the KVM_SET_MEMORY_ATTRIBUTES2
  * analogue. The steps, in the order the kernel takes them:
  *
- *   validate -> lock exclusive -> already in state? -> reserve map nodes
+ *   validate -> lock exclusive -> already in state?
  *   -> (to private) revoke host mappings (and fork children's: process.c),
  *      refuse pages still referenced
  *   -> huge folios to split or merge hold no pin?
@@ -107,23 +107,16 @@ static int set_attributes(struct gmem_file *file, uint64_t start,
 {
 	bool to_private = attrs & GMEM_ATTR_PRIVATE;
 	struct conversion c = { .vm = file->vm, .to_private = to_private };
-	struct attr_reservation res;
 	uint64_t zap_start, zap_end;
 	bool started;
 	int ret;
 
 	if (attr_range_is(&file->attrs, start, end, attrs))
 		return 0;
-	if (attr_reserve(&file->attrs, &res)) {
-		*err_index = start;
-		return gmem_err(ENOMEM, "gmem_set_attributes: out of memory for the attribute map");
-	}
 	if (to_private) {
 		ret = make_unreachable(file, start, end, err_index);
-		if (ret) {
-			attr_unreserve(&res);
+		if (ret)
 			return ret;
-		}
 	}
 	/*
 	 * Huge folios to split or merge must hold no extra reference; checked
@@ -135,7 +128,6 @@ static int set_attributes(struct gmem_file *file, uint64_t start,
 	if (ret) {
 		if (to_private)
 			restore_shared(file, start, end);
-		attr_unreserve(&res);
 		return ret;
 	}
 
@@ -149,7 +141,7 @@ static int set_attributes(struct gmem_file *file, uint64_t start,
 		folio_for_each_run(file, start, end, make_shared, &c);
 	if (!to_private && !file->vm->arch->keeps_content)
 		folio_for_each_run(file, start, end, forget_private, &c);
-	attr_commit(&file->attrs, start, end, attrs, &res);
+	attr_set(&file->attrs, start, end, attrs);
 	bitmap_assign(file->flipped, start, end,
 		      to_private == !!(file->flags & GMEM_FLAG_INIT_SHARED));
 	huge_convert_commit(file, start, end);

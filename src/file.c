@@ -67,7 +67,7 @@ int file_check_range(struct gmem_file *file, uint64_t offset, uint64_t len,
 static size_t file_metadata_bytes(struct gmem_file *file)
 {
 	return sizeof(*file) + 2 * bitmap_bytes(file->npages) +
-	       file->nblocks * (sizeof(*file->blocks) +
+	       attr_bytes(&file->attrs) + file->nblocks * (sizeof(*file->blocks) +
 				sizeof(*file->block_pages));
 }
 

@@ -29,6 +29,7 @@ struct gmem_file {
 	struct obj obj;
 	struct brlock invalidate_lock;	/* first: kept valid across reuse */
 	struct gmem_vm *vm;
+	unsigned int vm_files_index;	/* in vm->files, under its files_lock */
 	uint64_t size;
 	uint64_t npages;
 	uint64_t flags;
@@ -58,7 +59,7 @@ struct gmem_file {
 	atomic_uint_least64_t *present;
 	atomic_uint_least64_t nr_present;
 
-	/* Bindings into the VM, file-offset ordered. */
+	/* Bindings into the VM, file-offset ordered and disjoint. */
 	struct memslot **bindings;
 	unsigned int nbindings, bindings_cap;
 

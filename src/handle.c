@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: MIT
 /*
  * Handles: a process-wide table of object pointers, allocated lowest-first
- * like file descriptors. Lookups read the table without a lock; objects are
+ * like file descriptors. A bitmap of the handles in use, and above it one
+ * bit per bitmap word that is full, find the lowest free handle in two
+ * searches of at most 16 words and 1 word: O(1) whatever the table holds.
+ * Lookups read the table without a lock; objects are
  * type-stable (see struct obj), so a lookup racing with a close may see a
  * dead object, notice it by its zero refcount, and fail with -EBADF.
  *
@@ -21,6 +24,9 @@
 #define MAX_HANDLES 65536
 
 static _Atomic(struct obj *) handles[MAX_HANDLES];
+/* Under handles_lock: handles in use, and the words of that map that are full. */
+static uint64_t handles_used[MAX_HANDLES / 64];
+static uint64_t handles_full[MAX_HANDLES / 64 / 64];
 static pthread_mutex_t handles_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct obj *free_objs[OBJ_FILE + 1];
 
@@ -70,20 +76,47 @@ void obj_recycle(struct obj *o)
 	mutex_unlock(&handles_lock);
 }
 
+/* The lowest handle not in use, or -1. */
+static int lowest_free_handle(void)
+{
+	for (unsigned int i = 0; i < MAX_HANDLES / 64 / 64; i++) {
+		if (~handles_full[i]) {
+			unsigned int w = i * 64 + __builtin_ctzll(~handles_full[i]);
+
+			return (int)(w * 64 + __builtin_ctzll(~handles_used[w]));
+		}
+	}
+	return -1;
+}
+
+static void mark_handle(int h, bool used)
+{
+	unsigned int w = (unsigned int)h / 64;
+	uint64_t bit = 1ULL << (h % 64), wbit = 1ULL << (w % 64);
+
+	if (used)
+		handles_used[w] |= bit;
+	else
+		handles_used[w] &= ~bit;
+	if (handles_used[w] == ~0ULL)
+		handles_full[w / 64] |= wbit;
+	else
+		handles_full[w / 64] &= ~wbit;
+}
+
 int obj_install(struct obj *o)
 {
-	int h = -EMFILE;
+	int h = -EMFILE, i;
 
 	if (inject_fail(INJECT_NAMED("handle slot")))
 		return h;
 	mutex_lock(&handles_lock);
-	for (int i = 0; i < MAX_HANDLES; i++) {
-		if (!atomic_load_explicit(&handles[i], memory_order_relaxed)) {
-			o->handle = i;
-			atomic_store_explicit(&handles[i], o, memory_order_release);
-			h = i;
-			break;
-		}
+	i = lowest_free_handle();
+	if (i >= 0) {
+		o->handle = i;
+		mark_handle(i, true);
+		atomic_store_explicit(&handles[i], o, memory_order_release);
+		h = i;
 	}
 	mutex_unlock(&handles_lock);
 	return h;
@@ -163,6 +196,7 @@ int obj_close(int h, enum obj_type type, const char *fn, struct obj **out)
 			       type_names[o->type], type_names[type]);
 	else {
 		atomic_store(&handles[h], NULL);
+		mark_handle(h, false);
 		o->handle = -1;
 		*out = o;
 	}

@@ -122,7 +122,9 @@ bool file_invalidate_start_wide(struct gmem_file *file, uint64_t start,
 	lock_assert_held_exclusive(&file->invalidate_lock);
 	/* The arch takes a huge folio over again once it changed. */
 	huge_unprepare(file, zap_start, zap_end);
-	for (unsigned int i = 0; i < file->nbindings; i++) {
+	/* Bindings are file-offset ordered and disjoint: visit only those in range. */
+	for (unsigned int i = file_binding_search(file, zap_start);
+	     i < file->nbindings && file->bindings[i]->pgoff < zap_end; i++) {
 		struct memslot *s = file->bindings[i];
 		uint64_t gfn_lo, gfn_hi, wide_lo, wide_hi;
 

@@ -2,7 +2,13 @@
 /*
  * VMs and memslot bindings (KVM_SET_USER_MEMORY_REGION2 with a guest_memfd).
  * A VM's slots are sorted by guest frame for the fault path's binary search;
- * each file keeps its own list of the slots that bind it, for invalidation.
+ * each file keeps its own list of the slots that bind it sorted by file page
+ * (bindings of a file never overlap), so an invalidation binary-searches the
+ * first binding its range reaches and visits only those it overlaps:
+ * O(log n + k), as KVM's per-file xarray of bindings. Binding and unbinding
+ * find their place the same way and a slot by its id in a table; inserting
+ * into the middle of the two arrays moves the pointers after it (a memmove,
+ * nothing when slots are added in address order).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +34,7 @@ static void vm_release(struct obj *o)
 	free(vm->files);
 	pthread_mutex_destroy(&vm->files_lock);
 	free(vm->slots);
+	free(vm->slot_ids);
 	s2_destroy(&vm->s2);
 	pool_put(vm->pool);
 	obj_recycle(o);
@@ -208,6 +215,33 @@ static int grow(void *arrayp, unsigned int *cap, unsigned int need)
 	return 0;
 }
 
+/*
+ * The first of the @n slots of @a, sorted by guest frame (@by_gfn) or by
+ * file page, whose range ends after @key: a binary search, so binding,
+ * unbinding and invalidation cost O(log n) to find their place.
+ */
+static unsigned int slot_search(struct memslot **a, unsigned int n,
+				bool by_gfn, uint64_t key)
+{
+	unsigned int lo = 0, hi = n;
+
+	while (lo < hi) {
+		unsigned int mid = lo + (hi - lo) / 2;
+		uint64_t start = by_gfn ? a[mid]->base_gfn : a[mid]->pgoff;
+
+		if (start + a[mid]->npages <= key)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+unsigned int file_binding_search(struct gmem_file *file, uint64_t index)
+{
+	return slot_search(file->bindings, file->nbindings, false, index);
+}
+
 static void array_insert(struct memslot **a, unsigned int *n, unsigned int at,
 			 struct memslot *s)
 {
@@ -216,15 +250,15 @@ static void array_insert(struct memslot **a, unsigned int *n, unsigned int at,
 	(*n)++;
 }
 
-static void array_remove(struct memslot **a, unsigned int *n,
+static void array_remove(struct memslot **a, unsigned int *n, bool by_gfn,
 			 struct memslot *s)
 {
-	for (unsigned int i = 0; i < *n; i++) {
-		if (a[i] == s) {
-			memmove(&a[i], &a[i + 1], (*n - i - 1) * sizeof(*a));
-			(*n)--;
-			return;
-		}
+	unsigned int at = slot_search(a, *n, by_gfn,
+				      by_gfn ? s->base_gfn : s->pgoff);
+
+	if (at < *n && a[at] == s) {
+		memmove(&a[at], &a[at + 1], (*n - at - 1) * sizeof(*a));
+		(*n)--;
 	}
 }
 
@@ -233,8 +267,9 @@ void vm_remove_slot(struct gmem_vm *vm, struct memslot *slot)
 {
 	lock_assert_held_exclusive(&vm->slots_lock);
 	lock_assert_held_exclusive(&slot->file->invalidate_lock);
-	array_remove(vm->slots, &vm->nslots, slot);
-	array_remove(slot->file->bindings, &slot->file->nbindings, slot);
+	vm->slot_ids[slot->id] = NULL;
+	array_remove(vm->slots, &vm->nslots, true, slot);
+	array_remove(slot->file->bindings, &slot->file->nbindings, false, slot);
 	view_release(slot);
 	free(slot);
 }
@@ -277,27 +312,36 @@ static int check_bind_file(struct gmem_vm *vm, int fd, uint64_t gpa,
 struct memslot *vm_find_slot_id(struct gmem_vm *vm, uint32_t id)
 {
 	lock_assert_held(&vm->slots_lock);
-	for (unsigned int i = 0; i < vm->nslots; i++)
-		if (vm->slots[i]->id == id)
-			return vm->slots[i];
-	return NULL;
+	return id < vm->slot_ids_cap ? vm->slot_ids[id] : NULL;
+}
+
+/* Room in the table of slots by id for @id; new entries empty. */
+static int grow_slot_ids(struct gmem_vm *vm, uint32_t id)
+{
+	unsigned int n = vm->slot_ids_cap ? vm->slot_ids_cap : 8;
+	struct memslot **p;
+
+	if (id < vm->slot_ids_cap)
+		return 0;
+	while (n <= id)
+		n *= 2;
+	p = realloc(vm->slot_ids, n * sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	memset(p + vm->slot_ids_cap, 0, (n - vm->slot_ids_cap) * sizeof(*p));
+	vm->slot_ids = p;
+	vm->slot_ids_cap = n;
+	return 0;
 }
 
 /* Insertion point keeping @a sorted by @key; -EEXIST if [lo, hi) overlaps. */
 static int slot_insert_point(struct memslot **a, unsigned int n, bool by_gfn,
 			     uint64_t lo, uint64_t hi, unsigned int *at)
 {
-	unsigned int i;
+	unsigned int i = slot_search(a, n, by_gfn, lo);
 
-	for (i = 0; i < n; i++) {
-		uint64_t s = by_gfn ? a[i]->base_gfn : a[i]->pgoff;
-
-		if (s + a[i]->npages <= lo)
-			continue;
-		if (s < hi)
-			return -EEXIST;
-		break;
-	}
+	if (i < n && (by_gfn ? a[i]->base_gfn : a[i]->pgoff) < hi)
+		return -EEXIST;
 	*at = i;
 	return 0;
 }
@@ -348,7 +392,8 @@ GMEM_API int gmem_vm_bind(int vmh, uint32_t id, uint64_t gpa, uint64_t size,
 	brlock_write_lock(&vm->slots_lock);
 	brlock_write_lock(&file->invalidate_lock);
 	if (!slot || grow(&vm->slots, &vm->slots_cap, vm->nslots + 1) ||
-	    grow(&file->bindings, &file->bindings_cap, file->nbindings + 1)) {
+	    grow(&file->bindings, &file->bindings_cap, file->nbindings + 1) ||
+	    grow_slot_ids(vm, id)) {
 		ret = gmem_err(ENOMEM, "gmem_vm_bind: out of memory");
 	} else if (vm_find_slot_id(vm, id)) {
 		/* A guest_memfd slot is created or deleted, never changed. */
@@ -368,6 +413,7 @@ GMEM_API int gmem_vm_bind(int vmh, uint32_t id, uint64_t gpa, uint64_t size,
 			.npages = npages, .file = file, .pgoff = pgoff };
 		array_insert(vm->slots, &vm->nslots, vm_at, slot);
 		array_insert(file->bindings, &file->nbindings, file_at, slot);
+		vm->slot_ids[id] = slot;
 		slot = NULL;
 	}
 	brlock_write_unlock(&file->invalidate_lock);
@@ -505,28 +551,31 @@ GMEM_API int64_t gmem_vm_invalidate_seq(int vmh)
 	return seq;
 }
 
-/* The checker walks a VM's files; keep the list. */
+/* The checker walks a VM's files; keep the list (unordered: O(1) both ways). */
 int vm_add_file(struct gmem_vm *vm, struct gmem_file *file)
 {
 	int ret = 0;
 
 	mutex_lock(&vm->files_lock);
-	if (grow(&vm->files, &vm->files_cap, vm->nfiles + 1))
+	if (grow(&vm->files, &vm->files_cap, vm->nfiles + 1)) {
 		ret = -ENOMEM;
-	else
+	} else {
+		file->vm_files_index = vm->nfiles;
 		vm->files[vm->nfiles++] = file;
+	}
 	mutex_unlock(&vm->files_lock);
 	return ret;
 }
 
 void vm_remove_file(struct gmem_vm *vm, struct gmem_file *file)
 {
+	unsigned int i;
+
 	mutex_lock(&vm->files_lock);
-	for (unsigned int i = 0; i < vm->nfiles; i++) {
-		if (vm->files[i] == file) {
-			vm->files[i] = vm->files[--vm->nfiles];
-			break;
-		}
+	i = file->vm_files_index;
+	if (i < vm->nfiles && vm->files[i] == file) {
+		vm->files[i] = vm->files[--vm->nfiles];
+		vm->files[i]->vm_files_index = i;
 	}
 	mutex_unlock(&vm->files_lock);
 }

@@ -57,6 +57,8 @@ struct gmem_vm {
 
 	struct memslot **slots;		/* sorted by base_gfn */
 	unsigned int nslots, slots_cap;
+	struct memslot **slot_ids;	/* by slot id, NULL where free */
+	unsigned int slot_ids_cap;
 
 	atomic_uint_least64_t mmu_invalidate_seq;
 	long mmu_invalidate_in_progress;
@@ -75,6 +77,8 @@ void vm_remove_file(struct gmem_vm *vm, struct gmem_file *file);
 struct memslot *vm_find_slot(struct gmem_vm *vm, uint64_t gfn);
 struct memslot *vm_find_slot_id(struct gmem_vm *vm, uint32_t id);
 void vm_remove_slot(struct gmem_vm *vm, struct memslot *slot);
+/* First of the file's bindings (file->bindings) ending after page @index. */
+unsigned int file_binding_search(struct gmem_file *file, uint64_t index);
 
 static inline bool vm_legacy(const struct gmem_vm *vm)
 {

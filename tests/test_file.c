@@ -37,6 +37,50 @@ TEST(create_returns_distinct_handles_and_size_is_fixed)
 	env_free(&e);
 }
 
+/*
+ * Handles come lowest-first, as file descriptors do, however many are open:
+ * closed ones, at word and summary-word boundaries of the table's bitmap,
+ * come back in increasing order.
+ */
+TEST(closed_handles_are_reused_lowest_first_past_thousands_open)
+{
+	enum { N = 4300 };
+	static const int closed[] = { 4150, 64, 4095, 4096, 63, 0, 4299 };
+	enum { NC = sizeof(closed) / sizeof(closed[0]) };
+	struct env e = env_new("sw");
+	static int fds[N];
+	int want[NC];
+
+	for (int i = 0; i < N; i++) {
+		fds[i] = gmem_create(e.vm, GMEM_PAGE_SIZE, 0);
+		ASSERT_GE(fds[i], 0);
+		if (i)
+			ASSERT_EQ(fds[i], fds[i - 1] + 1);
+	}
+	for (int k = 0; k < NC; k++) {
+		ASSERT_EQ(gmem_close(fds[closed[k]]), 0);
+		want[k] = fds[closed[k]];
+	}
+	for (int k = 0; k < NC; k++)	/* sort */
+		for (int j = k + 1; j < NC; j++)
+			if (want[j] < want[k]) {
+				int t = want[k];
+
+				want[k] = want[j];
+				want[j] = t;
+			}
+	for (int k = 0; k < NC; k++) {
+		int fd = gmem_create(e.vm, GMEM_PAGE_SIZE, 0);
+
+		ASSERT_EQ(fd, want[k]);
+	}
+	ASSERT_EQ(gmem_create(e.vm, GMEM_PAGE_SIZE, 0), fds[N - 1] + 1);
+	ASSERT_EQ(gmem_close(fds[N - 1] + 1), 0);
+	for (int i = 0; i < N; i++)
+		ASSERT_EQ(gmem_close(fds[i]), 0);
+	env_free(&e);
+}
+
 TEST(initial_attributes_follow_init_shared)
 {
 	struct env e = env_new("sw");

@@ -715,3 +715,94 @@ TEST(the_top_page_of_the_guest_address_space_binds_and_faults)
 	ASSERT_EQ(gmem_close(fd), 0);
 	env_free(&e);
 }
+
+/*
+ * Many bindings of one file, every other chunk bound, bound in scrambled order
+ * at scrambled guest addresses and slot ids: a conversion zaps the stage-2
+ * entries of exactly the bound pages in its range, a conversion of an
+ * unbound chunk starts no invalidation at all, and a new binding finds its
+ * neighbours wherever they are.
+ */
+#define CHUNKS		512
+#define CHUNK		2	/* pages */
+
+static uint64_t chunk_gpa(int i)	/* binding i's guest address */
+{
+	return GiB + (uint64_t)((i * 37) % CHUNKS) * CHUNK * PG;
+}
+
+static void expect_stage2(int vm, uint64_t lo, uint64_t hi)
+{
+	for (int i = 0; i < CHUNKS; i++) {
+		for (int j = 0; j < CHUNK; j++) {
+			uint64_t page = 2 * CHUNK * i + j;
+			int want = page >= lo && page < hi ? 0 : 1;
+
+			ASSERT_EQ(gmem_vm_stage2(vm, chunk_gpa(i) + j * PG,
+						 NULL, NULL), want);
+		}
+	}
+}
+
+TEST(conversion_zaps_only_the_bindings_its_range_overlaps)
+{
+	struct env e = env_new("sw");
+	int fd = gmem_create(e.vm, 2 * CHUNKS * CHUNK * PG, 0);
+	uint64_t lo, hi;
+	int64_t seq;
+
+	ASSERT_GE(fd, 0);
+	for (int n = 0; n < CHUNKS; n++) {
+		int i = (n * 101) % CHUNKS;
+
+		ASSERT_EQ(gmem_vm_bind(e.vm, i * 61, chunk_gpa(i), CHUNK * PG,
+				       fd, 2 * CHUNK * i * PG), 0);
+	}
+	for (int i = 0; i < CHUNKS; i++)
+		for (int j = 0; j < CHUNK; j++)
+			ASSERT_EQ(gmem_vm_fault(e.vm, chunk_gpa(i) + j * PG,
+						PRIVATE_W, NULL, NULL), 0);
+	expect_stage2(e.vm, 0, 0);
+
+	/* An unbound chunk: nothing to invalidate. */
+	seq = gmem_vm_invalidate_seq(e.vm);
+	ASSERT_EQ(gmem_set_attributes(fd, (2 * CHUNK * 10 + CHUNK) * PG,
+				      CHUNK * PG, 0, 0, NULL), 0);
+	ASSERT_EQ(gmem_vm_invalidate_seq(e.vm), seq);
+	expect_stage2(e.vm, 0, 0);
+
+	/* From inside binding 100 into the gap after binding 300. */
+	lo = 2 * CHUNK * 100 + 1;
+	hi = 2 * CHUNK * 300 + CHUNK + 1;
+	ASSERT_EQ(gmem_set_attributes(fd, lo * PG, (hi - lo) * PG, 0, 0, NULL), 0);
+	ASSERT_EQ(gmem_vm_invalidate_seq(e.vm), seq + 1);
+	expect_stage2(e.vm, lo, hi);
+
+	/* Binding: a range touching binding 50 from either side is refused. */
+	ASSERT_EQ(gmem_vm_bind(e.vm, 1, 4 * GiB, 2 * PG, fd,
+			       (2 * CHUNK * 50 + CHUNK - 1) * PG), -EEXIST);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 1, 4 * GiB, 2 * PG, fd,
+			       (2 * CHUNK * 50 - 1) * PG), -EEXIST);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 1, chunk_gpa(7) + PG, PG, fd,
+			       (2 * CHUNK * 50 + CHUNK) * PG), -EEXIST);
+	/* The gap after it exactly fits; then it is taken. */
+	ASSERT_EQ(gmem_vm_bind(e.vm, 1, 4 * GiB, CHUNK * PG, fd,
+			       (2 * CHUNK * 50 + CHUNK) * PG), 0);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 2, 5 * GiB, PG, fd,
+			       (2 * CHUNK * 50 + CHUNK) * PG), -EEXIST);
+	assert_translates(e.vm, 4 * GiB, fd, (2 * CHUNK * 50 + CHUNK) * PG,
+			  CHUNK * PG);
+	/* Unbinding ids found by their id, in any order. */
+	ASSERT_EQ(gmem_vm_unbind(e.vm, 1), 0);
+	for (int i = CHUNKS - 1; i >= 0; i -= 3)
+		ASSERT_EQ(gmem_vm_unbind(e.vm, i * 61), 0);
+	for (int i = 0; i < CHUNKS; i++) {
+		if ((CHUNKS - 1 - i) % 3 == 0)
+			assert_unbound(e.vm, chunk_gpa(i));
+		else
+			assert_translates(e.vm, chunk_gpa(i), fd,
+					  2 * CHUNK * i * PG, CHUNK * PG);
+	}
+	ASSERT_EQ(gmem_close(fd), 0);
+	env_free(&e);
+}

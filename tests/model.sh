@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# The SPIN model of the invalidation protocol (src/invalidate.pml, see
+# docs/design.md): the protocol as gmem runs it must verify with no error,
+# and each deliberately broken variant must end in the error it causes (an
+# assertion's trail, or a deadlock). One line per variant with the states,
+# depth, memory and time SPIN reports; --deep adds the correct model at
+# larger bounds. Without spin (Debian package spin) every row is skipped
+# with that reason. Last line: "N passed, N failed, N skipped".
+set -u
+cd "$(dirname "$0")/.." || exit 2
+model=$PWD/src/invalidate.pml
+dir=${O:-build}/model
+
+# name|spin -D flags|expected: none, assertion or deadlock
+variants=(
+	"correct|-DCORRECT|none"
+	"gmem faults only|-DGMEM_FAULTS_ONLY|none"
+	"no sequence re-check|-DBROKEN_NO_SEQ_RECHECK|assertion"
+	"no in-progress test|-DBROKEN_NO_IN_PROGRESS|assertion"
+	"overlap test off by one|-DBROKEN_OVERLAP_OFF_BY_ONE|assertion"
+	"snapshot after the attribute|-DBROKEN_SNAPSHOT_LATE|assertion"
+	"range reset by each start|-DBROKEN_RANGE_RESET|assertion"
+	"attribute stored after the end|-DBROKEN_STORE_AFTER_END|assertion"
+	"mmu_lock before the file lock|-DBROKEN_LOCK_ORDER|deadlock"
+	"gmem faults only, no sequence re-check|-DGMEM_FAULTS_ONLY -DBROKEN_NO_SEQ_RECHECK|none"
+	"gmem faults only, overlap off by one|-DGMEM_FAULTS_ONLY -DBROKEN_OVERLAP_OFF_BY_ONE|none"
+)
+if [ "${1:-}" = --deep ]; then
+	variants+=(
+		"correct, 2 conversions|-DNCONV=2|none"
+		"correct, 2 faults per vCPU|-DNFAULT=2|none"
+	)
+fi
+
+pass=0 fail=0 skip=0
+if ! command -v spin >/dev/null 2>&1; then
+	echo "# skipping every model check: spin is not installed (Debian package spin)"
+	for v in "${variants[@]}"; do
+		echo "skip model ${v%%|*}: spin is not installed (Debian package spin)"
+		skip=$((skip + 1))
+	done
+	echo "$pass passed, $fail failed, $skip skipped"
+	exit 0
+fi
+
+for v in "${variants[@]}"; do
+	IFS='|' read -r name flags expect <<<"$v"
+	d=$dir/$(tr -c 'a-z0-9\n' _ <<<"$name")
+	rm -rf "$d" && mkdir -p "$d"
+	# spin -a writes pan.[bchmt] where it runs; the trail goes there too.
+	# shellcheck disable=SC2086
+	if ! (cd "$d" && spin -a $flags "$model" >spin.log 2>&1 &&
+	      ${CC:-gcc} -w -O2 -DSAFETY -DCOLLAPSE -o pan pan.c >>spin.log 2>&1); then
+		echo "FAIL model $name: spin or the compiler failed"; tail -n 20 "$d/spin.log"
+		fail=$((fail + 1)); continue
+	fi
+	# -m: search depth bound (the model's deepest path is under 200 steps).
+	(cd "$d" && ./pan -m10000 -w23 >pan.log 2>&1)
+	log=$d/pan.log
+	errors=$(sed -n 's/.*errors: \([0-9]*\).*/\1/p' "$log")
+	states=$(awk '/states, stored/ { print $1; exit }' "$log")
+	depth=$(sed -n 's/.*depth reached \([0-9]*\).*/\1/p' "$log")
+	mem=$(awk '/total actual memory usage/ { print $1; exit }' "$log")
+	secs=$(sed -n 's/^pan: elapsed time \([0-9.e+-]*\) seconds.*/\1/p' "$log")
+	got=none
+	grep -q '^pan:[0-9]*: assertion violated' "$log" && got=assertion
+	grep -q '^pan:[0-9]*: invalid end state' "$log" && got=deadlock
+	[ -z "$errors" ] && got=unknown
+	figures="$states states, depth $depth, $mem MB, $secs s"
+	if [ "$got" = "$expect" ] && { [ "$expect" != none ] || [ "$errors" = 0 ]; }; then
+		if [ "$expect" = none ]; then
+			echo "pass model $name: no error; $figures"
+		else
+			echo "pass model $name: $got found ($d/invalidate.pml.trail); $figures"
+		fi
+		pass=$((pass + 1))
+	else
+		echo "FAIL model $name: expected $expect, got $got (errors ${errors:-?}); $figures"
+		grep -E 'pan:|errors' "$log" | head -n 5
+		fail=$((fail + 1))
+	fi
+done
+echo "$pass passed, $fail failed, $skip skipped"
+[ "$fail" -eq 0 ]

@@ -5,16 +5,17 @@
  * "The model of the invalidation protocol", maps every name here to the C
  * code and says what is left out. Run by tests/model.sh (make model).
  *
- * One VM, two files bound side by side: file 0 holds pages 0 and 1 at gfns
- * 0 and 1, file 1 holds page 0 at gfn 2. A page is named by its gfn.
+ * One VM, two files of one page each, bound at gfns 0 and 1: a page is
+ * named by its gfn, which is also its file's number. Page 0 starts shared,
+ * page 1 private.
  * Processes:
  *   vcpu_gmem    gmem's fault: the file's invalidate lock held shared from
  *                the sequence snapshot to the stage-2 install;
  *   vcpu_kernel  the kernel's fault: the lock dropped before mmu_lock, so
  *                an invalidation can start and end inside it and the
  *                sequence / in-progress re-check is its only guard;
- *   converter    NCONV conversions, each of a range of one file;
- *   puncher      NPUNCH hole punches, each of a range of one file;
+ *   converter    NCONV conversions, each of one file's page;
+ *   puncher      NPUNCH hole punches, each of one file's page;
  *   monitor      checks the invariant in every reachable state.
  *
  * -D switches break the protocol, one at a time; each must yield a trail:
@@ -23,15 +24,16 @@
  *   BROKEN_OVERLAP_OFF_BY_ONE the overlap test misses the last page of the
  *                           range (start + 1 < range_end for start < range_end);
  *   BROKEN_SNAPSHOT_LATE    the fault snapshots the sequence after it read
- *                           the attribute and the folio;
+ *                           the attribute;
  *   BROKEN_RANGE_RESET      each invalidation start resets the accumulated
  *                           range, not only the first of those in progress;
  *   BROKEN_STORE_AFTER_END  conversion stores the attribute after its
  *                           invalidation ended;
  *   BROKEN_LOCK_ORDER       gmem's fault takes mmu_lock before the file's
- *                           invalidate lock (a deadlock, not a trail of an
- *                           assertion).
- * GMEM_FAULTS_ONLY leaves out vcpu_kernel: only gmem's own fault runs.
+ *                           invalidate lock: a deadlock (SPIN's invalid end
+ *                           state), not an assertion.
+ * GMEM_FAULTS_ONLY runs a second vcpu_gmem in place of vcpu_kernel.
+ * NCONV, NPUNCH and NFAULT (per vCPU) bound the operations.
  */
 
 #ifndef NCONV

@@ -98,6 +98,11 @@ bench: $(O)/gmem
 test:
 	tests/all.sh
 
+# The SPIN model of the invalidation protocol (src/invalidate.pml): the
+# correct protocol and each broken variant; MODEL_ARGS=--deep for larger bounds.
+model:
+	O=$(O) tests/model.sh $(MODEL_ARGS)
+
 # Address and undefined-behaviour sanitizers over the whole suite.
 check-asan:
 	$(MAKE) O=build-asan SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" check
@@ -163,4 +168,4 @@ fuzz:
 clean:
 	rm -rf build build-asan build-tsan build-clang build-fuzz
 
-.PHONY: all run bench check test check-asan check-tsan stress install clean examples fuzz man
+.PHONY: all run bench check test check-asan check-tsan stress install clean examples fuzz man model

@@ -3,7 +3,7 @@
 # The whole suite: warning-free builds with gcc and clang, the tests plain,
 # under ASan+UBSan, the threaded ones under TSan, Linux's own KVM selftests
 # under the KVM layer (built from Debian's linux-source at test time), the
-# examples, and a short
+# examples, the SPIN model of the invalidation protocol, and a short
 # run of the scenario fuzzer. Last line:
 # "N passed, N failed".
 set -u
@@ -35,6 +35,7 @@ run "Linux's KVM selftests, bare and under gmem exec" tests/kvm-selftests.sh
 run "tests under ASan+UBSan" make -j2 check-asan
 run "threaded tests under TSan" make -j2 check-tsan
 run "examples through gmem run" make -s O=build examples
+run "SPIN model of the invalidation protocol" make -s O=build model
 fuzz() {	# libFuzzer's progress lines are noise here: keep its verdict
 	make -s fuzz FUZZ_SECONDS="$1" >"${O:-build}/fuzz.log" 2>&1
 	local rc=$?

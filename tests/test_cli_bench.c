@@ -232,7 +232,7 @@ TEST(bench_json_lines_have_the_expected_keys_and_a_verdict)
 		ASSERT_EQ(line[0], '{');
 		ASSERT_EQ(line[strlen(line) - 1], '}');
 		/* The header and the summary: test_cli_json checks them. */
-		if (strncmp(line, "{\"type\":\"result\",", 18))
+		if (strncmp(line, "{\"type\":\"result\",", 17))
 			continue;
 		for (k = 0; k < sizeof(keys) / sizeof(keys[0]); k++)
 			ASSERT_TRUE(strstr(line, keys[k]));

@@ -11,6 +11,7 @@
  * only through the arch's reclaim hook; then the pool discards them (punches
  * them out of the memfd), so every free frame reads as zero.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -285,7 +286,36 @@ void frame_set_arch(struct gmem_pool *pool, uint64_t pfn, uint64_t v)
 	} while (!atomic_compare_exchange_weak(&pool->frames[pfn], &old, new));
 }
 
+/*
+ * Cleared in place, as the hardware clears a page (TDX's page reset, an SNP
+ * scrub): the frames that hold data are zeroed where they are and stay with
+ * their file, so no memory the file owns goes back and the next fault finds
+ * the page present. Holes read zero already and stay holes (SEEK_DATA skips
+ * them), so clearing allocates nothing.
+ */
 void frames_clear_content(struct gmem_pool *pool, uint64_t pfn, uint64_t nr)
+{
+	off_t pos = pfn << PAGE_SHIFT, end = (pfn + nr) << PAGE_SHIFT;
+
+	while (pos < end) {
+		off_t data = lseek(pool->memfd, pos, SEEK_DATA), hole;
+
+		if (data < 0 && errno != ENXIO) {
+			/* Cannot tell data from holes: discarding clears too. */
+			pool_discard(pool, pos >> PAGE_SHIFT, (end - pos) >> PAGE_SHIFT);
+			return;
+		}
+		if (data < 0 || data >= end)
+			return;
+		hole = lseek(pool->memfd, data, SEEK_HOLE);
+		if (hole < 0 || hole > end)
+			hole = end;
+		memset(pool_va(pool, data >> PAGE_SHIFT), 0, hole - data);
+		pos = hole;
+	}
+}
+
+void frames_discard(struct gmem_pool *pool, uint64_t pfn, uint64_t nr)
 {
 	pool_discard(pool, pfn, nr);
 }

@@ -80,9 +80,13 @@ static void tdx_invalidate_range(struct gmem_vm *vm, const struct memslot *slot,
 		slot_for_each_folio_run(slot, gfn_start, gfn_end, remove_run, vm);
 }
 
+/* The frames leave the file: out of the TD, and discarded whole. */
 static void tdx_reclaim(struct gmem_pool *pool, uint64_t pfn, uint64_t nr)
 {
-	frames_release(pool, pfn, nr, TD_OWNED);
+	for (uint64_t i = pfn; i < pfn + nr; i++)
+		if (frame_get(pool, i) & TD_OWNED)
+			frame_set_arch(pool, i, 0);
+	frames_discard(pool, pfn, nr);
 }
 
 static void tdx_legacy_invalidate(struct gmem_pool *pool, uint64_t start,

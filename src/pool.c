@@ -11,7 +11,6 @@
  * only through the arch's reclaim hook; then the pool discards them (punches
  * them out of the memfd), so every free frame reads as zero.
  */
-#include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -290,28 +289,36 @@ void frame_set_arch(struct gmem_pool *pool, uint64_t pfn, uint64_t v)
  * Cleared in place, as the hardware clears a page (TDX's page reset, an SNP
  * scrub): the frames that hold data are zeroed where they are and stay with
  * their file, so no memory the file owns goes back and the next fault finds
- * the page present. Holes read zero already and stay holes (SEEK_DATA skips
- * them), so clearing allocates nothing.
+ * the page present. mincore() finds them in O(nr): on a shared mapping it
+ * reports the memfd's page cache. (SEEK_HOLE cannot be bounded: it walks
+ * every present page after the range too.) The rest are holes, which stay
+ * holes, so clearing allocates nothing, or pages swapped out, which a
+ * punch clears (it costs nothing on a hole).
  */
 void frames_clear_content(struct gmem_pool *pool, uint64_t pfn, uint64_t nr)
 {
-	off_t pos = pfn << PAGE_SHIFT, end = (pfn + nr) << PAGE_SHIFT;
+	unsigned char vec[1024];
 
-	while (pos < end) {
-		off_t data = lseek(pool->memfd, pos, SEEK_DATA), hole;
+	while (nr) {
+		uint64_t n = MIN(nr, sizeof(vec));
 
-		if (data < 0 && errno != ENXIO) {
+		if (mincore(pool_va(pool, pfn), n << PAGE_SHIFT, vec)) {
 			/* Cannot tell data from holes: discarding clears too. */
-			pool_discard(pool, pos >> PAGE_SHIFT, (end - pos) >> PAGE_SHIFT);
+			pool_discard(pool, pfn, nr);
 			return;
 		}
-		if (data < 0 || data >= end)
-			return;
-		hole = lseek(pool->memfd, data, SEEK_HOLE);
-		if (hole < 0 || hole > end)
-			hole = end;
-		memset(pool_va(pool, data >> PAGE_SHIFT), 0, hole - data);
-		pos = hole;
+		for (uint64_t i = 0, run; i < n; i = run) {
+			bool data = vec[i] & 1;
+
+			for (run = i + 1; run < n && (vec[run] & 1) == data; run++)
+				;
+			if (data)
+				memset(pool_va(pool, pfn + i), 0, (run - i) << PAGE_SHIFT);
+			else
+				pool_discard(pool, pfn + i, run - i);
+		}
+		pfn += n;
+		nr -= n;
 	}
 }
 

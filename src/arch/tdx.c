@@ -80,13 +80,22 @@ static void tdx_invalidate_range(struct gmem_vm *vm, const struct memslot *slot,
 		slot_for_each_folio_run(slot, gfn_start, gfn_end, remove_run, vm);
 }
 
-/* The frames leave the file: out of the TD, and discarded whole. */
+/*
+ * Out of the TD, each run of owned frames discarded: on the free path they
+ * leave the file. (Frames an invalidation removed already are not touched,
+ * so the legacy hook, also called on conversion, leaves them with the file.)
+ */
 static void tdx_reclaim(struct gmem_pool *pool, uint64_t pfn, uint64_t nr)
 {
-	for (uint64_t i = pfn; i < pfn + nr; i++)
-		if (frame_get(pool, i) & TD_OWNED)
-			frame_set_arch(pool, i, 0);
-	frames_discard(pool, pfn, nr);
+	for (uint64_t i = pfn; i < pfn + nr; i++) {
+		uint64_t run = i;
+
+		while (run < pfn + nr && (frame_get(pool, run) & TD_OWNED))
+			frame_set_arch(pool, run++, 0);
+		if (run > i)
+			frames_discard(pool, i, run - i);
+		i = run;
+	}
 }
 
 static void tdx_legacy_invalidate(struct gmem_pool *pool, uint64_t start,

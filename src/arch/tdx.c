@@ -81,21 +81,13 @@ static void tdx_invalidate_range(struct gmem_vm *vm, const struct memslot *slot,
 }
 
 /*
- * Out of the TD, each run of owned frames discarded: on the free path they
- * leave the file. (Frames an invalidation removed already are not touched,
- * so the legacy hook, also called on conversion, leaves them with the file.)
+ * Out of the TD and cleared; the pool discards the frames next. The
+ * invalidation before a free removed and cleared every bound frame already,
+ * so this finds only frames no invalidation reached.
  */
 static void tdx_reclaim(struct gmem_pool *pool, uint64_t pfn, uint64_t nr)
 {
-	for (uint64_t i = pfn; i < pfn + nr; i++) {
-		uint64_t run = i;
-
-		while (run < pfn + nr && (frame_get(pool, run) & TD_OWNED))
-			frame_set_arch(pool, run++, 0);
-		if (run > i)
-			frames_discard(pool, i, run - i);
-		i = run;
-	}
+	frames_release(pool, pfn, nr, TD_OWNED);
 }
 
 static void tdx_legacy_invalidate(struct gmem_pool *pool, uint64_t start,

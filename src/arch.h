@@ -85,11 +85,19 @@ struct gmem_arch {
 uint64_t frame_get(struct gmem_pool *pool, uint64_t pfn);
 /* Set the arch bits of a frame, keeping the engine's. */
 void frame_set_arch(struct gmem_pool *pool, uint64_t pfn, uint64_t v);
-/* Content destroyed, as by a TDX page reset or an SNP scrub: the frames read zero. */
+/*
+ * Content destroyed in place, as by a TDX page reset or an SNP scrub: the
+ * frames read zero and stay with their file.
+ */
 void frames_clear_content(struct gmem_pool *pool, uint64_t pfn, uint64_t nr);
 /*
+ * Content destroyed and the memory given back: for frames leaving their
+ * file (reclaim), which the pool discards next anyway.
+ */
+void frames_discard(struct gmem_pool *pool, uint64_t pfn, uint64_t nr);
+/*
  * Every frame of [pfn, pfn + nr) whose arch word has @bit goes back to no
- * hardware state with its content cleared.
+ * hardware state with its content cleared in place.
  */
 void frames_release(struct gmem_pool *pool, uint64_t pfn, uint64_t nr,
 		    uint64_t bit);

@@ -84,6 +84,26 @@ static void memory_fault_exit(struct gmem_exit *exit, uint64_t gfn,
 }
 
 /*
+ * A fault on a page stage-2 already maps with the access's kind, as KVM's
+ * spurious fault: the entry exists only while it agrees with the attribute
+ * (an invalidation zaps it before the attribute changes), so the file is
+ * not consulted and its invalidate lock not taken.
+ */
+static bool spurious_fault(struct gmem_vm *vm, uint64_t gfn, bool private,
+			   uint64_t *pfnp)
+{
+	struct s2_entry e;
+	bool mapped;
+
+	brlock_read_lock(&vm->mmu_lock);
+	mapped = s2_lookup(&vm->s2, gfn, &e) && e.private == private;
+	brlock_read_unlock(&vm->mmu_lock);
+	if (mapped && pfnp)
+		*pfnp = e.pfn;
+	return mapped;
+}
+
+/*
  * Inside vm_enter(), which holds slots_lock shared. The file's invalidate
  * lock is held shared from the attribute check to the stage-2 install,
  * unlike the kernel, which drops it in between and relies on the sequence
@@ -96,6 +116,8 @@ static int fault(struct gmem_vm *vm, uint64_t gfn, bool private,
 		 uint64_t *pfnp, struct gmem_exit *exit)
 {
 	lock_assert_held_shared(&vm->slots_lock);
+	if (spurious_fault(vm, gfn, private, pfnp))
+		return 0;
 	for (;;) {
 		struct memslot *slot = vm_find_slot(vm, gfn);
 		struct gmem_file *file;

@@ -299,7 +299,44 @@ void frame_set_arch(struct gmem_pool *pool, uint64_t pfn, uint64_t v)
 	} while (!atomic_compare_exchange_weak(&pool->frames[pfn], &old, new));
 }
 
+/*
+ * Cleared in place, as the hardware clears a page (TDX's page reset, an SNP
+ * scrub): the frames that hold data are zeroed where they are and stay with
+ * their file, so no memory the file owns goes back and the next fault finds
+ * the page present. mincore() finds them in O(nr): on a shared mapping it
+ * reports the memfd's page cache. (SEEK_HOLE cannot be bounded: it walks
+ * every present page after the range too.) The rest are holes, which stay
+ * holes, so clearing allocates nothing, or pages swapped out, which a
+ * punch clears (it costs nothing on a hole).
+ */
 void frames_clear_content(struct gmem_pool *pool, uint64_t pfn, uint64_t nr)
+{
+	unsigned char vec[1024];
+
+	while (nr) {
+		uint64_t n = MIN(nr, sizeof(vec));
+
+		if (mincore(pool_va(pool, pfn), n << PAGE_SHIFT, vec)) {
+			/* Cannot tell data from holes: discarding clears too. */
+			pool_discard(pool, pfn, nr);
+			return;
+		}
+		for (uint64_t i = 0, run; i < n; i = run) {
+			bool data = vec[i] & 1;
+
+			for (run = i + 1; run < n && (vec[run] & 1) == data; run++)
+				;
+			if (data)
+				memset(pool_va(pool, pfn + i), 0, (run - i) << PAGE_SHIFT);
+			else
+				pool_discard(pool, pfn + i, run - i);
+		}
+		pfn += n;
+		nr -= n;
+	}
+}
+
+void frames_discard(struct gmem_pool *pool, uint64_t pfn, uint64_t nr)
 {
 	pool_discard(pool, pfn, nr);
 }

@@ -240,6 +240,57 @@ TEST(tdx_private_to_shared_removes_the_frame_from_the_td_content_lost)
 	env_free(&e);
 }
 
+/* Whether the pool holds memory for frame @pfn (its page cache, not a hole). */
+static bool frame_resident(int pool, uint64_t pfn)
+{
+	unsigned char vec = 0;
+
+	ASSERT_EQ(mincore(gmem_pool_frame(pool, pfn), PG, &vec), 0);
+	return vec & 1;
+}
+
+/*
+ * Destructive conversion clears a written page where it is, as the hardware
+ * does: the frame reads zero and keeps its memory; a page never written
+ * stays a hole, since clearing it would allocate it.
+ */
+static void destructive_conversion_clears_in_place(const char *arch)
+{
+	struct env e = env_new(arch);
+	int fd = bound_file(e.vm, 4 * PG, 0);
+	static uint8_t data[PG];
+	uint64_t pfn, untouched;
+	bool was_resident;
+
+	fill(data, PG, 31);
+	guest_write(e.vm, GPA, data, PG);
+	pfn = frame_of(fd, 0);
+	/* A private page the guest maps but never writes. */
+	ASSERT_EQ(gmem_vm_fault(e.vm, GPA + PG, PRIVATE_R, &untouched, NULL), 0);
+	ASSERT_TRUE(frame_resident(e.pool, pfn));
+	was_resident = frame_resident(e.pool, untouched);
+
+	ASSERT_EQ(convert(fd, 0, 2 * PG, 0), 0);
+	ASSERT_EQ(frame_of(fd, 0), pfn);
+	/* Before anything reads them: a read of a hole would allocate it. */
+	ASSERT_TRUE(frame_resident(e.pool, pfn));
+	ASSERT_EQ(frame_resident(e.pool, untouched), was_resident);
+	ASSERT_TRUE(is_zero(gmem_pool_frame(e.pool, pfn), PG));
+	ASSERT_TRUE(is_zero(gmem_pool_frame(e.pool, untouched), PG));
+	ASSERT_EQ(gmem_close(fd), 0);
+	env_free(&e);
+}
+
+TEST(tdx_destructive_conversion_clears_in_place_and_keeps_the_memory)
+{
+	destructive_conversion_clears_in_place("tdx");
+}
+
+TEST(snp_destructive_conversion_clears_in_place_and_keeps_the_memory)
+{
+	destructive_conversion_clears_in_place("snp");
+}
+
 TEST(tdx_reconverted_page_is_accepted_zeroed_even_after_host_writes)
 {
 	struct env e = env_new("tdx");

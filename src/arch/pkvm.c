@@ -64,7 +64,7 @@ static void pkvm_guest_convert(struct gmem_vm *vm, uint64_t pfn, uint64_t nr,
 
 static void pkvm_reclaim(struct gmem_pool *pool, uint64_t pfn, uint64_t nr)
 {
-	frames_clear_content(pool, pfn, nr);
+	frames_discard(pool, pfn, nr);
 	for (uint64_t i = pfn; i < pfn + nr; i++)
 		frame_set_arch(pool, i, OWNER_HOST);
 }

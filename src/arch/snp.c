@@ -7,9 +7,11 @@
  *   make_private   assign the frames to the guest (repeats are no-ops):
  *                  2 MiB entries where the call covers an aligned 2 MiB
  *                  chunk (a whole huge folio), re-forming smashed ones
- *   make_shared    back to the hypervisor; the guest's content is lost; a
+ *   make_shared    back to the hypervisor; the guest's content is lost
+ *                  (cleared in place: the frames stay with the file); a
  *                  2 MiB entry the range cuts is smashed first (PSMASH)
- *   reclaim        the same, on the free path
+ *   reclaim        the same, on the free path, where the frames are
+ *                  discarded instead: they leave the file
  *   post_populate  SNP_LAUNCH_UPDATE: the frame must be unassigned; assign
  *                  it, measured and validated, keeping the loaded content
  *   legacy         rmp_make_shared serves both callers equally well
@@ -118,6 +120,19 @@ static void snp_make_shared(struct gmem_pool *pool, uint64_t pfn, uint64_t nr)
 	frames_release(pool, pfn, nr, RMP_ASSIGNED);
 }
 
+/*
+ * The free path: the same state change, but the frames leave the file, so
+ * they are discarded whole rather than cleared where they are.
+ */
+static void snp_reclaim(struct gmem_pool *pool, uint64_t pfn, uint64_t nr)
+{
+	smash_edges(pool, pfn, nr);
+	for (uint64_t i = pfn; i < pfn + nr; i++)
+		if (frame_get(pool, i) & RMP_ASSIGNED)
+			frame_set_arch(pool, i, 0);
+	frames_discard(pool, pfn, nr);
+}
+
 static void snp_legacy_invalidate(struct gmem_pool *pool, uint64_t start,
 				  uint64_t end)
 {
@@ -179,7 +194,7 @@ const struct gmem_arch gmem_arch_snp = {
 	.name = "snp",
 	.forbids_leak = true,
 	.make_private = snp_make_private,
-	.reclaim = snp_make_shared,
+	.reclaim = snp_reclaim,
 	.make_shared = snp_make_shared,
 	.post_populate = snp_post_populate,
 	.max_mapping_level = snp_max_mapping_level,

@@ -80,6 +80,11 @@ static void tdx_invalidate_range(struct gmem_vm *vm, const struct memslot *slot,
 		slot_for_each_folio_run(slot, gfn_start, gfn_end, remove_run, vm);
 }
 
+/*
+ * Out of the TD and cleared; the pool discards the frames next. The
+ * invalidation before a free removed and cleared every bound frame already,
+ * so this finds only frames no invalidation reached.
+ */
 static void tdx_reclaim(struct gmem_pool *pool, uint64_t pfn, uint64_t nr)
 {
 	frames_release(pool, pfn, nr, TD_OWNED);

@@ -270,9 +270,9 @@ int gmem_vm_close(int vm);
  * multiples of it. The first use of a page allocates its whole huge folio.
  * Attributes, pins and punches still work on any 4 KiB page: a huge folio
  * is split into 4 KiB folios when its range stops being uniform, and merged
- * back, on the same frames and without a copy, when a conversion leaves the
- * whole range uniform with every page present (docs/design.md, "Huge
- * folios"). Memory in use (gmem_pool_stats) counts each frame once,
+ * back, on the same frames and without a copy, when a conversion (even one
+ * to the state the range is in already) leaves the whole range uniform with
+ * every page present and none pinned (docs/design.md, "Huge folios"). Memory in use (gmem_pool_stats) counts each frame once,
  * whatever the mix of private and shared.
  *
  * Errors (in this order): -EBADF/-EINVAL bad VM; -EINVAL unknown flag bit, or
@@ -337,10 +337,10 @@ int gmem_fallocate(int fd, int mode, uint64_t offset, uint64_t len);
  * shared, host mappings regain access, the children's too. All or nothing:
  * on failure attributes, mappings and contents are as before.
  *
- * In a huge file, any 4 KiB range converts. A huge folio that must split
- * (its range stops being uniform) or merge (its range becomes uniform, every
- * page present) may hold no extra reference: a pinned page anywhere in it
- * fails the call with -EAGAIN and its offset, in either direction.
+ * In a huge file, any 4 KiB range converts. Only a pinned page inside a
+ * to-private range fails the call, as in a 4 KiB file: a huge folio splits
+ * around a pin outside the range (the pinned page stays, pinned), and one a
+ * pin keeps from merging stays split. To shared never fails for a pin.
  *
  * @error_offset, if not NULL, receives the byte offset of the first page
  * that made the call fail with -EAGAIN or -ENOMEM.

@@ -3,10 +3,11 @@
  * In-place conversion: gmem_set_attributes, the KVM_SET_MEMORY_ATTRIBUTES2
  * analogue. The steps, in the order the kernel takes them:
  *
- *   validate -> lock exclusive -> already in state? -> reserve map nodes
+ *   validate -> lock exclusive -> already in state? (merge what can merge)
+ *   -> reserve map nodes
  *   -> (to private) revoke host mappings (and fork children's: process.c),
  *      refuse pages still referenced
- *   -> huge folios to split or merge hold no pin?
+ *   -> which huge folios split, which merge (a pinned one does not)
  *   -> point of no return: invalidate start -> (to shared) arch make_shared
  *   -> store attributes -> split/merge huge folios
  *   -> (to shared) host mappings regain access
@@ -102,6 +103,25 @@ static int make_unreachable(struct gmem_file *file, uint64_t start,
 	return 0;
 }
 
+/*
+ * The range is in the requested state already: nothing converts, and no
+ * arch hook runs, but a split huge block of it that can merge now (its holes
+ * refilled, or its pin gone) does, as a conversion would merge it.
+ */
+static void merge_in_place(struct gmem_file *file, uint64_t start,
+			   uint64_t end, uint64_t attrs)
+{
+	uint64_t zap_start, zap_end;
+	bool started;
+
+	if (!huge_convert_prepare(file, start, end, attrs, &zap_start, &zap_end))
+		return;
+	started = file_invalidate_start_wide(file, start, start, S2_ZAP_ALL,
+					     zap_start, zap_end);
+	huge_convert_commit(file, start, end, attrs);
+	file_invalidate_end(file, started);
+}
+
 static int set_attributes(struct gmem_file *file, uint64_t start,
 			  uint64_t end, uint64_t attrs, uint64_t *err_index)
 {
@@ -112,8 +132,10 @@ static int set_attributes(struct gmem_file *file, uint64_t start,
 	bool started;
 	int ret;
 
-	if (attr_range_is(&file->attrs, start, end, attrs))
+	if (attr_range_is(&file->attrs, start, end, attrs)) {
+		merge_in_place(file, start, end, attrs);
 		return 0;
+	}
 	if (attr_reserve(&file->attrs, &res)) {
 		*err_index = start;
 		return gmem_err(ENOMEM, "gmem_set_attributes: out of memory for the attribute map");
@@ -125,19 +147,7 @@ static int set_attributes(struct gmem_file *file, uint64_t start,
 			return ret;
 		}
 	}
-	/*
-	 * Huge folios to split or merge must hold no extra reference; checked
-	 * after the range's own pins so that a pinned page in the range is the
-	 * one reported.
-	 */
-	ret = huge_convert_prepare(file, start, end, attrs, &zap_start,
-				   &zap_end, err_index);
-	if (ret) {
-		if (to_private)
-			restore_shared(file, start, end);
-		attr_unreserve(&res);
-		return ret;
-	}
+	huge_convert_prepare(file, start, end, attrs, &zap_start, &zap_end);
 
 	/* Point of no return. */
 	started = file_invalidate_start_wide(file, start, end,
@@ -152,7 +162,7 @@ static int set_attributes(struct gmem_file *file, uint64_t start,
 	attr_commit(&file->attrs, start, end, attrs, &res);
 	bitmap_assign(file->flipped, start, end,
 		      to_private == !!(file->flags & GMEM_FLAG_INIT_SHARED));
-	huge_convert_commit(file, start, end);
+	huge_convert_commit(file, start, end, attrs);
 	if (!to_private)
 		mapping_restore(file, start, end);
 	file_invalidate_end(file, started);

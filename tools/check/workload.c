@@ -225,19 +225,15 @@ static void drop_bind(struct run *r, int bi)
 /*
  * Convert [p, p+n) of file @fi to @attr. Going private must fail with -EAGAIN
  * exactly when this tool holds a pin in the range, at the first pinned page:
- * nothing else takes long-term references. In a huge file a pin anywhere in
- * the folios the range touches may also fail it (the folio must split or
- * merge), either way, at a pinned page of those folios.
+ * nothing else takes long-term references. A pin elsewhere in a huge folio
+ * the range touches fails nothing: the folio splits around it, or stays
+ * split where it would have merged.
  */
 static void convert(struct run *r, int fi, uint64_t p, uint64_t n,
 		    uint64_t attr)
 {
 	struct cfile *f = &r->files[fi];
 	int64_t pinned = attr ? first_pinned(f, p, n) : -1;
-	/* The huge folios the range touches: a pin there may block a split or merge. */
-	uint64_t lo = p / f->folio * f->folio;
-	uint64_t hi = (p + n + f->folio - 1) / f->folio * f->folio;
-	int64_t folio_pinned = f->folio > 1 ? first_pinned(f, lo, hi - lo) : -1;
 	uint64_t eoff = NONE;
 	int ret;
 
@@ -247,13 +243,6 @@ static void convert(struct run *r, int fi, uint64_t p, uint64_t n,
 			failure(r, "gmem_set_attributes: -EAGAIN at offset %#llx, first pinned page is %#llx",
 				(unsigned long long)eoff,
 				(unsigned long long)pinned * PAGE);
-		return;
-	}
-	if (ret == -EAGAIN && folio_pinned >= 0) {
-		if (eoff % PAGE || eoff / PAGE < lo || eoff / PAGE >= hi ||
-		    !f->pins[eoff / PAGE])
-			failure(r, "gmem_set_attributes: -EAGAIN at offset %#llx, not a pinned page of the huge folios touched",
-				(unsigned long long)eoff);
 		return;
 	}
 	if (ret)

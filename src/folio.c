@@ -40,7 +40,8 @@ void folio_account(struct gmem_file *file, uint64_t index, int64_t delta)
 /*
  * Returns true if this call created the folio. Safe against racing faults.
  * In a huge file the first allocation in an absent block creates the whole
- * huge folio (huge.c); a hole punched in a split block gets a 4 KiB folio.
+ * huge folio (huge.c) and allocates its memory; a hole punched in a split
+ * block gets a 4 KiB folio, whose memory comes at its first use.
  * The attributes must hold still: the invalidate lock is held.
  */
 bool folio_alloc(struct gmem_file *file, uint64_t index)
@@ -48,8 +49,18 @@ bool folio_alloc(struct gmem_file *file, uint64_t index)
 	lock_assert_held(&file->invalidate_lock);
 	if (folio_present(file, index))
 		return false;
-	if (file->order && huge_block_state(file, index) == BLOCK_ABSENT)
+	if (file->order && huge_block_state(file, index) == BLOCK_ABSENT) {
+		uint64_t lo = index & ~(file_folio_pages(file) - 1);
+
+		/*
+		 * The whole folio's memory, as the kernel allocates a huge folio
+		 * (where the host has not the memory, its first touch will try
+		 * again, page by page).
+		 */
+		pool_allocate(file->vm->pool, file_pfn(file, lo),
+			      file_folio_pages(file), true);
 		return huge_alloc_block(file, index);
+	}
 	if (bitmap_test_and_set(file->present, index))
 		return false;
 	folio_account(file, index, 1);

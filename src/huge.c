@@ -3,12 +3,13 @@
  * Huge folios. A file created with GMEM_FLAG_HUGE_2M or GMEM_FLAG_HUGE_1G
  * has folios of order 9 or 18. Page i of a file is always frame base_pfn + i
  * and the file's window is aligned to the folio size (file.c), so a huge
- * folio is metadata only: one state byte per huge block. Splitting and
- * merging change that byte and never move or copy a byte of data.
+ * folio needs one state byte per huge block. Splitting and merging change
+ * that byte and never move or copy a byte of data. Its memory is host huge
+ * pages where the pool has them (pool.c).
  *
  *   ABSENT  no page of the block is in the page cache. The first fault (or
  *           allocation, pin, populate, host touch) allocates the whole huge
- *           folio; its frames are memfd holes, so it is zero at no cost.
+ *           folio and its memory (folio.c), zeroed.
  *   WHOLE   one huge folio: every page present, the attributes uniform over
  *           the block. Faults may map it with one huge stage-2 entry.
  *   SPLIT   4 KiB folios. The attributes differ inside the block, or some

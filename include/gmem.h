@@ -287,7 +287,9 @@ int gmem_vm_close(int vm);
  * Memory in use (gmem_pool_stats) counts each frame once, whatever the mix
  * of private and shared. Where the pool has host huge pages
  * (gmem_pool_huge_page_size), each 2 MiB of a huge folio is one host huge
- * page from its allocation on, until a punch of part of it splits it.
+ * page from its allocation on (of a 1 GiB folio, the first fault allocates
+ * the 2 MiB around the page, the rest comes at first touch or with
+ * gmem_fallocate), until a punch of part of it splits it.
  *
  * Errors (in this order): -EBADF/-EINVAL bad VM; -EINVAL unknown flag bit, or
  *         both huge flags; -EINVAL size 0, not a multiple of the folio size,

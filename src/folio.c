@@ -40,7 +40,8 @@ void folio_account(struct gmem_file *file, uint64_t index, int64_t delta)
 /*
  * Returns true if this call created the folio. Safe against racing faults.
  * In a huge file the first allocation in an absent block creates the whole
- * huge folio (huge.c) and allocates its memory; a hole punched in a split
+ * huge folio (huge.c) and allocates its memory (of a 1 GiB folio, the 2 MiB
+ * around @index); a hole punched in a split
  * block gets a 4 KiB folio, whose memory comes at its first use.
  * The attributes must hold still: the invalidate lock is held.
  */
@@ -50,15 +51,18 @@ bool folio_alloc(struct gmem_file *file, uint64_t index)
 	if (folio_present(file, index))
 		return false;
 	if (file->order && huge_block_state(file, index) == BLOCK_ABSENT) {
-		uint64_t lo = index & ~(file_folio_pages(file) - 1);
+		uint64_t nr = MIN(file_folio_pages(file), POOL_HUGE_FRAMES);
 
 		/*
-		 * The whole folio's memory, as the kernel allocates a huge folio
-		 * (where the host has not the memory, its first touch will try
-		 * again, page by page).
+		 * The memory of the host huge page holding @index: all of a
+		 * 2 MiB folio, as the kernel allocates a huge folio; one of the
+		 * 512 of a 1 GiB folio, whose others come at their first touch
+		 * or with gmem_fallocate (zeroing a whole GiB in a fault is
+		 * what gmem leaves out). Where the host has not the memory, the
+		 * first touch tries again.
 		 */
-		pool_allocate(file->vm->pool, file_pfn(file, lo),
-			      file_folio_pages(file), true);
+		pool_allocate(file->vm->pool, file_pfn(file, index & ~(nr - 1)),
+			      nr, true);
 		return huge_alloc_block(file, index);
 	}
 	if (bitmap_test_and_set(file->present, index))

@@ -40,7 +40,6 @@
 
 #define DEFAULT_CAPACITY	(4ULL << 40)
 #define MAX_CAPACITY		(64ULL << 40)
-#define HUGE_FRAMES		512	/* one host huge page (PMD): 2 MiB */
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE	23
@@ -84,14 +83,14 @@ static uint8_t *map_aligned(int fd, uint64_t len)
 	uint8_t *area, *p;
 	uint64_t head;
 
-	area = mmap(NULL, len + (HUGE_FRAMES << PAGE_SHIFT), PROT_NONE,
+	area = mmap(NULL, len + (POOL_HUGE_FRAMES << PAGE_SHIFT), PROT_NONE,
 		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (area == MAP_FAILED)
 		return MAP_FAILED;
-	head = -(uintptr_t)area & ((HUGE_FRAMES << PAGE_SHIFT) - 1);
+	head = -(uintptr_t)area & ((POOL_HUGE_FRAMES << PAGE_SHIFT) - 1);
 	if (head)
 		munmap(area, head);
-	munmap(area + head + len, (HUGE_FRAMES << PAGE_SHIFT) - head);
+	munmap(area + head + len, (POOL_HUGE_FRAMES << PAGE_SHIFT) - head);
 	p = mmap(area + head, len, PROT_READ | PROT_WRITE,
 		 MAP_SHARED | MAP_NORESERVE | MAP_FIXED, fd, 0);
 	if (p == MAP_FAILED)
@@ -369,7 +368,7 @@ int pool_allocate(struct gmem_pool *pool, uint64_t pfn, uint64_t nr, bool huge)
 {
 	int ret;
 
-	if (huge && pool->huge_pages && ALIGNED(pfn | nr, HUGE_FRAMES))
+	if (huge && pool->huge_pages && ALIGNED(pfn | nr, POOL_HUGE_FRAMES))
 		ret = madvise(pool_va(pool, pfn), nr << PAGE_SHIFT,
 			      MADV_POPULATE_WRITE);
 	else
@@ -399,7 +398,7 @@ GMEM_API int64_t gmem_pool_huge_page_size(int h)
 
 	if (ret)
 		return ret;
-	size = pool->huge_pages ? (int64_t)(HUGE_FRAMES << PAGE_SHIFT) : PAGE_SIZE;
+	size = pool->huge_pages ? (int64_t)(POOL_HUGE_FRAMES << PAGE_SHIFT) : PAGE_SIZE;
 	pool_put(pool);
 	return size;
 }
@@ -443,6 +442,14 @@ void frames_release(struct gmem_pool *pool, uint64_t pfn, uint64_t nr,
 bool frame_is_zero(struct gmem_pool *pool, uint64_t pfn)
 {
 	const uint64_t *p = (const uint64_t *)pool_va(pool, pfn);
+	off_t at = (off_t)(pfn << PAGE_SHIFT);
+
+	/*
+	 * A hole reads as zero: look without reading it, which would allocate
+	 * it again (a whole host huge page, in a huge file's window).
+	 */
+	if (lseek(pool->memfd, at, SEEK_DATA) != at)
+		return true;
 
 	for (size_t i = 0; i < PAGE_SIZE / sizeof(*p); i++)
 		if (p[i])

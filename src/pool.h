@@ -19,6 +19,8 @@
 
 struct window;
 
+#define POOL_HUGE_FRAMES	512	/* one host huge page (a PMD): 2 MiB */
+
 struct gmem_pool {
 	struct obj obj;
 	int memfd;			/* the pool file (pool.c) */

@@ -441,6 +441,15 @@ TEST(a_pin_inside_a_to_private_range_fails_it_at_that_page_in_a_1g_folio)
 	env_free(&e);
 }
 
+/* Fault the file's first folio in whole (private), then punch page @page out. */
+static void fault_folio_punch_page(struct env *e, int fd, uint64_t page)
+{
+	ASSERT_EQ(gmem_vm_fault(e->vm, GPA, PRIVATE_W, NULL, NULL), 0);
+	ASSERT_EQ(order_at(fd, 0), 9);
+	ASSERT_EQ(gmem_fallocate(fd, GMEM_FALLOC_KEEP_SIZE | GMEM_FALLOC_PUNCH_HOLE,
+				 page * PG, PG), 0);
+}
+
 /*
  * Faults refill a split block's holes one 4 KiB folio at a time; the block
  * merges at the next conversion that touches it, even one to the state its
@@ -451,9 +460,7 @@ TEST(a_refilled_block_merges_at_a_conversion_to_its_current_state)
 	struct env e = check_env("sw");
 	int fd = bound_file(&e, 2 * MiB, H2M);
 
-	ASSERT_EQ(gmem_vm_fault(e.vm, GPA, PRIVATE_W, NULL, NULL), 0);
-	ASSERT_EQ(gmem_fallocate(fd, GMEM_FALLOC_KEEP_SIZE | GMEM_FALLOC_PUNCH_HOLE,
-				 3 * PG, PG), 0);
+	fault_folio_punch_page(&e, fd, 3);
 	ASSERT_EQ(gmem_vm_fault(e.vm, GPA + 3 * PG, PRIVATE_W, NULL, NULL), 0);
 	ASSERT_EQ(in_use(&e), 512);
 	ASSERT_EQ(order_at(fd, 0), 0);
@@ -473,9 +480,7 @@ TEST(a_folio_emptied_page_by_page_maps_huge_again_once_refilled)
 	struct env e = check_env("sw");
 	int fd = bound_file(&e, 2 * MiB, H2M);
 
-	ASSERT_EQ(gmem_vm_fault(e.vm, GPA, PRIVATE_W, NULL, NULL), 0);
-	ASSERT_EQ(gmem_fallocate(fd, GMEM_FALLOC_KEEP_SIZE | GMEM_FALLOC_PUNCH_HOLE,
-				 0, PG), 0);
+	fault_folio_punch_page(&e, fd, 0);
 	/* Split now: the rest maps page by page. */
 	ASSERT_EQ(gmem_vm_fault(e.vm, GPA + PG, PRIVATE_W, NULL, NULL), 0);
 	ASSERT_EQ(gmem_vm_fault(e.vm, GPA + 9 * PG, PRIVATE_W, NULL, NULL), 0);

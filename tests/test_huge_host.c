@@ -140,14 +140,23 @@ TEST(a_2m_folio_is_one_host_huge_page_from_its_first_fault)
 	env_free(&e);
 }
 
-TEST(a_1g_folio_is_512_host_huge_pages)
+/* A check-mode VM of @arch with a bound file, where the pool has host huge pages. */
+static struct env huge_pool_env(const char *arch, uint64_t size, uint64_t flags,
+				int *fd)
 {
-	struct env e = check_env("snp");
-	uint64_t pfn;
-	int fd;
+	struct env e = check_env(arch);
 
 	need_host_huge_pages(&e);
-	fd = bound_file(&e, GiB, H1G);
+	*fd = bound_file(&e, size, flags);
+	return e;
+}
+
+TEST(a_1g_folio_is_512_host_huge_pages)
+{
+	int fd;
+	struct env e = huge_pool_env("snp", GiB, H1G, &fd);
+	uint64_t pfn;
+
 	/* The fault allocates the host huge page it touches... */
 	guest_write(&e, 3, GMEM_FAULT_PRIVATE);
 	pfn = frame_of(fd, 0);
@@ -166,12 +175,10 @@ TEST(a_1g_folio_is_512_host_huge_pages)
 
 TEST(a_4k_file_keeps_4k_host_pages)
 {
-	struct env e = check_env("sw");
-	uint64_t pfn;
 	int fd;
+	struct env e = huge_pool_env("sw", 4 * MiB, 0, &fd);
+	uint64_t pfn;
 
-	need_host_huge_pages(&e);
-	fd = bound_file(&e, 4 * MiB, 0);
 	ASSERT_EQ(gmem_fallocate(fd, GMEM_FALLOC_KEEP_SIZE, 0, 4 * MiB), 0);
 	guest_write(&e, 600, GMEM_FAULT_PRIVATE);
 	pfn = frame_of(fd, 0);

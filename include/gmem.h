@@ -331,8 +331,8 @@ int64_t gmem_size(int fd);
  *         -EINVAL offset or len not 4 KiB aligned, or offset+len overflows;
  *         -EINVAL allocation reaching past the end of the file
  *         (a punch at or past the end succeeds and does nothing there);
- *         -ENOMEM/-ENOSPC the host has not the memory (the folios
- *         allocated before the one that failed stay, as in the kernel).
+ *         -ENOMEM/-ENOSPC the host has not the memory, -EINTR a signal
+ *         came first (the folios allocated before stay, as in the kernel).
  */
 int gmem_fallocate(int fd, int mode, uint64_t offset, uint64_t len);
 

@@ -361,8 +361,9 @@ void pool_discard(struct gmem_pool *pool, uint64_t pfn, uint64_t nr)
  * the pool has them (populated through the direct map, whose window asks for
  * huge pages: zeroed, as a huge folio is at allocation); anything else is
  * allocated in the pool file as 4 KiB pages, zeroed at first use, as a
- * guest_memfd's fallocate leaves its folios. -errno (ENOMEM, ENOSPC) if the
- * host has not the memory; what was allocated stays, as in the kernel.
+ * guest_memfd's fallocate leaves its folios. -errno (ENOMEM, ENOSPC; EINTR
+ * for a signal) if it stopped short; what was allocated stays, as in the
+ * kernel.
  */
 int pool_allocate(struct gmem_pool *pool, uint64_t pfn, uint64_t nr, bool huge)
 {
@@ -374,7 +375,8 @@ int pool_allocate(struct gmem_pool *pool, uint64_t pfn, uint64_t nr, bool huge)
 	else
 		ret = fallocate(pool->memfd, FALLOC_FL_KEEP_SIZE,
 				(off_t)(pfn << PAGE_SHIFT), (off_t)(nr << PAGE_SHIFT));
-	return ret ? -(errno == EFAULT || errno == EINTR ? ENOMEM : errno) : 0;
+	/* A populate that met no memory reports EFAULT (the fault's SIGBUS). */
+	return ret ? -(errno == EFAULT ? ENOMEM : errno) : 0;
 }
 
 /*

@@ -122,6 +122,17 @@ int gmem_pool_close(int pool);
  */
 void *gmem_pool_frame(int pool, uint64_t pfn);
 
+/*
+ * gmem_pool_huge_page_size - the host page size behind the huge folios of
+ * files made from @pool: 2 MiB where the pool file is on shmem huge pages
+ * (the process may create a tmpfs: CAP_SYS_ADMIN in its user namespace), a
+ * 1 GiB folio being 512 of them; else 4 KiB, and a huge folio is gmem's
+ * label over 4 KiB host pages. 4 KiB files always have 4 KiB host pages.
+ *
+ * Errors: -EBADF, -EINVAL (not a pool).
+ */
+int64_t gmem_pool_huge_page_size(int pool);
+
 struct gmem_pool_stats {
 	uint64_t capacity_frames;	/* frames the pool can hold */
 	uint64_t frames_in_use;		/* frames backing a known folio now (1) */
@@ -288,10 +299,15 @@ int gmem_vm_close(int vm);
  * multiples of it. The first use of a page allocates its whole huge folio.
  * Attributes, pins and punches still work on any 4 KiB page: a huge folio
  * is split into 4 KiB folios when its range stops being uniform, and merged
- * back, on the same frames and without a copy, when a conversion leaves the
- * whole range uniform with every page present (docs/design.md, "Huge
- * folios"). Memory in use (gmem_pool_stats) counts each frame once,
- * whatever the mix of private and shared.
+ * back, on the same frames and without a copy, when a conversion (even one
+ * to the state the range is in already) leaves the whole range uniform with
+ * every page present and none pinned (docs/design.md, "Huge folios").
+ * Memory in use (gmem_pool_stats) counts each frame once, whatever the mix
+ * of private and shared. Where the pool has host huge pages
+ * (gmem_pool_huge_page_size), each 2 MiB of a huge folio is one host huge
+ * page from its allocation on (of a 1 GiB folio, the first fault allocates
+ * the 2 MiB around the page, the rest comes at first touch or with
+ * gmem_fallocate), until a punch of part of it splits it.
  *
  * Errors (in this order): -EBADF/-EINVAL bad VM; -EINVAL unknown flag bit, or
  *         both huge flags; -EINVAL size 0, not a multiple of the folio size,
@@ -320,8 +336,9 @@ int64_t gmem_size(int fd);
 /*
  * gmem_fallocate - allocate or free a range, as fallocate(2) on a guest_memfd.
  *
- * KEEP_SIZE alone allocates folios for [offset, offset+len); their content is
- * zero. KEEP_SIZE|PUNCH_HOLE frees them: guest mappings are zapped, the arch
+ * KEEP_SIZE alone allocates folios for [offset, offset+len) and their host
+ * memory (in the pool file, as the kernel's fallocate allocates folios);
+ * their content is zero. KEEP_SIZE|PUNCH_HOLE frees them: guest mappings are zapped, the arch
  * reclaims the frames, the next access sees zeroes. Attributes never change.
  * In a huge file, allocation allocates every huge folio the range touches;
  * a punch of part of a huge folio splits it and frees the 4 KiB pieces.
@@ -331,7 +348,9 @@ int64_t gmem_size(int fd);
  *         -EOPNOTSUPP mode lacks KEEP_SIZE or has another bit;
  *         -EINVAL offset or len not 4 KiB aligned, or offset+len overflows;
  *         -EINVAL allocation reaching past the end of the file
- *         (a punch at or past the end succeeds and does nothing there).
+ *         (a punch at or past the end succeeds and does nothing there);
+ *         -ENOMEM/-ENOSPC the host has not the memory, -EINTR a signal
+ *         came first (the folios allocated before stay, as in the kernel).
  */
 int gmem_fallocate(int fd, int mode, uint64_t offset, uint64_t len);
 
@@ -355,10 +374,10 @@ int gmem_fallocate(int fd, int mode, uint64_t offset, uint64_t len);
  * shared, host mappings regain access, the children's too. All or nothing:
  * on failure attributes, mappings and contents are as before.
  *
- * In a huge file, any 4 KiB range converts. A huge folio that must split
- * (its range stops being uniform) or merge (its range becomes uniform, every
- * page present) may hold no extra reference: a pinned page anywhere in it
- * fails the call with -EAGAIN and its offset, in either direction.
+ * In a huge file, any 4 KiB range converts. Only a pinned page inside a
+ * to-private range fails the call, as in a 4 KiB file: a huge folio splits
+ * around a pin outside the range (the pinned page stays, pinned), and one a
+ * pin keeps from merging stays split. To shared never fails for a pin.
  *
  * @error_offset, if not NULL, receives the byte offset of the first page
  * that made the call fail with -EAGAIN or -ENOMEM.

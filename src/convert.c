@@ -3,10 +3,10 @@
  * In-place conversion: gmem_set_attributes, the KVM_SET_MEMORY_ATTRIBUTES2
  * analogue. The steps, in the order the kernel takes them:
  *
- *   validate -> lock exclusive -> already in state?
+ *   validate -> lock exclusive -> already in state? (merge what can merge)
  *   -> (to private) revoke host mappings (and fork children's: process.c),
  *      refuse pages still referenced
- *   -> huge folios to split or merge hold no pin?
+ *   -> which huge folios split, which merge (a pinned one does not)
  *   -> point of no return: invalidate start -> (to shared) arch make_shared
  *   -> store attributes -> split/merge huge folios
  *   -> (to shared) host mappings regain access
@@ -102,6 +102,25 @@ static int make_unreachable(struct gmem_file *file, uint64_t start,
 	return 0;
 }
 
+/*
+ * The range is in the requested state already: nothing converts, and no
+ * arch hook runs, but a split huge block of it that can merge now (its holes
+ * refilled, or its pin gone) does, as a conversion would merge it.
+ */
+static void merge_in_place(struct gmem_file *file, uint64_t start,
+			   uint64_t end, uint64_t attrs)
+{
+	uint64_t zap_start, zap_end;
+	bool started;
+
+	if (!huge_convert_prepare(file, start, end, attrs, &zap_start, &zap_end))
+		return;
+	started = file_invalidate_start_wide(file, start, start, S2_ZAP_ALL,
+					     zap_start, zap_end);
+	huge_convert_commit(file, start, end, attrs);
+	file_invalidate_end(file, started);
+}
+
 static int set_attributes(struct gmem_file *file, uint64_t start,
 			  uint64_t end, uint64_t attrs, uint64_t *err_index)
 {
@@ -111,25 +130,16 @@ static int set_attributes(struct gmem_file *file, uint64_t start,
 	bool started;
 	int ret;
 
-	if (attr_range_is(&file->attrs, start, end, attrs))
+	if (attr_range_is(&file->attrs, start, end, attrs)) {
+		merge_in_place(file, start, end, attrs);
 		return 0;
+	}
 	if (to_private) {
 		ret = make_unreachable(file, start, end, err_index);
 		if (ret)
 			return ret;
 	}
-	/*
-	 * Huge folios to split or merge must hold no extra reference; checked
-	 * after the range's own pins so that a pinned page in the range is the
-	 * one reported.
-	 */
-	ret = huge_convert_prepare(file, start, end, attrs, &zap_start,
-				   &zap_end, err_index);
-	if (ret) {
-		if (to_private)
-			restore_shared(file, start, end);
-		return ret;
-	}
+	huge_convert_prepare(file, start, end, attrs, &zap_start, &zap_end);
 
 	/* Point of no return. */
 	started = file_invalidate_start_wide(file, start, end,
@@ -144,7 +154,7 @@ static int set_attributes(struct gmem_file *file, uint64_t start,
 	attr_set(&file->attrs, start, end, attrs);
 	bitmap_assign(file->flipped, start, end,
 		      to_private == !!(file->flags & GMEM_FLAG_INIT_SHARED));
-	huge_convert_commit(file, start, end);
+	huge_convert_commit(file, start, end, attrs);
 	if (!to_private)
 		mapping_restore(file, start, end);
 	file_invalidate_end(file, started);

@@ -138,6 +138,8 @@ GMEM_API int gmem_create(int vmh, uint64_t size, uint64_t flags)
 			       (unsigned long long)(size >> 20));
 		goto out_obj;
 	}
+	if (order)
+		pool_advise_huge(pool, file->base_pfn, file->window_frames, true);
 	file->present = try_calloc(1, bitmap_bytes(file->npages));
 	file->flipped = try_calloc(1, bitmap_bytes(file->npages));
 	attr = (flags & GMEM_FLAG_INIT_SHARED) ? 0 : GMEM_ATTR_PRIVATE;
@@ -168,6 +170,8 @@ out_window:
 	free(file->present);
 	free(file->flipped);
 	huge_destroy(file);
+	if (order)
+		pool_advise_huge(pool, file->base_pfn, file->window_frames, false);
 	pool_release_window(pool, file->base_pfn, file->window_frames);
 out_obj:
 	obj_recycle(&file->obj);
@@ -210,6 +214,8 @@ static void file_release(struct obj *o)
 	brlock_write_unlock(&vm->slots_lock);
 
 	vm_remove_file(vm, file);
+	if (file->order)
+		pool_advise_huge(pool, file->base_pfn, file->window_frames, false);
 	if (lost)
 		pool_discard(pool, file->base_pfn, file->window_frames);
 	else
@@ -279,12 +285,49 @@ int file_for_each_attr_run(struct gmem_file *file, uint64_t start,
 	return 0;
 }
 
+/*
+ * Allocate the folios of [start, end) and their memory, as the kernel's
+ * fallocate does: whole huge folios for the absent blocks of a huge file
+ * (host huge pages where the pool has them), 4 KiB folios for the holes of
+ * a 4 KiB file or a split block. The pool's memory comes first, so a host
+ * out of memory fails the call before the run it could not back enters the
+ * page cache; runs allocated before it stay, as in the kernel.
+ */
 static int allocate(struct gmem_file *file, uint64_t start, uint64_t end)
 {
+	struct gmem_pool *pool = file->vm->pool;
+	uint64_t pages = file_folio_pages(file);
+	int ret = 0;
+
 	brlock_read_lock(&file->invalidate_lock);
-	folio_alloc_range(file, start, end);
+	for (uint64_t i = folio_next_hole(file, start, end), run_end; i < end;
+	     i = folio_next_hole(file, run_end, end)) {
+		uint64_t lo = i & ~(pages - 1);
+		bool absent = file->order &&
+			      huge_block_state(file, i) == BLOCK_ABSENT;
+
+		if (absent) {
+			i = lo;
+			run_end = lo + pages;
+		} else {
+			run_end = folio_next_present(file, i, end);
+			if (file->order)
+				run_end = MIN(run_end, lo + pages);
+		}
+		ret = pool_allocate(pool, file_pfn(file, i), run_end - i, absent);
+		if (ret) {
+			ret = gmem_err(-ret, "gmem_fallocate: the host has no memory for [%#llx, %#llx)",
+				       (unsigned long long)(i << PAGE_SHIFT),
+				       (unsigned long long)(run_end << PAGE_SHIFT));
+			break;
+		}
+		if (absent)
+			huge_alloc_block(file, i);
+		else
+			folio_alloc_range(file, i, run_end);
+	}
 	brlock_read_unlock(&file->invalidate_lock);
-	return 0;
+	return ret;
 }
 
 /* Fence one private run again; a failure leaves the rest to be tried. */

@@ -136,10 +136,10 @@ bool huge_alloc_block(struct gmem_file *file, uint64_t index);
 bool huge_test_prepared(struct gmem_file *file, uint64_t index);
 void huge_set_prepared(struct gmem_file *file, uint64_t index);
 void huge_unprepare(struct gmem_file *file, uint64_t start, uint64_t end);
-int huge_convert_prepare(struct gmem_file *file, uint64_t start, uint64_t end,
-			 uint64_t attrs, uint64_t *zap_start, uint64_t *zap_end,
-			 uint64_t *err_index);
-void huge_convert_commit(struct gmem_file *file, uint64_t start, uint64_t end);
+bool huge_convert_prepare(struct gmem_file *file, uint64_t start, uint64_t end,
+			  uint64_t attrs, uint64_t *zap_start, uint64_t *zap_end);
+void huge_convert_commit(struct gmem_file *file, uint64_t start, uint64_t end,
+			 uint64_t attrs);
 void huge_before_free(struct gmem_file *file, uint64_t start, uint64_t end);
 void huge_after_free(struct gmem_file *file, uint64_t start, uint64_t end);
 void huge_count(struct gmem_file *file, uint64_t index, int64_t delta);

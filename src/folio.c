@@ -40,7 +40,9 @@ void folio_account(struct gmem_file *file, uint64_t index, int64_t delta)
 /*
  * Returns true if this call created the folio. Safe against racing faults.
  * In a huge file the first allocation in an absent block creates the whole
- * huge folio (huge.c); a hole punched in a split block gets a 4 KiB folio.
+ * huge folio (huge.c) and allocates its memory (of a 1 GiB folio, the 2 MiB
+ * around @index); a hole punched in a split
+ * block gets a 4 KiB folio, whose memory comes at its first use.
  * The attributes must hold still: the invalidate lock is held.
  */
 bool folio_alloc(struct gmem_file *file, uint64_t index)
@@ -48,8 +50,21 @@ bool folio_alloc(struct gmem_file *file, uint64_t index)
 	lock_assert_held(&file->invalidate_lock);
 	if (folio_present(file, index))
 		return false;
-	if (file->order && huge_block_state(file, index) == BLOCK_ABSENT)
+	if (file->order && huge_block_state(file, index) == BLOCK_ABSENT) {
+		uint64_t nr = MIN(file_folio_pages(file), POOL_HUGE_FRAMES);
+
+		/*
+		 * The memory of the host huge page holding @index: all of a
+		 * 2 MiB folio, as the kernel allocates a huge folio; one of the
+		 * 512 of a 1 GiB folio, whose others come at their first touch
+		 * or with gmem_fallocate (zeroing a whole GiB in a fault is
+		 * what gmem leaves out). Where the host has not the memory, the
+		 * first touch tries again.
+		 */
+		pool_allocate(file->vm->pool, file_pfn(file, index & ~(nr - 1)),
+			      nr, true);
 		return huge_alloc_block(file, index);
+	}
 	if (bitmap_test_and_set(file->present, index))
 		return false;
 	folio_account(file, index, 1);

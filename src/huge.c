@@ -3,22 +3,25 @@
  * Huge folios. A file created with GMEM_FLAG_HUGE_2M or GMEM_FLAG_HUGE_1G
  * has folios of order 9 or 18. Page i of a file is always frame base_pfn + i
  * and the file's window is aligned to the folio size (file.c), so a huge
- * folio is metadata only: one state byte per huge block. Splitting and
- * merging change that byte and never move or copy a byte of data.
+ * folio needs one state byte per huge block. Splitting and merging change
+ * that byte and never move or copy a byte of data. Its memory is host huge
+ * pages where the pool has them (pool.c).
  *
  *   ABSENT  no page of the block is in the page cache. The first fault (or
  *           allocation, pin, populate, host touch) allocates the whole huge
- *           folio; its frames are memfd holes, so it is zero at no cost.
+ *           folio and its memory (folio.c), zeroed.
  *   WHOLE   one huge folio: every page present, the attributes uniform over
  *           the block. Faults may map it with one huge stage-2 entry.
  *   SPLIT   4 KiB folios. The attributes differ inside the block, or some
  *           pages were punched out.
  *
  * Conversion splits a WHOLE block whose range stops being uniform, and
- * merges a SPLIT block back once its range is uniform and every page of it is
- * present. Both need only the page cache's own references: a pinned page
- * anywhere in the block fails the conversion with -EAGAIN before anything
- * changed. A SPLIT block with holes stays split even when uniform: merging
+ * merges a SPLIT block back once its range is uniform, every page of it is
+ * present and none is pinned. A split never fails: no frame moves, and a
+ * pinned page stays pinned as a 4 KiB folio. A merge is an optimisation, so
+ * a pin does not fail the conversion: the block stays split (only a pinned
+ * page inside a to-private range refuses it, convert.c, as in the kernel).
+ * A SPLIT block with holes stays split even when uniform: merging
  * would have to allocate the holes a punch asked to be gone. Faults refill
  * holes one 4 KiB folio at a time, and the block merges at the next
  * conversion that touches it and leaves it uniform.
@@ -177,38 +180,51 @@ static bool uniform_after(struct gmem_file *file, uint64_t lo, uint64_t start,
 }
 
 /*
- * Before the point of no return of a conversion of [start, end) to @attrs:
- * refuse a split or merge of a block holding an extra reference (a pin), and
- * widen [*zap_start, *zap_end) to every block that will split or merge.
+ * Will the block at @lo merge once [start, end) is set to @attrs? Every page
+ * present, the range uniform, and no extra reference anywhere in it: a
+ * pinned page keeps its block split (merging is an optimisation, and a pin
+ * must not fail a conversion the kernel would make).
  */
-int huge_convert_prepare(struct gmem_file *file, uint64_t start, uint64_t end,
-			 uint64_t attrs, uint64_t *zap_start, uint64_t *zap_end,
-			 uint64_t *err_index)
+static bool merges_after(struct gmem_file *file, uint64_t lo, uint64_t start,
+			 uint64_t end, uint64_t attrs)
 {
 	uint64_t pages = file_folio_pages(file), pinned;
+
+	return block_present(file, lo) == pages &&
+	       uniform_after(file, lo, start, end, attrs) &&
+	       !pin_first_in_range(file, lo, lo + pages, &pinned);
+}
+
+/*
+ * Before the point of no return of a conversion of [start, end) to @attrs:
+ * widen [*zap_start, *zap_end) to every block that will split or merge.
+ * A split never fails (the frames stay where they are; a pinned page stays
+ * pinned, as a 4 KiB folio), and a merge a pin stands in the way of does
+ * not happen, so nothing here refuses the conversion. Returns whether any
+ * block splits or merges.
+ */
+bool huge_convert_prepare(struct gmem_file *file, uint64_t start, uint64_t end,
+			  uint64_t attrs, uint64_t *zap_start, uint64_t *zap_end)
+{
+	uint64_t pages = file_folio_pages(file);
+	bool changes = false;
 
 	*zap_start = start;
 	*zap_end = end;
 	if (!file->order)
-		return 0;
+		return false;
 	for (uint64_t lo = block_start(file, start); lo < end; lo += pages) {
 		int state = huge_block_state(file, lo);
-		bool uniform, merge, split;
+		bool split, merge;
 
 		if (state == BLOCK_ABSENT)
 			continue;
-		uniform = uniform_after(file, lo, start, end, attrs);
-		split = state == BLOCK_WHOLE && !uniform;
-		merge = state == BLOCK_SPLIT && uniform &&
-			block_present(file, lo) == pages;
+		split = state == BLOCK_WHOLE &&
+			!uniform_after(file, lo, start, end, attrs);
+		merge = state == BLOCK_SPLIT &&
+			merges_after(file, lo, start, end, attrs);
 		if (!split && !merge)
 			continue;
-		if (pin_first_in_range(file, lo, lo + pages, &pinned)) {
-			*err_index = pinned;
-			return gmem_err(EAGAIN, "gmem_set_attributes: page at %#llx is pinned: its huge folio cannot be %s",
-					(unsigned long long)(pinned << PAGE_SHIFT),
-					split ? "split" : "merged");
-		}
 		/*
 		 * Both go over the whole block: a merge so that its small
 		 * entries make room for a huge one; a split because every
@@ -218,15 +234,19 @@ int huge_convert_prepare(struct gmem_file *file, uint64_t start, uint64_t end,
 		 */
 		*zap_start = MIN(*zap_start, lo);
 		*zap_end = MAX(*zap_end, lo + pages);
+		changes = true;
 	}
-	return 0;
+	return changes;
 }
 
 /*
  * After the attributes of [start, end) are stored: split or merge each block
- * as huge_convert_prepare() foresaw. Cannot fail.
+ * as huge_convert_prepare() foresaw (the pins hold still: they change only
+ * under the invalidate lock, which the conversion holds exclusive). Cannot
+ * fail.
  */
-void huge_convert_commit(struct gmem_file *file, uint64_t start, uint64_t end)
+void huge_convert_commit(struct gmem_file *file, uint64_t start, uint64_t end,
+			 uint64_t attrs)
 {
 	uint64_t pages = file_folio_pages(file);
 
@@ -239,7 +259,10 @@ void huge_convert_commit(struct gmem_file *file, uint64_t start, uint64_t end)
 
 		if (state == BLOCK_ABSENT)
 			continue;
-		if (block_uniform(file, lo) && block_present(file, lo) == pages)
+		if (state == BLOCK_WHOLE && block_uniform(file, lo))
+			continue;
+		if (state == BLOCK_SPLIT &&
+		    merges_after(file, lo, start, end, attrs))
 			set_state(file, lo, BLOCK_WHOLE);
 		else
 			set_state(file, lo, BLOCK_SPLIT);

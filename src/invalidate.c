@@ -136,8 +136,11 @@ bool file_invalidate_start_wide(struct gmem_file *file, uint64_t start,
 			started = true;
 		}
 		vm_invalidate_range_add(vm, wide_lo, wide_hi);
-		if (!slot_gfns(s, start, end, &gfn_lo, &gfn_hi))
+		/* An empty [start, end): a merge alone, nothing for the arch. */
+		if (!slot_gfns(s, start, end, &gfn_lo, &gfn_hi)) {
+			zap(vm, s, wide_lo, wide_hi, S2_ZAP_ALL);
 			continue;
+		}
 		/* One zap over the whole blocks, so their tables can go. */
 		if (wide_lo < gfn_lo || gfn_hi < wide_hi)
 			zap(vm, s, wide_lo, wide_hi, S2_ZAP_ALL);

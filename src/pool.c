@@ -10,10 +10,24 @@
  * joining 4 KiB folios into a huge one never moves data. Frames leave a file
  * only through the arch's reclaim hook; then the pool discards them (punches
  * them out of the memfd), so every free frame reads as zero.
+ *
+ * Where the process may create a tmpfs (CAP_SYS_ADMIN), the pool file lives
+ * on a private one mounted huge=advise and never attached to any directory
+ * tree (fsopen/fsmount, then O_TMPFILE): shmem then backs a 2 MiB-aligned
+ * run of frames with one host huge page (a PMD-sized shmem folio) wherever
+ * the mapping that allocates it asks for huge pages (MADV_HUGEPAGE), and
+ * nowhere else. The windows of huge-folio files ask for it in the direct
+ * map, so their folios get real 2 MiB host pages (a 1 GiB folio is 512 of
+ * them: shmem has no larger page); 4 KiB files keep 4 KiB host pages. The
+ * host's own mappings still fence single 4 KiB pages: a guard splits the
+ * huge page's mapping in that VMA, not the page. Elsewhere the pool is a
+ * plain memfd and every frame is a 4 KiB host page.
  */
 #include <fcntl.h>
+#include <linux/mount.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -27,6 +41,10 @@
 
 #define DEFAULT_CAPACITY	(4ULL << 40)
 #define MAX_CAPACITY		(64ULL << 40)
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE	23
+#endif
 
 /* A free extent of frames. */
 struct window {
@@ -63,6 +81,74 @@ void pool_put(struct gmem_pool *pool)
 	obj_put(&pool->obj);
 }
 
+/*
+ * Map @len bytes of @fd shared at a 2 MiB-aligned address, so that each
+ * 2 MiB-aligned run of frames can be one PMD mapping of a host huge page.
+ */
+static uint8_t *map_aligned(int fd, uint64_t len)
+{
+	uint8_t *area, *p;
+	uint64_t head;
+
+	area = try_mmap(NULL, len + (POOL_HUGE_FRAMES << PAGE_SHIFT), PROT_NONE,
+		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (area == MAP_FAILED)
+		return MAP_FAILED;
+	head = -(uintptr_t)area & ((POOL_HUGE_FRAMES << PAGE_SHIFT) - 1);
+	if (head)
+		munmap(area, head);
+	munmap(area + head + len, (POOL_HUGE_FRAMES << PAGE_SHIFT) - head);
+	p = mmap(area + head, len, PROT_READ | PROT_WRITE,
+		 MAP_SHARED | MAP_NORESERVE | MAP_FIXED, fd, 0);
+	if (p == MAP_FAILED)
+		munmap(area + head, len);
+	return p;
+}
+
+/*
+ * An unlinked file on a tmpfs of its own, mounted huge=advise with no size
+ * or inode limit and attached nowhere: it goes away with its last fd.
+ * -errno where this process may not create one.
+ */
+static int huge_tmpfs_file(void)
+{
+	static const char *const opts[][2] = {
+		{ "huge", "advise" }, { "size", "0" }, { "nr_inodes", "0" },
+	};
+	int fs, mnt, fd = -1;
+
+	fs = (int)syscall(SYS_fsopen, "tmpfs", FSOPEN_CLOEXEC);
+	if (fs < 0)
+		return -errno;
+	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++)
+		if (syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, opts[i][0],
+			    opts[i][1], 0))
+			goto out;
+	if (syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0))
+		goto out;
+	mnt = (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, 0);
+	if (mnt < 0)
+		goto out;
+	fd = openat(mnt, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	close(mnt);
+out:
+	if (fd < 0)
+		fd = -errno;
+	close(fs);
+	return fd;
+}
+
+/* The pool file: on huge pages where the host gives them, else a memfd. */
+static int pool_file(struct gmem_pool *pool)
+{
+	int fd = huge_tmpfs_file();
+
+	pool->huge_pages = fd >= 0;
+	if (fd >= 0)
+		return fd;
+	return try_memfd_create("gmem-pool", MFD_CLOEXEC);
+}
+
 GMEM_API int gmem_pool_create(uint64_t capacity)
 {
 	KEEP_ERRNO();
@@ -83,7 +169,7 @@ GMEM_API int gmem_pool_create(uint64_t capacity)
 		return gmem_err(ENOMEM, "gmem_pool_create: out of memory");
 	pool->obj.release = pool_release;
 	pool->nframes = capacity >> PAGE_SHIFT;
-	pool->memfd = try_memfd_create("gmem-pool", MFD_CLOEXEC);
+	pool->memfd = pool_file(pool);
 	if (pool->memfd < 0) {
 		ret = gmem_err(errno, "gmem_pool_create: memfd_create failed");
 		goto out_free;
@@ -92,8 +178,7 @@ GMEM_API int gmem_pool_create(uint64_t capacity)
 		ret = gmem_err(errno, "gmem_pool_create: cannot size the pool memfd");
 		goto out_close;
 	}
-	pool->direct_map = try_mmap(NULL, capacity, PROT_READ | PROT_WRITE,
-				    MAP_SHARED | MAP_NORESERVE, pool->memfd, 0);
+	pool->direct_map = map_aligned(pool->memfd, capacity);
 	if (pool->direct_map == MAP_FAILED) {
 		ret = gmem_err(ENOMEM, "gmem_pool_create: no address space for a %llu GiB direct map",
 			       (unsigned long long)(capacity / GIB));
@@ -283,6 +368,60 @@ void pool_discard(struct gmem_pool *pool, uint64_t pfn, uint64_t nr)
 		  pfn << PAGE_SHIFT, nr << PAGE_SHIFT);
 }
 
+/*
+ * Give frames [pfn, pfn + nr) their memory now, as the kernel allocates the
+ * folios of a range (fallocate, or a fault's whole huge folio). @huge: the
+ * run is whole huge folios of a huge file, which get host huge pages where
+ * the pool has them (populated through the direct map, whose window asks for
+ * huge pages: zeroed, as a huge folio is at allocation); anything else is
+ * allocated in the pool file as 4 KiB pages, zeroed at first use, as a
+ * guest_memfd's fallocate leaves its folios. -errno (ENOMEM, ENOSPC; EINTR
+ * for a signal) if it stopped short; what was allocated stays, as in the
+ * kernel.
+ */
+int pool_allocate(struct gmem_pool *pool, uint64_t pfn, uint64_t nr, bool huge)
+{
+	int ret;
+
+	if (inject_fail(INJECT_SITE)) {
+		errno = ENOMEM;
+		ret = -1;
+	} else if (huge && pool->huge_pages && ALIGNED(pfn | nr, POOL_HUGE_FRAMES))
+		ret = madvise(pool_va(pool, pfn), nr << PAGE_SHIFT,
+			      MADV_POPULATE_WRITE);
+	else
+		ret = fallocate(pool->memfd, FALLOC_FL_KEEP_SIZE,
+				(off_t)(pfn << PAGE_SHIFT), (off_t)(nr << PAGE_SHIFT));
+	/* A populate that met no memory reports EFAULT (the fault's SIGBUS). */
+	return ret ? -(errno == EFAULT ? ENOMEM : errno) : 0;
+}
+
+/*
+ * The window [base, base + nframes) holds a huge-folio file (@huge), or no
+ * longer does: host huge pages there, or 4 KiB ones again.
+ */
+void pool_advise_huge(struct gmem_pool *pool, uint64_t base, uint64_t nframes,
+		      bool huge)
+{
+	if (pool->huge_pages)
+		madvise(pool_va(pool, base), nframes << PAGE_SHIFT,
+			huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+}
+
+GMEM_API int64_t gmem_pool_huge_page_size(int h)
+{
+	KEEP_ERRNO();
+	struct gmem_pool *pool;
+	int64_t size;
+	int ret = obj_get(h, OBJ_POOL, "gmem_pool_huge_page_size", (void **)&pool);
+
+	if (ret)
+		return ret;
+	size = pool->huge_pages ? (int64_t)(POOL_HUGE_FRAMES << PAGE_SHIFT) : PAGE_SIZE;
+	pool_put(pool);
+	return size;
+}
+
 /* ------------------------------------------------- the frame model (arch.h) */
 
 uint64_t frame_get(struct gmem_pool *pool, uint64_t pfn)
@@ -359,6 +498,14 @@ void frames_release(struct gmem_pool *pool, uint64_t pfn, uint64_t nr,
 bool frame_is_zero(struct gmem_pool *pool, uint64_t pfn)
 {
 	const uint64_t *p = (const uint64_t *)pool_va(pool, pfn);
+	off_t at = (off_t)(pfn << PAGE_SHIFT);
+
+	/*
+	 * A hole reads as zero: look without reading it, which would allocate
+	 * it again (a whole host huge page, in a huge file's window).
+	 */
+	if (lseek(pool->memfd, at, SEEK_DATA) != at)
+		return true;
 
 	for (size_t i = 0; i < PAGE_SIZE / sizeof(*p); i++)
 		if (p[i])

@@ -19,9 +19,12 @@
 
 struct window;
 
+#define POOL_HUGE_FRAMES	512	/* one host huge page (a PMD): 2 MiB */
+
 struct gmem_pool {
 	struct obj obj;
-	int memfd;
+	int memfd;			/* the pool file (pool.c) */
+	bool huge_pages;		/* on a huge=advise tmpfs: see pool.c */
 	uint8_t *direct_map;
 	uint64_t nframes;
 	pthread_mutex_t lock;		/* the window list and the arch claim */
@@ -45,6 +48,9 @@ int pool_reserve_window(struct gmem_pool *pool, uint64_t nframes,
 void pool_release_window(struct gmem_pool *pool, uint64_t base,
 			 uint64_t nframes);
 void pool_discard(struct gmem_pool *pool, uint64_t pfn, uint64_t nr);
+int pool_allocate(struct gmem_pool *pool, uint64_t pfn, uint64_t nr, bool huge);
+void pool_advise_huge(struct gmem_pool *pool, uint64_t base, uint64_t nframes,
+		      bool huge);
 int pool_claim_arch(struct gmem_pool *pool, const struct gmem_arch *arch);
 void pool_settle_arch(struct gmem_pool *pool, bool created);
 

@@ -352,33 +352,124 @@ TEST(a_pinned_subpage_blocks_the_to_private_conversion_that_would_merge)
 	env_free(&e);
 }
 
-TEST(a_pinned_page_blocks_the_split_and_the_merge_of_its_huge_folio)
+/*
+ * A pin outside the converted range fails no conversion, in either
+ * direction: the folio splits around it (the pinned page stays, pinned, as a
+ * 4 KiB folio), and a merge it stands in the way of waits. Once unpinned, a
+ * conversion of the block to the state it is already in merges it.
+ */
+static void pin_outside_the_range(uint64_t size, uint64_t flags, int order)
 {
 	struct env e = check_env("sw");
-	int fd = bound_file(&e, 2 * MiB, H2M | GMEM_FLAG_INIT_SHARED);
-	uint64_t eo = 0, attr = 1;
+	int fd = bound_file(&e, size, flags | GMEM_FLAG_INIT_SHARED);
+	uint64_t eo = 0x1234, attr = 1;
+	uint32_t pins = 0;
 
 	ASSERT_EQ(gmem_pin(fd, 9 * PG, PG), 0);
-	ASSERT_EQ(order_at(fd, 0), 9);
-	/* Splitting the pinned folio for a private page elsewhere in it: no. */
-	ASSERT_EQ(gmem_set_attributes(fd, 5 * PG, PG, PRIV, 0, &eo), -EAGAIN);
-	ASSERT_EQ(eo, 9 * PG);
-	ASSERT_EQ(gmem_get_attributes(fd, 5 * PG, &attr, NULL), 0);
-	ASSERT_EQ(attr, 0);
-	ASSERT_EQ(order_at(fd, 0), 9);
-	ASSERT_EQ(gmem_unpin(fd, 9 * PG, PG), 0);
-	ASSERT_EQ(convert(fd, 5 * PG, PG, PRIV), 0);
-	ASSERT_EQ(order_at(fd, 0), 0);
-	/* Merging it back while a page is pinned: no, and nothing changes. */
-	ASSERT_EQ(gmem_pin(fd, 9 * PG, PG), 0);
-	eo = 0;
-	ASSERT_EQ(gmem_set_attributes(fd, 5 * PG, PG, 0, 0, &eo), -EAGAIN);
-	ASSERT_EQ(eo, 9 * PG);
+	ASSERT_EQ(order_at(fd, 0), order);
+	/* To private elsewhere in the pinned folio: it splits. */
+	ASSERT_EQ(gmem_set_attributes(fd, 5 * PG, PG, PRIV, 0, &eo), 0);
+	ASSERT_EQ(eo, 0x1234);
 	ASSERT_EQ(gmem_get_attributes(fd, 5 * PG, &attr, NULL), 0);
 	ASSERT_EQ(attr, PRIV);
+	ASSERT_EQ(order_at(fd, 0), 0);
+	ASSERT_EQ(gmem_folio_info(fd, 9 * PG, NULL, NULL, &pins), 1);
+	ASSERT_EQ(pins, 1);
+	guest_write(&e, 5, GMEM_FAULT_PRIVATE);
+	/* To shared: never refused for a reference; the pin keeps it split. */
+	ASSERT_EQ(gmem_set_attributes(fd, 5 * PG, PG, 0, 0, &eo), 0);
+	ASSERT_EQ(eo, 0x1234);
+	ASSERT_EQ(gmem_get_attributes(fd, 0, &attr, NULL), 0);
+	ASSERT_EQ(attr, 0);
+	ASSERT_EQ(order_at(fd, 0), 0);
+	ASSERT_EQ(gmem_vm_fault(e.vm, GPA + 7 * PG, SHARED_W, NULL, NULL), 0);
+	ASSERT_EQ(gmem_vm_stage2_level(e.vm, GPA + 7 * PG), 0);
+	ASSERT_EQ(in_use(&e), size / PG);
+	/* Unpinned: converting to the current state merges it. */
 	ASSERT_EQ(gmem_unpin(fd, 9 * PG, PG), 0);
-	ASSERT_EQ(convert(fd, 5 * PG, PG, 0), 0);
+	ASSERT_EQ(order_at(fd, 0), 0);
+	ASSERT_EQ(convert(fd, 0, PG, 0), 0);
+	ASSERT_EQ(order_at(fd, 0), order);
+	ASSERT_EQ(gmem_vm_stage2_level(e.vm, GPA + 7 * PG), -ENOENT);
+	ASSERT_EQ(gmem_vm_fault(e.vm, GPA + 7 * PG, SHARED_W, NULL, NULL), 0);
+	ASSERT_EQ(gmem_vm_stage2_level(e.vm, GPA + 7 * PG), order == 9 ? 1 : 2);
+	assert_clean(&e);
+	ASSERT_EQ(gmem_close(fd), 0);
+	env_free(&e);
+}
+
+TEST(a_pin_outside_the_range_fails_no_conversion_of_its_2m_folio)
+{
+	pin_outside_the_range(2 * MiB, H2M, 9);
+}
+
+TEST(a_pin_outside_the_range_fails_no_conversion_of_its_1g_folio)
+{
+	pin_outside_the_range(GiB, H1G, 18);
+}
+
+/*
+ * What the kernel refuses: a referenced page inside a to-private range,
+ * -EAGAIN at that page (inside the range, in both forms of the call), and
+ * nothing changed. The same conversion without the pinned page succeeds and
+ * leaves the block split.
+ */
+TEST(a_pin_inside_a_to_private_range_fails_it_at_that_page_in_a_1g_folio)
+{
+	struct env e = check_env("sw");
+	int fd = bound_file(&e, GiB, H1G | GMEM_FLAG_INIT_SHARED);
+	uint64_t eo = 0, attr = 1;
+
+	ASSERT_EQ(gmem_pin(fd, 600 * PG, PG), 0);
+	ASSERT_EQ(gmem_set_attributes(fd, 512 * PG, 512 * PG, PRIV, 0, &eo), -EAGAIN);
+	ASSERT_EQ(eo, 600 * PG);
+	ASSERT_EQ(gmem_vm_set_attributes(e.vm, GPA + 512 * PG, 512 * PG, PRIV, 0,
+					 &eo), -EAGAIN);
+	ASSERT_EQ(eo, GPA + 600 * PG);
+	ASSERT_EQ(gmem_get_attributes(fd, 512 * PG, &attr, NULL), 0);
+	ASSERT_EQ(attr, 0);
+	ASSERT_EQ(order_at(fd, 0), 18);
+	/* [601, 1024): the pin is outside it now. */
+	ASSERT_EQ(gmem_set_attributes(fd, 601 * PG, 423 * PG, PRIV, 0, &eo), 0);
+	ASSERT_EQ(order_at(fd, 0), 0);
+	ASSERT_EQ(order_at(fd, 600 * PG), 0);
+	ASSERT_EQ(gmem_get_attributes(fd, 601 * PG, &attr, NULL), 0);
+	ASSERT_EQ(attr, PRIV);
+	ASSERT_EQ(gmem_unpin(fd, 600 * PG, PG), 0);
+	assert_clean(&e);
+	ASSERT_EQ(gmem_close(fd), 0);
+	env_free(&e);
+}
+
+/* Fault the file's first folio in whole (private), then punch page @page out. */
+static void fault_folio_punch_page(struct env *e, int fd, uint64_t page)
+{
+	ASSERT_EQ(gmem_vm_fault(e->vm, GPA, PRIVATE_W, NULL, NULL), 0);
 	ASSERT_EQ(order_at(fd, 0), 9);
+	ASSERT_EQ(gmem_fallocate(fd, GMEM_FALLOC_KEEP_SIZE | GMEM_FALLOC_PUNCH_HOLE,
+				 page * PG, PG), 0);
+}
+
+/*
+ * Faults refill a split block's holes one 4 KiB folio at a time; the block
+ * merges at the next conversion that touches it, even one to the state its
+ * pages are in already.
+ */
+TEST(a_refilled_block_merges_at_a_conversion_to_its_current_state)
+{
+	struct env e = check_env("sw");
+	int fd = bound_file(&e, 2 * MiB, H2M);
+
+	fault_folio_punch_page(&e, fd, 3);
+	ASSERT_EQ(gmem_vm_fault(e.vm, GPA + 3 * PG, PRIVATE_W, NULL, NULL), 0);
+	ASSERT_EQ(in_use(&e), 512);
+	ASSERT_EQ(order_at(fd, 0), 0);
+	ASSERT_EQ(gmem_vm_stage2_level(e.vm, GPA + 3 * PG), 0);
+	ASSERT_EQ(convert(fd, 3 * PG, PG, PRIV), 0);
+	ASSERT_EQ(order_at(fd, 0), 9);
+	ASSERT_EQ(gmem_vm_stage2_level(e.vm, GPA + 3 * PG), -ENOENT);
+	ASSERT_EQ(gmem_vm_fault(e.vm, GPA + 3 * PG, PRIVATE_W, NULL, NULL), 0);
+	ASSERT_EQ(gmem_vm_stage2_level(e.vm, GPA + 3 * PG), 1);
 	assert_clean(&e);
 	ASSERT_EQ(gmem_close(fd), 0);
 	env_free(&e);
@@ -389,9 +480,7 @@ TEST(a_folio_emptied_page_by_page_maps_huge_again_once_refilled)
 	struct env e = check_env("sw");
 	int fd = bound_file(&e, 2 * MiB, H2M);
 
-	ASSERT_EQ(gmem_vm_fault(e.vm, GPA, PRIVATE_W, NULL, NULL), 0);
-	ASSERT_EQ(gmem_fallocate(fd, GMEM_FALLOC_KEEP_SIZE | GMEM_FALLOC_PUNCH_HOLE,
-				 0, PG), 0);
+	fault_folio_punch_page(&e, fd, 0);
 	/* Split now: the rest maps page by page. */
 	ASSERT_EQ(gmem_vm_fault(e.vm, GPA + PG, PRIVATE_W, NULL, NULL), 0);
 	ASSERT_EQ(gmem_vm_fault(e.vm, GPA + 9 * PG, PRIVATE_W, NULL, NULL), 0);

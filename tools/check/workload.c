@@ -36,6 +36,13 @@
 #define MAX_PAGES	128
 #define HUGE_PAGES	512	/* a 2 MiB file: one huge folio */
 #define HUGE_PERCENT	25	/* of the files created */
+#define GIANT_PAGES	(1ULL << 18)	/* a 1 GiB file: one 1 GiB folio */
+#define GIANT_PERCENT	12	/* of the huge files, one per split-contract run */
+/*
+ * Operations a 1 GiB file lives: the checker looks at every one of its
+ * 262,144 pages after every call, and its first use allocates 1 GiB.
+ */
+#define GIANT_LIFE	60
 #define MAX_BINDS	8	/* slot ids are the indices of binds[] */
 #define GPA_PAGES	2048	/* guest physical space binds are placed in */
 #define MAX_PINS	3	/* pins stacked on one page */
@@ -49,10 +56,11 @@
 struct cfile {
 	int fd;				/* -1: entry free */
 	uint64_t pages;
-	uint64_t folio;			/* pages per folio: 1, or HUGE_PAGES */
+	uint64_t folio;			/* pages per folio: 1, HUGE_PAGES or GIANT_PAGES */
+	uint64_t born;			/* the operation that created it */
 	uint8_t *map;			/* whole file, read-write */
-	uint32_t pins[HUGE_PAGES];
-	bool bound[HUGE_PAGES];
+	uint32_t *pins;			/* per page */
+	bool *bound;			/* per page */
 };
 
 struct cbind {
@@ -69,6 +77,7 @@ struct run {
 	struct cfile files[MAX_FILES];
 	struct cbind binds[MAX_BINDS];
 	uint64_t exits, failures;
+	unsigned int giants;		/* 1 GiB files created */
 	uint8_t buf[MAX_SPAN * PAGE];
 };
 
@@ -149,9 +158,29 @@ static int pick_file(struct run *r)
 	return -1;
 }
 
+/* The 1 GiB file alive, or -1. */
+static int giant_file(struct run *r)
+{
+	for (int i = 0; i < MAX_FILES; i++)
+		if (r->files[i].fd >= 0 && r->files[i].folio == GIANT_PAGES)
+			return i;
+	return -1;
+}
+
+/*
+ * A bind at random; while a 1 GiB file lives, half the time its own, so its
+ * folio is faulted in several places (huge entries) before a conversion or
+ * a punch splits it.
+ */
 static int pick_bind(struct run *r)
 {
+	int giant = giant_file(r);
 	unsigned int start = below(r, MAX_BINDS);
+
+	if (giant >= 0 && chance(r, 50))
+		for (int i = 0; i < MAX_BINDS; i++)
+			if (r->binds[i].used && r->binds[i].file == giant)
+				return i;
 
 	for (unsigned int i = 0; i < MAX_BINDS; i++) {
 		unsigned int k = (start + i) % MAX_BINDS;
@@ -225,19 +254,15 @@ static void drop_bind(struct run *r, int bi)
 /*
  * Convert [p, p+n) of file @fi to @attr. Going private must fail with -EAGAIN
  * exactly when this tool holds a pin in the range, at the first pinned page:
- * nothing else takes long-term references. In a huge file a pin anywhere in
- * the folios the range touches may also fail it (the folio must split or
- * merge), either way, at a pinned page of those folios.
+ * nothing else takes long-term references. A pin elsewhere in a huge folio
+ * the range touches fails nothing: the folio splits around it, or stays
+ * split where it would have merged.
  */
 static void convert(struct run *r, int fi, uint64_t p, uint64_t n,
 		    uint64_t attr)
 {
 	struct cfile *f = &r->files[fi];
 	int64_t pinned = attr ? first_pinned(f, p, n) : -1;
-	/* The huge folios the range touches: a pin there may block a split or merge. */
-	uint64_t lo = p / f->folio * f->folio;
-	uint64_t hi = (p + n + f->folio - 1) / f->folio * f->folio;
-	int64_t folio_pinned = f->folio > 1 ? first_pinned(f, lo, hi - lo) : -1;
 	uint64_t eoff = NONE;
 	int ret;
 
@@ -247,13 +272,6 @@ static void convert(struct run *r, int fi, uint64_t p, uint64_t n,
 			failure(r, "gmem_set_attributes: -EAGAIN at offset %#llx, first pinned page is %#llx",
 				(unsigned long long)eoff,
 				(unsigned long long)pinned * PAGE);
-		return;
-	}
-	if (ret == -EAGAIN && folio_pinned >= 0) {
-		if (eoff % PAGE || eoff / PAGE < lo || eoff / PAGE >= hi ||
-		    !f->pins[eoff / PAGE])
-			failure(r, "gmem_set_attributes: -EAGAIN at offset %#llx, not a pinned page of the huge folios touched",
-				(unsigned long long)eoff);
 		return;
 	}
 	if (ret)
@@ -279,6 +297,11 @@ static bool op_create(struct run *r)
 	if (chance(r, HUGE_PERCENT)) {
 		pages = HUGE_PAGES;
 		flags |= GMEM_FLAG_HUGE_2M;
+		if (chance(r, GIANT_PERCENT) && !r->giants++ &&
+		    strcmp(r->contract, "legacy")) {
+			pages = GIANT_PAGES;
+			flags ^= GMEM_FLAG_HUGE_2M | GMEM_FLAG_HUGE_1G;
+		}
 	}
 	if (chance(r, 33))
 		flags |= GMEM_FLAG_INIT_SHARED;
@@ -295,9 +318,17 @@ static bool op_create(struct run *r)
 		return true;
 	}
 	memset(f, 0, sizeof(*f));
+	f->pins = calloc(pages, sizeof(*f->pins));
+	f->bound = calloc(pages, sizeof(*f->bound));
+	if (!f->pins || !f->bound) {
+		fprintf(stderr, "gmem check: out of memory\n");
+		exit(1);
+	}
 	f->fd = fd;
 	f->pages = pages;
-	f->folio = flags & GMEM_FLAG_HUGE_2M ? HUGE_PAGES : 1;
+	f->folio = flags & GMEM_FLAG_HUGE_1G ? GIANT_PAGES :
+		   flags & GMEM_FLAG_HUGE_2M ? HUGE_PAGES : 1;
+	f->born = r->op;
 	f->map = map;
 	return true;
 }
@@ -315,6 +346,9 @@ static bool op_bind(struct run *r)
 			bi = i;
 	if (fi < 0 || bi < 0)
 		return false;
+	/* A 1 GiB file is bound as soon as it can be. */
+	if (giant_file(r) >= 0 && !r->files[giant_file(r)].bound[0])
+		fi = giant_file(r);
 	f = &r->files[fi];
 	start = below(r, f->pages);
 	for (p = 0; p < f->pages && f->bound[(start + p) % f->pages]; p++)
@@ -335,7 +369,11 @@ static bool op_bind(struct run *r)
 	if (n % f->folio)
 		return false;
 	for (tries = 0; tries < 8; tries++) {
-		gpa = below(r, (GPA_PAGES - n) / f->folio + 1) * f->folio * PAGE;
+		/* A 1 GiB folio binds at 1, 2 or 3 GiB, above the rest. */
+		if (f->folio > GPA_PAGES)
+			gpa = (1 + below(r, 3)) * f->folio * PAGE;
+		else
+			gpa = below(r, (GPA_PAGES - n) / f->folio + 1) * f->folio * PAGE;
 		if (!gpa_taken(r, gpa, n * PAGE))
 			break;
 	}
@@ -662,6 +700,8 @@ static void release(struct run *r, int fi)
 				(unsigned long long)r->binds[i].gpa, ret);
 		drop_bind(r, i);
 	}
+	free(f->pins);
+	free(f->bound);
 	f->fd = -1;
 }
 
@@ -669,7 +709,8 @@ static bool op_release(struct run *r)
 {
 	int fi = pick_file(r);
 
-	if (fi < 0)
+	/* A 1 GiB file lives its GIANT_LIFE operations out (step). */
+	if (fi < 0 || fi == giant_file(r))
 		return false;
 	release(r, fi);
 	return true;
@@ -696,7 +737,13 @@ static const struct op op_table[] = {
 
 static void step(struct run *r)
 {
+	int giant = giant_file(r);
 	unsigned int total = 0;
+
+	if (giant >= 0 && r->op - r->files[giant].born >= GIANT_LIFE) {
+		release(r, giant);
+		return;
+	}
 
 	for (size_t i = 0; i < COUNT(op_table); i++)
 		total += op_table[i].weight;

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
  * gmem info - make a pool, a VM and a file, and print what works here: the
- * pool, the metadata of a 1 GiB file, and whether /dev/kvm is usable (gmem vm
- * and gmem exec need it).
+ * pool, the metadata of a 1 GiB file, the host pages behind huge folios, and
+ * whether /dev/kvm is usable (gmem vm and gmem exec need it).
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -21,7 +21,8 @@ int cmd_info(int argc, char **argv)
 
 		fprintf(help ? stdout : stderr, "usage: gmem info\n\n"
 			"Create a pool, a VM and a 1 GiB file; print the pool, the file's\n"
-			"metadata and whether /dev/kvm is usable here.\n");
+			"metadata, the host pages behind huge folios and whether /dev/kvm\n"
+			"is usable here.\n");
 		return help ? 0 : 2;
 	}
 
@@ -41,6 +42,9 @@ int cmd_info(int argc, char **argv)
 	       (unsigned long long)st.frames_in_use);
 	printf("file: 1 GiB, %llu bytes of metadata\n",
 	       (unsigned long long)st.metadata_bytes);
+	printf("huge folios: %s\n", gmem_pool_huge_page_size(pool) > (int64_t)GMEM_PAGE_SIZE ?
+	       "on 2 MiB host huge pages (shmem THP, private tmpfs huge=advise)" :
+	       "on 4 KiB host pages (no tmpfs of its own here: needs CAP_SYS_ADMIN)");
 	kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	printf("/dev/kvm: %s\n", kvm >= 0 ? "usable (gmem vm, gmem exec)" :
 	       "not usable (gmem vm and gmem exec skip)");

@@ -109,8 +109,12 @@ static bool spurious_fault(struct gmem_vm *vm, uint64_t gfn, bool private,
  * unlike the kernel, which drops it in between and relies on the sequence
  * check alone: no invalidation of the file can then start or end while the
  * fault runs, so a stream of conversions on the file cannot make its faults
- * retry forever. The sequence check stays for everything else that
- * invalidates the VM.
+ * retry forever. Every invalidation gmem makes holds that lock, so today
+ * the sequence and in-progress re-check never decides a fault's outcome
+ * (the model, src/invalidate.pml, shows it); it stays because it is the
+ * kernel's protocol and the only guard for an invalidation that would not
+ * take the file's lock. It can make a fault retry on another file's
+ * invalidation whose accumulated range covers the gfn: liveness, not safety.
  */
 static int fault(struct gmem_vm *vm, uint64_t gfn, bool private,
 		 uint64_t *pfnp, struct gmem_exit *exit)

@@ -273,3 +273,31 @@ TEST(check_help_lists_every_option_and_gmem_help_lists_check)
 	output_free(&o);
 	output_free(&g);
 }
+
+/* ------------------------------------------------------------ gmem info */
+
+TEST(info_says_what_works_here_one_line_each)
+{
+	static const char *const args[] = { "info", NULL };
+	static const char *const help[] = { "info", "--help", NULL };
+	static const char *const lines[] = {
+		"pool: 4096 GiB reserved, ", "file: 1 GiB, ", "backends: sw snp tdx pkvm",
+		"host mappings: private pages fenced by ", "huge folios: on ", "/dev/kvm: ",
+	};
+	struct output o = run_gmem(args);
+	const char *p = o.out;
+
+	ASSERT_EQ(o.status, 0);
+	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
+		ASSERT_EQ(strncmp(p, lines[i], strlen(lines[i])), 0);
+		p = strchr(p, '\n') + 1;
+	}
+	ASSERT_EQ(*p, 0);
+	output_free(&o);
+	/* --help describes, it does not run. */
+	o = run_gmem(help);
+	ASSERT_EQ(o.status, 0);
+	ASSERT_EQ(strncmp(o.out, "usage: gmem info\n", 17), 0);
+	ASSERT_TRUE(!strstr(o.out, "GiB reserved"));
+	output_free(&o);
+}

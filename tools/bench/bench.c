@@ -157,6 +157,18 @@ static void json_num(const char *key, double v, bool ok, bool comma)
 		putchar(',');
 }
 
+/* What stands behind huge folios here: the huge-folio rows depend on it. */
+static void print_host_pages(void)
+{
+	int pool = gmem_pool_create(1ULL << 30);
+	int64_t size = pool >= 0 ? gmem_pool_huge_page_size(pool) : -1;
+
+	printf("host pages behind huge folios: %s\n\n",
+	       size == 2 << 20 ? "2 MiB (shmem THP)" : size > 0 ? "4 KiB" : "unknown");
+	if (pool >= 0)
+		gmem_pool_close(pool);
+}
+
 static void table_header(void)
 {
 	printf("%-4s %-46s %-30s %-34s %-22s %-12s %s\n", "case", "what",
@@ -551,6 +563,7 @@ int cmd_bench(int argc, char **argv)
 		printf("gmem bench%s: %d runs per row (up to %d while noisy); %ld CPUs, %s %s\n\n",
 		       quick ? " --quick" : "", min_runs, max_runs,
 		       sysconf(_SC_NPROCESSORS_ONLN), u.sysname, u.release);
+		print_host_pages();
 		table_header();
 	}
 	t0 = now_ns();

@@ -261,3 +261,22 @@ long long json_num(const char *s, const char *key)
 	p = strstr(s, pat);
 	return p && (!end || p < end) ? strtoll(p + strlen(pat), NULL, 10) : -1;
 }
+
+/* Loads ASan does not check: volatile, so that no memcpy call replaces them. */
+__attribute__((no_sanitize_address, noinline))
+static void copy_unchecked(uint8_t *dst, const volatile uint8_t *src, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		dst[i] = src[i];
+}
+
+const uint8_t *frame_bytes(int pool, uint64_t pfn)
+{
+	static _Thread_local uint8_t buf[4096];
+	const uint8_t *f = gmem_pool_frame(pool, pfn);
+
+	if (!f)
+		return NULL;
+	copy_unchecked(buf, f, sizeof(buf));
+	return buf;
+}

@@ -3,21 +3,23 @@
  * Private memory under AddressSanitizer. In an ASan build the direct-map
  * bytes of every private page in the page cache are poisoned, so a read of
  * private memory through the direct map, by the library or by its caller
- * (gmem_pool_frame), is an ASan report, as a host read of a private frame
- * is a fault on real hardware. Elsewhere every call here is empty.
+ * (gmem_pool_frame), is an ASan report naming the reader. Elsewhere every
+ * call here is empty.
  *
  * The poison follows two things that change only under the file's
  * invalidate lock: a page's folio (folio_alloc poisons a new private folio,
  * free_run unpoisons before reclaim) and its attribute (set_attributes
  * poisons or unpoisons the range's folios when it stores the attribute).
  * The stage-2 views are other mappings of the same frames: the guest's own
- * accesses through them are not poisoned.
+ * accesses through them are not poisoned. The arch backends never load or
+ * store a frame's bytes: they clear content by punching it out of the pool
+ * memfd (frames_clear_content), which ASan does not see.
  *
  * Where gmem has to read or write a private frame through the direct map it
  * says so at the call: frames_unpoison(), the access, frames_poison() where
- * the exclusive invalidate lock serializes it, or frame_copy_unchecked() where accessors
- * run concurrently (the shadow is global: one thread's repoison would land in
- * the middle of another's access).
+ * the exclusive invalidate lock serializes it; frame_copy_unchecked() where
+ * accessors run concurrently (the shadow is global: one thread's repoison
+ * would land in the middle of another's access).
  */
 #ifndef GMEM_POISON_H
 #define GMEM_POISON_H
@@ -59,7 +61,7 @@ static inline void frames_unpoison(struct gmem_pool *pool, uint64_t pfn,
  * the compiler cannot turn it back into a (checked) memcpy call.
  */
 __attribute__((no_sanitize_address, noinline))
-static void frame_copy_unchecked(void *dst, const void *src, size_t n)
+static inline void frame_copy_unchecked(void *dst, const void *src, size_t n)
 {
 	volatile uint8_t *d = dst;
 	const volatile uint8_t *s = src;

@@ -30,17 +30,6 @@ static void log_make_private(void *arg, const struct gmem_hook_call *call)
 	log->n++;
 }
 
-static int frame_is(int pool, uint64_t pfn, const char *what)
-{
-	char buf[128];
-
-	ASSERT_GT(gmem_pool_frame_state(pool, pfn, buf, sizeof(buf)), 0);
-	if (!strstr(buf, what))
-		printf("#   frame %#llx: %s, want %s\n", (unsigned long long)pfn,
-		       buf, what);
-	return strstr(buf, what) != NULL;
-}
-
 /* What a frame of this arch's guest 1 reads as, once prepared. */
 static const char *prepared_state(const char *arch)
 {
@@ -58,21 +47,30 @@ static void huge_fault(struct env *e, int fd, struct hook_log *log,
 	ASSERT_EQ(gmem_vm_stage2_level(e->vm, GPA + page * PG), 1);
 }
 
+/* The first private fault in the second folio: the whole folio, prepared. */
+static uint64_t first_fault(const char *arch, struct env *e, int fd,
+			    struct hook_log *log)
+{
+	uint64_t base;
+
+	huge_fault(e, fd, log, 512 + 9);
+	base = frame_of(fd, 2 * MiB);
+	ASSERT_EQ(log->n, 1);
+	ASSERT_EQ(log->pfn[0], base);
+	ASSERT_EQ(log->nr[0], 512);
+	ASSERT_EQ(log->gfn[0], GFN + 512);
+	ASSERT_TRUE(frame_is(e->pool, base, prepared_state(arch)));
+	ASSERT_TRUE(frame_is(e->pool, base + 511, prepared_state(arch)));
+	return base;
+}
+
 static void prepares_whole_folio_once(const char *arch)
 {
 	struct env e = check_env(arch);
 	int fd = bound_file(&e, 4 * MiB, H2M);
 	struct hook_log log = { 0 };
-	uint64_t base;
 
-	huge_fault(&e, fd, &log, 512 + 9);
-	base = frame_of(fd, 2 * MiB);
-	ASSERT_EQ(log.n, 1);
-	ASSERT_EQ(log.pfn[0], base);
-	ASSERT_EQ(log.nr[0], 512);
-	ASSERT_EQ(log.gfn[0], GFN + 512);
-	ASSERT_TRUE(frame_is(e.pool, base, prepared_state(arch)));
-	ASSERT_TRUE(frame_is(e.pool, base + 511, prepared_state(arch)));
+	first_fault(arch, &e, fd, &log);
 	/* Another page of the same folio: prepared already. */
 	huge_fault(&e, fd, &log, 512 + 300);
 	ASSERT_EQ(log.n, 1);
@@ -106,10 +104,8 @@ static void last_page_round_trip_reprepares(const char *arch)
 	struct env e = check_env(arch);
 	int fd = bound_file(&e, 4 * MiB, H2M);
 	struct hook_log log = { 0 };
-	uint64_t base;
+	uint64_t base = first_fault(arch, &e, fd, &log);
 
-	huge_fault(&e, fd, &log, 512 + 9);
-	base = frame_of(fd, 2 * MiB);
 	ASSERT_EQ(convert(fd, 1023 * PG, PG, 0), 0);
 	ASSERT_EQ(order_at(fd, 2 * MiB), 0);
 	ASSERT_EQ(convert(fd, 1023 * PG, PG, PRIV), 0);

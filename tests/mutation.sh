@@ -4,15 +4,16 @@
 # realistic bug) is applied alone to a copy of the tree, the plain suite is
 # built and run against it, and the mutant is "killed" if a test fails (or
 # the tree no longer builds), "survived" if every test passes. Prints one line
-# per mutant and the score. Not part of `make test`: a run takes about an hour
+# per mutant and the score; a kill by a program that timed out says so, since
+# on a loaded machine a slow program may time out without any mutant. Not part of `make test`: a run takes about an hour
 # here (each mutant rebuilds and runs the suite up to its first failure).
 #
 #	tests/mutation.sh                     every patch
 #	tests/mutation.sh tests/mutation/03-*.patch   the ones named
 #
 # Tests run one program at a time (ordered_tests), and a mutant stops at its
-# first failing program: a kill needs one. GMEM_TEST_TIMEOUT (default
-# 120 s here) bounds each program, so a mutant that hangs a test is killed.
+# first failing program: a kill needs one. GMEM_TEST_TIMEOUT (300 s, as for
+# the suite) bounds each program, so a mutant that hangs a test is killed.
 set -u
 cd "$(dirname "$0")/.." || exit 2
 top=$(pwd)
@@ -21,7 +22,7 @@ work=$(mktemp -d /tmp/gmem-mutation.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 git ls-files -z | tar --null -T - -cf - | tar -xf - -C "$work"
 cd "$work" || exit 2
-export GMEM_TEST_TIMEOUT=${GMEM_TEST_TIMEOUT:-120}
+export GMEM_TEST_TIMEOUT=${GMEM_TEST_TIMEOUT:-300}
 # Every program of the suite, those that drive the gmem command, KVM or
 # long thread runs last: a kill usually comes sooner from the quick ones.
 ordered_tests() {
@@ -43,7 +44,9 @@ for p in "${patches[@]}"; do
 	else
 		for t in $(ordered_tests); do
 			if ! O=build tests/run.sh "$t" >run.log 2>&1; then
-				verdict=killed by="by $t"; break
+				verdict=killed by="by $t"
+				grep -q 'timed out' run.log && by="$by (timed out)"
+				break
 			fi
 		done
 	fi

@@ -5,7 +5,8 @@
  * page cache, huge block states, the frame model), the checker runs, and
  * exactly that violation is reported, with its invariant, page and frame.
  * The host-mapping rules of invariant 1 are broken from outside in
- * test_security.c, and a stage-2 view's in test_vmm_views.c.
+ * test_security.c, and a stage-2 view's in test_vmm_views.c. Last, the
+ * frame mark the free path's checks rely on.
  */
 #include <string.h>
 
@@ -332,4 +333,31 @@ TEST(a_freed_frame_the_arch_still_owns_is_invariant_3)
 	expect_one(&x, 3, PG, pfn, "S-EPT: a freed frame is still in a TD",
 		   "corrupted");
 	teardown(&x);
+}
+
+/*
+ * The engine's mark of a frame that holds private data, which the free path
+ * checks: to-shared conversion on an arch that destroys the content (snp,
+ * tdx) drops it, as the frame owes no reclaim for data it no longer holds;
+ * where the content is kept (sw, pkvm) the mark stays.
+ */
+static void to_shared_mark(const char *arch, bool kept)
+{
+	struct fixture x = setup(arch, 4 * PG, 0);
+	uint64_t pfn;
+
+	ASSERT_EQ(gmem_vm_fault(x.vm, GPA + PG, PRIVATE_W, &pfn, NULL), 0);
+	ASSERT_TRUE(frame_get(x.v->pool, pfn) & FRAME_WAS_PRIVATE);
+	ASSERT_EQ(convert(x.fd, PG, PG, 0), 0);
+	ASSERT_EQ(!!(frame_get(x.v->pool, pfn) & FRAME_WAS_PRIVATE), kept);
+	expect_none(&x);
+	teardown(&x);
+}
+
+TEST(to_shared_conversion_that_destroys_content_drops_the_private_mark)
+{
+	to_shared_mark("snp", false);
+	to_shared_mark("tdx", false);
+	to_shared_mark("sw", true);
+	to_shared_mark("pkvm", true);
 }

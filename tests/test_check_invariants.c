@@ -84,10 +84,11 @@ static void s2_set(struct fixture *x, uint64_t gfn, uint64_t pfn, bool private,
 {
 	bool stored;
 
-	brlock_write_lock(&x->v->mmu_lock);
+	/* Installs run under mmu_lock shared, as a fault's. */
+	brlock_read_lock(&x->v->mmu_lock);
 	ASSERT_GE(s2_map(&x->v->s2, gfn, pfn, private, level, &stored), 0);
 	ASSERT_TRUE(stored);
-	brlock_write_unlock(&x->v->mmu_lock);
+	brlock_read_unlock(&x->v->mmu_lock);
 }
 
 static void s2_clear(struct fixture *x, uint64_t gfn, uint64_t n)

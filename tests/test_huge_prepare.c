@@ -185,3 +185,29 @@ TEST(tdx_unbind_unprepares_huge_folios_so_a_new_binding_adds_them_again)
 {
 	rebind_reprepares("tdx", "tdx host");
 }
+
+/*
+ * snp: a conversion that ends one page into a 2 MiB RMP entry of a 1 GiB
+ * folio smashes that entry too (PSMASH), so the rest of it stays assigned as
+ * 4 KiB entries while the page that went shared leaves the guest.
+ */
+TEST(snp_a_conversion_ending_one_page_into_a_2m_entry_smashes_that_entry)
+{
+	struct env e = check_env("snp");
+	int fd = bound_file(&e, GiB, H1G);
+	uint64_t base;
+
+	ASSERT_EQ(gmem_vm_fault(e.vm, GPA, PRIVATE_W, NULL, NULL), 0);
+	base = frame_of(fd, 0);
+	ASSERT_TRUE(frame_is(e.pool, base + 513, "2M"));
+	ASSERT_EQ(convert(fd, 100 * PG, 413 * PG, 0), 0);	/* [100, 513) */
+	ASSERT_TRUE(frame_is(e.pool, base + 99, "4K"));
+	ASSERT_TRUE(frame_is(e.pool, base + 100, "rmp hypervisor"));
+	ASSERT_TRUE(frame_is(e.pool, base + 512, "rmp hypervisor"));
+	ASSERT_TRUE(frame_is(e.pool, base + 513, "4K"));
+	ASSERT_TRUE(frame_is(e.pool, base + 1023, "4K"));
+	ASSERT_TRUE(frame_is(e.pool, base + 1024, "2M"));
+	assert_clean(&e);
+	ASSERT_EQ(gmem_close(fd), 0);
+	env_free(&e);
+}

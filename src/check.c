@@ -45,6 +45,7 @@
 #include "lock.h"
 #include "mapping.h"
 #include "pool.h"
+#include "poison.h"
 #include "vm.h"
 
 #define MAX_RECORDED	1024
@@ -530,11 +531,16 @@ struct conversion_snapshot {
 	uint64_t attr[];	/* per page: attribute, then content hash */
 };
 
+/*
+ * The checker reads what the frame holds, private or not, as the hardware
+ * would: through a copy past ASan's poison (poison.h).
+ */
 static uint64_t page_hash(struct gmem_pool *pool, uint64_t pfn)
 {
-	const uint8_t *p = pool_va(pool, pfn);
+	static _Thread_local uint8_t p[PAGE_SIZE];
 	uint64_t h = 1469598103934665603ULL;	/* FNV-1a */
 
+	frame_copy_unchecked(p, pool_va(pool, pfn), PAGE_SIZE);
 	for (size_t i = 0; i < PAGE_SIZE; i++)
 		h = (h ^ p[i]) * 1099511628211ULL;
 	return h;

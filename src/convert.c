@@ -24,6 +24,7 @@
 #include "mapping.h"
 #include "pin.h"
 #include "pool.h"
+#include "poison.h"
 #include "vm.h"
 
 /*
@@ -152,6 +153,7 @@ static int set_attributes(struct gmem_file *file, uint64_t start,
 	if (!to_private && !file->vm->arch->keeps_content)
 		folio_for_each_run(file, start, end, forget_private, &c);
 	attr_set(&file->attrs, start, end, attrs);
+	poison_attribute(file, start, end, to_private);
 	bitmap_assign(file->flipped, start, end,
 		      to_private == !!(file->flags & GMEM_FLAG_INIT_SHARED));
 	huge_convert_commit(file, start, end, attrs);

@@ -17,6 +17,7 @@
 #include "lock.h"
 #include "pin.h"
 #include "pool.h"
+#include "poison.h"
 #include "vm.h"
 
 bool folio_present(struct gmem_file *file, uint64_t index)
@@ -47,6 +48,8 @@ void folio_account(struct gmem_file *file, uint64_t index, int64_t delta)
  */
 bool folio_alloc(struct gmem_file *file, uint64_t index)
 {
+	uint64_t lo;
+
 	lock_assert_held(&file->invalidate_lock);
 	if (folio_present(file, index))
 		return false;
@@ -63,11 +66,16 @@ bool folio_alloc(struct gmem_file *file, uint64_t index)
 		 */
 		pool_allocate(file->vm->pool, file_pfn(file, index & ~(nr - 1)),
 			      nr, true);
-		return huge_alloc_block(file, index);
+		if (!huge_alloc_block(file, index))
+			return false;
+		lo = index & ~(file_folio_pages(file) - 1);
+		poison_new_folio(file, lo, lo + file_folio_pages(file));
+		return true;
 	}
 	if (bitmap_test_and_set(file->present, index))
 		return false;
 	folio_account(file, index, 1);
+	poison_new_folio(file, index, index + 1);
 	return true;
 }
 
@@ -138,6 +146,7 @@ static void free_run(struct gmem_file *file, uint64_t start, uint64_t end)
 	struct gmem_vm *vm = file->vm;
 	uint64_t pfn = file_pfn(file, start), nr = end - start;
 
+	frames_unpoison(vm->pool, pfn, nr);
 	arch_reclaim(vm, pfn, nr);
 	check_reclaimed(file, pfn, nr);
 	pool_discard(vm->pool, pfn, nr);

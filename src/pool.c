@@ -38,6 +38,7 @@
 #include "inject.h"
 #include "lock.h"
 #include "pool.h"
+#include "poison.h"
 
 #define DEFAULT_CAPACITY	(4ULL << 40)
 #define MAX_CAPACITY		(64ULL << 40)
@@ -466,7 +467,7 @@ void frames_clear_content(struct gmem_pool *pool, uint64_t pfn, uint64_t nr)
 			for (run = i + 1; run < n && (vec[run] & 1) == data; run++)
 				;
 			if (data)
-				memset(pool_va(pool, pfn + i), 0, (run - i) << PAGE_SHIFT);
+				frames_zero(pool, pfn + i, run - i);
 			else
 				pool_discard(pool, pfn + i, run - i);
 		}

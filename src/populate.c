@@ -14,6 +14,7 @@
 #include "attr.h"
 #include "file.h"
 #include "pool.h"
+#include "poison.h"
 #include "vm.h"
 
 static int populate_page(struct gmem_vm *vm, uint64_t gfn, const uint8_t *src)
@@ -58,8 +59,16 @@ static int populate_page(struct gmem_vm *vm, uint64_t gfn, const uint8_t *src)
 	/* post_populate checked the frame was free; now load and hand over. */
 	folio_sync_host_touched(file, index, index + 1);
 	folio_alloc(file, index);
-	if (src)
+	if (src) {
+		/*
+		 * Loading launch content is the one host write into a private
+		 * page: the frame is not yet the guest's (post_populate measures
+		 * what lands here). The exclusive lock keeps the window private.
+		 */
+		frames_unpoison(vm->pool, pfn, 1);
 		memcpy(pool_va(vm->pool, pfn), src, PAGE_SIZE);
+		frames_poison(vm->pool, pfn, 1);
+	}
 	frame_mark_private(vm->pool, pfn);
 out:
 	brlock_write_unlock(&file->invalidate_lock);

@@ -286,3 +286,22 @@ const char *examples_dir(void)
 	ASSERT_TRUE(0);
 	return dir;
 }
+
+/* Loads ASan does not check: volatile, so that no memcpy call replaces them. */
+__attribute__((no_sanitize_address, noinline))
+static void copy_unchecked(uint8_t *dst, const volatile uint8_t *src, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		dst[i] = src[i];
+}
+
+const uint8_t *frame_bytes(int pool, uint64_t pfn)
+{
+	static _Thread_local uint8_t buf[4096];
+	const uint8_t *f = gmem_pool_frame(pool, pfn);
+
+	if (!f)
+		return NULL;
+	copy_unchecked(buf, f, sizeof(buf));
+	return buf;
+}

@@ -58,6 +58,15 @@ struct env env_new(const char *arch);
 void env_free(struct env *e);
 
 /*
+ * Frame @pfn of @pool as the hardware holds it, private or not: a copy taken
+ * past ASan's poison of private frames (src/poison.h). Any other read of a
+ * private frame through gmem_pool_frame() is an ASan report, so a test that
+ * means to look at private content says so by calling this. The buffer is
+ * the calling thread's, overwritten by its next call.
+ */
+const uint8_t *frame_bytes(int pool, uint64_t pfn);
+
+/*
  * Run @fn(@arg) in a forked child and report how it ended: the signal that
  * killed it, or 0 if it exited normally.
  */

@@ -88,6 +88,18 @@ static inline void assert_clean(struct env *e)
 	ASSERT_EQ(n, 0);
 }
 
+/* The arch model's words for frame @pfn contain @what (printed if not). */
+static inline int frame_is(int pool, uint64_t pfn, const char *what)
+{
+	char buf[128];
+
+	ASSERT_GT(gmem_pool_frame_state(pool, pfn, buf, sizeof(buf)), 0);
+	if (!strstr(buf, what))
+		printf("#   frame %#llx: %s, want %s\n", (unsigned long long)pfn,
+		       buf, what);
+	return strstr(buf, what) != NULL;
+}
+
 /* The guest writes a page-specific pattern into page @page (as @flags). */
 static inline void guest_write(struct env *e, uint64_t page, unsigned int flags)
 {

@@ -61,6 +61,16 @@ static inline uint8_t *frame_of(struct env *e, int fd, uint64_t offset)
 	return p;
 }
 
+/* The bytes of the folio at @offset, private or not: frame_bytes(). */
+static inline const uint8_t *frame_bytes_of(struct env *e, int fd,
+					    uint64_t offset)
+{
+	uint64_t pfn = 0;
+
+	ASSERT_EQ(gmem_folio_info(fd, offset, &pfn, NULL, NULL), 1);
+	return frame_bytes(e->pool, pfn);
+}
+
 static inline uint8_t pattern_byte(size_t i, uint8_t seed)
 {
 	return (uint8_t)(seed + i * 31 + (i >> 8));

@@ -33,7 +33,7 @@ static void conversion_keeps_frame_and_content(const char *arch)
 	ASSERT_EQ(frame_of(fd, PG), pfn);
 	guest_read(e.vm, GPA + PG, buf, PG, PRIVATE_R);
 	ASSERT_EQ(memcmp(buf, again, PG), 0);
-	ASSERT_EQ(memcmp(gmem_pool_frame(e.pool, pfn), again, PG), 0);
+	ASSERT_EQ(memcmp(frame_bytes(e.pool, pfn), again, PG), 0);
 
 	ASSERT_EQ(gmem_close(fd), 0);
 	env_free(&e);
@@ -227,7 +227,7 @@ TEST(tdx_private_to_shared_removes_the_frame_from_the_td_content_lost)
 	guest_write(e.vm, GPA + 2 * PG, data, PG);
 	pfn = frame_of(fd, 2 * PG);
 	assert_state(e.pool, pfn, "tdx td=1");
-	ASSERT_EQ(memcmp(gmem_pool_frame(e.pool, pfn), data, PG), 0);
+	ASSERT_EQ(memcmp(frame_bytes(e.pool, pfn), data, PG), 0);
 
 	ASSERT_EQ(convert(fd, 2 * PG, PG, 0), 0);
 	ASSERT_EQ(frame_of(fd, 2 * PG), pfn);
@@ -313,7 +313,7 @@ TEST(tdx_reconverted_page_is_accepted_zeroed_even_after_host_writes)
 	ASSERT_EQ(convert(fd, PG, PG, PRIV), 0);
 	guest_read(e.vm, GPA + PG, buf, PG, PRIVATE_R);
 	ASSERT_TRUE(is_zero(buf, PG));
-	ASSERT_TRUE(is_zero(gmem_pool_frame(e.pool, pfn), PG));
+	ASSERT_TRUE(is_zero(frame_bytes(e.pool, pfn), PG));
 	ASSERT_EQ(frame_of(fd, PG), pfn);
 	assert_state(e.pool, pfn, "tdx td=1");
 	ASSERT_EQ(gmem_munmap(addr, 4 * PG), 0);
@@ -359,13 +359,13 @@ TEST(tdx_unbinding_a_slot_removes_only_its_private_frames_from_the_td)
 
 	ASSERT_EQ(gmem_vm_unbind(e.vm, 0), 0);
 	assert_state(e.pool, pa, "tdx host");
-	ASSERT_TRUE(is_zero(gmem_pool_frame(e.pool, pa), PG));
+	ASSERT_TRUE(is_zero(frame_bytes(e.pool, pa), PG));
 	/* The folio stays in the file; only the TD lost it. */
 	ASSERT_EQ(frame_of(fd, PG), pa);
 	ASSERT_EQ(gmem_vm_fault(e.vm, GPA + PG, PRIVATE_R, NULL, NULL), -EFAULT);
 	/* The other slot is untouched. */
 	assert_state(e.pool, pb, "tdx td=1");
-	ASSERT_EQ(memcmp(gmem_pool_frame(e.pool, pb), b, PG), 0);
+	ASSERT_EQ(memcmp(frame_bytes(e.pool, pb), b, PG), 0);
 
 	/* Bound again, the page is accepted afresh: zero. */
 	ASSERT_EQ(gmem_vm_bind(e.vm, 0, GPA, 4 * PG, fd, 0), 0);

@@ -165,7 +165,8 @@ TEST(allocate_then_punch_accounts_frames)
 TEST(folios_read_zero_on_first_use_even_on_reused_frames)
 {
 	struct env e = env_new("sw");
-	int fd = gmem_create(e.vm, MiB, 0);
+	/* Shared pages: the test writes their frames through the direct map. */
+	int fd = gmem_create(e.vm, MiB, GMEM_FLAG_INIT_SHARED);
 	uint64_t pfn, pfn2;
 	uint8_t *p;
 
@@ -174,10 +175,10 @@ TEST(folios_read_zero_on_first_use_even_on_reused_frames)
 	p = gmem_pool_frame(e.pool, pfn);
 	ASSERT_TRUE(p);
 	ASSERT_EQ(p[0] | p[4095], 0);
-	memset(p, 0xaa, 4096);			/* guest data */
+	memset(p, 0xaa, 4096);			/* the old owner's data */
 	gmem_close(fd);
 	/* A new file reuses the freed window: the frame must read zero. */
-	fd = gmem_create(e.vm, MiB, 0);
+	fd = gmem_create(e.vm, MiB, GMEM_FLAG_INIT_SHARED);
 	ASSERT_EQ(gmem_fallocate(fd, GMEM_FALLOC_KEEP_SIZE, 0, 4096), 0);
 	ASSERT_EQ(gmem_folio_info(fd, 0, &pfn2, NULL, NULL), 1);
 	ASSERT_EQ(pfn2, pfn);

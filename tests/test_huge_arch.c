@@ -16,17 +16,6 @@
 #include "handle.h"
 #include "vm.h"
 
-static int frame_is(int pool, uint64_t pfn, const char *what)
-{
-	char buf[128];
-
-	ASSERT_GT(gmem_pool_frame_state(pool, pfn, buf, sizeof(buf)), 0);
-	if (!strstr(buf, what))
-		printf("#   frame %#llx: %s, want %s\n", (unsigned long long)pfn,
-		       buf, what);
-	return strstr(buf, what) != NULL;
-}
-
 TEST(snp_rmp_2m_entries_are_smashed_on_split_and_re_formed_on_merge)
 {
 	struct env e = check_env("snp");

@@ -237,7 +237,7 @@ TEST(private_page_raises_sigbus_on_read_and_write_and_keeps_its_content)
 	struct env e = env_new("sw");
 	int fd = gmem_create(e.vm, 2 * PG, GMEM_FLAG_MMAP);	/* private */
 	struct gmem_exit ex;
-	uint8_t *p, *d, buf[PG], v = 0x77;
+	uint8_t *p, buf[PG], v = 0x77;
 
 	ASSERT_GE(fd, 0);
 	p = map(fd, 0, 2 * PG, RW);
@@ -245,8 +245,8 @@ TEST(private_page_raises_sigbus_on_read_and_write_and_keeps_its_content)
 	fill(buf, PG, 30);
 	ASSERT_EQ(gmem_vm_access(e.vm, GPA, buf, PG,
 				 GMEM_FAULT_WRITE | GMEM_FAULT_PRIVATE, &ex), 0);
-	d = frame_of(&e, fd, 0);
-	ASSERT_EQ(mismatch(d, PG, 30), -1);	/* the guest's data is there */
+	/* The guest's data is in the private frame. */
+	ASSERT_EQ(mismatch(frame_bytes_of(&e, fd, 0), PG, 30), -1);
 
 	/*
 	 * Nothing of it through the mapping: every probe faults with SIGBUS at
@@ -260,7 +260,7 @@ TEST(private_page_raises_sigbus_on_read_and_write_and_keeps_its_content)
 	ASSERT_EQ(v, 0x77);
 	/* A host write faults too and does not reach the frame. */
 	ASSERT_EQ(bus_write(p + 5, 0xee), SIGBUS);
-	ASSERT_EQ(mismatch(d, PG, 30), -1);
+	ASSERT_EQ(mismatch(frame_bytes_of(&e, fd, 0), PG, 30), -1);
 	/* A private hole faults as well. */
 	ASSERT_EQ(bus_read(p + PG, &v), SIGBUS);
 	ASSERT_EQ(bus_write(p + PG, 1), SIGBUS);

@@ -44,7 +44,7 @@ TEST(to_private_revokes_every_mapping_and_to_shared_restores_content)
 	ASSERT_EQ(probe_page(c + 3 * PG, 53), 0);
 	ASSERT_EQ(probe_page(a, 50), 0);
 	/* sw keeps the bytes in the frame meanwhile. */
-	ASSERT_EQ(mismatch(frame_of(&e, fd, 2 * PG), PG, 52), -1);
+	ASSERT_EQ(mismatch(frame_bytes_of(&e, fd, 2 * PG), PG, 52), -1);
 
 	ASSERT_EQ(to_shared(fd, 2 * PG, PG), 0);
 	ASSERT_EQ(mismatch(a + 2 * PG, PG, 52), -1);
@@ -80,7 +80,7 @@ TEST(mapping_made_while_partly_private_fences_exactly_the_private_pages)
 {
 	struct env e = env_new("sw");
 	int fd = gmem_create(e.vm, 3 * PG, GMEM_FLAG_MMAP | GMEM_FLAG_INIT_SHARED);
-	uint8_t *p, *d, v = 0x77;
+	uint8_t *p, v = 0x77;
 
 	ASSERT_GE(fd, 0);
 	ASSERT_EQ(gmem_fallocate(fd, GMEM_FALLOC_KEEP_SIZE, 0, 3 * PG), 0);
@@ -97,8 +97,7 @@ TEST(mapping_made_while_partly_private_fences_exactly_the_private_pages)
 	ASSERT_EQ(probe_read(p + 2 * PG - 1, &v), SIGSEGV);
 	ASSERT_EQ(probe_write(p + PG + 1, 0), SIGSEGV);
 	ASSERT_EQ(v, 0x77);
-	d = frame_of(&e, fd, PG);
-	ASSERT_EQ(mismatch(d, PG, 61), -1);
+	ASSERT_EQ(mismatch(frame_bytes_of(&e, fd, PG), PG, 61), -1);
 
 	/* A mapping of an all-private file faults everywhere in the file. */
 	unmap(p, 3 * PG);

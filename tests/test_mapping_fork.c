@@ -43,7 +43,7 @@ TEST(forked_child_reads_and_writes_shared_pages_and_gets_sigbus_on_private_ones)
 	ASSERT_EQ(p[5], 0xee);
 	p[5] = pattern_byte(5, 100);
 	ASSERT_EQ(mismatch(p, PG, 100), -1);
-	ASSERT_EQ(mismatch(frame_of(&e, fd, PG), PG, 101), -1);
+	ASSERT_EQ(mismatch(frame_bytes_of(&e, fd, PG), PG, 101), -1);
 	ASSERT_EQ(probe_read(p + 2 * PG, &v), 0);
 	ASSERT_EQ(bus_read(p + PG, &v), SIGBUS);
 	ASSERT_EQ(probe_read(p + 3 * PG, &v), SIGBUS);

@@ -283,7 +283,7 @@ static void populate_from_source(const char *arch)
 	for (int i = 1; i <= 2; i++) {
 		pfn = frame_of(fd, i * PG);
 		assert_taken(arch, e.pool, pfn, GFN + i);
-		ASSERT_EQ(memcmp(gmem_pool_frame(e.pool, pfn), src + (i - 1) * PG, PG), 0);
+		ASSERT_EQ(memcmp(frame_bytes(e.pool, pfn), src + (i - 1) * PG, PG), 0);
 	}
 	/* Populate does not map: the guest's first access faults it in. */
 	ASSERT_EQ(gmem_vm_stage2(e.vm, GPA + PG, NULL, NULL), 0);
@@ -405,7 +405,7 @@ static void populate_twice_fails_with_eexist(const char *arch)
 	ASSERT_EQ(gmem_vm_populate(e.vm, GPA, b, PG, 0), -EEXIST);
 	ASSERT_EQ(gmem_vm_populate(e.vm, GPA, NULL, PG, 0), -EEXIST);
 	/* The failed call changed nothing. */
-	ASSERT_EQ(memcmp(gmem_pool_frame(e.pool, frame_of(fd, 0)), a, PG), 0);
+	ASSERT_EQ(memcmp(frame_bytes(e.pool, frame_of(fd, 0)), a, PG), 0);
 	guest_read(e.vm, GPA, buf, PG);
 	ASSERT_EQ(memcmp(buf, a, PG), 0);
 
@@ -413,7 +413,7 @@ static void populate_twice_fails_with_eexist(const char *arch)
 	ASSERT_EQ(gmem_vm_fault(e.vm, GPA + PG, PRIVATE_W, &pfn, NULL), 0);
 	ASSERT_EQ(gmem_vm_access(e.vm, GPA + PG, a, PG, PRIVATE_W, NULL), 0);
 	ASSERT_EQ(gmem_vm_populate(e.vm, GPA + PG, b, PG, 0), -EEXIST);
-	ASSERT_EQ(memcmp(gmem_pool_frame(e.pool, pfn), a, PG), 0);
+	ASSERT_EQ(memcmp(frame_bytes(e.pool, pfn), a, PG), 0);
 
 	ASSERT_EQ(gmem_close(fd), 0);
 

@@ -47,12 +47,12 @@ static void read_file(int pool, int fd, uint64_t offset, uint8_t *out, size_t n)
 	while (n) {
 		size_t chunk = PG - offset % PG;
 		uint64_t pfn;
-		uint8_t *p;
+		const uint8_t *p;
 
 		if (chunk > n)
 			chunk = n;
 		ASSERT_EQ(gmem_folio_info(fd, offset - offset % PG, &pfn, NULL, NULL), 1);
-		p = gmem_pool_frame(pool, pfn);
+		p = frame_bytes(pool, pfn);	/* private content too */
 		ASSERT_TRUE(p);
 		for (size_t i = 0; i < chunk; i++)
 			out[i] = p[offset % PG + i];
@@ -406,7 +406,8 @@ TEST(matching_fault_allocates_a_zeroed_folio_and_maps_its_frame)
 	int shared = gmem_create(e.vm, MiB, GMEM_FLAG_INIT_SHARED);
 	uint64_t pfn, frame, s2pfn, again;
 	struct gmem_pool_stats st;
-	uint8_t buf[PG], *p;
+	uint8_t buf[PG];
+	const uint8_t *p;
 	int is_private = -1;
 
 	ASSERT_GE(priv, 0);
@@ -432,7 +433,7 @@ TEST(matching_fault_allocates_a_zeroed_folio_and_maps_its_frame)
 	ASSERT_EQ(gmem_vm_access(e.vm, MiB + 2 * PG, buf, PG, PRIVATE_R, NULL), 0);
 	for (size_t i = 0; i < PG; i++)
 		ASSERT_EQ(buf[i], 0);
-	p = gmem_pool_frame(e.pool, pfn);
+	p = frame_bytes(e.pool, pfn);	/* the private frame itself */
 	ASSERT_TRUE(p);
 	ASSERT_EQ(p[0] | p[PG - 1], 0);
 

@@ -291,7 +291,10 @@ int file_for_each_attr_run(struct gmem_file *file, uint64_t start,
  * (host huge pages where the pool has them), 4 KiB folios for the holes of
  * a 4 KiB file or a split block. The pool's memory comes first, so a host
  * out of memory fails the call before the run it could not back enters the
- * page cache; runs allocated before it stay, as in the kernel.
+ * page cache; runs allocated before it stay, as in the kernel. The pages
+ * the host touched through a mapping are folios already (the kernel's shmem
+ * fault made them): recorded first, they are not holes, so the call asks
+ * the pool for nothing there and cannot fail for them.
  */
 static int allocate(struct gmem_file *file, uint64_t start, uint64_t end)
 {
@@ -300,6 +303,7 @@ static int allocate(struct gmem_file *file, uint64_t start, uint64_t end)
 	int ret = 0;
 
 	brlock_read_lock(&file->invalidate_lock);
+	folio_sync_host_touched(file, start, end);
 	for (uint64_t i = folio_next_hole(file, start, end), run_end; i < end;
 	     i = folio_next_hole(file, run_end, end)) {
 		uint64_t lo = i & ~(pages - 1);

@@ -39,6 +39,22 @@ void folio_account(struct gmem_file *file, uint64_t index, int64_t delta)
 }
 
 /*
+ * The host touched some page of [start, end) through a mapping: the pool
+ * memfd has memory there that the file has not recorded yet.
+ */
+static bool host_touched(struct gmem_file *file, uint64_t start, uint64_t end)
+{
+	off_t pos = (off_t)file_pfn(file, start) << PAGE_SHIFT;
+	off_t data;
+
+	if (!(file->flags & GMEM_FLAG_MMAP) ||
+	    !atomic_load_explicit(&file->mappings_ever, memory_order_acquire))
+		return false;
+	data = lseek(file->vm->pool->memfd, pos, SEEK_DATA);
+	return data >= 0 && data < (off_t)file_pfn(file, end) << PAGE_SHIFT;
+}
+
+/*
  * Returns true if this call created the folio. Safe against racing faults.
  * In a huge file the first allocation in an absent block creates the whole
  * huge folio (huge.c) and allocates its memory (of a 1 GiB folio, the 2 MiB
@@ -62,10 +78,16 @@ bool folio_alloc(struct gmem_file *file, uint64_t index)
 		 * 512 of a 1 GiB folio, whose others come at their first touch
 		 * or with gmem_fallocate (zeroing a whole GiB in a fault is
 		 * what gmem leaves out). Where the host has not the memory, the
-		 * first touch tries again.
+		 * first touch tries again. Where the host touched the block
+		 * through a mapping, its fault made the folio already (the
+		 * file records it only now): nothing is allocated, as for a
+		 * block that folio_sync_host_touched() records, so the block
+		 * comes out the same whichever of the two sees it first.
 		 */
-		pool_allocate(file->vm->pool, file_pfn(file, index & ~(nr - 1)),
-			      nr, true);
+		uint64_t first = index & ~(nr - 1);
+
+		if (!host_touched(file, first, first + nr))
+			pool_allocate(file->vm->pool, file_pfn(file, first), nr, true);
 		if (!huge_alloc_block(file, index))
 			return false;
 		lo = index & ~(file_folio_pages(file) - 1);

@@ -299,7 +299,7 @@ TEST(a_private_page_whose_frame_the_arch_lost_is_invariant_6)
 
 TEST(a_freed_frame_still_holding_guest_data_is_invariant_3)
 {
-	struct fixture x = setup("snp", 4 * PG, 0);
+	struct fixture x = setup("tdx", 4 * PG, 0);
 	static uint8_t data[PG];
 	uint64_t pfn;
 
@@ -307,8 +307,9 @@ TEST(a_freed_frame_still_holding_guest_data_is_invariant_3)
 	guest_write(x.vm, GPA + PG, data, PG);
 	pfn = frame_of(x.fd, PG);
 	/*
-	 * The RMP entry is gone behind gmem's back, so reclaim, which clears
-	 * what it unassigns, leaves the guest's bytes in the frame.
+	 * The S-EPT no longer owns the frame, behind gmem's back, so neither
+	 * the invalidation nor reclaim, which clear what the TD owns, clears
+	 * it: the guest's bytes stay in the frame.
 	 */
 	frame_set_arch(x.v->pool, pfn, 0);
 	ASSERT_EQ(gmem_fallocate(x.fd, GMEM_FALLOC_KEEP_SIZE | GMEM_FALLOC_PUNCH_HOLE,

@@ -18,8 +18,9 @@
  * membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) between raising the flag and
  * reading the slots (the asymmetric fence of liburcu's memb flavour and of
  * the kernel's sys_membarrier users). Where membarrier cannot be used the
- * readers fence themselves (brlock_readers_fence). The shared slot's atomic
- * add and the flag are both sequentially consistent. The happens-before
+ * readers count with an atomic add, as on the shared slot
+ * (brlock_readers_fence). That add and the flag are both sequentially
+ * consistent. The happens-before
  * edges a race detector needs are plain C11: a reader leaves with a release
  * store the writer's acquire load of the slot reads, and a writer leaves
  * with a release store of the flag the reader's acquire load reads.
@@ -83,17 +84,19 @@ static inline void brlock_reader_in(struct brlock *l, unsigned int i)
 {
 	atomic_long *r = &l->slot[i].readers;
 
-	if (__builtin_expect(i == BRLOCK_SHARED_SLOT, 0)) {
+	/*
+	 * A sequentially consistent add orders itself before the flag's load:
+	 * the shared slot's, and an owned slot's where no membarrier does it
+	 * (in place of a store and a full fence, which TSan does not model).
+	 */
+	if (__builtin_expect(i == BRLOCK_SHARED_SLOT || brlock_readers_fence, 0)) {
 		atomic_fetch_add(r, 1);
 		return;
 	}
 	atomic_store_explicit(r, atomic_load_explicit(r, memory_order_relaxed) + 1,
 			      memory_order_relaxed);
 	/* The writer's membarrier orders the store before the flag's load. */
-	if (brlock_readers_fence)
-		atomic_thread_fence(memory_order_seq_cst);
-	else
-		atomic_signal_fence(memory_order_seq_cst);
+	atomic_signal_fence(memory_order_seq_cst);
 }
 
 /* Count the calling thread out: its critical section happens before the writer's. */

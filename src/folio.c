@@ -67,8 +67,15 @@ bool folio_alloc(struct gmem_file *file, uint64_t index)
 	uint64_t lo;
 
 	lock_assert_held(&file->invalidate_lock);
-	if (folio_present(file, index))
-		return false;
+	/*
+	 * The block byte before the page's bit: a racing allocator sets the
+	 * whole block's bits before it stores the byte, so a page can be
+	 * present in a block still ABSENT. Returning then would let the
+	 * caller see no whole folio and map the page alone, and that 4 KiB
+	 * entry keeps the huge one out until a zap. Instead this call finishes
+	 * the allocation too (its bits are set, it stores the same byte), so
+	 * the block is WHOLE or SPLIT when it returns.
+	 */
 	if (file->order && huge_block_state(file, index) == BLOCK_ABSENT) {
 		uint64_t nr = MIN(file_folio_pages(file), POOL_HUGE_FRAMES);
 
@@ -94,6 +101,8 @@ bool folio_alloc(struct gmem_file *file, uint64_t index)
 		poison_new_folio(file, lo, lo + file_folio_pages(file));
 		return true;
 	}
+	if (folio_present(file, index))
+		return false;
 	if (bitmap_test_and_set(file->present, index))
 		return false;
 	folio_account(file, index, 1);

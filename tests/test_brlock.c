@@ -142,6 +142,20 @@ TEST(writers_exclude_readers_that_share_slots)
 	run_exclusion(BRLOCK_SLOTS + 3, 20000, 20000);
 }
 
+/* Where membarrier is refused, readers order their counts themselves. */
+TEST(writers_exclude_readers_that_count_without_membarrier)
+{
+	struct brlock first;
+	bool was;
+
+	brlock_init(&first);		/* the process's one-time setup */
+	brlock_destroy(&first);
+	was = brlock_readers_fence;
+	brlock_readers_fence = true;
+	run_exclusion(2, 200000, 20000);
+	brlock_readers_fence = was;
+}
+
 /* --------------------------------------------------- writer after reader */
 
 struct order {

@@ -11,6 +11,8 @@
 #include <sys/mman.h>
 
 #include "huge_helpers.h"
+#include "bitmap.h"
+#include "file.h"
 
 /* A seeded mix of calls on 2 MiB files, checked after each one, per backend. */
 static void random_workload(const char *arch, uint64_t vm_flags)
@@ -216,6 +218,38 @@ TEST(racing_first_faults_allocate_each_huge_folio_once)
 		ASSERT_EQ(order_at(fd, b * 2 * MiB + 77 * PG), 9);
 		ASSERT_EQ(gmem_vm_stage2_level(e.vm, GPA + b * 2 * MiB), 1);
 	}
+	ASSERT_EQ(gmem_close(fd), 0);
+	ASSERT_EQ(in_use(&e), 0);
+	env_free(&e);
+}
+
+/*
+ * The racing test above, made deterministic: an allocator sets the present
+ * bits of the whole block before it stores the block byte, and this is the
+ * state a fault finds between the two. The fault must still map the block
+ * with one 2 MiB entry, not the page alone.
+ */
+TEST(a_fault_between_a_racing_allocations_bits_and_block_byte_maps_huge)
+{
+	struct env e = env_new("pkvm");
+	int fd = bound_file(&e, 4 * MiB, H2M);
+	struct gmem_file *f;
+	uint64_t added;
+
+	ASSERT_EQ(file_get(fd, "test", &f), 0);
+	brlock_read_lock(&f->invalidate_lock);
+	added = bitmap_set_range(f->present, 0, 512);
+	folio_account(f, 0, (int64_t)added);
+	brlock_read_unlock(&f->invalidate_lock);
+	ASSERT_EQ(added, 512);
+	ASSERT_EQ(huge_block_state(f, 0), BLOCK_ABSENT);
+
+	ASSERT_EQ(gmem_vm_fault(e.vm, GPA + 77 * PG, PRIVATE_W, NULL, NULL), 0);
+	ASSERT_EQ(huge_block_state(f, 0), BLOCK_WHOLE);
+	ASSERT_EQ(gmem_vm_stage2_level(e.vm, GPA), 1);
+	ASSERT_EQ(order_at(fd, 77 * PG), 9);
+	ASSERT_EQ(in_use(&e), 512);
+	file_put(f);
 	ASSERT_EQ(gmem_close(fd), 0);
 	ASSERT_EQ(in_use(&e), 0);
 	env_free(&e);

@@ -23,7 +23,12 @@
 #define PM_PRESENT		(1ULL << 63)
 #define PM_PFN			((1ULL << 55) - 1)
 
-/* The host frame behind @va and its kpageflags, after mapping it (a read). */
+/*
+ * The host frame behind @va and its kpageflags, after mapping it (a read).
+ * @va may be a private frame in the direct map: the read only maps it, so it
+ * goes past ASan's poison of private memory.
+ */
+__attribute__((no_sanitize_address))
 static bool host_page(const volatile uint8_t *va, uint64_t *hpfn,
 		      uint64_t *flags)
 {

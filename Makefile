@@ -156,7 +156,26 @@ fuzz:
 	$(FUZZ_DIR)/fuzz_scenario -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -dict=fuzz/scenario.dict \
 		-timeout=20 $(FUZZ_DIR)/corpus
 
+# libFuzzer over the public API (fuzz/fuzz_api.c): calls with arbitrary
+# arguments on every backend and contract, the checker after each, a failed
+# call compared against a snapshot; then the same with a second thread
+# faulting and accessing while the first converts. FUZZ_SECONDS each.
+FUZZ_API_DIR := $(FUZZ_DIR)/corpus-api
+fuzz-api:
+	$(MAKE) -j2 O=$(FUZZ_DIR) CC=clang SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" $(FUZZ_DIR)/libgmem.a
+	clang -std=c11 -D_GNU_SOURCE -O1 -g $(WARN) $(FUZZ_SAN) -Iinclude -pthread \
+		-o $(FUZZ_DIR)/fuzz_api fuzz/fuzz_api.c $(FUZZ_DIR)/libgmem.a
+	clang -std=c11 -D_GNU_SOURCE -O1 -g $(WARN) $(FUZZ_SAN) -Iinclude -pthread -DFUZZ_THREADS \
+		-o $(FUZZ_DIR)/fuzz_api_threads fuzz/fuzz_api.c $(FUZZ_DIR)/libgmem.a
+	@mkdir -p $(FUZZ_API_DIR) $(FUZZ_API_DIR)-threads
+	cp fuzz/corpus-api/* $(FUZZ_API_DIR)/
+	cp fuzz/corpus-api/* $(FUZZ_API_DIR)-threads/
+	$(FUZZ_DIR)/fuzz_api -max_total_time=$(FUZZ_SECONDS) -max_len=1024 -dict=fuzz/api.dict \
+		-timeout=20 $(FUZZ_API_DIR)
+	$(FUZZ_DIR)/fuzz_api_threads -max_total_time=$(FUZZ_SECONDS) -max_len=1024 -dict=fuzz/api.dict \
+		-timeout=20 $(FUZZ_API_DIR)-threads
+
 clean:
 	rm -rf build build-asan build-tsan build-clang build-fuzz
 
-.PHONY: all run bench check test check-asan check-tsan stress install clean examples fuzz man
+.PHONY: all run bench check test check-asan check-tsan stress install clean examples fuzz fuzz-api man

@@ -765,6 +765,10 @@ static void op_bind(struct world *w, struct input *in)
 	struct slot *slots = slots_of(w, vm);
 	struct snapshot s;
 
+	if (trace)
+		fprintf(stderr, "gmem_vm_bind(%d, %u, gpa %#llx, size %#llx, %d, %#llx)\n", vm,
+			slot, (unsigned long long)gpa, (unsigned long long)size, fd,
+			(unsigned long long)off);
 	before(w, "gmem_vm_bind", true, &s);
 	if (!after(w, &s, gmem_vm_bind(vm, slot, gpa, size, fd, off)) && slots &&
 	    slot < MAX_SLOTS)
@@ -916,6 +920,9 @@ static void op_view(struct world *w, struct input *in)
 	/* A view must be unmapped at the end: its length is its slot's. */
 	if (w->nviews == MAX_VIEWS || !slots || slot >= MAX_SLOTS)
 		return;
+	if (trace)
+		fprintf(stderr, "gmem_vm_view_mmap(%d, %u, %#llx)\n", vm, slot,
+			(unsigned long long)attr);
 	before(w, "gmem_vm_view_mmap", true, &s);
 	if (!after(w, &s, gmem_vm_view_mmap(vm, slot, attr, b == 0xff ? NULL : &addr)))
 		w->views[w->nviews++] = (struct view){ addr, slots[slot].size };

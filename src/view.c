@@ -200,16 +200,30 @@ void view_check(struct gmem_vm *vm, struct memslot *slot, int pagemap_fd)
 bool view_covers(struct gmem_vm *vm, uintptr_t start, uintptr_t end)
 {
 	lock_assert_held(&vm->slots_lock);
-	for (unsigned int i = 0; i < vm->nslots; i++) {
-		for (int kind = 0; kind < VIEW_KINDS; kind++) {
-			struct view *v = vm->slots[i]->views[kind];
+	/*
+	 * Views side by side in the address space over adjacent frames are
+	 * one mapping to the kernel (it merges the two): cover the range
+	 * with as many views as it takes.
+	 */
+	while (start < end) {
+		uintptr_t next = start;
 
-			if (v && start >= (uintptr_t)v->addr &&
-			    end <= (uintptr_t)v->addr + v->len)
-				return true;
+		for (unsigned int i = 0; i < vm->nslots && next == start; i++) {
+			for (int kind = 0; kind < VIEW_KINDS; kind++) {
+				struct view *v = vm->slots[i]->views[kind];
+
+				if (v && start >= (uintptr_t)v->addr &&
+				    start < (uintptr_t)v->addr + v->len) {
+					next = (uintptr_t)v->addr + v->len;
+					break;
+				}
+			}
 		}
+		if (next == start)
+			return false;
+		start = next;
 	}
-	return false;
+	return true;
 }
 
 struct open_arg {

@@ -3,8 +3,8 @@
 # The whole suite: warning-free builds with gcc and clang, the tests plain,
 # under ASan+UBSan, the threaded ones under TSan, Linux's own KVM selftests
 # under the KVM layer (built from Debian's linux-source at test time), the
-# examples, the SPIN model of the invalidation protocol, and a short
-# run of the scenario fuzzer. Last line:
+# examples, the SPIN model of the invalidation protocol, and short runs of
+# the scenario fuzzer and the API fuzzer. Last line:
 # "N passed, N failed".
 set -u
 cd "$(dirname "$0")/.." || exit 2
@@ -36,16 +36,19 @@ run "tests under ASan+UBSan" make -j2 check-asan
 run "threaded tests under TSan" make -j2 check-tsan
 run "examples through gmem run" make -s O=build examples
 run "SPIN model of the invalidation protocol" make -s O=build model
-fuzz() {	# libFuzzer's progress lines are noise here: keep its verdict
-	make -s fuzz FUZZ_SECONDS="$1" >"${O:-build}/fuzz.log" 2>&1
+fuzz() {	# fuzz TARGET SECONDS: libFuzzer's progress lines are noise here: keep its verdict
+	local log="${O:-build}/$1.log"
+	make -s "$1" FUZZ_SECONDS="$2" >"$log" 2>&1
 	local rc=$?
 	if [ $rc -eq 0 ]; then
-		echo "pass fuzz_scenario: $(grep -E '^Done' "${O:-build}/fuzz.log")"
+		grep -E '^Done' "$log" | sed "s/^/pass $1: /"
 	else
-		tail -n 40 "${O:-build}/fuzz.log"
+		tail -n 40 "$log"
 	fi
 	return $rc
 }
-run "scenario fuzzing (${GMEM_FUZZ_SECONDS:-30} s)" fuzz "${GMEM_FUZZ_SECONDS:-30}"
+run "scenario fuzzing (${GMEM_FUZZ_SECONDS:-30} s)" fuzz fuzz "${GMEM_FUZZ_SECONDS:-30}"
+# The API fuzzer, one thread then two: 10 s each.
+run "API fuzzing (2 x ${GMEM_FUZZ_API_SECONDS:-10} s)" fuzz fuzz-api "${GMEM_FUZZ_API_SECONDS:-10}"
 echo "$pass passed, $fail failed, $skip skipped"
 [ "$fail" -eq 0 ]

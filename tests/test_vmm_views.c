@@ -219,6 +219,34 @@ TEST(check_mode_catches_a_view_that_shows_an_unmapped_page)
 }
 
 /*
+ * Two views side by side over adjacent frames are one mapping to the
+ * kernel; check mode must still see them as views, not as a mapping of the
+ * pool it does not know showing a private frame.
+ */
+TEST(check_mode_knows_adjacent_views_the_kernel_merged)
+{
+	struct env e = env_new("sw");
+	int vm = gmem_vm_create(e.pool, "sw", GMEM_VM_CHECK), fd;
+	uint8_t *shared = NULL, *any = NULL;
+
+	ASSERT_GE(vm, 0);
+	fd = gmem_create(vm, 2 * PG, 0);
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(gmem_vm_bind(vm, 0, GPA, PG, fd, 0), 0);
+	ASSERT_EQ(gmem_vm_bind(vm, 4, 0, PG, fd, PG), 0);
+	ASSERT_EQ(gmem_vm_view_mmap(vm, 4, 0, (void **)&shared), 0);
+	ASSERT_EQ(gmem_vm_view_mmap(vm, 0, GMEM_VIEW_ANY, (void **)&any), 0);
+	if (any + PG != shared)
+		test_skip("the kernel placed the views apart: nothing merged to check");
+	ASSERT_EQ(gmem_vm_fault(vm, GPA, GMEM_FAULT_PRIVATE, NULL, NULL), 0);
+	ASSERT_EQ(gmem_vm_violations(vm, NULL, 0), 0);
+	ASSERT_EQ(gmem_close(fd), 0);
+	ASSERT_EQ(munmap(any, 2 * PG), 0);
+	ASSERT_EQ(gmem_vm_close(vm), 0);
+	env_free(&e);
+}
+
+/*
  * A huge entry opens its whole folio in the view; splitting it (a 4 KiB
  * conversion inside) zaps the whole entry and closes the whole folio, and
  * the check mode's page-table read agrees with stage-2 at every step.

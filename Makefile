@@ -175,6 +175,7 @@ FUZZ_LIB_SAN := -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-poin
 FUZZ_API_DIR := $(FUZZ_DIR)/corpus-api
 fuzz-api:
 	$(MAKE) -j2 O=$(FUZZ_DIR)-api CC=clang SAN="$(FUZZ_LIB_SAN)" $(FUZZ_DIR)-api/libgmem.a
+	@mkdir -p $(FUZZ_DIR)
 	clang -std=c11 -D_GNU_SOURCE -O1 -g $(WARN) $(FUZZ_SAN) -Iinclude -pthread \
 		-o $(FUZZ_DIR)/fuzz_api fuzz/fuzz_api.c $(FUZZ_DIR)-api/libgmem.a
 	clang -std=c11 -D_GNU_SOURCE -O1 -g $(WARN) $(FUZZ_SAN) -Iinclude -pthread -DFUZZ_THREADS \

@@ -1,10 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include <linux/futex.h>
-#include <linux/membarrier.h>
 #include <sched.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -21,98 +17,22 @@ static inline void cpu_relax(void)
 #endif
 }
 
-/* ---------------------------------------------------------- reader slots */
+static atomic_uint next_slot;
+static _Thread_local unsigned int my_slot = ~0u;
 
-_Thread_local unsigned int brlock_thread_slot = ~0u;
-bool brlock_readers_fence;
-
-static atomic_uint slots_owned;		/* bit i: slot i has its thread */
-static pthread_key_t slot_key;
-static pthread_once_t slot_once = PTHREAD_ONCE_INIT;
-
-/* A thread that exits holds no brlock: its slot is free for the next thread. */
-static void release_slot(void *arg)
+/* Threads take slots round robin, so the first BRLOCK_SLOTS never share. */
+unsigned int brlock_my_slot(void)
 {
-	unsigned int i = (unsigned int)(uintptr_t)arg - 1;
-
-	/* A later destructor of this thread that takes a brlock counts shared. */
-	brlock_thread_slot = BRLOCK_SHARED_SLOT;
-	atomic_fetch_and(&slots_owned, ~(1u << i));
+	if (__builtin_expect(my_slot == ~0u, 0))
+		my_slot = atomic_fetch_add(&next_slot, 1) % BRLOCK_SLOTS;
+	return my_slot;
 }
-
-static long membarrier(int cmd)
-{
-	return syscall(SYS_membarrier, cmd, 0, 0);
-}
-
-/*
- * Once per process, before the first brlock exists: register for private
- * expedited membarrier, or make every reader fence itself where that fails.
- */
-static void slots_setup(void)
-{
-	if (pthread_key_create(&slot_key, release_slot) ||
-	    membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED))
-		brlock_readers_fence = true;
-}
-
-unsigned int brlock_claim_slot(void)
-{
-	unsigned int owned = atomic_load(&slots_owned), i;
-
-	do {
-		if (owned == (1u << BRLOCK_OWNED) - 1) {
-			brlock_thread_slot = BRLOCK_SHARED_SLOT;
-			return BRLOCK_SHARED_SLOT;
-		}
-		i = __builtin_ctz(~owned);
-	} while (!atomic_compare_exchange_weak(&slots_owned, &owned,
-					       owned | (1u << i)));
-	/*
-	 * A writer that read the mask before this claim sent no membarrier:
-	 * this fence orders its flag before this thread's loads of it.
-	 */
-	atomic_thread_fence(memory_order_seq_cst);
-	if (pthread_setspecific(slot_key, (void *)(uintptr_t)(i + 1))) {
-		release_slot((void *)(uintptr_t)(i + 1));
-		i = BRLOCK_SHARED_SLOT;
-	}
-	brlock_thread_slot = i;
-	return i;
-}
-
-/*
- * The full barrier each reader's plain count owes: every running thread of
- * the process executes one before this returns. Only threads that own a
- * slot count without a barrier of their own; if the caller is the only one,
- * there is nothing to order.
- */
-static void sync_readers(void)
-{
-	unsigned int others = atomic_load(&slots_owned);
-
-	if (brlock_thread_slot < BRLOCK_OWNED)
-		others &= ~(1u << brlock_thread_slot);
-	if (brlock_readers_fence || !others)
-		return;
-	/* Registered in slots_setup (a fork child inherits it): retry once registered anew. */
-	if (membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
-	    (membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) ||
-	     membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED))) {
-		fprintf(stderr, "gmem: membarrier failed, readers cannot be ordered\n");
-		abort();
-	}
-}
-
-/* ---------------------------------------------------------------- locks */
 
 void brlock_init(struct brlock *l)
 {
-	pthread_once(&slot_once, slots_setup);
 	for (int i = 0; i < BRLOCK_SLOTS; i++)
 		atomic_init(&l->slot[i].readers, 0);
 	atomic_init(&l->writer, 0);
-	atomic_init(&l->waiting, 0);
 	pthread_mutex_init(&l->writers, NULL);
 }
 
@@ -132,13 +52,12 @@ static void futex_wake_all(atomic_int *addr)
 }
 
 /* A writer holds or wants the lock: step out, sleep until it is gone, retry. */
-void brlock_read_lock_slow(struct brlock *l, unsigned int i)
+void brlock_read_lock_slow(struct brlock *l, struct brlock_slot *s)
 {
-	atomic_fetch_add(&l->waiting, 1);
 	do {
 		int w;
 
-		brlock_reader_out(l, i);
+		atomic_fetch_sub_explicit(&s->readers, 1, memory_order_release);
 		/*
 		 * Writers hold the lock for about a microsecond: spin that
 		 * long before paying for a sleep and a wake-up.
@@ -150,21 +69,16 @@ void brlock_read_lock_slow(struct brlock *l, unsigned int i)
 				continue;
 			futex_wait(&l->writer, 2);
 		}
-		brlock_reader_in(l, i);
+		atomic_fetch_add(&s->readers, 1);
 	} while (atomic_load(&l->writer));
-	atomic_fetch_sub_explicit(&l->waiting, 1, memory_order_relaxed);
 }
 
 void brlock_write_lock(struct brlock *l)
 {
 	pthread_mutex_lock(&l->writers);
-	/* The readers that waited for the last writer go first, within a bound. */
-	for (int spin = 0; spin < BRLOCK_SPINS && atomic_load_explicit(&l->waiting, memory_order_relaxed); spin++)
-		cpu_relax();
 	atomic_store(&l->writer, 1);
-	sync_readers();
 	for (int i = 0; i < BRLOCK_SLOTS; i++)
-		while (atomic_load_explicit(&l->slot[i].readers, memory_order_acquire))
+		while (atomic_load(&l->slot[i].readers))
 			sched_yield();
 	lock_acquired(l, LOCK_EXCLUSIVE);
 }

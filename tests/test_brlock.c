@@ -142,20 +142,6 @@ TEST(writers_exclude_readers_that_share_slots)
 	run_exclusion(BRLOCK_SLOTS + 3, 20000, 20000);
 }
 
-/* Where membarrier is refused, readers order their counts themselves. */
-TEST(writers_exclude_readers_that_count_without_membarrier)
-{
-	struct brlock first;
-	bool was;
-
-	brlock_init(&first);		/* the process's one-time setup */
-	brlock_destroy(&first);
-	was = brlock_readers_fence;
-	brlock_readers_fence = true;
-	run_exclusion(2, 200000, 20000);
-	brlock_readers_fence = was;
-}
-
 /* --------------------------------------------------- writer after reader */
 
 struct order {
@@ -286,81 +272,31 @@ TEST(readers_on_other_threads_enter_while_one_holds_the_lock)
 
 /* ---------------------------------------------------------------- slots */
 
-struct slots {
-	pthread_barrier_t claimed, done;
-	unsigned int slot[BRLOCK_SLOTS + 2][2];
-};
-
-struct slot_thread {
-	struct slots *s;
-	int n;
-};
-
 static void *slot_of(void *arg)
 {
-	struct slot_thread *t = arg;
+	unsigned int *slot = arg;
 
-	t->s->slot[t->n][0] = brlock_my_slot();
-	t->s->slot[t->n][1] = brlock_my_slot();
-	pthread_barrier_wait(&t->s->claimed);
-	pthread_barrier_wait(&t->s->done);	/* alive while the others claim */
+	slot[0] = brlock_my_slot();
+	slot[1] = brlock_my_slot();
 	return NULL;
 }
 
-/*
- * Live threads each own a slot, stable for the thread's life, until the
- * owned slots run out; the rest share the last one; an exited thread's
- * slot goes to the next thread.
- */
-TEST(live_threads_own_distinct_slots_until_they_exit)
+TEST(consecutive_threads_take_distinct_stable_slots)
 {
-	enum { N = BRLOCK_SLOTS + 2 };
-	struct slots s;
-	struct slot_thread arg[N];
-	pthread_t t[N];
+	unsigned int slot[BRLOCK_SLOTS][2];
 	bool seen[BRLOCK_SLOTS] = { false };
-	unsigned int mine = brlock_my_slot(), shared = 0;
 
-	if (mine != BRLOCK_SHARED_SLOT)
-		seen[mine] = true;
-	pthread_barrier_init(&s.claimed, NULL, N + 1);
-	pthread_barrier_init(&s.done, NULL, N + 1);
-	for (int i = 0; i < N; i++) {
-		arg[i] = (struct slot_thread){ &s, i };
-		ASSERT_EQ(pthread_create(&t[i], NULL, slot_of, &arg[i]), 0);
+	/* One at a time, so that no other thread takes a slot in between. */
+	for (int i = 0; i < BRLOCK_SLOTS; i++) {
+		pthread_t t;
+
+		ASSERT_EQ(pthread_create(&t, NULL, slot_of, slot[i]), 0);
+		ASSERT_EQ(pthread_join(t, NULL), 0);
 	}
-	pthread_barrier_wait(&s.claimed);
-	for (int i = 0; i < N; i++) {
-		unsigned int slot = s.slot[i][0];
-
-		ASSERT_LT(slot, BRLOCK_SLOTS);
-		ASSERT_EQ(s.slot[i][1], slot);
-		if (slot == BRLOCK_SHARED_SLOT) {
-			shared++;
-			continue;
-		}
-		ASSERT_TRUE(!seen[slot]);
-		seen[slot] = true;
+	for (int i = 0; i < BRLOCK_SLOTS; i++) {
+		ASSERT_LT(slot[i][0], BRLOCK_SLOTS);
+		ASSERT_EQ(slot[i][1], slot[i][0]);
+		ASSERT_TRUE(!seen[slot[i][0]]);
+		seen[slot[i][0]] = true;
 	}
-	/* Every owned slot is taken (the test's own threads may hold some). */
-	for (int i = 0; i < BRLOCK_OWNED; i++)
-		ASSERT_TRUE(seen[i]);
-	ASSERT_GE(shared, N - BRLOCK_OWNED + (mine != BRLOCK_SHARED_SLOT));
-	pthread_barrier_wait(&s.done);
-	for (int i = 0; i < N; i++)
-		ASSERT_EQ(pthread_join(t[i], NULL), 0);
-
-	/* Their slots are free again: a new thread owns one. */
-	pthread_barrier_destroy(&s.claimed);
-	pthread_barrier_destroy(&s.done);
-	pthread_barrier_init(&s.claimed, NULL, 2);
-	pthread_barrier_init(&s.done, NULL, 2);
-	ASSERT_EQ(pthread_create(&t[0], NULL, slot_of, &arg[0]), 0);
-	pthread_barrier_wait(&s.claimed);
-	pthread_barrier_wait(&s.done);
-	ASSERT_EQ(pthread_join(t[0], NULL), 0);
-	ASSERT_LT(s.slot[0][0], BRLOCK_OWNED);
-	ASSERT_EQ(s.slot[0][1], s.slot[0][0]);
-	pthread_barrier_destroy(&s.claimed);
-	pthread_barrier_destroy(&s.done);
 }

@@ -60,7 +60,7 @@ static const char *verdict(const struct check_result *res)
 
 static void print_header(void)
 {
-	printf("%-9s%-10s%-12s%-16s%s\n", "backend", "contract", "operations",
+	printf("%-9s%-10s%-12s%-18s%s\n", "backend", "contract", "operations",
 	       "violations", "first violation");
 }
 
@@ -74,10 +74,10 @@ static void print_row(const struct options *o, const struct check_result *res)
 	printf("%-9s%-10s%-12llu", res->backend, res->contract,
 	       (unsigned long long)o->ops);
 	if (res->setup_failed) {
-		printf("%-16s%s\n", "?", res->setup_error);
+		printf("%-18s%s\n", "?", res->setup_error);
 		return;
 	}
-	printf("%-16s", buf);
+	printf("%-18s", buf);
 	if (!res->violations) {
 		printf("-\n");
 		return;

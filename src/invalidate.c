@@ -120,8 +120,12 @@ bool file_invalidate_start_wide(struct gmem_file *file, uint64_t start,
 	bool started = false;
 
 	lock_assert_held_exclusive(&file->invalidate_lock);
-	/* The arch takes a huge folio over again once it changed. */
-	huge_unprepare(file, zap_start, zap_end);
+	/*
+	 * The arch may change what it holds of [start, end): a fault mapping a
+	 * huge folio of it hands those pages over again. The wider zap changes
+	 * no arch state.
+	 */
+	huge_unprepare(file, start, end);
 	/* Bindings are file-offset ordered and disjoint: visit only those in range. */
 	for (unsigned int i = file_binding_search(file, zap_start);
 	     i < file->nbindings && file->bindings[i]->pgoff < zap_end; i++) {

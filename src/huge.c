@@ -36,14 +36,14 @@
  *
  * Each block also keeps the range of its pages the arch must take over
  * again (make_private) before the folio maps whole: all of it while the
- * block is absent; every invalidation adds the pages it hands the arch
- * (make_shared, invalidate_range, reclaim, and unbind, after which they map
- * at other gfns); the fault that maps the folio whole hands over that range
- * alone and empties it. A split and a merge change no arch state, so a 4 KiB
- * page that goes shared and back costs the next fault one page, not the
- * folio. The range is the hull of what changed: extended only under the lock
- * exclusive and emptied by faults under it shared, so an emptying fault
- * never loses an extension.
+ * block is absent; every invalidation that reaches private pages adds the
+ * pages it hands the arch (a conversion to shared, a punch, and unbind,
+ * after which they map at other gfns: invalidate.c); the fault that maps
+ * the folio whole hands over that range alone and empties it. A split and
+ * a merge change no arch state, so a 4 KiB page that goes shared and back
+ * costs the next fault one page, not the folio. The range is the hull of
+ * what changed: extended only under the lock exclusive and emptied by
+ * faults under it shared, so an emptying fault never loses an extension.
  */
 #include <stdlib.h>
 

@@ -230,7 +230,7 @@ TEST(snp_a_conversion_ending_one_page_into_a_2m_entry_smashes_that_entry)
  * a merge. The next fault hands make_private the pages between and
  * including the two (the hull of what changed), not the 262,144 frames of
  * the folio; the pages that stayed private keep their arch state and their
- * content.
+ * content. A conversion to private wider than what it changes adds nothing.
  */
 static void merge_reprepares_what_changed(const char *arch)
 {
@@ -268,6 +268,21 @@ static void merge_reprepares_what_changed(const char *arch)
 	/* Prepared again: the fault after that hands over nothing. */
 	huge_fault_at(&e, &log, 262143, strcmp(arch, "snp") ? 2 : 1);
 	ASSERT_EQ(log.n, 2);
+
+	/*
+	 * One page shared, then the whole file to private: the conversion
+	 * covers the folio, but only that page changes, and only it is handed
+	 * over again.
+	 */
+	ASSERT_EQ(convert(fd, 7 * PG, PG, 0), 0);
+	ASSERT_EQ(convert(fd, 0, GiB, PRIV), 0);
+	ASSERT_EQ(order_at(fd, 0), 18);
+	huge_fault_at(&e, &log, 262143, strcmp(arch, "snp") ? 2 : 1);
+	ASSERT_EQ(log.n, 3);
+	ASSERT_EQ(log.pfn[2], base + 7);
+	ASSERT_EQ(log.nr[2], 1);
+	ASSERT_TRUE(frame_is(e.pool, base + 7, strcmp(arch, "snp") ?
+			     prepared_state(arch) : "4K"));
 	assert_clean(&e);
 	ASSERT_EQ(gmem_close(fd), 0);
 	env_free(&e);

@@ -640,7 +640,11 @@ struct gmem_exit {
  * The entry is as large as the page allows: the folio's order (2 MiB or
  * 1 GiB for a whole huge folio, which it is only while its attributes are
  * uniform), for a private page capped by the arch (snp: the RMP entry size,
- * 2 MiB at most); gmem_vm_stage2_level() reads it back.
+ * 2 MiB at most, 4 KiB once a conversion inside it smashed it);
+ * gmem_vm_stage2_level() reads it back. Mapping a whole huge folio, the
+ * arch prepares the pages of it that invalidations changed since it last
+ * did (all of them the first time), not the pages that stayed private
+ * while it split and merged.
  * Returns GMEM_FAULT_EXIT (1) and fills *@exit (a memory-fault exit) when
  * the access disagrees: the VMM converts and runs the guest again. It is a
  * positive result, which a plain "ret < 0" check lets through: test for it

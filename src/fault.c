@@ -14,8 +14,10 @@
 
 /*
  * Take a private folio over for the guest: make_private on the frames the
- * mapping will cover (the whole folio when it is huge, once until it changes),
- * and mark them as holding private data.
+ * mapping will cover, and mark them as holding private data. A 4 KiB
+ * mapping covers its page; a huge one the folio's pages the arch has not
+ * held since they last changed (huge.c), so a merged folio costs what its
+ * conversions changed.
  */
 static int prepare_private(struct gmem_file *file, uint64_t index,
 			   uint64_t gfn, int level)
@@ -24,12 +26,8 @@ static int prepare_private(struct gmem_file *file, uint64_t index,
 	uint64_t first = index, nr = 1;
 	int ret = 0;
 
-	if (level) {
-		if (huge_test_prepared(file, index))
-			return 0;
-		nr = file_folio_pages(file);
-		first = index & ~(nr - 1);
-	}
+	if (level && !huge_unprepared(file, index, &first, &nr))
+		return 0;
 	ret = arch_make_private(vm, gfn - (index - first),
 				file_pfn(file, first), nr);
 	if (ret)

@@ -68,7 +68,7 @@ static size_t file_metadata_bytes(struct gmem_file *file)
 {
 	return sizeof(*file) + 2 * bitmap_bytes(file->npages) +
 	       attr_bytes(&file->attrs) + file->nblocks * (sizeof(*file->blocks) +
-				sizeof(*file->block_pages));
+				sizeof(*file->block_pages) + sizeof(*file->unprepared));
 }
 
 GMEM_API int gmem_create(int vmh, uint64_t size, uint64_t flags)

@@ -45,6 +45,11 @@ struct gmem_file {
 	uint64_t nblocks;
 	_Atomic uint8_t *blocks;
 	atomic_uint_least32_t *block_pages;	/* pages present, per block */
+	/*
+	 * Per block, the pages the arch must take over again before the folio
+	 * maps whole: [lo, hi) offsets in the block, lo | hi << 32 (huge.c).
+	 */
+	atomic_uint_least64_t *unprepared;
 
 	struct attr_map attrs;
 	/*
@@ -111,14 +116,12 @@ int file_for_each_attr_run(struct gmem_file *file, uint64_t start,
 /*
  * huge.c: the huge blocks of a file. A block is ABSENT (no page of it in the
  * page cache), WHOLE (one huge folio: every page present, attributes uniform)
- * or SPLIT (4 KiB folios, some maybe absent). PREPARED marks a WHOLE private
- * block the arch has taken over as one folio (make_private done).
+ * or SPLIT (4 KiB folios, some maybe absent).
  */
 #define BLOCK_ABSENT	0
 #define BLOCK_WHOLE	1
 #define BLOCK_SPLIT	2
 #define BLOCK_STATE	3
-#define BLOCK_PREPARED	4
 
 int huge_order_of_flags(uint64_t flags);
 int huge_init(struct gmem_file *file);
@@ -133,7 +136,8 @@ static inline bool huge_whole(struct gmem_file *file, uint64_t index)
 	       BLOCK_WHOLE;
 }
 bool huge_alloc_block(struct gmem_file *file, uint64_t index);
-bool huge_test_prepared(struct gmem_file *file, uint64_t index);
+bool huge_unprepared(struct gmem_file *file, uint64_t index, uint64_t *first,
+		     uint64_t *nr);
 void huge_set_prepared(struct gmem_file *file, uint64_t index);
 void huge_unprepare(struct gmem_file *file, uint64_t start, uint64_t end);
 bool huge_convert_prepare(struct gmem_file *file, uint64_t start, uint64_t end,

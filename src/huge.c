@@ -31,8 +31,19 @@
  * as in any file). A block whose last page is freed is ABSENT again.
  *
  * Block bytes change under the file's invalidate lock exclusive, except
- * ABSENT -> WHOLE/SPLIT on allocation and the PREPARED bit, which faults set
- * under the lock shared with compare-and-swap.
+ * ABSENT -> WHOLE/SPLIT on allocation, which faults make under the lock
+ * shared with compare-and-swap.
+ *
+ * Each block also keeps the range of its pages the arch must take over
+ * again (make_private) before the folio maps whole: all of it while the
+ * block is absent; every invalidation that reaches private pages adds the
+ * pages it hands the arch (a conversion to shared, a punch, and unbind,
+ * after which they map at other gfns: invalidate.c); the fault that maps
+ * the folio whole hands over that range alone and empties it. A split and
+ * a merge change no arch state, so a 4 KiB page that goes shared and back
+ * costs the next fault one page, not the folio. The range is the hull of
+ * what changed: extended only under the lock exclusive and emptied by
+ * faults under it shared, so an emptying fault never loses an extension.
  */
 #include <stdlib.h>
 
@@ -57,6 +68,12 @@ int huge_order_of_flags(uint64_t flags)
 	return huge ? -EINVAL : 0;
 }
 
+/* [lo, hi) in one word: lo in the low half; empty as 0. */
+static uint64_t range_word(uint64_t lo, uint64_t hi)
+{
+	return lo < hi ? lo | hi << 32 : 0;
+}
+
 int huge_init(struct gmem_file *file)
 {
 	file->nblocks = file->order ? file->npages >> file->order : 0;
@@ -65,15 +82,22 @@ int huge_init(struct gmem_file *file)
 		return 0;
 	file->blocks = try_calloc(file->nblocks, sizeof(*file->blocks));
 	file->block_pages = try_calloc(file->nblocks, sizeof(*file->block_pages));
-	return file->blocks && file->block_pages ? 0 : -ENOMEM;
+	file->unprepared = try_calloc(file->nblocks, sizeof(*file->unprepared));
+	if (!file->blocks || !file->block_pages || !file->unprepared)
+		return -ENOMEM;
+	for (uint64_t b = 0; b < file->nblocks; b++)
+		file->unprepared[b] = range_word(0, file_folio_pages(file));
+	return 0;
 }
 
 void huge_destroy(struct gmem_file *file)
 {
 	free(file->blocks);
 	free(file->block_pages);
+	free(file->unprepared);
 	file->blocks = NULL;
 	file->block_pages = NULL;
+	file->unprepared = NULL;
 }
 
 /* @delta pages of the block at @index entered (or left) the page cache (folio_account). */
@@ -146,24 +170,54 @@ bool huge_alloc_block(struct gmem_file *file, uint64_t index)
 	return added;
 }
 
-bool huge_test_prepared(struct gmem_file *file, uint64_t index)
+/*
+ * The pages of the block at @index that the fault mapping its folio whole
+ * must hand make_private first: [*first, *first + *nr), file indices.
+ * Returns false when there are none.
+ */
+bool huge_unprepared(struct gmem_file *file, uint64_t index, uint64_t *first,
+		     uint64_t *nr)
 {
-	return atomic_load_explicit(block(file, index), memory_order_acquire) &
-	       BLOCK_PREPARED;
+	uint64_t w = atomic_load_explicit(&file->unprepared[index >> file->order],
+					  memory_order_acquire);
+	uint64_t lo = w & UINT32_MAX, hi = w >> 32;
+
+	*first = block_start(file, index) + lo;
+	*nr = hi - lo;
+	return w != 0;
 }
 
+/* The arch took those pages over: the folio maps whole with no more ado. */
 void huge_set_prepared(struct gmem_file *file, uint64_t index)
 {
-	atomic_fetch_or(block(file, index), BLOCK_PREPARED);
+	atomic_store_explicit(&file->unprepared[index >> file->order], 0,
+			      memory_order_release);
 }
 
-/* The arch must take the blocks of [start, end) over again at the next fault. */
+/*
+ * The arch may change its state of [start, end) (an invalidation hands it
+ * the range): the next fault that maps a block of it whole hands those
+ * pages over again. Under the invalidate lock exclusive.
+ */
 void huge_unprepare(struct gmem_file *file, uint64_t start, uint64_t end)
 {
+	uint64_t pages = file_folio_pages(file);
+
 	if (!file->order || start >= end)
 		return;
-	for (uint64_t b = start >> file->order; b <= (end - 1) >> file->order; b++)
-		atomic_fetch_and(&file->blocks[b], (uint8_t)~BLOCK_PREPARED);
+	lock_assert_held_exclusive(&file->invalidate_lock);
+	for (uint64_t lo = block_start(file, start); lo < end; lo += pages) {
+		atomic_uint_least64_t *u = &file->unprepared[lo >> file->order];
+		uint64_t w = atomic_load_explicit(u, memory_order_relaxed);
+		uint64_t from = MAX(start, lo) - lo, to = MIN(end, lo + pages) - lo;
+
+		if (w) {
+			from = MIN(from, w & UINT32_MAX);
+			to = MAX(to, w >> 32);
+		}
+		atomic_store_explicit(u, range_word(from, to),
+				      memory_order_relaxed);
+	}
 }
 
 /* Will [start, end) set to @attrs leave the block at @lo uniform? */
@@ -298,8 +352,12 @@ void huge_after_free(struct gmem_file *file, uint64_t start, uint64_t end)
 		return;
 	for (uint64_t lo = block_start(file, start); lo < end; lo += pages)
 		if (huge_block_state(file, lo) != BLOCK_ABSENT &&
-		    !block_present(file, lo))
+		    !block_present(file, lo)) {
 			set_state(file, lo, BLOCK_ABSENT);
+			atomic_store_explicit(&file->unprepared[lo >> file->order],
+					      range_word(0, pages),
+					      memory_order_relaxed);
+		}
 }
 
 /*

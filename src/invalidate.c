@@ -120,8 +120,16 @@ bool file_invalidate_start_wide(struct gmem_file *file, uint64_t start,
 	bool started = false;
 
 	lock_assert_held_exclusive(&file->invalidate_lock);
-	/* The arch takes a huge folio over again once it changed. */
-	huge_unprepare(file, zap_start, zap_end);
+	/*
+	 * An invalidation that reaches private pages may change what the arch
+	 * holds of [start, end) (make_shared, invalidate_range, reclaim): a
+	 * fault mapping a huge folio of it hands those pages over again. One
+	 * to private changes nothing the arch holds of them (the pages it
+	 * converts were handed over when they went shared), nor does the
+	 * wider zap of a split or merge.
+	 */
+	if (zap_filter & S2_ZAP_PRIVATE)
+		huge_unprepare(file, start, end);
 	/* Bindings are file-offset ordered and disjoint: visit only those in range. */
 	for (unsigned int i = file_binding_search(file, zap_start);
 	     i < file->nbindings && file->bindings[i]->pgoff < zap_end; i++) {

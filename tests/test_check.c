@@ -1,59 +1,15 @@
 // SPDX-License-Identifier: MIT
 /* Check mode (GMEM_VM_CHECK): clean workloads stay clean, the legacy contract's breakage is reported. */
-#include <stdbool.h>
-#include <string.h>
-#include <sys/mman.h>
-
-#include "harness.h"
-
-#define PG	GMEM_PAGE_SIZE
-#define MiB	(1ULL << 20)
-#define GiB	(1ULL << 30)
-#define PRIV	GMEM_ATTR_PRIVATE
-
-#define SHARED_R	0
-#define SHARED_W	GMEM_FAULT_WRITE
-#define PRIVATE_R	GMEM_FAULT_PRIVATE
-#define PRIVATE_W	(GMEM_FAULT_PRIVATE | GMEM_FAULT_WRITE)
+#include "arch_helpers.h"
 
 /* A handle number no test ever reaches. */
 #define NEVER_OPEN	9999
 
 /* Where the workload binds its file: slot 0 for pages 0-11, slot 1 for 12-15. */
-#define GPA		(16 * MiB)
 #define GPA2		(256 * MiB)
 #define PAGES		16
 
 #define PUNCH		(GMEM_FALLOC_KEEP_SIZE | GMEM_FALLOC_PUNCH_HOLE)
-
-static int convert(int fd, uint64_t offset, uint64_t size, uint64_t attr)
-{
-	return gmem_set_attributes(fd, offset, size, attr, 0, NULL);
-}
-
-static uint64_t frame_of(int fd, uint64_t offset)
-{
-	uint64_t pfn = 0;
-
-	ASSERT_EQ(gmem_folio_info(fd, offset, &pfn, NULL, NULL), 1);
-	return pfn;
-}
-
-static void fill(uint8_t *p, size_t n, unsigned int seed)
-{
-	for (size_t i = 0; i < n; i++)
-		p[i] = (uint8_t)(seed + i * 131 + (i >> 8));
-}
-
-static bool is_zero(const void *p, size_t n)
-{
-	const uint8_t *b = p;
-
-	for (size_t i = 0; i < n; i++)
-		if (b[i])
-			return false;
-	return true;
-}
 
 static void guest(int vm, uint64_t gpa, void *buf, size_t len,
 		   unsigned int flags)

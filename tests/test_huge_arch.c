@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * Huge folios and the arch: SNP's 2 MiB RMP entries smashed and re-formed,
+ * Huge folios and the arch: SNP's 2 MiB RMP entries smashed and kept smashed,
  * populated content, the legacy contract, check mode on a huge mapping, and
  * the folio runs each hook sees (white box: a recording arch).
  */
@@ -16,7 +16,7 @@
 #include "handle.h"
 #include "vm.h"
 
-TEST(snp_rmp_2m_entries_are_smashed_on_split_and_re_formed_on_merge)
+TEST(snp_rmp_2m_entries_are_smashed_on_split_and_stay_smashed_after_merge)
 {
 	struct env e = check_env("snp");
 	int fd = bound_file(&e, 4 * MiB, H2M);
@@ -39,15 +39,23 @@ TEST(snp_rmp_2m_entries_are_smashed_on_split_and_re_formed_on_merge)
 	ASSERT_EQ(gmem_vm_stage2_level(e.vm, GPA + 2 * MiB + 10 * PG), 0);
 	ASSERT_TRUE(frame_is(e.pool, base + 10, "4K"));
 
-	/* Back to private: merged; the next fault re-forms the 2 MiB entry. */
+	/*
+	 * Back to private: merged, and the next fault assigns that page as a
+	 * 4 KiB entry, as sev_gmem_prepare does (a 2 MiB entry only over a
+	 * chunk no frame of which is assigned): the RMP has no un-smash, so
+	 * the folio maps at 4 KiB.
+	 */
 	ASSERT_EQ(convert(fd, 2 * MiB + 9 * PG, PG, PRIV), 0);
 	ASSERT_EQ(order_at(fd, 2 * MiB), 9);
 	ASSERT_EQ(gmem_vm_fault(e.vm, GPA + 2 * MiB + 10 * PG, PRIVATE_W, NULL,
 				NULL), 0);
-	ASSERT_TRUE(frame_is(e.pool, base + 9, "2M"));
-	ASSERT_TRUE(frame_is(e.pool, base + 10, "2M"));
+	ASSERT_TRUE(frame_is(e.pool, base + 9, "4K"));
+	ASSERT_TRUE(frame_is(e.pool, base + 10, "4K"));
 	ASSERT_TRUE(frame_is(e.pool, base + 9, "gfn"));
-	ASSERT_EQ(gmem_vm_stage2_level(e.vm, GPA + 2 * MiB + 9 * PG), 1);
+	ASSERT_EQ(gmem_vm_stage2_level(e.vm, GPA + 2 * MiB + 10 * PG), 0);
+	ASSERT_EQ(gmem_vm_fault(e.vm, GPA + 2 * MiB + 9 * PG, PRIVATE_W, NULL,
+				NULL), 0);
+	ASSERT_EQ(gmem_vm_stage2_level(e.vm, GPA + 2 * MiB + 9 * PG), 0);
 
 	/* Punching part of it smashes the entry too; the rest stays assigned. */
 	ASSERT_EQ(gmem_fallocate(fd, GMEM_FALLOC_KEEP_SIZE | GMEM_FALLOC_PUNCH_HOLE,
@@ -112,7 +120,7 @@ TEST(check_mode_sees_a_host_reachable_private_page_in_a_huge_mapping)
 	env_free(&e);
 }
 
-TEST(populated_pages_of_a_huge_folio_keep_their_content_when_it_maps_huge)
+TEST(populated_pages_of_a_huge_folio_keep_their_content_and_their_4k_entries)
 {
 	struct env e = check_env("snp");
 	int fd = bound_file(&e, 2 * MiB, H2M);
@@ -124,12 +132,18 @@ TEST(populated_pages_of_a_huge_folio_keep_their_content_when_it_maps_huge)
 	ASSERT_EQ(gmem_vm_populate(e.vm, GPA + 10 * PG, image, sizeof(image), 0), 2);
 	ASSERT_EQ(order_at(fd, 0), 9);
 	ASSERT_EQ(gmem_vm_populate(e.vm, GPA + 10 * PG, image, PG, 0), -EEXIST);
-	/* The first fault takes the rest over with 2 MiB RMP entries; content stays. */
+	/*
+	 * The first fault takes the rest over; content stays. Part of the chunk
+	 * is assigned already, so, as sev_gmem_prepare, the rest gets 4 KiB
+	 * entries too and the folio maps at 4 KiB.
+	 */
 	ASSERT_EQ(gmem_vm_access(e.vm, GPA + 10 * PG, buf, sizeof(buf),
 				 GMEM_FAULT_PRIVATE, &ex), 0);
 	ASSERT_EQ(memcmp(buf, image, sizeof(image)), 0);
-	ASSERT_EQ(gmem_vm_stage2_level(e.vm, GPA), 1);
-	ASSERT_TRUE(frame_is(e.pool, frame_of(fd, 10 * PG), "2M"));
+	ASSERT_EQ(gmem_vm_stage2_level(e.vm, GPA + 10 * PG), 0);
+	ASSERT_TRUE(frame_is(e.pool, frame_of(fd, 10 * PG), "4K"));
+	ASSERT_TRUE(frame_is(e.pool, frame_of(fd, 0), "4K"));
+	ASSERT_TRUE(frame_is(e.pool, frame_of(fd, 0), "assigned"));
 	assert_clean(&e);
 	ASSERT_EQ(gmem_close(fd), 0);
 	assert_clean(&e);

@@ -5,8 +5,9 @@
  * entry's page size, and whether the guest validated it.
  *
  *   make_private   assign the frames to the guest (repeats are no-ops):
- *                  2 MiB entries where the call covers an aligned 2 MiB
- *                  chunk (a whole huge folio), re-forming smashed ones
+ *                  a 2 MiB entry where the call covers an aligned 2 MiB
+ *                  chunk none of whose frames is assigned (a huge folio),
+ *                  else 4 KiB entries; smashed entries stay smashed
  *   make_shared    back to the hypervisor; the guest's content is lost
  *                  (cleared in place: the frames stay with the file); a
  *                  2 MiB entry the range cuts is smashed first (PSMASH)
@@ -41,37 +42,53 @@ static uint64_t rmp_entry(uint16_t asid, uint64_t gfn)
 
 #define RMP_2M_PAGES	512ULL
 
-/* One frame's entry: assigned to this guest at @gfn, of the given size. */
+/*
+ * One frame for the guest at @gfn: a new entry of the given size if it is
+ * the hypervisor's; kept as it is if already this guest's at @gfn (a
+ * repeat, or a page that stayed assigned, 2 MiB or smashed to 4 KiB); if
+ * this guest's at another gfn (a new binding), updated to @gfn, its size
+ * kept.
+ */
 static int assign(struct gmem_vm *vm, uint64_t gfn, uint64_t pfn, bool huge)
 {
 	uint64_t e = frame_get(vm_pool(vm), pfn);
-	uint64_t want = rmp_entry(vm_guest_id(vm), gfn) | (huge ? RMP_2M : 0);
 
-	if ((e & RMP_ASSIGNED) && frame_guest(e) != vm_guest_id(vm))
-		return -EINVAL;	/* another guest's frame */
-	/*
-	 * Same gfn: keep it (a repeat, or a 2 MiB entry already covering it
-	 * when asked for 4 KiB). Another gfn: rebound, RMPUPDATE it to match.
-	 */
-	if ((e & RMP_ASSIGNED) && e >> RMP_GFN_SHIFT == gfn &&
-	    (!huge || (e & RMP_2M)))
+	if (!(e & RMP_ASSIGNED)) {
+		frame_set_arch(vm_pool(vm), pfn, rmp_entry(vm_guest_id(vm), gfn) |
+						 (huge ? RMP_2M : 0));
 		return 0;
-	frame_set_arch(vm_pool(vm), pfn, want);
+	}
+	if (frame_guest(e) != vm_guest_id(vm))
+		return -EINVAL;	/* another guest's frame */
+	if (e >> RMP_GFN_SHIFT != gfn)
+		frame_set_arch(vm_pool(vm), pfn, rmp_entry(vm_guest_id(vm), gfn) |
+						 (e & RMP_2M));
 	return 0;
 }
 
+/* No frame of the 2 MiB chunk at @pfn is assigned. */
+static bool chunk_unassigned(struct gmem_pool *pool, uint64_t pfn)
+{
+	for (uint64_t i = pfn; i < pfn + RMP_2M_PAGES; i++)
+		if (frame_get(pool, i) & RMP_ASSIGNED)
+			return false;
+	return true;
+}
+
 /*
- * Assign the frames to the guest: a 2 MiB RMP entry for every 2 MiB-aligned
- * chunk the call covers whole (the fault passes a whole huge folio), 4 KiB
- * entries elsewhere. A 2 MiB chunk whose frames were smashed to 4 KiB
- * entries is re-formed into one 2 MiB entry, content kept.
+ * Assign the frames to the guest, as sev_gmem_prepare: one 2 MiB RMP entry
+ * for every 2 MiB-aligned chunk the call covers whole (a huge folio) while
+ * no frame of it is assigned, 4 KiB entries elsewhere. There is no
+ * un-smashing: a chunk PSMASH cut into 4 KiB entries keeps them, its pages
+ * that went shared come back as 4 KiB entries, and it maps at 4 KiB.
  */
 static int snp_make_private(struct gmem_vm *vm, uint64_t gfn, uint64_t pfn,
 			    uint64_t nr)
 {
 	for (uint64_t i = 0; i < nr; ) {
 		bool huge = !((pfn + i) % RMP_2M_PAGES) &&
-			    !((gfn + i) % RMP_2M_PAGES) && nr - i >= RMP_2M_PAGES;
+			    !((gfn + i) % RMP_2M_PAGES) && nr - i >= RMP_2M_PAGES &&
+			    chunk_unassigned(vm_pool(vm), pfn + i);
 		uint64_t n = huge ? RMP_2M_PAGES : 1;
 
 		for (uint64_t j = i; j < i + n; j++) {

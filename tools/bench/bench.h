@@ -147,8 +147,6 @@ extern struct frag_growth growth;
 
 /* convert.c: fault every page of [@gpa, @gpa + @len) with @flags. */
 int fault_all(int vm, uint64_t gpa, uint64_t len, unsigned int flags);
-/* convert.c: ns per pair of 4 KiB conversions of @off, to shared and back. */
-double time_convert_pairs(int fd, uint64_t off, int iters, int *err);
 
 /*
  * Run this gmem binary with @argv (NULL-terminated, argv[0] its name), its

@@ -100,23 +100,6 @@ static double lookup_ns(const uint64_t *start, uint64_t n, uint64_t npages,
 
 /* ------------------------------------------------- 1. 4 KiB conversion */
 
-double time_convert_pairs(int fd, uint64_t off, int iters, int *err)
-{
-	uint64_t t0 = now_ns();
-	int i, rc;
-
-	for (i = 0; i < iters; i++) {
-		rc = gmem_set_attributes(fd, off, PAGE, 0, 0, NULL);
-		if (!rc)
-			rc = gmem_set_attributes(fd, off, PAGE, GMEM_ATTR_PRIVATE, 0, NULL);
-		if (rc) {
-			*err = rc;
-			return NAN;
-		}
-	}
-	return (double)(now_ns() - t0) / iters;
-}
-
 #define MAP_RANGES	1000000
 
 static void case1a(void)

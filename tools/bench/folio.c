@@ -2,8 +2,8 @@
 /*
  * folio.c - the folio cases of gmem bench: 4, metadata per GiB with 4 KiB
  * and 2 MiB folios, gmem's count against the process's real growth; 8, huge
- * folios: 4 KiB conversion inside a 1 GiB folio (split and merge), first
- * faults on a 1 GiB folio.
+ * folios: 4 KiB conversion inside a 1 GiB folio (split and merge) and the
+ * guest's next fault, first faults on a 1 GiB folio.
  */
 #include <errno.h>
 #include <math.h>
@@ -184,40 +184,92 @@ static double time_first_fault(int vm, int fd, uint64_t gpa, int *err)
 	return (double)(now_ns() - t0) / 1e3;
 }
 
+/*
+ * One 4 KiB page converted to shared and back, then the guest's next private
+ * fault on it, @iters times: ns per round. In a 1 GiB folio that is a split,
+ * a merge and the fault that maps the merged folio again.
+ */
+static double time_convert_and_fault(int vm, int fd, uint64_t gpa,
+				     uint64_t off, int iters, int *err)
+{
+	uint64_t t0 = now_ns();
+	int i, rc = 0;
+
+	for (i = 0; i < iters && !rc; i++) {
+		rc = gmem_set_attributes(fd, off, PAGE, 0, 0, NULL);
+		if (!rc)
+			rc = gmem_set_attributes(fd, off, PAGE, GMEM_ATTR_PRIVATE, 0, NULL);
+		if (!rc)
+			rc = gmem_vm_fault(vm, gpa, GMEM_FAULT_WRITE | GMEM_FAULT_PRIVATE,
+					   NULL, NULL);
+	}
+	if (rc) {
+		*err = rc < 0 ? rc : -EFAULT;
+		return NAN;
+	}
+	return (double)(now_ns() - t0) / iters;
+}
+
+/*
+ * 8a on @arch: the round in a 1 GiB folio against the same in a file of
+ * 4 KiB folios, interleaved run by run.
+ */
+static void case8a(const char *arch, const char *name)
+{
+	double v[MAX_SAMPLES], base[MAX_SAMPLES];
+	int iters = quick ? 100 : 400;
+	struct env e = { -1, -1 };
+	int fd = -1, fd4 = -1, r, err = 0, level;
+	uint64_t off = GiB / 2 + 5 * PAGE;
+	struct row row;
+
+	TRY("8a", name, env_open(&e, POOL_BYTES, arch));
+	TRY("8a", name, fd = gmem_create(e.vm, GiB, GMEM_FLAG_HUGE_1G));
+	TRY("8a", name, gmem_vm_bind(e.vm, 0, 0, GiB, fd, 0));
+	TRY("8a", name, fd4 = gmem_create(e.vm, GiB, 0));
+	TRY("8a", name, gmem_vm_bind(e.vm, 1, GiB, GiB, fd4, 0));
+	TRY("8a", name, gmem_vm_fault(e.vm, off, GMEM_FAULT_WRITE | GMEM_FAULT_PRIVATE,
+				      NULL, NULL));
+	TRY("8a", name, gmem_vm_fault(e.vm, GiB + off,
+				      GMEM_FAULT_WRITE | GMEM_FAULT_PRIVATE, NULL, NULL));
+	for (r = 0; r < min_runs; r++) {
+		v[r] = time_convert_and_fault(e.vm, fd, off, off, iters, &err);
+		TRY("8a", name, err);
+		base[r] = time_convert_and_fault(e.vm, fd4, GiB + off, off, iters, &err);
+		TRY("8a", name, err);
+	}
+	TRY("8a", name, level = gmem_vm_stage2_level(e.vm, off));
+	row = row_new("8a", name, "ns");
+	row_set(&row, v, base, "same, 4 KiB folios", "huge / 4 KiB folios");
+	snprintf(row.note, sizeof(row.note),
+		 "ns per round: to shared (split), to private (merge), the guest's private fault "
+		 "on the page (maps it at level %d); %s VM, 1 GiB files bound; %d rounds per run",
+		 level, arch, iters);
+	emit(&row);
+out:
+	close_fd(&fd);
+	close_fd(&fd4);
+	env_close(&e);
+}
+
 void case8(void)
 {
-	const char *n1 = "convert 4K <->, inside a 1 GiB folio";
 	const char *n2 = "first fault on a 1 GiB folio, sw";
 	const char *n3 = "first fault on a merged 1 GiB folio, pkvm";
 	double v[MAX_SAMPLES], base[MAX_SAMPLES];
-	int iters = quick ? 5000 : 20000;
 	struct env e = { -1, -1 }, p = { -1, -1 };
 	int fd = -1, fd4 = -1, r, err = 0;
 	uint64_t off = GiB / 2 + 5 * PAGE;
 	struct row row;
 
-	TRY("8a", n1, env_open(&e, POOL_BYTES, "sw"));
-	TRY("8a", n1, fd = gmem_create(e.vm, GiB, GMEM_FLAG_HUGE_1G));
-	TRY("8a", n1, gmem_vm_bind(e.vm, 0, 0, GiB, fd, 0));
-	TRY("8a", n1, fd4 = gmem_create(e.vm, GiB, 0));
-	TRY("8a", n1, gmem_vm_bind(e.vm, 1, GiB, GiB, fd4, 0));
-	TRY("8a", n1, gmem_vm_fault(e.vm, off, GMEM_FAULT_WRITE | GMEM_FAULT_PRIVATE,
-				    NULL, NULL));
-	TRY("8a", n1, gmem_vm_fault(e.vm, GiB + off,
-				    GMEM_FAULT_WRITE | GMEM_FAULT_PRIVATE, NULL, NULL));
-	for (r = 0; r < min_runs; r++) {
-		v[r] = time_convert_pairs(fd, off, iters, &err);
-		TRY("8a", n1, err);
-		base[r] = time_convert_pairs(fd4, off, iters, &err);
-		TRY("8a", n1, err);
-	}
-	row = row_new("8a", n1, "ns");
-	row_set(&row, v, base, "same, 4 KiB folios", "split + merge pair / plain pair");
-	snprintf(row.note, sizeof(row.note),
-		 "ns per pair (to shared: split, to private: merge), sw VM, 1 GiB file bound; %d pairs per run",
-		 iters);
-	emit(&row);
+	case8a("sw", "convert 4K <-> + fault, inside a 1 GiB folio, sw");
+	case8a("snp", "convert 4K <-> + fault, inside a 1 GiB folio, snp");
 
+	TRY("8b", n2, env_open(&e, POOL_BYTES, "sw"));
+	TRY("8b", n2, fd = gmem_create(e.vm, GiB, GMEM_FLAG_HUGE_1G));
+	TRY("8b", n2, gmem_vm_bind(e.vm, 0, 0, GiB, fd, 0));
+	TRY("8b", n2, fd4 = gmem_create(e.vm, GiB, 0));
+	TRY("8b", n2, gmem_vm_bind(e.vm, 1, GiB, GiB, fd4, 0));
 	/* One fault allocates and maps the whole folio, vs faulting in 1 GiB page by page. */
 	for (r = 0; r < min_runs; r++) {
 		v[r] = time_first_fault(e.vm, fd, off, &err);
@@ -237,7 +289,7 @@ void case8(void)
 		 gmem_vm_stage2_level(e.vm, 0));
 	emit(&row);
 
-	/* pKVM: the fault after a merge donates every frame of the folio again. */
+	/* pKVM: the fault after a merge donates the page that went shared again. */
 	close_fd(&fd);
 	close_fd(&fd4);
 	env_close(&e);
@@ -261,7 +313,8 @@ void case8(void)
 	row = row_new("8c", n3, "us");
 	row_set(&row, v, NULL, NULL, NULL);
 	snprintf(row.note, sizeof(row.note),
-		 "us: make_private donates 262144 frames, then one 1 GiB stage-2 entry");
+		 "us: after a 4 KiB page went shared and back, make_private donates that page, "
+		 "then one 1 GiB stage-2 entry");
 	emit(&row);
 out:
 	close_fd(&fd);

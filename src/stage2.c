@@ -7,13 +7,13 @@
  *
  * A table is taken out only under the mmu_lock held exclusive (s2_zap), so
  * lookups and installs, which hold it shared, never walk a table that goes.
- * s2_lookup_unlocked holds nothing: a table a zap takes out goes on the free
- * list, whose link it keeps in its first entry, and is reused only as a
- * table until s2_destroy, so a walk that raced the zap reads a table's
- * entries, never freed memory; the zap bumps s2->seq before and after, and
- * the walk, which read them all with acquire, then sees it moved and
- * retries. Entries the zap clears and links it writes are release stores,
- * so a walk that read one of them sees the sequence odd after.
+ * s2_lookup_unlocked holds nothing. A table a zap takes out goes on the
+ * VM's free list (linked through its first entry) and is reused only as a
+ * table until s2_destroy, so a walk that raced the zap reads table memory,
+ * never freed memory; and s2_zap keeps s2->seq odd while it runs, so the
+ * walk, whose loads are all acquires, finds the count moved and discards
+ * what it read. The zap's stores (cleared entries, free-list links) are
+ * releases: a walk that read one of them finds the count moved too.
  */
 #include <stdlib.h>
 #include <errno.h>

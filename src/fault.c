@@ -2,6 +2,7 @@
 /*
  * Guest faults: the kvm_gmem_get_pfn / kvm_mmu_faultin path.
  */
+#include <errno.h>
 #include <string.h>
 
 #include "common.h"
@@ -86,17 +87,25 @@ static void memory_fault_exit(struct gmem_exit *exit, uint64_t gfn,
  * A fault on a page stage-2 already maps with the access's kind, as KVM's
  * spurious fault: the entry exists only while it agrees with the attribute
  * (an invalidation zaps it before the attribute changes), so the file is
- * not consulted and its invalidate lock not taken.
+ * not consulted and its invalidate lock not taken. Nor is mmu_lock, unless
+ * zaps race the lookup twice: the entry read is one a locked lookup that
+ * ended just before the zap would have read.
  */
 static bool spurious_fault(struct gmem_vm *vm, uint64_t gfn, bool private,
 			   uint64_t *pfnp)
 {
 	struct s2_entry e;
 	bool mapped;
+	int ret = s2_lookup_unlocked(&vm->s2, gfn, &e);
 
-	brlock_read_lock(&vm->mmu_lock);
-	mapped = s2_lookup(&vm->s2, gfn, &e) && e.private == private;
-	brlock_read_unlock(&vm->mmu_lock);
+	if (ret == -EAGAIN)
+		ret = s2_lookup_unlocked(&vm->s2, gfn, &e);
+	if (ret == -EAGAIN) {
+		brlock_read_lock(&vm->mmu_lock);
+		ret = s2_lookup(&vm->s2, gfn, &e);
+		brlock_read_unlock(&vm->mmu_lock);
+	}
+	mapped = ret > 0 && e.private == private;
 	if (mapped && pfnp)
 		*pfnp = e.pfn;
 	return mapped;

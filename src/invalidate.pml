@@ -9,8 +9,10 @@
  * named by its gfn, which is also its file's number. Page 0 starts shared,
  * page 1 private.
  * Processes:
- *   vcpu_gmem    gmem's fault: the file's invalidate lock held shared from
- *                the sequence snapshot to the stage-2 install;
+ *   vcpu_gmem    gmem's fault: a present entry of the access's kind read
+ *                with no lock is the answer; else the file's invalidate
+ *                lock held shared from the sequence snapshot to the
+ *                stage-2 install;
  *   vcpu_kernel  the kernel's fault: the lock dropped before mmu_lock, so
  *                an invalidation can start and end inside it and the
  *                sequence / in-progress re-check is its only guard;
@@ -310,11 +312,24 @@ inline get_folio(g, pfn)
 proctype vcpu_gmem()
 {
 	byte g, f, seq, pfn, n, seen;
-	bool private, mismatch, retry;
+	bool private, mismatch, retry, spurious;
 
 	do
 	:: n < NFAULT ->
 		atomic { pick_access(g, private); f = FILE_OF(g) };
+		/*
+		 * spurious_fault: the entry read with no lock held (one atomic
+		 * load, s2_lookup_unlocked). An entry of the access's kind is the
+		 * answer: it must agree with the attribute and name the folio.
+		 */
+		d_step {
+			spurious = s2_present[g] && s2_private[g] == private;
+			assert(!spurious || AGREES(g))
+		}
+		if
+		:: spurious -> goto done
+		:: else
+		fi;
 again:
 #ifdef BROKEN_LOCK_ORDER
 		read_lock(mmu_lock);
@@ -356,8 +371,11 @@ again:
 			:: else
 			fi
 		fi;
+done:
+		skip;
 		d_step { n++; g = 0; f = 0; seq = 0; pfn = 0; seen = 0;
-			 private = false; mismatch = false; retry = false }
+			 private = false; mismatch = false; retry = false;
+			 spurious = false }
 	:: else -> break
 	od
 }

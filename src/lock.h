@@ -26,8 +26,12 @@
  *   vm->mmu_lock               brlock: stage-2 and the invalidation state.
  *                              Shared by faults (install), exclusive around
  *                              zaps and invalidate start/end. Never held
- *                              together with the three locks above it.
+ *                              together with the three locks above it. A
+ *                              present fault's lookup takes it only when
+ *                              zaps raced it twice (s2_lookup_unlocked).
  *   leaves, which never have another lock taken under them:
+ *   s2->free_lock              stage2.c: the VM's stage-2 tables out of the
+ *                              tree, kept for reuse.
  *   file->pins_lock            pin.c: the pinned runs.
  *   sd slot lock               process.c: one fork child's shootdown slot, a
  *                              spin lock in memory shared across processes.

@@ -3,9 +3,17 @@
  * Stage-2 table. An entry of an upper-level table is either a pointer to the
  * next table (bit 0 clear: tables are malloc-aligned) or a huge leaf (present
  * bit set) that maps the whole span below it: 2 MiB at level 1, 1 GiB at
- * level 2. Tables are freed only under the mmu_lock held exclusive (s2_zap,
- * s2_destroy), so lookups and installs, which hold it shared, never walk a
- * freed table.
+ * level 2.
+ *
+ * A table is taken out only under the mmu_lock held exclusive (s2_zap), so
+ * lookups and installs, which hold it shared, never walk a table that goes.
+ * s2_lookup_unlocked holds nothing. A table a zap takes out goes on the
+ * VM's free list (linked through its first entry) and is reused only as a
+ * table until s2_destroy, so a walk that raced the zap reads table memory,
+ * never freed memory; and s2_zap keeps s2->seq odd while it runs, so the
+ * walk, whose loads are all acquires, finds the count moved and discards
+ * what it read. The zap's stores (cleared entries, free-list links) are
+ * releases: a walk that read one of them finds the count moved too.
  */
 #include <stdlib.h>
 #include <errno.h>
@@ -50,8 +58,47 @@ int s2_init(struct stage2 *s2, const void *mmu_lock)
 {
 	s2->lock = mmu_lock;
 	s2->root = try_calloc(1, sizeof(*s2->root));
+	atomic_init(&s2->seq, 0);
 	atomic_init(&s2->tables, 1);
+	s2->free = NULL;
+	pthread_mutex_init(&s2->free_lock, NULL);
 	return s2->root ? 0 : -ENOMEM;
+}
+
+/* The next table of the free list, linked through its first entry. */
+static struct s2_table *free_next(struct s2_table *t)
+{
+	return table_of(atomic_load_explicit(&t->e[0], memory_order_relaxed));
+}
+
+/* An empty table out of the tree: zapped, or lost to another fault's install. */
+static void table_put(struct stage2 *s2, struct s2_table *t)
+{
+	mutex_lock(&s2->free_lock);
+	atomic_store_explicit(&t->e[0], (uint64_t)(uintptr_t)s2->free,
+			      memory_order_release);
+	s2->free = t;
+	mutex_unlock(&s2->free_lock);
+}
+
+/* An empty table: a reused one first, so table memory never shrinks back to malloc. */
+static struct s2_table *table_get(struct stage2 *s2)
+{
+	struct s2_table *t;
+
+	mutex_lock(&s2->free_lock);
+	t = s2->free;
+	if (t) {
+		s2->free = free_next(t);
+		atomic_store_explicit(&t->e[0], 0, memory_order_relaxed);
+	}
+	mutex_unlock(&s2->free_lock);
+	if (t)
+		return t;
+	t = try_calloc(1, sizeof(*t));
+	if (t)
+		atomic_fetch_add(&s2->tables, 1);
+	return t;
 }
 
 static void free_table(struct s2_table *t, int level)
@@ -74,6 +121,13 @@ void s2_destroy(struct stage2 *s2)
 {
 	free_table(s2->root, S2_LEVELS - 1);
 	s2->root = NULL;
+	while (s2->free) {
+		struct s2_table *t = s2->free;
+
+		s2->free = free_next(t);
+		free(t);
+	}
+	pthread_mutex_destroy(&s2->free_lock);
 }
 
 static uint64_t make_leaf(uint64_t pfn, bool private)
@@ -139,7 +193,7 @@ int s2_map(struct stage2 *s2, uint64_t gfn, uint64_t pfn, bool private,
 			return -EEXIST;
 		}
 		if (!next) {
-			struct s2_table *n = try_calloc(1, sizeof(*n));
+			struct s2_table *n = table_get(s2);
 			uint64_t expected = 0;
 
 			if (!n)
@@ -147,9 +201,8 @@ int s2_map(struct stage2 *s2, uint64_t gfn, uint64_t pfn, bool private,
 			if (atomic_compare_exchange_strong(slot, &expected,
 							   (uint64_t)(uintptr_t)n)) {
 				next = (uint64_t)(uintptr_t)n;
-				atomic_fetch_add(&s2->tables, 1);
 			} else {
-				free(n);	/* another fault won the race */
+				table_put(s2, n);	/* another fault won the race */
 				next = expected;
 				if (is_leaf(next)) {
 					level++;	/* look at the leaf again */
@@ -169,11 +222,10 @@ static void decode(uint64_t v, uint64_t gfn, int level, struct s2_entry *e)
 	e->level = level;
 }
 
-bool s2_lookup(struct stage2 *s2, uint64_t gfn, struct s2_entry *e)
+static bool lookup(struct stage2 *s2, uint64_t gfn, struct s2_entry *e)
 {
 	struct s2_table *t = s2->root;
 
-	lock_assert_held(s2->lock);
 	if (gfn >= S2_MAX_GFN)
 		return false;
 	for (int level = S2_LEVELS - 1; level >= 0; level--) {
@@ -192,6 +244,29 @@ bool s2_lookup(struct stage2 *s2, uint64_t gfn, struct s2_entry *e)
 		t = table_of(v);
 	}
 	return false;
+}
+
+bool s2_lookup(struct stage2 *s2, uint64_t gfn, struct s2_entry *e)
+{
+	lock_assert_held(s2->lock);
+	return lookup(s2, gfn, e);
+}
+
+int s2_lookup_unlocked(struct stage2 *s2, uint64_t gfn, struct s2_entry *e)
+{
+	unsigned int seq = atomic_load_explicit(&s2->seq, memory_order_acquire);
+	struct s2_entry found;
+	bool mapped;
+
+	if (seq & 1)
+		return -EAGAIN;
+	/* The walk's loads are acquires: the re-read below cannot pass them. */
+	mapped = lookup(s2, gfn, &found);
+	if (atomic_load_explicit(&s2->seq, memory_order_relaxed) != seq)
+		return -EAGAIN;
+	if (mapped && e)
+		*e = found;
+	return mapped;
 }
 
 static bool zap_matches(uint64_t v, unsigned int filter)
@@ -234,7 +309,7 @@ static uint64_t zap_table(struct stage2 *s2, struct s2_table *t, int level,
 		if (is_leaf(v)) {
 			if (zap_matches(v, filter)) {
 				atomic_store_explicit(&t->e[i], 0,
-						      memory_order_relaxed);
+						      memory_order_release);
 				zapped += span;
 			}
 			continue;
@@ -242,24 +317,29 @@ static uint64_t zap_table(struct stage2 *s2, struct s2_table *t, int level,
 		zapped += zap_table(s2, table_of(v), level - 1, lo, start, end,
 				    filter);
 		if (start <= lo && lo + span <= end && table_empty(table_of(v))) {
-			atomic_store_explicit(&t->e[i], 0, memory_order_relaxed);
-			free(table_of(v));
-			atomic_fetch_sub(&s2->tables, 1);
+			atomic_store_explicit(&t->e[i], 0, memory_order_release);
+			table_put(s2, table_of(v));
 		}
 	}
 	return zapped;
 }
 
-/* Tables may be freed: mmu_lock exclusive. */
+/* Tables may be taken out: mmu_lock exclusive, and s2->seq odd meanwhile. */
 uint64_t s2_zap(struct stage2 *s2, uint64_t start, uint64_t end,
 		unsigned int filter)
 {
+	unsigned int seq = atomic_load_explicit(&s2->seq, memory_order_relaxed);
+	uint64_t zapped;
+
 	lock_assert_held_exclusive(s2->lock);
 	if (end > S2_MAX_GFN)
 		end = S2_MAX_GFN;
 	if (start >= end)
 		return 0;
-	return zap_table(s2, s2->root, S2_LEVELS - 1, 0, start, end, filter);
+	atomic_store_explicit(&s2->seq, seq + 1, memory_order_relaxed);
+	zapped = zap_table(s2, s2->root, S2_LEVELS - 1, 0, start, end, filter);
+	atomic_store_explicit(&s2->seq, seq + 2, memory_order_release);
+	return zapped;
 }
 
 static int walk_table(struct s2_table *t, int level, uint64_t base,

@@ -5,11 +5,14 @@
  * Installs run in parallel under the VM's mmu_lock held shared
  * (compare-and-swap on entries and tables); zaps run under it exclusive, and
  * a zap that touches any part of a huge leaf removes the whole leaf. Lookups
- * and walks hold it either way. Each call asserts its part of this rule.
+ * and walks hold it either way, except s2_lookup_unlocked, which holds
+ * nothing and reads under the zaps' sequence count instead. Each call
+ * asserts its part of this rule.
  */
 #ifndef GMEM_STAGE2_H
 #define GMEM_STAGE2_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -26,6 +29,9 @@ struct s2_table;
 
 struct stage2 {
 	struct s2_table *root;
+	atomic_uint seq;		/* odd while s2_zap runs, bumped twice by each */
+	pthread_mutex_t free_lock;	/* leaf: guards free */
+	struct s2_table *free;		/* empty tables out of the tree, for reuse */
 	atomic_uint_least64_t tables;	/* tables allocated, for stats */
 	const void *lock;		/* the VM's mmu_lock, for lock.h's assertions */
 };
@@ -48,6 +54,13 @@ void s2_destroy(struct stage2 *s2);
 int s2_map(struct stage2 *s2, uint64_t gfn, uint64_t pfn, bool private,
 	   int level, bool *stored);
 bool s2_lookup(struct stage2 *s2, uint64_t gfn, struct s2_entry *e);
+/*
+ * s2_lookup with no lock held: 1 mapped (*@e filled), 0 not, -EAGAIN if a
+ * zap ran meanwhile. What it returns was the entry at the moment of one of
+ * its reads, as a lookup under mmu_lock that ended just before the zap.
+ * Only while the VM lives (vm_enter): s2_destroy frees the tables.
+ */
+int s2_lookup_unlocked(struct stage2 *s2, uint64_t gfn, struct s2_entry *e);
 uint64_t s2_zap(struct stage2 *s2, uint64_t start, uint64_t end,
 		unsigned int filter);
 /* Calls @fn for every leaf, at its first gfn; stops early if it returns non-zero. */

@@ -314,3 +314,117 @@ TEST(faults_racing_punch_never_leave_stage2_on_a_freed_folio)
 	ASSERT_EQ(st.frames_in_use, 0);
 	env_free(&e);
 }
+
+/* ------------------- present faults racing zaps that free stage-2 tables */
+
+/*
+ * Whole 2 MiB blocks punched and converted take their stage-2 table out,
+ * and the next fault elsewhere reuses it, while faults on present pages walk
+ * stage-2 without mmu_lock. Every answer must be one a fault under the lock
+ * could have given: the page's own frame (a page's frame never changes, a
+ * hole's included), success only if the attribute was the access's kind at
+ * some point of the call, an exit only if it was the other.
+ */
+#define ZR_BLOCK	512		/* pages per stage-2 table */
+#define ZR_BLOCKS	4
+#define ZR_PAGES	(ZR_BLOCK * ZR_BLOCKS)
+#define ZR_ZAPS		3000
+#define ZR_FAULTERS	3
+
+/* Per block: odd while a conversion runs, and the attribute after the last. */
+static atomic_uint zr_seq[ZR_BLOCKS];
+static atomic_bool zr_private[ZR_BLOCKS];
+
+static void *zr_faulter(void *arg)
+{
+	struct ctx *c = arg;
+	uint64_t s = 0x5eed0ULL + c->id;
+
+	pthread_barrier_wait(c->go);
+	while (!atomic_load(c->stop)) {
+		uint64_t p = rnd(&s) % c->npages, pfn = ~0ULL;
+		unsigned int b = p / ZR_BLOCK, seq = atomic_load(&zr_seq[b]);
+		bool was_private = atomic_load(&zr_private[b]);
+		bool priv = rnd(&s) & 1;
+		struct gmem_exit exit;
+		int ret = gmem_vm_fault(c->vm, c->gpa + p * PAGE,
+					priv ? GMEM_FAULT_PRIVATE : 0, &pfn, &exit);
+
+		CHECK(ret == 0 || ret == 1, ret);
+		if (ret == 0)
+			CHECK(pfn == c->expect_pfn[p], pfn);
+		/* No conversion of the block overlapped the call: the answer is exact. */
+		if (!(seq & 1) && atomic_load(&zr_seq[b]) == seq)
+			CHECK(ret == (priv == was_private ? 0 : 1), ret);
+		c->ops++;
+		atomic_fetch_add(c->progress, 1);
+	}
+	return NULL;
+}
+
+static void *zr_zapper(void *arg)
+{
+	struct ctx *c = arg;
+	uint64_t s = 0x2a9ULL;
+
+	pthread_barrier_wait(c->go);
+	for (int i = 0; i < ZR_ZAPS; i++) {
+		unsigned int b = rnd(&s) % ZR_BLOCKS;
+		uint64_t off = (uint64_t)b * ZR_BLOCK * PAGE;
+		int ret;
+
+		if (rnd(&s) & 1) {
+			bool priv = rnd(&s) & 1;
+
+			atomic_fetch_add(&zr_seq[b], 1);
+			ret = gmem_set_attributes(c->fd, off, ZR_BLOCK * PAGE,
+						  priv ? GMEM_ATTR_PRIVATE : 0, 0, NULL);
+			atomic_store(&zr_private[b], priv);
+			atomic_fetch_add(&zr_seq[b], 1);
+		} else {
+			ret = gmem_fallocate(c->fd, PUNCH, off, ZR_BLOCK * PAGE);
+		}
+		CHECK(ret == 0, ret);
+		/* Faults on present pages never wait for the zaps: no pacing. */
+		if (i % 64 == 0)
+			wait_for_progress(c);
+	}
+	atomic_store(c->stop, true);
+	return NULL;
+}
+
+TEST(present_faults_racing_zaps_that_free_stage2_tables_answer_as_locked_ones)
+{
+	struct env e = env_new("sw");
+	pthread_barrier_t go;
+	atomic_bool stop = false;
+	atomic_long progress = 0;
+	struct ctx c = { .vm = e.vm, .npages = ZR_PAGES, .gpa = GPA_BASE,
+			 .go = &go, .stop = &stop, .progress = &progress };
+	long faults = 0;
+
+	test_begin();
+	for (int b = 0; b < ZR_BLOCKS; b++) {
+		atomic_store(&zr_seq[b], 0);
+		atomic_store(&zr_private[b], true);
+	}
+	c.fd = gmem_create(e.vm, ZR_PAGES * PAGE, 0);
+	ASSERT_GE(c.fd, 0);
+	ASSERT_EQ(gmem_vm_bind(e.vm, 0, GPA_BASE, ZR_PAGES * PAGE, c.fd, 0), 0);
+	c.expect_pfn = expected_pfns(c.fd, ZR_PAGES);
+	pthread_barrier_init(&go, NULL, ZR_FAULTERS + 1);
+	for (int i = 0; i < ZR_FAULTERS; i++)
+		start_thread(zr_faulter, &c);
+	start_thread(zr_zapper, &c);
+	join_threads();
+	pthread_barrier_destroy(&go);
+	for (int i = 0; i < ZR_FAULTERS; i++)
+		faults += ctxs[i].ops;
+	printf("#   %ld faults against %d conversions and punches of whole blocks\n",
+	       faults, ZR_ZAPS);
+	ASSERT_EQ(atomic_load(&thread_failures), 0);
+	check_stage2_quiescent(&c);
+	free(c.expect_pfn);
+	ASSERT_EQ(gmem_close(c.fd), 0);
+	env_free(&e);
+}

@@ -1,12 +1,18 @@
 // SPDX-License-Identifier: MIT
 #include <linux/futex.h>
+#include <stdbool.h>
 #include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "brlock.h"
 
-#define BRLOCK_SPINS	2000
+/*
+ * Writers hold the lock for about a microsecond, readers less: a waiter
+ * spins about that long before it sleeps or yields (a pause takes 31 ns on
+ * the 2-CPU host of docs/PERFORMANCE.md).
+ */
+#define BRLOCK_SPINS	64
 
 static inline void cpu_relax(void)
 {
@@ -33,6 +39,8 @@ void brlock_init(struct brlock *l)
 	for (int i = 0; i < BRLOCK_SLOTS; i++)
 		atomic_init(&l->slot[i].readers, 0);
 	atomic_init(&l->writer, 0);
+	atomic_init(&l->waiting, 0);
+	atomic_init(&l->granted, 0);
 	pthread_mutex_init(&l->writers, NULL);
 }
 
@@ -41,52 +49,105 @@ void brlock_destroy(struct brlock *l)
 	pthread_mutex_destroy(&l->writers);
 }
 
-static void futex_wait(atomic_int *addr, int val)
+static void futex_wait(atomic_uint *addr, unsigned int val)
 {
 	syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
 }
 
-static void futex_wake_all(atomic_int *addr)
+static void futex_wake_all(atomic_uint *addr)
 {
 	syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, 0x7fffffff, NULL, NULL, 0);
 }
 
-/* A writer holds or wants the lock: step out, sleep until it is gone, retry. */
+/*
+ * Stop waiting for @turn to pass: true if done, false if it passed first
+ * (the unlock that passed it let us in and counted on us).
+ */
+static bool stop_waiting(struct brlock *l, unsigned int turn)
+{
+	unsigned int w = atomic_load(&l->waiting);
+
+	while (w >> BRLOCK_TURN_SHIFT == turn)
+		if (atomic_compare_exchange_weak(&l->waiting, &w, w - 1))
+			return true;
+	return false;
+}
+
+/*
+ * A writer holds or wants the lock: step out, count ourselves in `waiting`
+ * and wait for the next write unlock, which lets us in.
+ */
 void brlock_read_lock_slow(struct brlock *l, struct brlock_slot *s)
 {
-	do {
-		int w;
+	unsigned int w, turn;
 
+	for (;;) {
 		atomic_fetch_sub_explicit(&s->readers, 1, memory_order_release);
+		turn = atomic_fetch_add(&l->waiting, 1) >> BRLOCK_TURN_SHIFT;
 		/*
-		 * Writers hold the lock for about a microsecond: spin that
-		 * long before paying for a sleep and a wake-up.
+		 * The writer we saw may have unlocked before we counted
+		 * ourselves: the next turn needs a writer to pass it.
 		 */
-		for (int spin = 0; spin < BRLOCK_SPINS && atomic_load(&l->writer); spin++)
-			cpu_relax();
-		while ((w = atomic_load(&l->writer))) {
-			if (w == 1 && !atomic_compare_exchange_strong(&l->writer, &w, 2))
-				continue;
-			futex_wait(&l->writer, 2);
-		}
+		if (atomic_load(&l->writer) || !stop_waiting(l, turn))
+			break;
 		atomic_fetch_add(&s->readers, 1);
-	} while (atomic_load(&l->writer));
+		if (!atomic_load(&l->writer))
+			return;
+	}
+	for (int spin = 0; (w = atomic_load(&l->waiting)) >> BRLOCK_TURN_SHIFT == turn; ) {
+		if (spin < BRLOCK_SPINS) {
+			spin++;
+			cpu_relax();
+		} else if ((w & BRLOCK_SLEEPERS) ||
+			   atomic_compare_exchange_weak(&l->waiting, &w, w | BRLOCK_SLEEPERS)) {
+			futex_wait(&l->waiting, w | BRLOCK_SLEEPERS);
+		}
+	}
+	/* Let in: the next writer waits until we are counted. */
+	atomic_fetch_add(&s->readers, 1);
+	atomic_fetch_sub_explicit(&l->granted, 1, memory_order_release);
+}
+
+static void wait_for_zero(atomic_long *count)
+{
+	for (int spin = 0; atomic_load(count); spin++) {
+		if (spin < BRLOCK_SPINS)
+			cpu_relax();
+		else
+			sched_yield();
+	}
 }
 
 void brlock_write_lock(struct brlock *l)
 {
 	pthread_mutex_lock(&l->writers);
 	atomic_store(&l->writer, 1);
+	/* The readers the last unlock let in go first. */
+	wait_for_zero(&l->granted);
 	for (int i = 0; i < BRLOCK_SLOTS; i++)
-		while (atomic_load(&l->slot[i].readers))
-			sched_yield();
+		wait_for_zero(&l->slot[i].readers);
 	lock_acquired(l, LOCK_EXCLUSIVE);
 }
 
+/*
+ * The flag drops before the turn passes: a reader that counts itself in
+ * `waiting` after this unlock read it sees either no writer, or a later
+ * one, whose unlock passes its turn.
+ */
 void brlock_write_unlock(struct brlock *l)
 {
+	unsigned int w;
+
 	lock_released(l);
-	if (atomic_exchange(&l->writer, 0) == 2)
-		futex_wake_all(&l->writer);
+	atomic_store(&l->writer, 0);
+	w = atomic_load(&l->waiting);
+	if (w & (BRLOCK_WAITERS | BRLOCK_SLEEPERS)) {
+		while (!atomic_compare_exchange_weak(&l->waiting, &w,
+				(w & ~0xffffu) + (1u << BRLOCK_TURN_SHIFT)))
+			;
+		atomic_fetch_add(&l->granted, w & BRLOCK_WAITERS);
+		if (w & BRLOCK_SLEEPERS)
+			futex_wake_all(&l->waiting);
+	}
 	pthread_mutex_unlock(&l->writers);
 }

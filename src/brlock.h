@@ -7,13 +7,24 @@
  *
  * The reader's increment and the writer's flag are both sequentially
  * consistent: either the reader sees the flag and backs off, or the writer
- * sees the reader's count and waits. Readers that back off sleep on the flag
- * with a futex; the flag reads 2 while someone sleeps, so an unlock without
- * sleepers makes no system call.
+ * sees the reader's count and waits.
  *
- * A reader that finds the flag spins about as long as a writer holds the
- * lock before it sleeps. Without that, a thread converting in a loop takes
- * the lock back before the readers it woke are scheduled, and faults starve.
+ * Phase-fair hand-off: a reader that backs off counts itself in `waiting`
+ * and waits for the next write unlock, which lets in every reader counted
+ * there (moves them to `granted`); the next writer waits until they are in
+ * and out again. So a reader that found a writer waits for one write hold
+ * (the one under way, or the one flagged and waiting for readers), however
+ * fast writers come back for the lock. A writer, in turn, waits for the
+ * readers already in and the ones its predecessor let in; readers that come
+ * after its flag wait for its unlock, so a stream of readers cannot keep it
+ * out. Without the hand-off a thread converting in a loop took the lock
+ * back before the readers it woke ran, and faults beside it starved.
+ *
+ * `waiting` packs the number of waiting readers (bits 0-14: fewer than
+ * 32768 threads may wait on one lock at once), a flag that one of them sleeps on the word
+ * with a futex (bit 15), and the turn they wait to pass, the count of write
+ * unlocks that found waiters, modulo 2^16 (bits 16-31). An unlock that
+ * finds none writes nothing there and makes no system call.
  */
 #ifndef GMEM_BRLOCK_H
 #define GMEM_BRLOCK_H
@@ -25,6 +36,10 @@
 
 #define BRLOCK_SLOTS 16
 
+#define BRLOCK_WAITERS		0x7fffu		/* readers waiting for the unlock */
+#define BRLOCK_SLEEPERS		0x8000u		/* one of them sleeps on `waiting` */
+#define BRLOCK_TURN_SHIFT	16		/* the turn they wait to pass */
+
 struct brlock_slot {
 	atomic_long readers;
 	char pad[64 - sizeof(atomic_long)];
@@ -32,7 +47,9 @@ struct brlock_slot {
 
 struct brlock {
 	struct brlock_slot slot[BRLOCK_SLOTS];
-	atomic_int writer;		/* 0 free, 1 held or wanted, 2 and readers sleep */
+	atomic_int writer;		/* 0 free, 1 held or wanted */
+	atomic_uint waiting;		/* waiters, sleepers, turn: see above */
+	atomic_long granted;		/* let in by the last unlock, not yet counted in */
 	pthread_mutex_t writers;	/* serialises writers */
 } __attribute__((aligned(64)));
 

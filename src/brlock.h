@@ -12,9 +12,9 @@
  * Phase-fair hand-off: a reader that backs off counts itself in `waiting`
  * and waits for the next write unlock, which lets in every reader counted
  * there (moves them to `granted`); the next writer waits until they are in
- * and out again. So a reader that found a writer waits for one write hold
- * (the one under way, or the one flagged and waiting for readers), however
- * fast writers come back for the lock. A writer, in turn, waits for the
+ * and out again. So a reader, once counted there while a writer holds or
+ * wants the lock, gets in at that writer's unlock, however fast writers come
+ * back for the lock. A writer, in turn, waits for the
  * readers already in and the ones its predecessor let in; readers that come
  * after its flag wait for its unlock, so a stream of readers cannot keep it
  * out. Without the hand-off a thread converting in a loop took the lock

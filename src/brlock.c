@@ -3,16 +3,28 @@
 #include <stdbool.h>
 #include <sched.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "brlock.h"
 
 /*
- * Writers hold the lock for about a microsecond, readers less: a waiter
- * spins about that long before it sleeps or yields (a pause takes 31 ns on
- * the 2-CPU host of docs/PERFORMANCE.md).
+ * A writer waiting for readers spins about as long as a reader holds the
+ * lock before it yields; a waiting reader spins about as long as a batch of
+ * writes before it sleeps (a pause takes 31 ns on the 2-CPU host of
+ * docs/PERFORMANCE.md).
  */
-#define BRLOCK_SPINS	64
+#define BRLOCK_SPINS		64
+#define BRLOCK_READER_SPINS	2000
+
+/*
+ * A hand-off costs cache-line round trips between CPUs (one line passed
+ * back and forth takes 390-470 ns on that host), so turns come in batches:
+ * a writer keeps the lock from spinning readers for up to
+ * BRLOCK_WRITE_BATCH unlocks (brlock.h), and after a hand-off the next
+ * writer lets readers run for BRLOCK_READ_TURN_NS before it raises its flag.
+ */
+#define BRLOCK_READ_TURN_NS	20000L
 
 static inline void cpu_relax(void)
 {
@@ -41,6 +53,8 @@ void brlock_init(struct brlock *l)
 	atomic_init(&l->writer, 0);
 	atomic_init(&l->waiting, 0);
 	atomic_init(&l->granted, 0);
+	l->kept = 0;
+	l->readers_until = 0;
 	pthread_mutex_init(&l->writers, NULL);
 }
 
@@ -80,6 +94,7 @@ static bool stop_waiting(struct brlock *l, unsigned int turn)
 void brlock_read_lock_slow(struct brlock *l, struct brlock_slot *s)
 {
 	unsigned int w, turn;
+	int spin = 0;
 
 	for (;;) {
 		atomic_fetch_sub_explicit(&s->readers, 1, memory_order_release);
@@ -94,13 +109,26 @@ void brlock_read_lock_slow(struct brlock *l, struct brlock_slot *s)
 		if (!atomic_load(&l->writer))
 			return;
 	}
-	for (int spin = 0; (w = atomic_load(&l->waiting)) >> BRLOCK_TURN_SHIFT == turn; ) {
-		if (spin < BRLOCK_SPINS) {
+	while ((w = atomic_load(&l->waiting)) >> BRLOCK_TURN_SHIFT == turn) {
+		if (!atomic_load(&l->writer)) {
+			/* A writer kept the turn and went: take the gap. */
+			if (stop_waiting(l, turn)) {
+				atomic_fetch_add(&s->readers, 1);
+				if (!atomic_load(&l->writer))
+					return;
+				atomic_fetch_sub_explicit(&s->readers, 1, memory_order_release);
+				turn = atomic_fetch_add(&l->waiting, 1) >> BRLOCK_TURN_SHIFT;
+			}
+			continue;
+		}
+		if (spin < BRLOCK_READER_SPINS) {
 			spin++;
 			cpu_relax();
 		} else if ((w & BRLOCK_SLEEPERS) ||
 			   atomic_compare_exchange_weak(&l->waiting, &w, w | BRLOCK_SLEEPERS)) {
-			futex_wait(&l->waiting, w | BRLOCK_SLEEPERS);
+			/* An unlock that saw no sleeper may have kept the turn. */
+			if (atomic_load(&l->writer))
+				futex_wait(&l->waiting, w | BRLOCK_SLEEPERS);
 		}
 	}
 	/* Let in: the next writer waits until we are counted. */
@@ -118,9 +146,22 @@ static void wait_for_zero(atomic_long *count)
 	}
 }
 
+static long now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000L + ts.tv_nsec;
+}
+
 void brlock_write_lock(struct brlock *l)
 {
 	pthread_mutex_lock(&l->writers);
+	if (l->readers_until) {
+		while (now_ns() < l->readers_until)
+			cpu_relax();
+		l->readers_until = 0;
+	}
 	atomic_store(&l->writer, 1);
 	/* The readers the last unlock let in go first. */
 	wait_for_zero(&l->granted);
@@ -132,7 +173,9 @@ void brlock_write_lock(struct brlock *l)
 /*
  * The flag drops before the turn passes: a reader that counts itself in
  * `waiting` after this unlock read it sees either no writer, or a later
- * one, whose unlock passes its turn.
+ * one, whose unlock passes its turn. An unlock that keeps the turn leaves
+ * no reader stranded: those spinning see the flag down and take the gap,
+ * and one that sleeps makes the unlock pass the turn.
  */
 void brlock_write_unlock(struct brlock *l)
 {
@@ -141,7 +184,10 @@ void brlock_write_unlock(struct brlock *l)
 	lock_released(l);
 	atomic_store(&l->writer, 0);
 	w = atomic_load(&l->waiting);
-	if (w & (BRLOCK_WAITERS | BRLOCK_SLEEPERS)) {
+	if ((w & BRLOCK_SLEEPERS) ||
+	    ((w & BRLOCK_WAITERS) && ++l->kept >= BRLOCK_WRITE_BATCH)) {
+		l->kept = 0;
+		l->readers_until = now_ns() + BRLOCK_READ_TURN_NS;
 		while (!atomic_compare_exchange_weak(&l->waiting, &w,
 				(w & ~0xffffu) + (1u << BRLOCK_TURN_SHIFT)))
 			;

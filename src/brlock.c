@@ -89,7 +89,7 @@ static bool stop_waiting(struct brlock *l, unsigned int turn)
 
 /*
  * A writer holds or wants the lock: step out, count ourselves in `waiting`
- * and wait for the next write unlock, which lets us in.
+ * and wait for a write unlock to pass our turn, which lets us in.
  */
 void brlock_read_lock_slow(struct brlock *l, struct brlock_slot *s)
 {
@@ -173,7 +173,7 @@ void brlock_write_lock(struct brlock *l)
 /*
  * The flag drops before the turn passes: a reader that counts itself in
  * `waiting` after this unlock read it sees either no writer, or a later
- * one, whose unlock passes its turn. An unlock that keeps the turn leaves
+ * one, whose unlocks pass its turn within a batch. An unlock that keeps the turn leaves
  * no reader stranded: those spinning see the flag down and take the gap,
  * and one that sleeps makes the unlock pass the turn.
  */
@@ -187,7 +187,8 @@ void brlock_write_unlock(struct brlock *l)
 	if ((w & BRLOCK_SLEEPERS) ||
 	    ((w & BRLOCK_WAITERS) && ++l->kept >= BRLOCK_WRITE_BATCH)) {
 		l->kept = 0;
-		l->readers_until = now_ns() + BRLOCK_READ_TURN_NS;
+		if (w & BRLOCK_WAITERS)
+			l->readers_until = now_ns() + BRLOCK_READ_TURN_NS;
 		while (!atomic_compare_exchange_weak(&l->waiting, &w,
 				(w & ~0xffffu) + (1u << BRLOCK_TURN_SHIFT)))
 			;

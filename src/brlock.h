@@ -7,13 +7,30 @@
  *
  * The reader's increment and the writer's flag are both sequentially
  * consistent: either the reader sees the flag and backs off, or the writer
- * sees the reader's count and waits. Readers that back off sleep on the flag
- * with a futex; the flag reads 2 while someone sleeps, so an unlock without
- * sleepers makes no system call.
+ * sees the reader's count and waits.
  *
- * A reader that finds the flag spins about as long as a writer holds the
- * lock before it sleeps. Without that, a thread converting in a loop takes
- * the lock back before the readers it woke are scheduled, and faults starve.
+ * Hand-off in batches: a reader that backs off counts itself in `waiting`
+ * and waits for a write unlock to pass its turn, which lets in every reader
+ * counted there (moves them to `granted`); the next writer waits until they
+ * are in and out again. An unlock passes the turn when a waiter sleeps, or
+ * when it is the BRLOCK_WRITE_BATCH-th that found waiters since the last
+ * hand-off; the others keep it, and a spinning reader takes the gap if the
+ * flag stays down. After a hand-off the next writer lets readers run for
+ * BRLOCK_READ_TURN_NS (brlock.c) before it raises its flag. So a reader,
+ * once counted while a writer holds or wants the lock, gets in within
+ * BRLOCK_WRITE_BATCH write unlocks, however fast writers come back for the
+ * lock; a writer waits for the readers already in, the ones its predecessor
+ * let in, and the read turn, while readers that come after its flag wait:
+ * a stream of readers cannot keep it out. Batches, because a hand-off costs
+ * cache-line round trips between CPUs: with one at every unlock, a thread
+ * converting in a loop and one faulting beside it both fell far below their
+ * rates alone (docs/design.md has the figures).
+ *
+ * `waiting` packs the number of waiting readers (bits 0-14: fewer than
+ * 32768 threads may wait on one lock at once), a flag that one of them
+ * sleeps on the word with a futex (bit 15), and the turn they wait to pass,
+ * the count of hand-offs modulo 2^16 (bits 16-31). An unlock that does not
+ * hand off writes nothing there and makes no system call.
  */
 #ifndef GMEM_BRLOCK_H
 #define GMEM_BRLOCK_H
@@ -25,6 +42,11 @@
 
 #define BRLOCK_SLOTS 16
 
+#define BRLOCK_WAITERS		0x7fffu		/* readers waiting for the unlock */
+#define BRLOCK_SLEEPERS		0x8000u		/* one of them sleeps on `waiting` */
+#define BRLOCK_TURN_SHIFT	16		/* the turn they wait to pass */
+#define BRLOCK_WRITE_BATCH	64		/* unlocks that may keep the turn */
+
 struct brlock_slot {
 	atomic_long readers;
 	char pad[64 - sizeof(atomic_long)];
@@ -32,8 +54,12 @@ struct brlock_slot {
 
 struct brlock {
 	struct brlock_slot slot[BRLOCK_SLOTS];
-	atomic_int writer;		/* 0 free, 1 held or wanted, 2 and readers sleep */
-	pthread_mutex_t writers;	/* serialises writers */
+	atomic_int writer;		/* 0 free, 1 held or wanted */
+	atomic_uint waiting;		/* waiters, sleepers, turn: see above */
+	atomic_long granted;		/* let in by the last unlock, not yet counted in */
+	pthread_mutex_t writers;	/* serialises writers, and guards: */
+	unsigned int kept;		/* unlocks that kept the turn from waiters */
+	long readers_until;		/* after a hand-off, readers run until then (ns) */
 } __attribute__((aligned(64)));
 
 void brlock_init(struct brlock *l);

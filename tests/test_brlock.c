@@ -1,5 +1,8 @@
 // SPDX-License-Identifier: MIT
-/* The big-reader lock with real threads: exclusion, writers waiting for readers and back. */
+/*
+ * The big-reader lock with real threads: exclusion, writers waiting for
+ * readers and back, and the hand-off that keeps either side from starving.
+ */
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -17,13 +20,14 @@ static void pause_ms(long ms)
 	nanosleep(&ts, NULL);
 }
 
-/* No reader counted in, no writer flagged. */
+/* No reader counted in, waiting or let in, no writer flagged. */
 static bool lock_is_idle(struct brlock *l)
 {
 	for (int i = 0; i < BRLOCK_SLOTS; i++)
 		if (atomic_load(&l->slot[i].readers))
 			return false;
-	return !atomic_load(&l->writer);
+	return !atomic_load(&l->writer) && !atomic_load(&l->granted) &&
+	       !(atomic_load(&l->waiting) & BRLOCK_WAITERS);
 }
 
 static void wait_for(atomic_int *flag, int val)
@@ -268,6 +272,175 @@ TEST(readers_on_other_threads_enter_while_one_holds_the_lock)
 	ASSERT_EQ(entered, 1);
 	ASSERT_TRUE(lock_is_idle(&o.lock));
 	brlock_destroy(&o.lock);
+}
+
+/* ------------------------------------------ readers beside a looping writer */
+
+#define HANDOFF_READERS	4
+#define HANDOFF_CYCLES	2000
+
+struct handoff {
+	struct brlock lock;
+	atomic_int held;		/* the writer holds its first cycle */
+	atomic_int go;			/* every reader waits: start looping */
+	atomic_long cycles;		/* write cycles done, stored under the lock */
+	long seen[HANDOFF_READERS];	/* `cycles` as each reader got in */
+};
+
+static void *handoff_writer(void *arg)
+{
+	struct handoff *h = arg;
+
+	brlock_write_lock(&h->lock);
+	atomic_store(&h->held, 1);
+	wait_for(&h->go, 1);
+	/* Takes the lock back at once, as a thread converting in a loop. */
+	for (long i = 1; i <= HANDOFF_CYCLES; i++) {
+		brlock_write_unlock(&h->lock);
+		brlock_write_lock(&h->lock);
+		atomic_store(&h->cycles, i);
+	}
+	brlock_write_unlock(&h->lock);
+	return NULL;
+}
+
+struct handoff_reader {
+	struct handoff *h;
+	int i;
+};
+
+static void *handoff_reader(void *arg)
+{
+	struct handoff_reader *r = arg;
+
+	brlock_read_lock(&r->h->lock);
+	r->h->seen[r->i] = atomic_load(&r->h->cycles);
+	brlock_read_unlock(&r->h->lock);
+	return NULL;
+}
+
+/*
+ * Readers that wait while a writer holds the lock get in before the writer,
+ * which takes the lock straight back each time, has held it
+ * BRLOCK_WRITE_BATCH more times: each reads the cycle count of the hold it
+ * got in after, below the batch. The readers are known to wait (counted in
+ * `waiting`) before the writer starts looping, and the bound holds however
+ * they are scheduled.
+ */
+TEST(readers_waiting_on_a_looping_writer_get_in_within_a_write_batch)
+{
+	static struct handoff h;
+	struct handoff_reader arg[HANDOFF_READERS];
+	pthread_t w, r[HANDOFF_READERS];
+	long late = 0;
+
+	for (int round = 0; round < 50; round++) {
+		brlock_init(&h.lock);
+		atomic_store(&h.held, 0);
+		atomic_store(&h.go, 0);
+		atomic_store(&h.cycles, 0);
+		ASSERT_EQ(pthread_create(&w, NULL, handoff_writer, &h), 0);
+		wait_for(&h.held, 1);
+		for (int i = 0; i < HANDOFF_READERS; i++) {
+			arg[i] = (struct handoff_reader){ &h, i };
+			h.seen[i] = -1;
+			ASSERT_EQ(pthread_create(&r[i], NULL, handoff_reader, &arg[i]), 0);
+		}
+		while ((atomic_load(&h.lock.waiting) & BRLOCK_WAITERS) != HANDOFF_READERS)
+			sched_yield();
+		atomic_store(&h.go, 1);
+		for (int i = 0; i < HANDOFF_READERS; i++)
+			ASSERT_EQ(pthread_join(r[i], NULL), 0);
+		ASSERT_EQ(pthread_join(w, NULL), 0);
+		for (int i = 0; i < HANDOFF_READERS; i++) {
+			ASSERT_GE(h.seen[i], 0);
+			if (h.seen[i] >= BRLOCK_WRITE_BATCH)
+				late++;
+		}
+		ASSERT_EQ(atomic_load(&h.cycles), HANDOFF_CYCLES);
+		ASSERT_TRUE(lock_is_idle(&h.lock));
+		brlock_destroy(&h.lock);
+	}
+	ASSERT_EQ(late, 0);
+}
+
+/* ------------------------------------------ a writer beside a reader stream */
+
+#define STREAM_READERS	4
+
+struct stream {
+	struct brlock lock;
+	atomic_int stop;
+	atomic_long cycles;		/* write cycles done, stored under the lock */
+	atomic_long sections;		/* read sections done */
+	atomic_long overtakes;		/* sections that jumped a waiting writer */
+};
+
+static void *stream_writer(void *arg)
+{
+	struct stream *st = arg;
+
+	for (long i = 1; i <= HANDOFF_CYCLES; i++) {
+		brlock_write_lock(&st->lock);
+		atomic_store(&st->cycles, i);
+		brlock_write_unlock(&st->lock);
+	}
+	atomic_store(&st->stop, 1);
+	return NULL;
+}
+
+/*
+ * Reads in a loop with no pause. A section that finds a writer waiting
+ * (its flag up) is the last this thread gets before that writer: the next
+ * one waits for its unlock, so never again sees the flag with the same
+ * cycle count.
+ */
+static void *stream_reader(void *arg)
+{
+	struct stream *st = arg;
+	long flagged_at = -1;
+
+	while (!atomic_load(&st->stop)) {
+		brlock_read_lock(&st->lock);
+		if (atomic_load(&st->lock.writer)) {
+			long c = atomic_load(&st->cycles);
+
+			if (c == flagged_at)
+				atomic_fetch_add(&st->overtakes, 1);
+			flagged_at = c;
+		}
+		brlock_read_unlock(&st->lock);
+		atomic_fetch_add(&st->sections, 1);
+	}
+	return NULL;
+}
+
+/*
+ * A writer among readers that take the lock back at once gets in, every
+ * time (the writer finishes its cycles), and no reader overtakes it twice.
+ */
+TEST(a_writer_gets_in_beside_a_stream_of_readers)
+{
+	static struct stream st;
+	pthread_t w, r[STREAM_READERS];
+
+	brlock_init(&st.lock);
+	atomic_store(&st.stop, 0);
+	atomic_store(&st.cycles, 0);
+	atomic_store(&st.sections, 0);
+	atomic_store(&st.overtakes, 0);
+	for (int i = 0; i < STREAM_READERS; i++)
+		ASSERT_EQ(pthread_create(&r[i], NULL, stream_reader, &st), 0);
+	ASSERT_EQ(pthread_create(&w, NULL, stream_writer, &st), 0);
+	ASSERT_EQ(pthread_join(w, NULL), 0);
+	for (int i = 0; i < STREAM_READERS; i++)
+		ASSERT_EQ(pthread_join(r[i], NULL), 0);
+	printf("#   %ld read sections beside %d write cycles\n",
+	       atomic_load(&st.sections), HANDOFF_CYCLES);
+	ASSERT_EQ(atomic_load(&st.cycles), HANDOFF_CYCLES);
+	ASSERT_EQ(atomic_load(&st.overtakes), 0);
+	ASSERT_TRUE(lock_is_idle(&st.lock));
+	brlock_destroy(&st.lock);
 }
 
 /* ---------------------------------------------------------------- slots */

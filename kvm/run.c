@@ -156,10 +156,18 @@ static enum verdict guest_access(struct kvm_vcpu *v, uint64_t gpa, void *data,
 		/*
 		 * A disagreement means a conversion ran between the lookup and
 		 * the fault: look again, as the kernel's fault retries, for as
-		 * long as the attribute keeps moving. The same answer 16 times
-		 * in a row is a real disagreement.
+		 * long as the attribute keeps moving. Where the lookup reads
+		 * the VM's attributes (the per-VM model), the same answer 16
+		 * times in a row is a real disagreement with the file's. Where
+		 * it reads the file's, the one the fault checks, every
+		 * disagreement is a conversion that ran in between, even when
+		 * the lookups keep reading the same answer (a converter
+		 * flipping the page back and forth between them): keep looking,
+		 * within a bound far beyond any race.
 		 */
-		for (int same = 0, last = -1; same < 16;) {
+		int limit = config.model == MODEL_PER_VM && !s->view_any ? 16 : 100000;
+
+		for (int same = 0, last = -1; same < limit;) {
 			bool private = fault_private(vm, s, gpa);
 			struct gmem_exit exit;
 			int ret;

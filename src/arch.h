@@ -73,17 +73,16 @@ struct gmem_arch {
 /* --------------------------------------------------- the frame model */
 
 /*
- * Per-frame model state, one word per frame of the pool (pool.c). The arch
- * owns the low byte and bits 8..63 except FRAME_WAS_PRIVATE, which the engine
- * keeps: set when a frame is made private, cleared when it is reclaimed.
- * Where the arch records which guest a frame belongs to (ASID, TD, VMID), it
- * keeps it in bits 8..23 (frame_guest_bits, frame_guest).
+ * Per-frame model state, one word per frame of the pool (pool.c), the
+ * arch's own (the engine keeps its mark beside it: pool.h,
+ * frame_was_private). Where the arch records which guest a frame belongs to
+ * (ASID, TD, VMID), it keeps it in bits 8..23 (frame_guest_bits,
+ * frame_guest).
  */
-#define FRAME_WAS_PRIVATE	(1ULL << 7)
 #define FRAME_GUEST_SHIFT	8
 
 uint64_t frame_get(struct gmem_pool *pool, uint64_t pfn);
-/* Set the arch bits of a frame, keeping the engine's. */
+/* Set the arch's word of a frame. */
 void frame_set_arch(struct gmem_pool *pool, uint64_t pfn, uint64_t v);
 /*
  * Content destroyed in place, as by a TDX page reset or an SNP scrub: the

@@ -140,7 +140,7 @@ void check_reclaimed(struct gmem_file *file, uint64_t pfn, uint64_t nr)
 		bool private = attr_lookup(&file->attrs, index, NULL, NULL) &
 			       GMEM_ATTR_PRIVATE;
 
-		if (!(frame_get(pool, i) & FRAME_WAS_PRIVATE))
+		if (!frame_was_private(pool, i))
 			continue;
 		/*
 		 * Only a page freed while private holds data the host must not see;
@@ -372,7 +372,7 @@ static void check_pages(struct gmem_vm *vm, struct gmem_file *file)
 		const char *rule;
 
 		if (!folio_present(file, index)) {
-			if (frame_get(vm->pool, pfn) & FRAME_WAS_PRIVATE)
+			if (frame_was_private(vm->pool, pfn))
 				check_violation(vm, 5, index << PAGE_SHIFT, pfn,
 						"a frame made private left its folio without reclaim");
 			continue;

@@ -63,6 +63,16 @@ static void free_windows(struct window *w)
 	}
 }
 
+/*
+ * The frame model's memory: the arch's word per frame, then the engine's
+ * bit per frame, in one sparse anonymous mapping touched only where frames
+ * are used.
+ */
+static size_t frame_model_bytes(uint64_t nframes)
+{
+	return nframes * sizeof(uint64_t) + (nframes + 63) / 64 * sizeof(uint64_t);
+}
+
 static void pool_release(struct obj *o)
 {
 	struct gmem_pool *pool = (struct gmem_pool *)o;
@@ -71,7 +81,7 @@ static void pool_release(struct obj *o)
 	free_windows(pool->spares);
 	pool->spares = NULL;
 	munmap(pool->direct_map, pool->nframes << PAGE_SHIFT);
-	munmap(pool->frames, pool->nframes * sizeof(*pool->frames));
+	munmap(pool->frames, frame_model_bytes(pool->nframes));
 	close(pool->memfd);
 	pthread_mutex_destroy(&pool->lock);
 	obj_recycle(o);
@@ -185,14 +195,14 @@ GMEM_API int gmem_pool_create(uint64_t capacity)
 			       (unsigned long long)(capacity / GIB));
 		goto out_close;
 	}
-	/* The arch model: a word per frame, touched only where frames are used. */
-	pool->frames = try_mmap(NULL, pool->nframes * sizeof(*pool->frames),
+	pool->frames = try_mmap(NULL, frame_model_bytes(pool->nframes),
 				PROT_READ | PROT_WRITE,
 				MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (pool->frames == MAP_FAILED) {
 		ret = gmem_err(ENOMEM, "gmem_pool_create: no address space for the frame model");
 		goto out_unmap;
 	}
+	pool->was_private = pool->frames + pool->nframes;
 	/*
 	 * A fork child cannot use the pool (its handles fail with EIO), and the
 	 * direct map reaches every private frame: it does not inherit either.
@@ -200,7 +210,7 @@ GMEM_API int gmem_pool_create(uint64_t capacity)
 	 * map (and it would read the whole sparse capacity).
 	 */
 	if (try_madvise(pool->direct_map, capacity, MADV_DONTFORK) ||
-	    try_madvise(pool->frames, pool->nframes * sizeof(*pool->frames),
+	    try_madvise(pool->frames, frame_model_bytes(pool->nframes),
 			MADV_DONTFORK)) {
 		ret = gmem_err(ENOMEM, "gmem_pool_create: cannot keep the direct map from fork children");
 		goto out_unmap_frames;
@@ -221,7 +231,7 @@ GMEM_API int gmem_pool_create(uint64_t capacity)
 	return ret;
 
 out_unmap_frames:
-	munmap(pool->frames, pool->nframes * sizeof(*pool->frames));
+	munmap(pool->frames, frame_model_bytes(pool->nframes));
 out_unmap:
 	munmap(pool->direct_map, capacity);
 out_close:
@@ -432,11 +442,7 @@ uint64_t frame_get(struct gmem_pool *pool, uint64_t pfn)
 
 void frame_set_arch(struct gmem_pool *pool, uint64_t pfn, uint64_t v)
 {
-	uint64_t old = frame_get(pool, pfn), new;
-
-	do {
-		new = (old & FRAME_WAS_PRIVATE) | (v & ~FRAME_WAS_PRIVATE);
-	} while (!atomic_compare_exchange_weak(&pool->frames[pfn], &old, new));
+	atomic_store_explicit(&pool->frames[pfn], v, memory_order_relaxed);
 }
 
 /*
@@ -444,7 +450,8 @@ void frame_set_arch(struct gmem_pool *pool, uint64_t pfn, uint64_t v)
  * scrub): the frames that hold data are zeroed where they are and stay with
  * their file, so no memory the file owns goes back and the next fault finds
  * the page present. mincore() finds them in O(nr): on a shared mapping it
- * reports the memfd's page cache. (SEEK_HOLE cannot be bounded: it walks
+ * reports the memfd's pages that hold data (written or faulted in; one
+ * fallocate left untouched reads zero and counts as a hole). (SEEK_HOLE cannot be bounded: it walks
  * every present page after the range too.) The rest are holes, which stay
  * holes, so clearing allocates nothing, or pages swapped out, which a
  * punch clears (it costs nothing on a hole).

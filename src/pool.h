@@ -35,6 +35,7 @@ struct gmem_pool {
 	atomic_uint_least64_t files;
 	atomic_uint_least64_t metadata_bytes;
 	atomic_uint_least64_t *frames;	/* arch model, one word per frame */
+	atomic_uint_least64_t *was_private;	/* the engine's mark, a bit per frame */
 	/* One machine, one arch: set by the first VM (pool_claim_arch). */
 	_Atomic(const struct gmem_arch *) arch;
 	unsigned int arch_claims;	/* VM creates in flight; under lock */
@@ -60,20 +61,29 @@ static inline void *pool_va(struct gmem_pool *pool, uint64_t pfn)
 }
 
 /*
- * The engine's bit of the frame model (arch.h, FRAME_WAS_PRIVATE): the frame
- * now holds guest-private data and must be reclaimed before reuse; or it no
- * longer does (reclaimed, or its content destroyed).
+ * The engine's mark on a frame, beside the arch model: the frame now holds
+ * guest-private data and must be reclaimed before reuse; or it no longer
+ * does (reclaimed, or its content destroyed). A bit per frame, so a backend
+ * without hardware state (sw) spends 32 KiB per GiB on it, not a word per
+ * frame, and a first fault reads a line 64 frames share.
  */
+static inline bool frame_was_private(struct gmem_pool *pool, uint64_t pfn)
+{
+	return atomic_load_explicit(&pool->was_private[pfn / 64],
+				    memory_order_relaxed) & (1ULL << (pfn % 64));
+}
+
 static inline void frame_mark_private(struct gmem_pool *pool, uint64_t pfn)
 {
-	if (!(atomic_load_explicit(&pool->frames[pfn], memory_order_relaxed) &
-	      FRAME_WAS_PRIVATE))
-		atomic_fetch_or(&pool->frames[pfn], FRAME_WAS_PRIVATE);
+	if (!frame_was_private(pool, pfn))
+		atomic_fetch_or(&pool->was_private[pfn / 64], 1ULL << (pfn % 64));
 }
 
 static inline void frame_forget_private(struct gmem_pool *pool, uint64_t pfn)
 {
-	atomic_fetch_and(&pool->frames[pfn], ~FRAME_WAS_PRIVATE);
+	if (frame_was_private(pool, pfn))
+		atomic_fetch_and(&pool->was_private[pfn / 64],
+				 ~(1ULL << (pfn % 64)));
 }
 
 bool frame_is_zero(struct gmem_pool *pool, uint64_t pfn);

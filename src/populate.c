@@ -45,7 +45,7 @@ static int populate_page(struct gmem_vm *vm, uint64_t gfn, const uint8_t *src)
 	 * cleared by reclaim).
 	 */
 	if (!vm->arch->post_populate &&
-	    (frame_get(vm->pool, pfn) & FRAME_WAS_PRIVATE)) {
+	    frame_was_private(vm->pool, pfn)) {
 		ret = gmem_err(EEXIST, "gmem_vm_populate: gpa %#llx is already the guest's",
 			       (unsigned long long)(gfn << PAGE_SHIFT));
 		goto out;

@@ -349,9 +349,9 @@ static void to_shared_mark(const char *arch, bool kept)
 	uint64_t pfn;
 
 	ASSERT_EQ(gmem_vm_fault(x.vm, GPA + PG, PRIVATE_W, &pfn, NULL), 0);
-	ASSERT_TRUE(frame_get(x.v->pool, pfn) & FRAME_WAS_PRIVATE);
+	ASSERT_TRUE(frame_was_private(x.v->pool, pfn));
 	ASSERT_EQ(convert(x.fd, PG, PG, 0), 0);
-	ASSERT_EQ(!!(frame_get(x.v->pool, pfn) & FRAME_WAS_PRIVATE), kept);
+	ASSERT_EQ(frame_was_private(x.v->pool, pfn), kept);
 	expect_none(&x);
 	teardown(&x);
 }

@@ -127,6 +127,10 @@ static bool spurious_fault(struct gmem_vm *vm, uint64_t gfn, bool private,
 static int fault(struct gmem_vm *vm, uint64_t gfn, bool private,
 		 uint64_t *pfnp, struct gmem_exit *exit)
 {
+	struct s2_cache cache = { 0 };
+	bool short_cache = false;
+	int ret;
+
 	lock_assert_held_shared(&vm->slots_lock);
 	if (spurious_fault(vm, gfn, private, pfnp))
 		return 0;
@@ -134,12 +138,19 @@ static int fault(struct gmem_vm *vm, uint64_t gfn, bool private,
 		struct memslot *slot = vm_find_slot(vm, gfn);
 		struct gmem_file *file;
 		uint64_t pfn, index, span, seq;
-		int ret, level;
+		int level;
 		bool stored;
 
-		if (!slot)
-			return gmem_err(EFAULT, "gmem_vm_fault: nothing bound at gpa %#llx",
-					(unsigned long long)(gfn << PAGE_SHIFT));
+		if (!slot) {
+			ret = gmem_err(EFAULT, "gmem_vm_fault: nothing bound at gpa %#llx",
+				       (unsigned long long)(gfn << PAGE_SHIFT));
+			break;
+		}
+		/* Memory first: a fault that fails for it has changed nothing. */
+		if (s2_topup(&vm->s2, &cache, gfn, short_cache)) {
+			ret = gmem_err(ENOMEM, "gmem_vm_fault: out of memory for stage-2");
+			break;
+		}
 		file = slot->file;
 		index = slot_index(slot, gfn);
 		brlock_read_lock(&file->invalidate_lock);
@@ -147,10 +158,11 @@ static int fault(struct gmem_vm *vm, uint64_t gfn, bool private,
 		if (ret) {
 			brlock_read_unlock(&file->invalidate_lock);
 			if (ret < 0)
-				return gmem_err(-ret, "gmem_vm_fault: the arch refused gpa %#llx",
-						(unsigned long long)(gfn << PAGE_SHIFT));
-			memory_fault_exit(exit, gfn, private);
-			return 1;
+				ret = gmem_err(-ret, "gmem_vm_fault: the arch refused gpa %#llx",
+					       (unsigned long long)(gfn << PAGE_SHIFT));
+			else
+				memory_fault_exit(exit, gfn, private);
+			break;
 		}
 		/* A huge entry must fit the slot with gfn and file page aligned alike. */
 		span = 1ULL << (level * S2_BITS);
@@ -168,22 +180,30 @@ static int fault(struct gmem_vm *vm, uint64_t gfn, bool private,
 			brlock_read_unlock(&file->invalidate_lock);
 			continue;
 		}
-		ret = s2_map(&vm->s2, gfn, pfn, private, level, &stored);
+		ret = s2_map(&vm->s2, gfn, pfn, private, level, &stored, &cache);
 		if (ret >= 0 && stored) {	/* a new entry, of level ret */
 			span = 1ULL << (ret * S2_BITS);
 			ret = view_open(slot, gfn & ~(span - 1), span, private);
 		}
 		brlock_read_unlock(&vm->mmu_lock);
 		brlock_read_unlock(&file->invalidate_lock);
+		if (ret == -EAGAIN) {
+			short_cache = true;
+			continue;
+		}
 		if (ret == -ENOMEM)
-			return gmem_err(ENOMEM, "gmem_vm_fault: out of memory for stage-2");
-		if (ret < 0)
-			return gmem_err(EIO, "gmem_vm_fault: stage-2 at gpa %#llx holds another frame",
-					(unsigned long long)(gfn << PAGE_SHIFT));
-		if (pfnp)
+			ret = gmem_err(ENOMEM, "gmem_vm_fault: out of memory for stage-2");
+		else if (ret < 0)
+			ret = gmem_err(EIO, "gmem_vm_fault: stage-2 at gpa %#llx holds another frame",
+				       (unsigned long long)(gfn << PAGE_SHIFT));
+		else if (pfnp)
 			*pfnp = pfn;
-		return 0;
+		if (ret > 0)
+			ret = 0;
+		break;
 	}
+	s2_cache_release(&vm->s2, &cache);
+	return ret;
 }
 
 GMEM_API int gmem_vm_fault(int vmh, uint64_t gpa, unsigned int flags,

@@ -161,8 +161,50 @@ static int install(_Atomic uint64_t *slot, int level, uint64_t gfn,
 	}
 }
 
+/*
+ * How many tables the walk to @gfn's 4 KiB entry lacks, read with no lock
+ * (tables are type-stable, so a racing zap makes this a guess, never a
+ * fault).
+ */
+static int tables_missing(struct stage2 *s2, uint64_t gfn)
+{
+	struct s2_table *t = s2->root;
+
+	for (int level = S2_LEVELS - 1; level > 0; level--) {
+		uint64_t v = atomic_load_explicit(&t->e[idx(gfn, level)],
+						  memory_order_acquire);
+
+		if (!v)
+			return level;
+		if (is_leaf(v))
+			return 0;
+		t = table_of(v);
+	}
+	return 0;
+}
+
+int s2_topup(struct stage2 *s2, struct s2_cache *c, uint64_t gfn, bool all)
+{
+	int want = all || gfn >= S2_MAX_GFN ? S2_LEVELS - 1 : tables_missing(s2, gfn);
+
+	while (c->n < want) {
+		struct s2_table *t = table_get(s2);
+
+		if (!t)
+			return -ENOMEM;
+		c->t[c->n++] = t;
+	}
+	return 0;
+}
+
+void s2_cache_release(struct stage2 *s2, struct s2_cache *c)
+{
+	while (c->n)
+		table_put(s2, c->t[--c->n]);
+}
+
 int s2_map(struct stage2 *s2, uint64_t gfn, uint64_t pfn, bool private,
-	   int want, bool *stored)
+	   int want, bool *stored, struct s2_cache *c)
 {
 	struct s2_table *t = s2->root;
 
@@ -193,16 +235,18 @@ int s2_map(struct stage2 *s2, uint64_t gfn, uint64_t pfn, bool private,
 			return -EEXIST;
 		}
 		if (!next) {
-			struct s2_table *n = table_get(s2);
+			struct s2_table *n;
 			uint64_t expected = 0;
 
-			if (!n)
-				return -ENOMEM;
+			/* A zap took tables out since the top-up: top up again. */
+			if (!c->n)
+				return -EAGAIN;
+			n = c->t[--c->n];
 			if (atomic_compare_exchange_strong(slot, &expected,
 							   (uint64_t)(uintptr_t)n)) {
 				next = (uint64_t)(uintptr_t)n;
 			} else {
-				table_put(s2, n);	/* another fault won the race */
+				c->t[c->n++] = n;	/* another fault won the race */
 				next = expected;
 				if (is_leaf(next)) {
 					level++;	/* look at the leaf again */

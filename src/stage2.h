@@ -46,13 +46,30 @@ struct s2_entry {
 int s2_init(struct stage2 *s2, const void *mmu_lock);
 void s2_destroy(struct stage2 *s2);
 /*
+ * The tables a fault may need, taken before it changes anything, as KVM
+ * tops up its caches before it faults a page in: s2_map then cannot fail
+ * for want of memory. s2_topup fills @c with the tables the walk to @gfn
+ * lacks now (all a walk can need with @all), 0 or -ENOMEM; what s2_map did
+ * not use goes back with s2_cache_release. A cache starts zeroed.
+ */
+struct s2_cache {
+	int n;
+	struct s2_table *t[S2_LEVELS - 1];
+};
+
+int s2_topup(struct stage2 *s2, struct s2_cache *c, uint64_t gfn, bool all);
+void s2_cache_release(struct stage2 *s2, struct s2_cache *c);
+
+/*
  * Map page @gfn -> @pfn with a leaf of level @level (covering the aligned
- * span around both). Where smaller entries still fill that span, maps the
- * page alone at level 0. Returns the level of the entry that maps the page
- * or -errno; *@stored is false when that entry was there already.
+ * span around both), taking the tables it lacks from @c. Where smaller
+ * entries still fill that span, maps the page alone at level 0. Returns the
+ * level of the entry that maps the page, -EAGAIN if @c ran short (a zap
+ * took tables out since s2_topup: top up with @all and retry), or -errno;
+ * *@stored is false when that entry was there already.
  */
 int s2_map(struct stage2 *s2, uint64_t gfn, uint64_t pfn, bool private,
-	   int level, bool *stored);
+	   int level, bool *stored, struct s2_cache *c);
 bool s2_lookup(struct stage2 *s2, uint64_t gfn, struct s2_entry *e);
 /*
  * s2_lookup with no lock held: 1 mapped (*@e filled), 0 not, -EAGAIN if a

@@ -82,13 +82,16 @@ static void expect_none(struct fixture *x)
 static void s2_set(struct fixture *x, uint64_t gfn, uint64_t pfn, bool private,
 		   int level)
 {
+	struct s2_cache cache = { 0 };
 	bool stored;
 
+	ASSERT_EQ(s2_topup(&x->v->s2, &cache, gfn, true), 0);
 	/* Installs run under mmu_lock shared, as a fault's. */
 	brlock_read_lock(&x->v->mmu_lock);
-	ASSERT_GE(s2_map(&x->v->s2, gfn, pfn, private, level, &stored), 0);
+	ASSERT_GE(s2_map(&x->v->s2, gfn, pfn, private, level, &stored, &cache), 0);
 	ASSERT_TRUE(stored);
 	brlock_read_unlock(&x->v->mmu_lock);
+	s2_cache_release(&x->v->s2, &cache);
 }
 
 static void s2_clear(struct fixture *x, uint64_t gfn, uint64_t n)

@@ -607,25 +607,19 @@ struct step {
 	int may_unmap;		/* a MAP_FIXED gmem_mmap at this page of the small
 				 * file: failing, it may leave [page, +2) unmapped,
 				 * as documented (and as mmap(2)) */
-	bool may_prepare;	/* a private fault in the huge file that maps at
-				 * 4 KiB: failing for want of a stage-2 table, it
-				 * leaves the pages it handed make_private
-				 * prepared (gmem allocates the table after the
-				 * arch prepares; KVM tops its caches up before) */
 };
 
-#define STEP(fn)		{ #fn, fn, 0, false, 0, -1, false }
-#define HANDLE_STEP(fn)		{ #fn, fn, 0, true, 0, -1, false }
-#define FILE_STEP(name, fn, f)	{ name, fn, f, false, 0, -1, false }
-#define WANT_STEP(fn, want)	{ #fn, fn, 0, false, want, -1, false }
-#define FIXED_STEP(fn, page)	{ #fn, fn, 0, false, 0, page, false }
-#define PREPARE_STEP(fn)	{ #fn, fn, 1, false, 0, -1, true }
+#define STEP(fn)		{ #fn, fn, 0, false, 0, -1 }
+#define HANDLE_STEP(fn)		{ #fn, fn, 0, true, 0, -1 }
+#define FILE_STEP(name, fn, f)	{ name, fn, f, false, 0, -1 }
+#define WANT_STEP(fn, want)	{ #fn, fn, 0, false, want, -1 }
+#define FIXED_STEP(fn, page)	{ #fn, fn, 0, false, 0, page }
 
 static const struct step steps[] = {
 	HANDLE_STEP(pool_create), HANDLE_STEP(vm_create),
-	{ "create_small", create_file, 0, true, 0, -1, false },
-	{ "create_huge", create_file, 1, true, 0, -1, false },
-	{ "create_giant", create_file, 2, true, 0, -1, false },
+	{ "create_small", create_file, 0, true, 0, -1 },
+	{ "create_huge", create_file, 1, true, 0, -1 },
+	{ "create_giant", create_file, 2, true, 0, -1 },
 	FILE_STEP("close_giant", close_file, 2),
 	FILE_STEP("bind_small", bind, 0), FILE_STEP("bind_huge", bind, 1),
 	FILE_STEP("mmap_small", map_file, 0), FILE_STEP("mmap_huge", map_file, 1),
@@ -637,7 +631,7 @@ static const struct step steps[] = {
 	WANT_STEP(fault_exit, GMEM_FAULT_EXIT),
 	STEP(huge_to_private), STEP(fault_huge_private),
 	STEP(huge_split), STEP(write_split), STEP(huge_merge),
-	PREPARE_STEP(fault_merged),
+	FILE_STEP("fault_merged", fault_merged, 1),
 	STEP(unpin), STEP(to_shared), STEP(to_private_again),
 	STEP(to_private_for_populate), WANT_STEP(populate, 1),
 	STEP(punch), STEP(allocate), STEP(punch_huge),
@@ -784,11 +778,6 @@ static void check_failed(const struct ctx *c, size_t i, int64_t ret,
 	for (int p = steps[i].may_unmap; p >= 0 && p < steps[i].may_unmap + 2; p++)
 		if (!now->page[0][p].mapped)
 			now->page[0][p] = before->page[0][p];
-	if (steps[i].may_prepare)
-		for (uint64_t p = 0; p < file_pages[steps[i].f]; p++)
-			if (now->page[steps[i].f][p].attr & PRIV)
-				now->page[steps[i].f][p].frame =
-					before->page[steps[i].f][p].frame;
 	diff = snap_diff(before, now, true);
 	if (now->violations != before->violations)
 		print_violations(c);

@@ -506,13 +506,18 @@ void check_after(struct gmem_vm *vm, const char *op)
 		brlock_read_unlock(&vm->mmu_lock);
 		brlock_read_unlock(&file->invalidate_lock);
 	}
-	brlock_read_lock(&vm->mmu_lock);
+	/*
+	 * Exclusive: a fault installs its stage-2 entry and then opens the
+	 * views under mmu_lock shared, so a check beside another thread's
+	 * fault could read the entry before its views open.
+	 */
+	brlock_write_lock(&vm->mmu_lock);
 	mutex_lock(&c->lock);
 	s2_walk(&vm->s2, check_entry, vm);
 	for (unsigned int i = 0; i < vm->nslots; i++)
 		view_check(vm, vm->slots[i], c->pagemap_fd);
 	mutex_unlock(&c->lock);
-	brlock_read_unlock(&vm->mmu_lock);
+	brlock_write_unlock(&vm->mmu_lock);
 	mutex_unlock(&vm->files_lock);
 	brlock_read_unlock(&vm->slots_lock);
 	free(maps);

@@ -155,15 +155,16 @@ void view_release(struct memslot *slot)
  * Check mode, invariant 2 for views: a page is open in a view exactly while
  * stage-2 maps it with the view's kind (the any view: with either kind).
  * Reads the views' page tables from @pagemap_fd; needs guard regions (with
- * mprotect the page tables do not say). Under slots_lock and mmu_lock
- * (shared), and the check lock.
+ * mprotect the page tables do not say). Under slots_lock, mmu_lock
+ * exclusive (a fault opens the views after it installs its entry, both
+ * under mmu_lock shared) and the check lock.
  */
 void view_check(struct gmem_vm *vm, struct memslot *slot, int pagemap_fd)
 {
 	uint64_t pm[512];
 
 	lock_assert_held(&vm->slots_lock);
-	lock_assert_held(&vm->mmu_lock);
+	lock_assert_held_exclusive(&vm->mmu_lock);
 
 	if (pagemap_fd < 0 || !fence_uses_guards())
 		return;

@@ -1,5 +1,8 @@
 // SPDX-License-Identifier: MIT
 /* Check mode (GMEM_VM_CHECK): clean workloads stay clean, the legacy contract's breakage is reported. */
+#include <pthread.h>
+#include <stdatomic.h>
+
 #include "arch_helpers.h"
 
 /* A handle number no test ever reaches. */
@@ -587,5 +590,71 @@ TEST(violations_returns_the_total_beyond_what_it_can_record)
 	ASSERT_EQ(v[0].offset, 0);
 	ASSERT_EQ(strcmp(v[0].op, "gmem_set_attributes"), 0);
 	ASSERT_EQ(gmem_close(fd), 0);
+	free_vm(pool, vm);
+}
+
+/*
+ * Check mode beside another thread's faults: a fault installs its stage-2
+ * entry and then opens the views, both under mmu_lock shared, so a check
+ * that read the views under mmu_lock shared too could catch a page mapped
+ * but not yet open. One thread faults fresh pages of a bound file with an
+ * any view (punching them again each round); this one makes checked calls
+ * meanwhile. No violation may be recorded.
+ */
+enum { FRESH_PAGES = 16 };
+
+struct faulter {
+	int vm, fd;
+	atomic_bool stop;
+	atomic_ulong faults;
+};
+
+static void *fault_fresh_pages(void *arg)
+{
+	struct faulter *f = arg;
+
+	while (!atomic_load(&f->stop)) {
+		for (int i = 0; i < FRESH_PAGES; i++) {
+			if (gmem_vm_fault(f->vm, GPA + i * PG, SHARED_W, NULL, NULL))
+				return (void *)1;
+			atomic_fetch_add(&f->faults, 1);
+		}
+		if (gmem_fallocate(f->fd, PUNCH, 0, FRESH_PAGES * PG))
+			return (void *)1;
+	}
+	return NULL;
+}
+
+TEST(check_beside_another_threads_faults_sees_no_half_installed_entry)
+{
+	static struct faulter f;
+	pthread_t t;
+	void *p, *ret;
+	int pool, vm;
+
+	checked_vm("sw", 0, &pool, &vm);
+	f = (struct faulter){ .vm = vm };
+	f.fd = gmem_create(vm, FRESH_PAGES * PG, GMEM_FLAG_INIT_SHARED);
+	ASSERT_GE(f.fd, 0);
+	ASSERT_EQ(gmem_vm_bind(vm, 0, GPA, FRESH_PAGES * PG, f.fd, 0), 0);
+	ASSERT_EQ(gmem_vm_view_mmap(vm, 0, GMEM_VIEW_ANY, &p), 0);
+	ASSERT_EQ(pthread_create(&t, NULL, fault_fresh_pages, &f), 0);
+	/*
+	 * Each fault of a present page is a checked call: a whole check.
+	 * The faulter checks after its own calls too, so the two mostly take
+	 * turns: give the window many chances, two thousand rounds of fresh pages.
+	 */
+	while (atomic_load(&f.faults) < 2000 * FRESH_PAGES &&
+	       !gmem_vm_violations(vm, NULL, 0))
+		ASSERT_EQ(gmem_vm_fault(vm, GPA, SHARED_R, NULL, NULL), 0);
+	atomic_store(&f.stop, true);
+	ASSERT_EQ(pthread_join(t, &ret), 0);
+	ASSERT_EQ(ret, NULL);
+	print_violations("beside a faulting thread", vm);
+	ASSERT_EQ(gmem_vm_violations(vm, NULL, 0), 0);
+	ASSERT_GE(atomic_load(&f.faults), 2000 * FRESH_PAGES);
+	ASSERT_EQ(gmem_vm_unbind(vm, 0), 0);
+	munmap(p, FRESH_PAGES * PG);
+	ASSERT_EQ(gmem_close(f.fd), 0);
 	free_vm(pool, vm);
 }

@@ -89,18 +89,20 @@ static void memory_fault_exit(struct gmem_exit *exit, uint64_t gfn,
  * (an invalidation zaps it before the attribute changes), so the file is
  * not consulted and its invalidate lock not taken. Nor is mmu_lock, unless
  * zaps race the lookup twice: the entry read is one a locked lookup that
- * ended just before the zap would have read.
+ * ended just before the zap would have read. *@missing: the stage-2 tables
+ * the fault is to top up (all a walk can need when the walk could not say).
  */
 static bool spurious_fault(struct gmem_vm *vm, uint64_t gfn, bool private,
-			   uint64_t *pfnp)
+			   uint64_t *pfnp, int *missing)
 {
 	struct s2_entry e;
 	bool mapped;
-	int ret = s2_lookup_unlocked(&vm->s2, gfn, &e);
+	int ret = s2_lookup_unlocked(&vm->s2, gfn, &e, missing);
 
 	if (ret == -EAGAIN)
-		ret = s2_lookup_unlocked(&vm->s2, gfn, &e);
+		ret = s2_lookup_unlocked(&vm->s2, gfn, &e, missing);
 	if (ret == -EAGAIN) {
+		*missing = S2_LEVELS - 1;
 		brlock_read_lock(&vm->mmu_lock);
 		ret = s2_lookup(&vm->s2, gfn, &e);
 		brlock_read_unlock(&vm->mmu_lock);
@@ -128,11 +130,10 @@ static int fault(struct gmem_vm *vm, uint64_t gfn, bool private,
 		 uint64_t *pfnp, struct gmem_exit *exit)
 {
 	struct s2_cache cache = { 0 };
-	bool short_cache = false;
-	int ret;
+	int ret, missing = 0;
 
 	lock_assert_held_shared(&vm->slots_lock);
-	if (spurious_fault(vm, gfn, private, pfnp))
+	if (spurious_fault(vm, gfn, private, pfnp, &missing))
 		return 0;
 	for (;;) {
 		struct memslot *slot = vm_find_slot(vm, gfn);
@@ -147,7 +148,7 @@ static int fault(struct gmem_vm *vm, uint64_t gfn, bool private,
 			break;
 		}
 		/* Memory first: a fault that fails for it has changed nothing. */
-		if (s2_topup(&vm->s2, &cache, gfn, short_cache)) {
+		if (s2_topup(&vm->s2, &cache, missing)) {
 			ret = gmem_err(ENOMEM, "gmem_vm_fault: out of memory for stage-2");
 			break;
 		}
@@ -188,7 +189,7 @@ static int fault(struct gmem_vm *vm, uint64_t gfn, bool private,
 		brlock_read_unlock(&vm->mmu_lock);
 		brlock_read_unlock(&file->invalidate_lock);
 		if (ret == -EAGAIN) {
-			short_cache = true;
+			missing = S2_LEVELS - 1;
 			continue;
 		}
 		if (ret == -ENOMEM)

@@ -161,32 +161,8 @@ static int install(_Atomic uint64_t *slot, int level, uint64_t gfn,
 	}
 }
 
-/*
- * How many tables the walk to @gfn's 4 KiB entry lacks, read with no lock
- * (tables are type-stable, so a racing zap makes this a guess, never a
- * fault).
- */
-static int tables_missing(struct stage2 *s2, uint64_t gfn)
+int s2_topup(struct stage2 *s2, struct s2_cache *c, int want)
 {
-	struct s2_table *t = s2->root;
-
-	for (int level = S2_LEVELS - 1; level > 0; level--) {
-		uint64_t v = atomic_load_explicit(&t->e[idx(gfn, level)],
-						  memory_order_acquire);
-
-		if (!v)
-			return level;
-		if (is_leaf(v))
-			return 0;
-		t = table_of(v);
-	}
-	return 0;
-}
-
-int s2_topup(struct stage2 *s2, struct s2_cache *c, uint64_t gfn, bool all)
-{
-	int want = all || gfn >= S2_MAX_GFN ? S2_LEVELS - 1 : tables_missing(s2, gfn);
-
 	while (c->n < want) {
 		struct s2_table *t = table_get(s2);
 
@@ -266,18 +242,25 @@ static void decode(uint64_t v, uint64_t gfn, int level, struct s2_entry *e)
 	e->level = level;
 }
 
-static bool lookup(struct stage2 *s2, uint64_t gfn, struct s2_entry *e)
+/* Not found: *@missing (if asked) is how many tables the walk lacks. */
+static bool lookup(struct stage2 *s2, uint64_t gfn, struct s2_entry *e,
+		   int *missing)
 {
 	struct s2_table *t = s2->root;
 
+	if (missing)
+		*missing = gfn >= S2_MAX_GFN ? S2_LEVELS - 1 : 0;
 	if (gfn >= S2_MAX_GFN)
 		return false;
 	for (int level = S2_LEVELS - 1; level >= 0; level--) {
 		uint64_t v = atomic_load_explicit(&t->e[idx(gfn, level)],
 						  memory_order_acquire);
 
-		if (!v)
+		if (!v) {
+			if (missing)
+				*missing = level;
 			return false;
+		}
 		if (is_leaf(v)) {
 			if (e)
 				decode(v, gfn, level, e);
@@ -293,10 +276,11 @@ static bool lookup(struct stage2 *s2, uint64_t gfn, struct s2_entry *e)
 bool s2_lookup(struct stage2 *s2, uint64_t gfn, struct s2_entry *e)
 {
 	lock_assert_held(s2->lock);
-	return lookup(s2, gfn, e);
+	return lookup(s2, gfn, e, NULL);
 }
 
-int s2_lookup_unlocked(struct stage2 *s2, uint64_t gfn, struct s2_entry *e)
+int s2_lookup_unlocked(struct stage2 *s2, uint64_t gfn, struct s2_entry *e,
+		       int *missing)
 {
 	unsigned int seq = atomic_load_explicit(&s2->seq, memory_order_acquire);
 	struct s2_entry found;
@@ -305,7 +289,7 @@ int s2_lookup_unlocked(struct stage2 *s2, uint64_t gfn, struct s2_entry *e)
 	if (seq & 1)
 		return -EAGAIN;
 	/* The walk's loads are acquires: the re-read below cannot pass them. */
-	mapped = lookup(s2, gfn, &found);
+	mapped = lookup(s2, gfn, &found, missing);
 	if (atomic_load_explicit(&s2->seq, memory_order_relaxed) != seq)
 		return -EAGAIN;
 	if (mapped && e)

@@ -48,16 +48,17 @@ void s2_destroy(struct stage2 *s2);
 /*
  * The tables a fault may need, taken before it changes anything, as KVM
  * tops up its caches before it faults a page in: s2_map then cannot fail
- * for want of memory. s2_topup fills @c with the tables the walk to @gfn
- * lacks now (all a walk can need with @all), 0 or -ENOMEM; what s2_map did
- * not use goes back with s2_cache_release. A cache starts zeroed.
+ * for want of memory. s2_topup fills @c up to @want tables (the walk's
+ * lack that s2_lookup_unlocked reported, or S2_LEVELS - 1, all a walk can
+ * need), 0 or -ENOMEM; what s2_map did not use goes back with
+ * s2_cache_release. A cache starts zeroed.
  */
 struct s2_cache {
 	int n;
 	struct s2_table *t[S2_LEVELS - 1];
 };
 
-int s2_topup(struct stage2 *s2, struct s2_cache *c, uint64_t gfn, bool all);
+int s2_topup(struct stage2 *s2, struct s2_cache *c, int want);
 void s2_cache_release(struct stage2 *s2, struct s2_cache *c);
 
 /*
@@ -65,7 +66,7 @@ void s2_cache_release(struct stage2 *s2, struct s2_cache *c);
  * span around both), taking the tables it lacks from @c. Where smaller
  * entries still fill that span, maps the page alone at level 0. Returns the
  * level of the entry that maps the page, -EAGAIN if @c ran short (a zap
- * took tables out since s2_topup: top up with @all and retry), or -errno;
+ * took tables out since s2_topup: top up all and retry), or -errno;
  * *@stored is false when that entry was there already.
  */
 int s2_map(struct stage2 *s2, uint64_t gfn, uint64_t pfn, bool private,
@@ -75,9 +76,12 @@ bool s2_lookup(struct stage2 *s2, uint64_t gfn, struct s2_entry *e);
  * s2_lookup with no lock held: 1 mapped (*@e filled), 0 not, -EAGAIN if a
  * zap ran meanwhile. What it returns was the entry at the moment of one of
  * its reads, as a lookup under mmu_lock that ended just before the zap.
+ * On 0, *@missing (if non-NULL) is how many tables the walk to @gfn's
+ * 4 KiB entry lacked, what a fault tops up (a guess once zaps run).
  * Only while the VM lives (vm_enter): s2_destroy frees the tables.
  */
-int s2_lookup_unlocked(struct stage2 *s2, uint64_t gfn, struct s2_entry *e);
+int s2_lookup_unlocked(struct stage2 *s2, uint64_t gfn, struct s2_entry *e,
+		       int *missing);
 uint64_t s2_zap(struct stage2 *s2, uint64_t start, uint64_t end,
 		unsigned int filter);
 /* Calls @fn for every leaf, at its first gfn; stops early if it returns non-zero. */

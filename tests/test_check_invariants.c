@@ -85,7 +85,7 @@ static void s2_set(struct fixture *x, uint64_t gfn, uint64_t pfn, bool private,
 	struct s2_cache cache = { 0 };
 	bool stored;
 
-	ASSERT_EQ(s2_topup(&x->v->s2, &cache, gfn, true), 0);
+	ASSERT_EQ(s2_topup(&x->v->s2, &cache, S2_LEVELS - 1), 0);
 	/* Installs run under mmu_lock shared, as a fault's. */
 	brlock_read_lock(&x->v->mmu_lock);
 	ASSERT_GE(s2_map(&x->v->s2, gfn, pfn, private, level, &stored, &cache), 0);

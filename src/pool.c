@@ -451,10 +451,10 @@ void frame_set_arch(struct gmem_pool *pool, uint64_t pfn, uint64_t v)
  * their file, so no memory the file owns goes back and the next fault finds
  * the page present. mincore() finds them in O(nr): on a shared mapping it
  * reports the memfd's pages that hold data (written or faulted in; one
- * fallocate left untouched reads zero and counts as a hole). (SEEK_HOLE cannot be bounded: it walks
- * every present page after the range too.) The rest are holes, which stay
- * holes, so clearing allocates nothing, or pages swapped out, which a
- * punch clears (it costs nothing on a hole).
+ * fallocate left untouched reads zero and counts as a hole). SEEK_HOLE
+ * cannot be bounded: it walks every present page after the range too. The
+ * rest are holes, which stay holes, so clearing allocates nothing, or pages
+ * swapped out, which a punch clears (it costs nothing on a hole).
  */
 void frames_clear_content(struct gmem_pool *pool, uint64_t pfn, uint64_t nr)
 {

@@ -1,7 +1,11 @@
 // SPDX-License-Identifier: MIT
+#include <errno.h>
 #include <linux/futex.h>
+#include <linux/membarrier.h>
 #include <stdbool.h>
 #include <sched.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -35,14 +39,65 @@ static inline void cpu_relax(void)
 #endif
 }
 
-static atomic_uint next_slot;
+/*
+ * Slot ownership: bit i of slots_owned is set while a thread owns slot i.
+ * A thread gives its slot back when it exits (the key's destructor); in a
+ * fork child, only the forking thread is left to own one.
+ */
+static atomic_uint slots_owned;
+static pthread_once_t slots_once = PTHREAD_ONCE_INIT;
+static pthread_key_t slot_key;
 static _Thread_local unsigned int my_slot = ~0u;
 
-/* Threads take slots round robin, so the first BRLOCK_SLOTS never share. */
+static void slot_give_back(void *v)
+{
+	unsigned int i = (unsigned int)(uintptr_t)v - 1;
+
+	/* A later read lock of this thread (another destructor) shares. */
+	my_slot = BRLOCK_SHARED_SLOT;
+	atomic_fetch_and(&slots_owned, ~(1u << i));
+}
+
+static void slots_after_fork(void)
+{
+	atomic_store(&slots_owned, my_slot < BRLOCK_SHARED_SLOT ? 1u << my_slot : 0);
+}
+
+static void slots_setup(void)
+{
+	if (pthread_key_create(&slot_key, slot_give_back) ||
+	    pthread_atfork(NULL, NULL, slots_after_fork))
+		atomic_store(&slots_owned, ~0u);	/* nobody owns: all share */
+}
+
+/* Own the lowest free slot, or share the last one if none is free. */
+static unsigned int brlock_my_slot_slow(void)
+{
+	unsigned int owned, i;
+
+	pthread_once(&slots_once, slots_setup);
+	owned = atomic_load(&slots_owned);
+	do {
+		unsigned int free = ~owned & ((1u << BRLOCK_SHARED_SLOT) - 1);
+
+		if (!free) {
+			my_slot = BRLOCK_SHARED_SLOT;
+			return my_slot;
+		}
+		i = (unsigned int)__builtin_ctz(free);
+	} while (!atomic_compare_exchange_weak(&slots_owned, &owned, owned | 1u << i));
+	if (pthread_setspecific(slot_key, (void *)(uintptr_t)(i + 1))) {
+		atomic_fetch_and(&slots_owned, ~(1u << i));
+		i = BRLOCK_SHARED_SLOT;
+	}
+	my_slot = i;
+	return my_slot;
+}
+
 unsigned int brlock_my_slot(void)
 {
 	if (__builtin_expect(my_slot == ~0u, 0))
-		my_slot = atomic_fetch_add(&next_slot, 1) % BRLOCK_SLOTS;
+		return brlock_my_slot_slow();
 	return my_slot;
 }
 
@@ -53,9 +108,52 @@ void brlock_init(struct brlock *l)
 	atomic_init(&l->writer, 0);
 	atomic_init(&l->waiting, 0);
 	atomic_init(&l->granted, 0);
+	l->rare_writers = false;
 	l->kept = 0;
 	l->readers_until = 0;
 	pthread_mutex_init(&l->writers, NULL);
+}
+
+static int membarrier(int cmd)
+{
+	return (int)syscall(SYS_membarrier, cmd, 0, 0);
+}
+
+static pthread_once_t membarrier_once = PTHREAD_ONCE_INIT;
+static bool have_membarrier;
+
+static void membarrier_register(void)
+{
+	int cmds = membarrier(MEMBARRIER_CMD_QUERY);
+
+	have_membarrier = cmds > 0 && (cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
+			  !membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED);
+}
+
+/*
+ * Readers that own a slot take @l with plain stores; its writers call
+ * membarrier(). Where the kernel lacks the private expedited command, @l is
+ * a plain brlock.
+ */
+void brlock_init_rare_writers(struct brlock *l)
+{
+	brlock_init(l);
+	pthread_once(&membarrier_once, membarrier_register);
+	l->rare_writers = have_membarrier;
+}
+
+/*
+ * Every CPU that runs a thread of this process has passed a full barrier:
+ * a reader's count stored before it is visible. The registration is the
+ * process's (a fork child inherits it); should the command refuse anyway,
+ * register again and retry once.
+ */
+static void fence_readers(void)
+{
+	if (membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
+	    (errno != EPERM || membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) ||
+	     membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)))
+		abort();	/* registered once, the command cannot fail */
 }
 
 void brlock_destroy(struct brlock *l)
@@ -163,6 +261,8 @@ void brlock_write_lock(struct brlock *l)
 		l->readers_until = 0;
 	}
 	atomic_store(&l->writer, 1);
+	if (l->rare_writers)
+		fence_readers();
 	/* The readers the last unlock let in go first. */
 	wait_for_zero(&l->granted);
 	for (int i = 0; i < BRLOCK_SLOTS; i++)

@@ -9,6 +9,17 @@
  * consistent: either the reader sees the flag and backs off, or the writer
  * sees the reader's count and waits.
  *
+ * Slots are owned: the first BRLOCK_SLOTS - 1 threads that take a read lock
+ * own one each, until they exit; later threads share the last one. Only its
+ * owner writes an owned slot, so a read unlock there is a plain store, not a
+ * read-modify-write. A lock whose writers are rare (brlock_init_rare_writers:
+ * a VM's memslots) goes further: an owner's read lock is a plain store too,
+ * with no fence, and each write lock pays for the missing fence with one
+ * membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED), which runs a full barrier
+ * on every CPU running a thread of the process before the writer reads the
+ * slots (the asymmetric fence of userspace RCU): a reader's count is then
+ * visible to the writer, or the reader's later load sees the flag.
+ *
  * Hand-off in batches: a reader that backs off counts itself in `waiting`
  * and waits for a write unlock to pass its turn, which lets in every reader
  * counted there (moves them to `granted`); the next writer waits until they
@@ -36,11 +47,13 @@
 #define GMEM_BRLOCK_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <pthread.h>
 
 #include "lock.h"
 
 #define BRLOCK_SLOTS 16
+#define BRLOCK_SHARED_SLOT	(BRLOCK_SLOTS - 1)	/* threads beyond the owners */
 
 #define BRLOCK_WAITERS		0x7fffu		/* readers waiting for the unlock */
 #define BRLOCK_SLEEPERS		0x8000u		/* one of them sleeps on `waiting` */
@@ -55,6 +68,7 @@ struct brlock_slot {
 struct brlock {
 	struct brlock_slot slot[BRLOCK_SLOTS];
 	atomic_int writer;		/* 0 free, 1 held or wanted */
+	bool rare_writers;		/* owners read-lock with no fence (see above) */
 	atomic_uint waiting;		/* waiters, sleepers, turn: see above */
 	atomic_long granted;		/* let in by the last unlock, not yet counted in */
 	pthread_mutex_t writers;	/* serialises writers, and guards: */
@@ -63,6 +77,7 @@ struct brlock {
 } __attribute__((aligned(64)));
 
 void brlock_init(struct brlock *l);
+void brlock_init_rare_writers(struct brlock *l);
 void brlock_destroy(struct brlock *l);
 void brlock_write_lock(struct brlock *l);
 void brlock_write_unlock(struct brlock *l);
@@ -71,9 +86,17 @@ unsigned int brlock_my_slot(void);
 
 static inline void brlock_read_lock(struct brlock *l)
 {
-	struct brlock_slot *s = &l->slot[brlock_my_slot()];
+	unsigned int i = brlock_my_slot();
+	struct brlock_slot *s = &l->slot[i];
 
-	atomic_fetch_add(&s->readers, 1);
+	if (l->rare_writers && i != BRLOCK_SHARED_SLOT) {
+		atomic_store_explicit(&s->readers, atomic_load_explicit(&s->readers,
+				      memory_order_relaxed) + 1, memory_order_relaxed);
+		/* The writer's membarrier() orders this store before the load. */
+		atomic_signal_fence(memory_order_seq_cst);
+	} else {
+		atomic_fetch_add(&s->readers, 1);
+	}
 	if (__builtin_expect(atomic_load(&l->writer), 0))
 		brlock_read_lock_slow(l, s);
 	lock_acquired(l, LOCK_SHARED);
@@ -81,9 +104,15 @@ static inline void brlock_read_lock(struct brlock *l)
 
 static inline void brlock_read_unlock(struct brlock *l)
 {
+	unsigned int i = brlock_my_slot();
+	struct brlock_slot *s = &l->slot[i];
+
 	lock_released(l);
-	atomic_fetch_sub_explicit(&l->slot[brlock_my_slot()].readers, 1,
-				  memory_order_release);
+	if (i != BRLOCK_SHARED_SLOT)
+		atomic_store_explicit(&s->readers, atomic_load_explicit(&s->readers,
+				      memory_order_relaxed) - 1, memory_order_release);
+	else
+		atomic_fetch_sub_explicit(&s->readers, 1, memory_order_release);
 }
 
 #endif

@@ -11,6 +11,8 @@
  *   vm->slots_lock             brlock: the VM's memslots. Shared across a
  *                              whole guest access (vm_enter), as KVM holds
  *                              SRCU; exclusive in bind, unbind, file release.
+ *                              Rare writers: a reader that owns its slot
+ *                              takes no fence (brlock_init_rare_writers).
  *   vm->files_lock             the VM's list of files, for the checker;
  *                              check_after() holds it over every file.
  *   file->invalidate_lock      brlock: the filemap invalidate lock. Shared by

@@ -138,7 +138,7 @@ GMEM_API int gmem_vm_create(int poolh, const char *arch_name, uint64_t flags)
 		goto out_claim;
 	}
 	if (fresh) {
-		brlock_init(&vm->slots_lock);
+		brlock_init_rare_writers(&vm->slots_lock);
 		brlock_init(&vm->mmu_lock);
 	}
 	vm->obj.release = vm_release;

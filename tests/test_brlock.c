@@ -7,7 +7,9 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "brlock.h"
@@ -46,6 +48,7 @@ struct excl {
 	atomic_long torn;		/* reads that saw a != b */
 	atomic_long backwards;		/* reads that saw a go down */
 	atomic_long reads_mid_run;	/* reads between two writes */
+	atomic_int owners;		/* fork_reader threads that own a slot */
 };
 
 static void *excl_writer(void *arg)
@@ -98,14 +101,20 @@ static void *excl_reader(void *arg)
  * overlap of a reader and a writer is also a data race report. Both sides run
  * a fixed number of iterations; how much they overlapped is only reported.
  */
-static void run_exclusion(int nreaders, int reader_iters, int writer_iters)
+static void run_exclusion(int nreaders, int reader_iters, int writer_iters,
+			  bool rare_writers)
 {
 	static struct excl x;
 	pthread_t r[32], w[2];
 	long torn, backwards;
 
 	ASSERT_LE(nreaders, 32);
-	brlock_init(&x.lock);
+	if (rare_writers) {
+		brlock_init_rare_writers(&x.lock);
+		ASSERT_TRUE(x.lock.rare_writers);	/* this host has membarrier */
+	} else {
+		brlock_init(&x.lock);
+	}
 	x.a = x.b = 0;
 	x.writer_iters = writer_iters;
 	x.reader_iters = reader_iters;
@@ -137,13 +146,24 @@ static void run_exclusion(int nreaders, int reader_iters, int writer_iters)
 
 TEST(writers_exclude_readers_and_each_other)
 {
-	run_exclusion(2, 2000000, 200000);
+	run_exclusion(2, 2000000, 200000, false);
 }
 
 /* More readers than slots: some threads share a slot's count. */
 TEST(writers_exclude_readers_that_share_slots)
 {
-	run_exclusion(BRLOCK_SLOTS + 3, 20000, 20000);
+	run_exclusion(BRLOCK_SLOTS + 3, 20000, 20000, false);
+}
+
+/* Readers that own a slot take no fence: the writers' membarrier() does. */
+TEST(rare_writers_exclude_readers_that_take_no_fence)
+{
+	run_exclusion(2, 2000000, 20000, true);
+}
+
+TEST(rare_writers_exclude_owners_and_sharers_of_slots)
+{
+	run_exclusion(BRLOCK_SLOTS + 3, 20000, 5000, true);
 }
 
 /* --------------------------------------------------- writer after reader */
@@ -445,31 +465,172 @@ TEST(a_writer_gets_in_beside_a_stream_of_readers)
 
 /* ---------------------------------------------------------------- slots */
 
+struct slot_probe {
+	atomic_int *taken;		/* threads that have their slot */
+	atomic_int *leave;		/* set: exit */
+	unsigned int slot[2];
+};
+
 static void *slot_of(void *arg)
 {
-	unsigned int *slot = arg;
+	struct slot_probe *p = arg;
 
-	slot[0] = brlock_my_slot();
-	slot[1] = brlock_my_slot();
+	p->slot[0] = brlock_my_slot();
+	p->slot[1] = brlock_my_slot();
+	if (p->taken) {
+		atomic_fetch_add(p->taken, 1);
+		wait_for(p->leave, 1);
+	}
 	return NULL;
 }
 
-TEST(consecutive_threads_take_distinct_stable_slots)
+/* Start a thread that takes its slot and exits: the slot it had. */
+static unsigned int slot_of_a_new_thread(void)
 {
-	unsigned int slot[BRLOCK_SLOTS][2];
+	struct slot_probe p = { 0 };
+	pthread_t t;
+
+	ASSERT_EQ(pthread_create(&t, NULL, slot_of, &p), 0);
+	ASSERT_EQ(pthread_join(t, NULL), 0);
+	ASSERT_EQ(p.slot[1], p.slot[0]);
+	return p.slot[0];
+}
+
+/*
+ * Threads alive together own distinct slots, stable for their life; those
+ * beyond the owners share the last; a thread that exits gives its slot back.
+ */
+TEST(live_threads_own_distinct_slots_and_exits_give_them_back)
+{
+	enum { N = BRLOCK_SLOTS + 4 };
+	static struct slot_probe p[N];
+	atomic_int taken = 0, leave = 0;
 	bool seen[BRLOCK_SLOTS] = { false };
+	unsigned int mine = brlock_my_slot(), shared = 0;
+	pthread_t t[N];
 
-	/* One at a time, so that no other thread takes a slot in between. */
-	for (int i = 0; i < BRLOCK_SLOTS; i++) {
-		pthread_t t;
+	/* Exited threads gave their slots back: a new one owns one again. */
+	for (int i = 0; i < 3 * BRLOCK_SLOTS; i++)
+		ASSERT_LT(slot_of_a_new_thread(), BRLOCK_SHARED_SLOT);
+	if (mine != BRLOCK_SHARED_SLOT)
+		seen[mine] = true;
+	for (int i = 0; i < N; i++) {
+		p[i] = (struct slot_probe){ &taken, &leave, { 0, 0 } };
+		ASSERT_EQ(pthread_create(&t[i], NULL, slot_of, &p[i]), 0);
+	}
+	while (atomic_load(&taken) < N)
+		sched_yield();
+	for (int i = 0; i < N; i++) {
+		ASSERT_LT(p[i].slot[0], BRLOCK_SLOTS);
+		ASSERT_EQ(p[i].slot[1], p[i].slot[0]);
+		if (p[i].slot[0] == BRLOCK_SHARED_SLOT) {
+			shared++;
+			continue;
+		}
+		ASSERT_TRUE(!seen[p[i].slot[0]]);
+		seen[p[i].slot[0]] = true;
+	}
+	/* Main and the 20 threads: 15 owners, the rest share. */
+	ASSERT_EQ(shared + (mine == BRLOCK_SHARED_SLOT ? 1 : 0),
+		  N + 1 - BRLOCK_SHARED_SLOT);
+	atomic_store(&leave, 1);
+	for (int i = 0; i < N; i++)
+		ASSERT_EQ(pthread_join(t[i], NULL), 0);
+	ASSERT_LT(slot_of_a_new_thread(), BRLOCK_SHARED_SLOT);
+}
 
-		ASSERT_EQ(pthread_create(&t, NULL, slot_of, slot[i]), 0);
-		ASSERT_EQ(pthread_join(t, NULL), 0);
+/* TSan cannot start threads in the child of a multi-threaded fork. */
+#if defined(__SANITIZE_THREAD__)
+#define CHILD_THREADS 0
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define CHILD_THREADS 0
+#endif
+#endif
+#ifndef CHILD_THREADS
+#define CHILD_THREADS 1
+#endif
+
+static void *fork_reader(void *arg)
+{
+	struct excl *x = arg;
+
+	if (brlock_my_slot() != BRLOCK_SHARED_SLOT)
+		atomic_fetch_add(&x->owners, 1);
+	for (int i = 0; i < 200000; i++) {
+		brlock_read_lock(&x->lock);
+		if (x->a != x->b)
+			atomic_fetch_add(&x->torn, 1);
+		brlock_read_unlock(&x->lock);
 	}
-	for (int i = 0; i < BRLOCK_SLOTS; i++) {
-		ASSERT_LT(slot[i][0], BRLOCK_SLOTS);
-		ASSERT_EQ(slot[i][1], slot[i][0]);
-		ASSERT_TRUE(!seen[slot[i][0]]);
-		seen[slot[i][0]] = true;
+	return NULL;
+}
+
+/*
+ * A fork child: its writers' membarrier() works there, and of the parent's
+ * threads only the forking one owns a slot, so the child's new threads own
+ * the others (CHILD_THREADS readers, beside a writer).
+ */
+static int fork_child(struct excl *c, unsigned int parent_slot)
+{
+	pthread_t cr[BRLOCK_SHARED_SLOT - 1];
+	int n = CHILD_THREADS ? BRLOCK_SHARED_SLOT - 1 : 0;
+
+	atomic_store(&c->torn, 0);
+	atomic_store(&c->owners, 0);
+	/* The parent's readers may have held it: a fresh lock. */
+	brlock_init_rare_writers(&c->lock);
+	if (brlock_my_slot() != parent_slot)
+		return 1;
+	for (int i = 0; i < n; i++)
+		if (pthread_create(&cr[i], NULL, fork_reader, c))
+			return 2;
+	for (int i = 0; i < 20000; i++) {
+		brlock_write_lock(&c->lock);
+		c->a++;
+		c->b++;
+		brlock_write_unlock(&c->lock);
 	}
+	brlock_read_lock(&c->lock);
+	brlock_read_unlock(&c->lock);
+	for (int i = 0; i < n; i++)
+		if (pthread_join(cr[i], NULL))
+			return 3;
+	if (atomic_load(&c->owners) != n)
+		return 5;
+	if (atomic_load(&c->torn) || c->a != 20000 || c->b != 20000 ||
+	    !lock_is_idle(&c->lock))
+		return 4;
+	return 0;
+}
+
+TEST(rare_writers_work_in_a_fork_child)
+{
+	static struct excl x;
+	static struct slot_probe p[BRLOCK_SHARED_SLOT];
+	atomic_int taken = 0, leave = 0;
+	unsigned int mine = brlock_my_slot();
+	pthread_t t[BRLOCK_SHARED_SLOT];
+	int status;
+	pid_t pid;
+
+	/* Parent threads own every other slot while the fork happens. */
+	for (int i = 0; i < BRLOCK_SHARED_SLOT; i++) {
+		p[i] = (struct slot_probe){ &taken, &leave, { 0, 0 } };
+		ASSERT_EQ(pthread_create(&t[i], NULL, slot_of, &p[i]), 0);
+	}
+	while (atomic_load(&taken) < BRLOCK_SHARED_SLOT)
+		sched_yield();
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0)
+		_exit(fork_child(&x, mine));
+	atomic_store(&leave, 1);
+	for (int i = 0; i < BRLOCK_SHARED_SLOT; i++)
+		ASSERT_EQ(pthread_join(t[i], NULL), 0);
+	ASSERT_EQ(waitpid(pid, &status, 0), pid);
+	ASSERT_TRUE(WIFEXITED(status));
+	ASSERT_EQ(WEXITSTATUS(status), 0);
+	if (!CHILD_THREADS)
+		printf("# under TSan the child starts no thread\n");
 }

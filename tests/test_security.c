@@ -137,7 +137,7 @@ TEST(a_clean_checked_workload_has_no_violation_from_the_ground_truth)
 	cx_free(&c, true);
 }
 
-/* Issue item 1: mremap(addr, 0, len, MREMAP_MAYMOVE) makes a second mapping. */
+/* mremap(addr, 0, len, MREMAP_MAYMOVE) makes a second mapping. */
 TEST(a_second_mapping_made_by_mremap_reads_private_bytes_and_check_mode_names_it)
 {
 	struct cx c = cx_new(4, GMEM_VM_CHECK);
@@ -161,7 +161,7 @@ TEST(a_second_mapping_made_by_mremap_reads_private_bytes_and_check_mode_names_it
 	cx_free(&c, true);
 }
 
-/* Issue item 2: moved with MREMAP_DONTUNMAP, gmem's address loses its guards. */
+/* Moved with MREMAP_DONTUNMAP, gmem's address loses its guards. */
 TEST(a_mapping_moved_by_mremap_dontunmap_leaves_gmems_address_unguarded_and_is_reported)
 {
 	struct cx c = cx_new(4, GMEM_VM_CHECK);
@@ -183,7 +183,7 @@ TEST(a_mapping_moved_by_mremap_dontunmap_leaves_gmems_address_unguarded_and_is_r
 	cx_free(&c, true);
 }
 
-/* Issue item 2: a plain move leaves a stale record; conversions then fail. */
+/* A plain move leaves a stale record; conversions then fail. */
 TEST(a_mapping_moved_by_mremap_is_reported_and_later_conversions_fail_with_enomem)
 {
 	struct cx c = cx_new(4, GMEM_VM_CHECK);
@@ -203,7 +203,7 @@ TEST(a_mapping_moved_by_mremap_is_reported_and_later_conversions_fail_with_enome
 	cx_free(&c, false);
 }
 
-/* Issue item 3: munmap(2) instead of gmem_munmap leaves a stale record. */
+/* munmap(2) instead of gmem_munmap leaves a stale record. */
 TEST(munmap_2_of_a_gmem_mapping_is_reported_as_a_stale_record)
 {
 	struct cx c = cx_new(4, GMEM_VM_CHECK);
@@ -222,7 +222,7 @@ TEST(munmap_2_of_a_gmem_mapping_is_reported_as_a_stale_record)
 	cx_free(&c, false);
 }
 
-/* Issue item 6: MADV_GUARD_REMOVE on a gmem mapping. */
+/* MADV_GUARD_REMOVE on a gmem mapping. */
 TEST(guard_removal_on_a_gmem_mapping_gives_private_bytes_back_and_is_reported)
 {
 	struct cx c = cx_new(4, GMEM_VM_CHECK);
@@ -238,7 +238,7 @@ TEST(guard_removal_on_a_gmem_mapping_gives_private_bytes_back_and_is_reported)
 	cx_free(&c, true);
 }
 
-/* Issue item 6, on a stage-2 view: invariant 2 (the view shows what stage-2 does not map). */
+/* MADV_GUARD_REMOVE on a stage-2 view: invariant 2 (the view shows what stage-2 does not map). */
 TEST(guard_removal_on_a_stage2_view_is_reported)
 {
 	struct cx c = cx_new(4, GMEM_VM_CHECK);
@@ -327,7 +327,7 @@ TEST(proc_self_mem_and_process_vm_readv_cannot_read_a_private_page_of_a_mapping)
 	cx_free(&c, true);
 }
 
-/* Issue item 7: a page reference the kernel takes is invisible to gmem. */
+/* A page reference the kernel takes is invisible to gmem. */
 TEST(a_vmsplice_page_reference_does_not_block_conversion_and_reads_private_bytes)
 {
 	struct cx c = cx_new(4, 0);
@@ -351,7 +351,7 @@ TEST(a_vmsplice_page_reference_does_not_block_conversion_and_reads_private_bytes
 	cx_free(&c, true);
 }
 
-/* Issue item 5: a child of a raw clone() never ran the fork handlers. */
+/* A child of a raw clone() never ran the fork handlers. */
 TEST(a_child_of_raw_clone_is_not_reached_by_conversions)
 {
 	struct cx c = cx_new(4, 0);
@@ -385,7 +385,7 @@ TEST(a_child_of_raw_clone_is_not_reached_by_conversions)
 	cx_free(&c, true);
 }
 
-/* Issue item 13: MADV_COLLAPSE is the host kernel's; it never opens a private page. */
+/* MADV_COLLAPSE is the host kernel's; it never opens a private page. */
 TEST(madv_collapse_on_a_gmem_mapping_never_opens_a_private_page)
 {
 	struct env e = env_new("sw");

@@ -409,17 +409,14 @@ int s2_lookup_unlocked(struct stage2 *s2, uint64_t gfn, struct s2_entry *e,
 		       int *missing)
 {
 	unsigned int seq = atomic_load_explicit(&s2->seq, memory_order_acquire);
-	struct s2_entry found;
 	bool mapped;
 
 	if (seq & 1)
 		return -EAGAIN;
 	/* The walk's loads are acquires: the re-read below cannot pass them. */
-	mapped = lookup(s2, gfn, &found, missing);
+	mapped = lookup(s2, gfn, e, missing);
 	if (atomic_load_explicit(&s2->seq, memory_order_relaxed) != seq)
 		return -EAGAIN;
-	if (mapped && e)
-		*e = found;
 	return mapped;
 }
 

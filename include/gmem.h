@@ -102,7 +102,8 @@ const char *gmem_last_error(void);
  * with -EINVAL. Give each arch its own pool.
  *
  * Errors: -EINVAL capacity not a multiple of 1 GiB; -EINVAL capacity above
- *         64 TiB; -ENOMEM no memory or address space; -EMFILE no free handle.
+ *         4 TiB (2^30 frames: a stage-2 entry's frame number is 30 bits);
+ *         -ENOMEM no memory or address space; -EMFILE no free handle.
  */
 int gmem_pool_create(uint64_t capacity);
 

@@ -62,7 +62,6 @@ struct gmem_file {
 
 	/* Page cache: one bit per page, set while a folio backs it. */
 	atomic_uint_least64_t *present;
-	atomic_uint_least64_t nr_present;
 
 	/* Bindings into the VM, file-offset ordered and disjoint. */
 	struct memslot **bindings;

@@ -27,13 +27,11 @@ bool folio_present(struct gmem_file *file, uint64_t index)
 
 /*
  * @delta pages from @index (inside one huge block) entered the page cache,
- * or left it: the file's, the block's and the pool's counts follow the bits.
+ * or left it: the block's and the pool's counts follow the bits.
  */
 void folio_account(struct gmem_file *file, uint64_t index, int64_t delta)
 {
 	huge_count(file, index, delta);
-	atomic_fetch_add_explicit(&file->nr_present, (uint64_t)delta,
-				  memory_order_relaxed);
 	atomic_fetch_add_explicit(&file->vm->pool->frames_in_use, (uint64_t)delta,
 				  memory_order_relaxed);
 }

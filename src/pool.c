@@ -41,7 +41,8 @@
 #include "poison.h"
 
 #define DEFAULT_CAPACITY	(4ULL << 40)
-#define MAX_CAPACITY		(64ULL << 40)
+/* A 4 KiB stage-2 leaf holds a frame number of S2_PFN_BITS bits: 4 TiB. */
+#define MAX_CAPACITY		(S2_MAX_PFN << PAGE_SHIFT)
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE	23
@@ -173,7 +174,7 @@ GMEM_API int gmem_pool_create(uint64_t capacity)
 		return gmem_err(EINVAL, "gmem_pool_create: capacity %#llx is not a multiple of 1 GiB",
 				(unsigned long long)capacity);
 	if (capacity > MAX_CAPACITY)
-		return gmem_err(EINVAL, "gmem_pool_create: capacity %#llx is above 64 TiB",
+		return gmem_err(EINVAL, "gmem_pool_create: capacity %#llx is above 4 TiB, the frames a stage-2 entry can name",
 				(unsigned long long)capacity);
 	pool = obj_alloc(OBJ_POOL, sizeof(*pool), sizeof(struct obj), &fresh);
 	if (!pool)

@@ -58,7 +58,7 @@ TEST(create_names_each_bad_size_and_flag_alone)
 TEST(pool_capacity_names_one_condition)
 {
 	FAILS_SAYING(gmem_pool_create(GiB + PG), EINVAL, "is not a multiple of 1 GiB");
-	FAILS_SAYING(gmem_pool_create(128ULL << 40), EINVAL, "is above 64 TiB");
+	FAILS_SAYING(gmem_pool_create(5ULL << 40), EINVAL, "is above 4 TiB");
 }
 
 TEST(a_second_arch_on_one_pool_says_which_arch_the_pool_runs)

@@ -13,8 +13,12 @@
  * engine's SIGSEGV handler turns into SIGBUS (sigbus.c), while the pages
  * themselves, and so their content, stay where they are.
  * Guards are per page-table entry, so a fragmented file never splits the
- * mapping into thousands of VMAs. Where the kernel lacks guards (before
- * 6.15) mprotect(PROT_NONE) does the same job with a VMA per range.
+ * mapping into thousands of VMAs. A 2 MiB chunk of the mapping that is
+ * private throughout is fenced whole instead: mapped from the empty past-EOF
+ * memfd, where the kernel raises SIGBUS itself and which needs no page
+ * table; a bit per chunk in the record says which (fence.h). Where the
+ * kernel lacks guards (before 6.15) mprotect(PROT_NONE) does the same job
+ * with a VMA per range.
  *
  * Each mapping has a record (struct host_mapping) holding a file reference;
  * conversions fence through the records. gmem_munmap may take any part of
@@ -38,7 +42,9 @@
  */
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -54,7 +60,7 @@
 #include "vm.h"
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
-static int past_eof_fd = -1;	/* empty memfd: every access is past its end */
+static int past_eof_fd = -1;	/* fence.c's: every access is past its end */
 
 /*
  * Every mapping of the process, for munmap lookups and fork. The lock also
@@ -108,27 +114,53 @@ void mapping_fork_child(bool registered)
 
 static void setup(void)
 {
-	past_eof_fd = memfd_create("gmem-past-eof", MFD_CLOEXEC);
-	fence_uses_guards();
+	past_eof_fd = fence_past_eof_fd();
 }
 
-/* Fence (close) or open the pages [start, end) that mapping @m shows. */
+/*
+ * Record @m as the fences see it. With @check_fd the pool memfd is checked
+ * before it is mapped again: for a fork child, which may have closed it.
+ */
+void mapping_fence_map(const struct host_mapping *m, struct fence_map *fm,
+		       bool check_fd)
+{
+	*fm = (struct fence_map){
+		.addr = m->addr, .pgoff = m->pgoff, .npages = m->file_pages,
+		.prot = m->prot, .huge = m->huge, .pool_fd = m->pool_fd,
+		.pool_pos = (off_t)(m->base_pfn + m->pgoff) << PAGE_SHIFT,
+		.pool_dev = check_fd ? m->pool_dev : 0,
+		.pool_ino = check_fd ? m->pool_ino : 0,
+		.whole = m->whole, .whole_base = m->whole_base,
+	};
+}
+
+/* fence_close_map: is the rest of a chunk private? The attributes say. */
+static bool others_private(void *file, uint64_t lo, uint64_t hi)
+{
+	return attr_range_is(&((struct gmem_file *)file)->attrs, lo, hi,
+			     GMEM_ATTR_PRIVATE);
+}
+
+/*
+ * Fence (close) or open the pages [start, end) that mapping @m shows: a
+ * 2 MiB chunk that is private throughout once they are closed is fenced
+ * whole (fence.h). Under the file's mappings_lock, or before @m is listed;
+ * the invalidate lock holds the attributes still.
+ */
 static int close_pages(struct host_mapping *m, uint64_t start, uint64_t end)
 {
-	uint8_t *addr;
-	size_t len = fence_span(m->addr, m->pgoff, m->file_pages, start, end,
-				&addr);
+	struct fence_map fm;
 
-	return len ? fence_close(addr, len) : 0;
+	mapping_fence_map(m, &fm, false);
+	return fence_close_map(&fm, start, end, others_private, m->file);
 }
 
 static int open_pages(struct host_mapping *m, uint64_t start, uint64_t end)
 {
-	uint8_t *addr;
-	size_t len = fence_span(m->addr, m->pgoff, m->file_pages, start, end,
-				&addr);
+	struct fence_map fm;
 
-	return len ? fence_open(addr, len, m->prot) : 0;
+	mapping_fence_map(m, &fm, false);
+	return fence_open_map(&fm, start, end);
 }
 
 /*
@@ -205,10 +237,15 @@ static int open_run(struct gmem_file *file, uint64_t start, uint64_t end,
 
 /*
  * Address space for a mapping, aligned to the file's folio size so the host
- * kernel can map a huge folio with huge page-table entries where it is able.
+ * kernel can map a huge folio with huge page-table entries where it is able,
+ * and to 2 MiB at least for chunk fences (fence.h).
  */
 static void *reserve_aligned(size_t len, uint64_t align)
 {
+	/* Whole 2 MiB chunks, which can be fenced without page tables. */
+	if (len >= CHUNK_SIZE)
+		align = MAX(align, CHUNK_SIZE);
+
 	uint8_t *va, *aligned;
 	size_t extra = align > PAGE_SIZE ? align : 0;
 
@@ -338,9 +375,12 @@ static int cut(struct host_mapping *m, uint8_t *lo, uint8_t *hi, bool reserve,
 		ret = CUT_TRIMMED;
 		if (hi < end) {
 			struct hm_entry *hm = spare->hm;
+			uint64_t *whole = spare->whole;
 
+			memcpy(whole, m->whole, m->nwhole * sizeof(*whole));
 			*spare = *m;
 			spare->hm = hm;
+			spare->whole = whole;
 			trim_head(spare, hi);
 			hm_update(spare->hm, spare);	/* before @m lets go of it */
 			if (!m->foreign) {
@@ -373,6 +413,7 @@ struct cut_list {
 static void free_spare(struct host_mapping *m)
 {
 	hm_free(m->hm);
+	free(m->whole);
 	free(m);
 }
 
@@ -390,13 +431,17 @@ static int cut_range(uint8_t *lo, uint8_t *hi, bool reserve,
 {
 	struct host_mapping **pm, *m, *spares = NULL;
 	unsigned int nhit = 0, nsplit = 0, i;
+	size_t nwhole = 0;
 	int ret = 0;
 
 	lock_assert_held(&all_mappings_lock);
 	for (m = all_mappings; m; m = m->next_all) {
 		if (m->addr < hi && lo < m->addr + m->len) {
 			nhit++;
-			nsplit += m->addr < lo && hi < m->addr + m->len;
+			if (m->addr < lo && hi < m->addr + m->len) {
+				nsplit++;
+				nwhole = MAX(nwhole, m->nwhole);
+			}
 		}
 	}
 	if (!nhit)
@@ -405,7 +450,9 @@ static int cut_range(uint8_t *lo, uint8_t *hi, bool reserve,
 	cl->refs = try_calloc(nhit, sizeof(*cl->refs));
 	for (i = 0; cl->refs && i < nsplit; i++) {
 		m = try_calloc(1, sizeof(*m));
-		if (m && !(m->hm = hm_alloc())) {
+		if (m && (!(m->whole = try_calloc(nwhole, sizeof(uint64_t))) ||
+			  !(m->hm = hm_alloc()))) {
+			free(m->whole);
 			free(m);
 			m = NULL;
 		}
@@ -468,6 +515,7 @@ static void cut_finish(struct cut_list *cl, const char *op)
 		cl->gone = m->next_all;
 		if (!m->foreign)
 			file_put(m->file);
+		free(m->whole);
 		free(m);
 	}
 	for (i = 0; i < cl->nrefs; i++)
@@ -498,6 +546,30 @@ static int check_fixed(struct gmem_file *file, void *addr, size_t len)
 	return 0;
 }
 
+/*
+ * The chunk-fence state of a new record @m of @len bytes (fence.h): no
+ * chunk fenced whole, and where its chunks map back from. A bit per 2 MiB
+ * of address space it may span: 64 bytes per GiB mapped.
+ */
+static int whole_init(struct host_mapping *m, struct gmem_file *file,
+		      size_t len)
+{
+	struct stat st;
+
+	m->nwhole = ((len >> CHUNK_SHIFT) + 2) / 64 + 1;
+	m->whole = try_calloc(m->nwhole, sizeof(*m->whole));
+	if (!m->whole)
+		return -ENOMEM;
+	m->pool_fd = file->vm->pool->memfd;
+	if (!fstat(m->pool_fd, &st)) {
+		m->pool_dev = st.st_dev;
+		m->pool_ino = st.st_ino;
+	}
+	m->base_pfn = file->base_pfn;
+	m->huge = file->order;
+	return 0;
+}
+
 GMEM_API int gmem_mmap(int fd, uint64_t offset, size_t len, int prot,
 		       int flags, void **addr)
 {
@@ -522,6 +594,10 @@ GMEM_API int gmem_mmap(int fd, uint64_t offset, size_t len, int prot,
 	if (ret)
 		goto out_put;
 	m = try_calloc(1, sizeof(*m));
+	if (m && whole_init(m, file, len)) {
+		free(m);
+		m = NULL;
+	}
 	if (m && past_eof_fd >= 0)	/* reserve the address range, then fill it */
 		va = flags & MAP_FIXED ? *addr :
 		     reserve_aligned(len, PAGE_SIZE << file->order);
@@ -538,6 +614,7 @@ GMEM_API int gmem_mmap(int fd, uint64_t offset, size_t len, int prot,
 	m->prot = prot;
 	m->uid = file->uid;
 	m->file = file;
+	m->whole_base = CHUNK_DOWN(va);
 	/* From the first mapping on, a private page raises SIGBUS. */
 	sigbus_install();
 
@@ -595,6 +672,8 @@ GMEM_API int gmem_mmap(int fd, uint64_t offset, size_t len, int prot,
 	return 0;	/* the mapping keeps the file reference */
 
 out_free:
+	if (m)
+		free(m->whole);
 	free(m);
 out_put:
 	file_put(file);

@@ -10,7 +10,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
+struct fence_map;
 struct gmem_file;
 struct hm_entry;
 
@@ -22,6 +24,21 @@ struct host_mapping {
 	uint64_t pgoff;		/* file page at addr */
 	uint64_t file_pages;	/* pages before the end of the file */
 	int prot;
+	/*
+	 * Chunk fences (fence.h): a bit per 2 MiB chunk of addresses from
+	 * @whole_base, set while the chunk is fenced whole; @nwhole words.
+	 * Changed with the mapping, under the file's mappings_lock (in a fork
+	 * child, under hm_lock). Where the chunks map back from: the pool
+	 * memfd @pool_fd (@pool_dev, @pool_ino), the file's window at @base_pfn.
+	 */
+	uint64_t *whole;
+	size_t nwhole;
+	uintptr_t whole_base;
+	int pool_fd;
+	dev_t pool_dev;
+	ino_t pool_ino;
+	uint64_t base_pfn;
+	bool huge;		/* MADV_HUGEPAGE: a huge file */
 	/*
 	 * Inherited through fork: @file is the parent's, a dead copy here; the
 	 * record only remembers where the mapping is, for munmap and for the
@@ -36,6 +53,8 @@ struct host_mapping {
 /* Every host mapping of the process (the list of records, and sigbus.c's table). */
 extern pthread_mutex_t all_mappings_lock;
 
+void mapping_fence_map(const struct host_mapping *m, struct fence_map *fm,
+		       bool check_fd);
 void mapping_fork_prepare(void);
 void mapping_fork_parent(void);
 void mapping_fork_child(bool registered);

@@ -102,9 +102,7 @@ void hm_update(struct hm_entry *e, const struct host_mapping *m)
 	lock_assert_held(&all_mappings_lock);
 	lock_assert_held(&hm_spin);
 	e->uid = m->uid;
-	e->pgoff = m->pgoff;
-	e->file_pages = m->file_pages;
-	e->prot = m->prot;
+	mapping_fence_map(m, &e->fm, true);
 	if (!atomic_load_explicit(&e->end, memory_order_relaxed)) {
 		atomic_store_explicit(&e->start, start, memory_order_relaxed);
 		atomic_store_explicit(&e->end, end, memory_order_release);

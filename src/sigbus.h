@@ -12,6 +12,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "fence.h"
+
 struct host_mapping;
 
 /*
@@ -21,8 +23,8 @@ struct host_mapping;
  */
 struct hm_entry {
 	_Atomic uintptr_t start, end;	/* end 0: no mapping */
-	uint64_t uid, pgoff, file_pages;
-	int prot;
+	uint64_t uid;
+	struct fence_map fm;		/* where and what it maps: fence.h */
 	bool used;			/* allocated; under all_mappings_lock */
 };
 

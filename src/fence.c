@@ -66,11 +66,6 @@ static uint8_t *map_end(const struct fence_map *fm)
 	return fm->addr + (fm->npages << PAGE_SHIFT);
 }
 
-static uint64_t page_at(const struct fence_map *fm, const uint8_t *va)
-{
-	return fm->pgoff + ((uint64_t)(va - fm->addr) >> PAGE_SHIFT);
-}
-
 static void set_whole(struct fence_map *fm, uint8_t *lo, uint8_t *hi, bool on)
 {
 	for (uintptr_t c = CHUNK_DOWN(lo); c < (uintptr_t)hi; c += CHUNK_SIZE) {
@@ -94,18 +89,6 @@ static int close_whole(struct fence_map *fm, uint8_t *lo, uint8_t *hi)
 		return -ENOMEM;
 	set_whole(fm, lo, hi, true);
 	return 0;
-}
-
-/* May the chunk at @c be fenced whole when [a, b) is fenced now? */
-static bool chunk_fits(struct fence_map *fm, uint8_t *c, uint8_t *a,
-		       uint8_t *b, fence_private_fn others_private, void *arg)
-{
-	uint8_t *e = c + CHUNK_SIZE;
-
-	if (!others_private || c < fm->addr || e > map_end(fm))
-		return false;
-	return (a <= c || others_private(arg, page_at(fm, c), page_at(fm, a))) &&
-	       (b >= e || others_private(arg, page_at(fm, b), page_at(fm, e)));
 }
 
 /* A run of chunks to fence whole, or of pages to guard. */
@@ -143,7 +126,7 @@ static int add(struct fence_map *fm, struct run *r, uint8_t *lo, uint8_t *hi,
 }
 
 int fence_close_map(struct fence_map *fm, uint64_t start, uint64_t end,
-		    fence_private_fn others_private, void *arg)
+		    bool whole)
 {
 	uint8_t *a, *b;
 	size_t len = fence_span(fm->addr, fm->pgoff, fm->npages, start, end, &a);
@@ -160,7 +143,7 @@ int fence_close_map(struct fence_map *fm, uint64_t start, uint64_t end,
 
 		if (fence_chunk_whole(fm, (uintptr_t)c))	/* fenced already */
 			err = flush(fm, &r);
-		else if (chunk_fits(fm, c, a, b, others_private, arg))
+		else if (whole && lo == c && hi == c + CHUNK_SIZE)
 			err = add(fm, &r, c, c + CHUNK_SIZE, true);
 		else
 			err = add(fm, &r, lo, hi, false);

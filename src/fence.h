@@ -9,8 +9,8 @@
  * SIGBUS. A guard is a page-table entry, so guarding a 2 MiB chunk costs a
  * page-table page (4 KiB per 2 MiB: 2 MiB per GiB).
  *
- * Chunk fences, over a whole 2 MiB-aligned chunk of a host mapping whose
- * every page is private (fence_close_map with guards): the chunk is mapped
+ * Chunk fences, over a whole 2 MiB-aligned chunk of a host mapping that a
+ * fence closes entirely (fence_close_map, with guards): the chunk is mapped
  * from the empty past-EOF memfd instead of the pool (mmap MAP_FIXED, the
  * offset the pool had there, so neighbouring fenced chunks merge into one
  * VMA). The kernel itself raises SIGBUS (BUS_ADRERR, si_addr) there, with
@@ -86,21 +86,16 @@ struct fence_map {
 };
 
 /*
- * Are file pages [lo, hi) all private? Asked about the rest of a chunk when
- * fence_close_map is to fence part of it: yes (or no rest) fences the chunk
- * whole.
- */
-typedef bool (*fence_private_fn)(void *arg, uint64_t lo, uint64_t hi);
-
-/*
- * Fence, or open, file pages [start, end) in @fm: chunks whose every page
- * is private (@others_private; NULL: none is fenced whole anew) are fenced
- * whole, other pages guarded. Return 0 or -ENOMEM, with what could be done
- * done: a close that fails leaves the pages it did not fence reachable, an
- * open the pages it did not open fenced. Async-signal-safe (system calls).
+ * Fence, or open, file pages [start, end) in @fm. With @whole, the chunks
+ * the range covers entirely are fenced whole (a close that only completes a
+ * chunk guards its pages: a page converted back and forth inside a private
+ * chunk costs a guard each way, not a remap); other pages are guarded.
+ * Return 0 or -ENOMEM, with what could be done done: a close that fails
+ * leaves the pages it did not fence reachable, an open the pages it did not
+ * open fenced. Async-signal-safe (system calls).
  */
 int fence_close_map(struct fence_map *fm, uint64_t start, uint64_t end,
-		    fence_private_fn others_private, void *arg);
+		    bool whole);
 int fence_open_map(struct fence_map *fm, uint64_t start, uint64_t end);
 
 /* Is the chunk at @va fenced whole in @fm? */

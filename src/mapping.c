@@ -13,10 +13,11 @@
  * engine's SIGSEGV handler turns into SIGBUS (sigbus.c), while the pages
  * themselves, and so their content, stay where they are.
  * Guards are per page-table entry, so a fragmented file never splits the
- * mapping into thousands of VMAs. A 2 MiB chunk of the mapping that is
- * private throughout is fenced whole instead: mapped from the empty past-EOF
- * memfd, where the kernel raises SIGBUS itself and which needs no page
- * table; a bit per chunk in the record says which (fence.h). Where the
+ * mapping into thousands of VMAs. A 2 MiB chunk of the mapping that one
+ * fence covers entirely (gmem_mmap over private chunks, a conversion of
+ * whole chunks to private) is fenced whole instead: mapped from the empty
+ * past-EOF memfd, where the kernel raises SIGBUS itself and which needs no
+ * page table; a bit per chunk in the record says which (fence.h). Where the
  * kernel lacks guards (before 6.15) mprotect(PROT_NONE) does the same job
  * with a VMA per range.
  *
@@ -134,25 +135,17 @@ void mapping_fence_map(const struct host_mapping *m, struct fence_map *fm,
 	};
 }
 
-/* fence_close_map: is the rest of a chunk private? The attributes say. */
-static bool others_private(void *file, uint64_t lo, uint64_t hi)
-{
-	return attr_range_is(&((struct gmem_file *)file)->attrs, lo, hi,
-			     GMEM_ATTR_PRIVATE);
-}
-
 /*
- * Fence (close) or open the pages [start, end) that mapping @m shows: a
- * 2 MiB chunk that is private throughout once they are closed is fenced
- * whole (fence.h). Under the file's mappings_lock, or before @m is listed;
- * the invalidate lock holds the attributes still.
+ * Fence (close) or open the pages [start, end) that mapping @m shows: the
+ * 2 MiB chunks they cover are fenced whole (fence.h). Under the file's
+ * mappings_lock, or before @m is listed.
  */
 static int close_pages(struct host_mapping *m, uint64_t start, uint64_t end)
 {
 	struct fence_map fm;
 
 	mapping_fence_map(m, &fm, false);
-	return fence_close_map(&fm, start, end, others_private, m->file);
+	return fence_close_map(&fm, start, end, true);
 }
 
 static int open_pages(struct host_mapping *m, uint64_t start, uint64_t end)

@@ -218,7 +218,7 @@ static void apply_entry(const struct hm_entry *e, void *arg)
 	if (r->open)
 		fence_open_map(&fm, r->start, r->end);
 	else
-		fence_close_map(&fm, r->start, r->end, NULL, NULL);
+		fence_close_map(&fm, r->start, r->end, false);
 }
 
 /* Fence every page of the mappings this process inherited. */

@@ -220,11 +220,11 @@ TEST(one_page_of_a_chunk_fenced_whole_converts_to_shared_alone_and_back)
 	c = p + CHUNK;
 	fill_pages(c, 512, 40);
 	vmas = count_process_mappings();
-	ASSERT_EQ(to_private(fd, CHUNK, CHUNK), 0);
 	for (unsigned int i = 0; i < sizeof(pages) / sizeof(pages[0]); i++) {
 		unsigned int k = pages[i];
 		uint8_t *pg = c + k * PG;
 
+		ASSERT_EQ(to_private(fd, CHUNK, CHUNK), 0);
 		assert_fenced_whole(c, CHUNK);
 		ASSERT_EQ(to_shared(fd, CHUNK + k * PG, PG), 0);
 		/* That page, with its bytes (sw keeps them); nothing else. */
@@ -240,15 +240,20 @@ TEST(one_page_of_a_chunk_fenced_whole_converts_to_shared_alone_and_back)
 			ASSERT_TRUE(pagemap(pg + PG) & PM_GUARD);
 		}
 		ASSERT_EQ(bus_read(k ? c : c + CHUNK - 1, NULL), SIGBUS);
-		/* Private again: the chunk is fenced whole again. */
+		/*
+		 * Private again: a guard, as any page converted alone (the
+		 * chunk is fenced whole again when it is converted whole).
+		 */
 		ASSERT_EQ(to_private(fd, CHUNK + k * PG, PG), 0);
-		assert_fenced_whole(c, CHUNK);
+		ASSERT_TRUE(pagemap(pg) & PM_GUARD);
 		ASSERT_EQ(bus_read(pg, NULL), SIGBUS);
+		/* Shared whole: the pool's VMA is one again, the bytes all there. */
+		ASSERT_EQ(to_shared(fd, CHUNK, CHUNK), 0);
+		ASSERT_EQ(pages_match(c, 0, 512, 40), 512);
+		ASSERT_EQ(count_process_mappings(), vmas);
 	}
-	/* Shared whole: the pool's VMA is one again, the bytes all there. */
-	ASSERT_EQ(to_shared(fd, CHUNK, CHUNK), 0);
-	ASSERT_EQ(pages_match(c, 0, 512, 40), 512);
-	ASSERT_EQ(count_process_mappings(), vmas);
+	ASSERT_EQ(to_private(fd, CHUNK, CHUNK), 0);
+	assert_fenced_whole(c, CHUNK);
 	unmap(p, 8 * MiB);
 	close_file(&e, fd);
 	env_free(&e);
@@ -339,7 +344,8 @@ TEST(a_fork_child_inherits_a_chunk_fenced_whole_and_follows_conversions)
 	ASSERT_EQ(write(down[1], &b, 1), 1);
 	ASSERT_EQ(waitpid(pid, &status, 0), pid);
 	ASSERT_EQ(status, 0);	/* else the bits of what failed, << 8 */
-	assert_fenced_whole(c, CHUNK);
+	ASSERT_TRUE(pagemap(c + 3 * PG) & PM_GUARD);
+	ASSERT_EQ(bus_read(c + 3 * PG, NULL), SIGBUS);
 	close(up[0]);
 	close(down[1]);
 	unmap(p, 8 * MiB);

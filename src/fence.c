@@ -9,6 +9,7 @@
  * mapping is listed), a fork child's shootdown handler under hm_lock. The
  * stage-2 views open pages from concurrent faults and keep plain guards.
  */
+#include <fcntl.h>
 #include <pthread.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -18,7 +19,7 @@
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static bool have_guards;
-static int past_eof_fd = -1;	/* empty memfd: every access is past its end */
+static int past_eof_fd = -1;	/* sealed empty memfd: every access is past its end */
 
 /* Probe a shared (shmem) mapping: shmem gained guards after anonymous memory. */
 static void probe(void)
@@ -30,7 +31,10 @@ static void probe(void)
 		have_guards = !madvise(p, PAGE_SIZE, MADV_GUARD_INSTALL);
 		munmap(p, PAGE_SIZE);
 	}
-	past_eof_fd = memfd_create("gmem-past-eof", MFD_CLOEXEC);
+	/* Sealed empty: no write or truncate through the fd ever gives it a page. */
+	past_eof_fd = memfd_create("gmem-past-eof", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (past_eof_fd >= 0)
+		fcntl(past_eof_fd, F_ADD_SEALS, F_SEAL_GROW | F_SEAL_SEAL);
 }
 
 bool fence_uses_guards(void)

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -201,6 +202,42 @@ TEST(an_access_to_a_chunk_fenced_whole_is_the_kernels_sigbus)
 	/* Its neighbours are the pool's shared pages. */
 	ASSERT_EQ(probe_write(c - 1, 1), 0);
 	ASSERT_EQ(probe_write(c + CHUNK, 1), 0);
+	/* The kernel's own accesses stop there too. */
+	{
+		int mem = open("/proc/self/mem", O_RDONLY | O_CLOEXEC);
+		uint8_t buf[8];
+		struct iovec local = { buf, sizeof(buf) }, remote = { c + 64, sizeof(buf) };
+
+		ASSERT_GE(mem, 0);
+		ASSERT_EQ(pread(mem, buf, sizeof(buf), (off_t)(uintptr_t)(c + 64)), -1);
+		ASSERT_EQ(errno, EIO);
+		close(mem);
+		ASSERT_EQ(process_vm_readv(getpid(), &local, 1, &remote, 1, 0), -1);
+		ASSERT_EQ(errno, EFAULT);
+	}
+	/* And the memfd over it cannot be given pages: sealed at size 0. */
+	{
+		char link[64], target[128];
+		int n = 0;
+
+		for (int i = 0; i < 1024; i++) {
+			ssize_t len;
+
+			snprintf(link, sizeof(link), "/proc/self/fd/%d", i);
+			len = readlink(link, target, sizeof(target) - 1);
+			if (len < 0)
+				continue;
+			target[len] = 0;
+			if (!strstr(target, "memfd:gmem-past-eof"))
+				continue;
+			ASSERT_EQ(ftruncate(i, CHUNK), -1);
+			ASSERT_EQ(errno, EPERM);
+			ASSERT_EQ(pwrite(i, "x", 1, 0), -1);
+			ASSERT_EQ(errno, EPERM);
+			n++;
+		}
+		ASSERT_EQ(n, 1);
+	}
 	unmap(p, 8 * MiB);
 	close_file(&e, fd);
 	env_free(&e);

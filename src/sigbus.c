@@ -2,6 +2,9 @@
 /*
  * SIGBUS on private pages, as the kernel's guest_memfd raises it.
  *
+ * (A 2 MiB chunk fenced whole, fence.h, is a mapping of an empty memfd:
+ * the kernel raises SIGBUS there itself, and nothing here is involved.)
+ *
  * A private page of a host mapping is fenced with a guard region, and an
  * access to a guard faults with SIGSEGV (SEGV_MAPERR), where the kernel's
  * guest_memfd fault handler answers VM_FAULT_SIGBUS. So at its first

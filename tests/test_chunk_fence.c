@@ -163,16 +163,25 @@ TEST(a_private_chunk_of_a_2m_folio_file_is_fenced_whole_from_gmem_mmap_on)
 	uint8_t *p;
 
 	require_guards();
+	long vmas;
+
 	ASSERT_GE(fd, 0);
 	ASSERT_EQ(to_shared(fd, 0, CHUNK), 0);	/* chunk 0 shared, 1-3 private */
 	p = map(fd, 0, 8 * MiB, RW);
 	assert_fenced_whole(p + CHUNK, 3 * CHUNK);
 	ASSERT_TRUE(!past_eof_at(p));
 	p[5] = 7;
+	ASSERT_EQ(to_shared(fd, CHUNK, 3 * CHUNK), 0);
+	vmas = count_process_mappings();
+	ASSERT_EQ(to_private(fd, CHUNK, CHUNK), 0);
+	ASSERT_EQ(count_process_mappings(), vmas + 2);	/* cut in the middle */
+	/* Mapped back with MADV_HUGEPAGE, as gmem_mmap made it: one VMA again. */
 	ASSERT_EQ(to_shared(fd, CHUNK, CHUNK), 0);
+	ASSERT_EQ(count_process_mappings(), vmas);
 	p[CHUNK + 5] = 8;
 	ASSERT_EQ(p[5] + p[CHUNK + 5], 15);
 	ASSERT_EQ(to_private(fd, 0, 2 * CHUNK), 0);
+	ASSERT_EQ(to_private(fd, 2 * CHUNK, 2 * CHUNK), 0);
 	assert_fenced_whole(p, 4 * CHUNK);
 	ASSERT_EQ(bus_read(p + CHUNK + 5, NULL), SIGBUS);
 	unmap(p, 8 * MiB);
@@ -291,6 +300,61 @@ TEST(one_page_of_a_chunk_fenced_whole_converts_to_shared_alone_and_back)
 	}
 	ASSERT_EQ(to_private(fd, CHUNK, CHUNK), 0);
 	assert_fenced_whole(c, CHUNK);
+	unmap(p, 8 * MiB);
+	close_file(&e, fd);
+	env_free(&e);
+}
+
+/* Is @flag ("dd", "hg" ...) among the VmFlags of the VMA holding @p? */
+static bool vm_flag(const void *p, const char *flag)
+{
+	char line[512];
+	bool in = false, found = false;
+	FILE *f = fopen("/proc/self/smaps", "r");
+
+	ASSERT_TRUE(f);
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long lo, hi;
+
+		/* A VMA's first line; its fields ("Size:" ...) do not parse so. */
+		if (sscanf(line, "%llx-%llx", &lo, &hi) == 2)
+			in = lo <= (uintptr_t)p && (uintptr_t)p < hi;
+		if (in && !strncmp(line, "VmFlags:", 8)) {
+			char pat[8];
+
+			snprintf(pat, sizeof(pat), " %s", flag);
+			found = strstr(line, pat) != NULL;
+			break;
+		}
+	}
+	fclose(f);
+	return found;
+}
+
+/*
+ * A chunk fenced whole is another VMA: the program's madvise there is gone
+ * when it opens again (the kernel's guest_memfd mapping would keep it), and
+ * MADV_REMOVE over it punches nothing of the pool.
+ */
+TEST(a_chunk_fenced_whole_is_a_new_vma_the_programs_madvise_is_not_kept)
+{
+	struct env e = env_new("sw");
+	int fd = gmem_create(e.vm, 8 * MiB, FLAGS);
+	uint8_t *p, *c;
+
+	require_guards();
+	ASSERT_GE(fd, 0);
+	p = map(fd, 0, 8 * MiB, RW);
+	c = p + CHUNK;
+	fill_pages(c, 4, 80);
+	ASSERT_EQ(madvise(p, 8 * MiB, MADV_DONTDUMP), 0);
+	ASSERT_TRUE(vm_flag(c, "dd"));
+	ASSERT_EQ(to_private(fd, CHUNK, CHUNK), 0);
+	ASSERT_EQ(madvise(c, CHUNK, MADV_REMOVE), 0);
+	ASSERT_EQ(to_shared(fd, CHUNK, CHUNK), 0);
+	ASSERT_EQ(pages_match(c, 0, 4, 80), 4);		/* not punched */
+	ASSERT_TRUE(!vm_flag(c, "dd"));
+	ASSERT_TRUE(vm_flag(p, "dd"));			/* kept where guarded */
 	unmap(p, 8 * MiB);
 	close_file(&e, fd);
 	env_free(&e);

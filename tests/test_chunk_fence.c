@@ -113,6 +113,33 @@ static void assert_fenced_whole(const uint8_t *p, size_t len)
 		ASSERT_EQ(pagemap(p + off) & (PM_PRESENT | PM_GUARD), 0);
 }
 
+/* An 8 MiB file of 4 KiB folios, shared, mapped whole; @c is its chunk 1. */
+struct fixture {
+	struct env e;
+	int fd;
+	uint8_t *p, *c;
+};
+
+static struct fixture fixture_new(void)
+{
+	struct fixture f;
+
+	require_guards();
+	f.e = env_new("sw");
+	f.fd = gmem_create(f.e.vm, 8 * MiB, FLAGS);
+	ASSERT_GE(f.fd, 0);
+	f.p = map(f.fd, 0, 8 * MiB, RW);
+	f.c = f.p + CHUNK;
+	return f;
+}
+
+static void fixture_free(struct fixture *f)
+{
+	unmap(f->p, 8 * MiB);
+	close_file(&f->e, f->fd);
+	env_free(&f->e);
+}
+
 TEST(a_private_2m_chunk_of_a_host_mapping_costs_no_page_table)
 {
 	struct env e = env_new("sw");
@@ -191,14 +218,10 @@ TEST(a_private_chunk_of_a_2m_folio_file_is_fenced_whole_from_gmem_mmap_on)
 
 TEST(an_access_to_a_chunk_fenced_whole_is_the_kernels_sigbus)
 {
-	struct env e = env_new("sw");
-	int fd = gmem_create(e.vm, 8 * MiB, FLAGS);
-	uint8_t *p, *c;
+	struct fixture f = fixture_new();
+	int fd = f.fd;
+	uint8_t *c = f.c;
 
-	require_guards();
-	ASSERT_GE(fd, 0);
-	p = map(fd, 0, 8 * MiB, RW);
-	c = p + CHUNK;
 	ASSERT_EQ(to_private(fd, CHUNK, CHUNK), 0);
 	assert_fenced_whole(c, CHUNK);
 	/* BUS_ADRERR at the address (bus_probe checks both), as gmem documents. */
@@ -247,23 +270,17 @@ TEST(an_access_to_a_chunk_fenced_whole_is_the_kernels_sigbus)
 		}
 		ASSERT_EQ(n, 1);
 	}
-	unmap(p, 8 * MiB);
-	close_file(&e, fd);
-	env_free(&e);
+	fixture_free(&f);
 }
 
 TEST(one_page_of_a_chunk_fenced_whole_converts_to_shared_alone_and_back)
 {
-	struct env e = env_new("sw");
-	int fd = gmem_create(e.vm, 8 * MiB, FLAGS);
+	struct fixture f = fixture_new();
+	int fd = f.fd;
 	static const unsigned int pages[] = { 3, 0, 511 };
 	long vmas;
-	uint8_t *p, *c;
+	uint8_t *c = f.c;
 
-	require_guards();
-	ASSERT_GE(fd, 0);
-	p = map(fd, 0, 8 * MiB, RW);
-	c = p + CHUNK;
 	fill_pages(c, 512, 40);
 	vmas = count_process_mappings();
 	for (unsigned int i = 0; i < sizeof(pages) / sizeof(pages[0]); i++) {
@@ -300,9 +317,7 @@ TEST(one_page_of_a_chunk_fenced_whole_converts_to_shared_alone_and_back)
 	}
 	ASSERT_EQ(to_private(fd, CHUNK, CHUNK), 0);
 	assert_fenced_whole(c, CHUNK);
-	unmap(p, 8 * MiB);
-	close_file(&e, fd);
-	env_free(&e);
+	fixture_free(&f);
 }
 
 /* Is @flag ("dd", "hg" ...) among the VmFlags of the VMA holding @p? */
@@ -338,14 +353,10 @@ static bool vm_flag(const void *p, const char *flag)
  */
 TEST(a_chunk_fenced_whole_is_a_new_vma_the_programs_madvise_is_not_kept)
 {
-	struct env e = env_new("sw");
-	int fd = gmem_create(e.vm, 8 * MiB, FLAGS);
-	uint8_t *p, *c;
+	struct fixture f = fixture_new();
+	int fd = f.fd;
+	uint8_t *p = f.p, *c = f.c;
 
-	require_guards();
-	ASSERT_GE(fd, 0);
-	p = map(fd, 0, 8 * MiB, RW);
-	c = p + CHUNK;
 	fill_pages(c, 4, 80);
 	ASSERT_EQ(madvise(p, 8 * MiB, MADV_DONTDUMP), 0);
 	ASSERT_TRUE(vm_flag(c, "dd"));
@@ -355,9 +366,7 @@ TEST(a_chunk_fenced_whole_is_a_new_vma_the_programs_madvise_is_not_kept)
 	ASSERT_EQ(pages_match(c, 0, 4, 80), 4);		/* not punched */
 	ASSERT_TRUE(!vm_flag(c, "dd"));
 	ASSERT_TRUE(vm_flag(p, "dd"));			/* kept where guarded */
-	unmap(p, 8 * MiB);
-	close_file(&e, fd);
-	env_free(&e);
+	fixture_free(&f);
 }
 
 /* ------------------------------------------------------------- fork */
@@ -398,16 +407,12 @@ static void child_step(int to_parent, int from_parent)
 
 TEST(a_fork_child_inherits_a_chunk_fenced_whole_and_follows_conversions)
 {
-	struct env e = env_new("sw");
-	int fd = gmem_create(e.vm, 8 * MiB, FLAGS);
+	struct fixture f = fixture_new();
+	int fd = f.fd;
 	int up[2], down[2], status = 0;
-	uint8_t *p, *c, b = 1;
+	uint8_t *c = f.c, b = 1;
 	pid_t pid;
 
-	require_guards();
-	ASSERT_GE(fd, 0);
-	p = map(fd, 0, 8 * MiB, RW);
-	c = p + CHUNK;
 	fill_pages(c, 8, 60);
 	ASSERT_EQ(to_private(fd, CHUNK, CHUNK), 0);
 	ASSERT_EQ(pipe(up), 0);
@@ -449,9 +454,7 @@ TEST(a_fork_child_inherits_a_chunk_fenced_whole_and_follows_conversions)
 	ASSERT_EQ(bus_read(c + 3 * PG, NULL), SIGBUS);
 	close(up[0]);
 	close(down[1]);
-	unmap(p, 8 * MiB);
-	close_file(&e, fd);
-	env_free(&e);
+	fixture_free(&f);
 }
 
 /* ------------------------------------------------------ out of VMAs */

@@ -540,16 +540,17 @@ static int check_fixed(struct gmem_file *file, void *addr, size_t len)
 }
 
 /*
- * The chunk-fence state of a new record @m of @len bytes (fence.h): no
- * chunk fenced whole, and where its chunks map back from. A bit per 2 MiB
- * of address space it may span: 64 bytes per GiB mapped.
+ * The chunk-fence state of a new record @m whose first @bytes show the file
+ * (fence.h): no chunk fenced whole, and where its chunks map back from. A
+ * bit per 2 MiB of address space they may span: 64 bytes per GiB of file
+ * mapped (the part past the end has no chunks to fence).
  */
 static int whole_init(struct host_mapping *m, struct gmem_file *file,
-		      size_t len)
+		      uint64_t bytes)
 {
 	struct stat st;
 
-	m->nwhole = ((len >> CHUNK_SHIFT) + 2) / 64 + 1;
+	m->nwhole = ((bytes >> CHUNK_SHIFT) + 2) / 64 + 1;
 	m->whole = try_calloc(m->nwhole, sizeof(*m->whole));
 	if (!m->whole)
 		return -ENOMEM;
@@ -587,7 +588,7 @@ GMEM_API int gmem_mmap(int fd, uint64_t offset, size_t len, int prot,
 	if (ret)
 		goto out_put;
 	m = try_calloc(1, sizeof(*m));
-	if (m && whole_init(m, file, len)) {
+	if (m && whole_init(m, file, MIN(len, file->size - offset))) {
 		free(m);
 		m = NULL;
 	}

@@ -235,12 +235,13 @@ static int open_run(struct gmem_file *file, uint64_t start, uint64_t end,
  */
 static void *reserve_aligned(size_t len, uint64_t align)
 {
+	uint8_t *va, *aligned;
+	size_t extra;
+
 	/* Whole 2 MiB chunks, which can be fenced without page tables. */
 	if (len >= CHUNK_SIZE)
 		align = MAX(align, CHUNK_SIZE);
-
-	uint8_t *va, *aligned;
-	size_t extra = align > PAGE_SIZE ? align : 0;
+	extra = align > PAGE_SIZE ? align : 0;
 
 	if (len + extra < len)
 		return MAP_FAILED;

@@ -457,6 +457,53 @@ TEST(a_fork_child_inherits_a_chunk_fenced_whole_and_follows_conversions)
 	fixture_free(&f);
 }
 
+/*
+ * A child that closed its file descriptors cannot map the pool back: a page
+ * converted to shared inside a chunk fenced whole stays SIGBUS there (the
+ * kernel's child would fault it in); one in a guarded chunk opens.
+ */
+TEST(a_fork_child_without_the_pools_fd_keeps_a_chunk_fenced_whole_fenced)
+{
+	struct fixture f = fixture_new();
+	int up[2], down[2], status = 0;
+	uint8_t b = 1;
+	pid_t pid;
+
+	ASSERT_EQ(to_private(f.fd, 0, 2 * CHUNK), 0);
+	ASSERT_EQ(to_shared(f.fd, 7 * PG, PG), 0);	/* chunk 0 on guards */
+	ASSERT_EQ(pipe(up), 0);
+	ASSERT_EQ(pipe(down), 0);
+	pid = fork();
+	if (pid == 0) {
+		struct sigaction sa = { .sa_sigaction = child_bus, .sa_flags = SA_SIGINFO };
+		uint8_t v = 0;
+		int bad = 0;
+
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGBUS, &sa, NULL);
+		for (int i = 3; i < 1024; i++)
+			if (i != up[1] && i != down[0])
+				close(i);
+		child_step(up[1], down[0]);	/* pages 8 and 512 + 3 shared */
+		bad |= (child_probe(f.p + 8 * PG, &v) != 0) << 0;
+		bad |= (child_probe(f.c + 3 * PG, &v) != 1) << 1;
+		_exit(bad);
+	}
+	ASSERT_GT(pid, 0);
+	close(up[1]);
+	close(down[0]);
+	ASSERT_EQ(read(up[0], &b, 1), 1);
+	ASSERT_EQ(to_shared(f.fd, 8 * PG, PG), 0);
+	ASSERT_EQ(to_shared(f.fd, CHUNK + 3 * PG, PG), 0);
+	ASSERT_EQ(write(down[1], &b, 1), 1);
+	ASSERT_EQ(waitpid(pid, &status, 0), pid);
+	ASSERT_EQ(status, 0);	/* else the bits of what failed, << 8 */
+	ASSERT_EQ(probe_read(f.c + 3 * PG, NULL), 0);	/* here it opened */
+	close(up[0]);
+	close(down[1]);
+	fixture_free(&f);
+}
+
 /* ------------------------------------------------------ out of VMAs */
 
 #define CHILD_CHECK(x) do {						\

@@ -455,8 +455,8 @@ int gmem_folio_info(int fd, uint64_t offset, uint64_t *pfn, int *order,
  * that covers it) is instead remapped to an empty file, where the kernel
  * raises the SIGBUS itself and which costs no page table: what the program
  * set on those addresses (madvise, mbind, mlock) is not kept there
- * (docs/design.md, "Chunk fences"). A mapping of 2 MiB or more gets a
- * 2 MiB-aligned address. A page past the end of the file raises
+ * (docs/design.md, "Chunk fences"). Without MAP_FIXED, a mapping of 2 MiB
+ * or more gets a 2 MiB-aligned address. A page past the end of the file raises
  * SIGBUS too. Neither ever reads data. The range may extend past the end of
  * the file.
  *

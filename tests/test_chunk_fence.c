@@ -320,6 +320,25 @@ TEST(one_page_of_a_chunk_fenced_whole_converts_to_shared_alone_and_back)
 	fixture_free(&f);
 }
 
+/* A punch puts the fences of private pages back: whole chunks, whole. */
+TEST(a_punch_fences_the_private_chunks_it_covers_whole)
+{
+	struct fixture f = fixture_new();
+	int fd = f.fd;
+
+	ASSERT_EQ(to_private(fd, CHUNK, CHUNK), 0);
+	ASSERT_EQ(gmem_fallocate(fd, PUNCH, CHUNK + 5 * PG, PG), 0);
+	assert_fenced_whole(f.c, CHUNK);
+	/* On guards (a page shared and back), then punched whole: whole. */
+	ASSERT_EQ(to_shared(fd, CHUNK + 9 * PG, PG), 0);
+	ASSERT_EQ(to_private(fd, CHUNK + 9 * PG, PG), 0);
+	ASSERT_TRUE(pagemap(f.c + 9 * PG) & PM_GUARD);
+	ASSERT_EQ(gmem_fallocate(fd, PUNCH, CHUNK, CHUNK), 0);
+	assert_fenced_whole(f.c, CHUNK);
+	ASSERT_EQ(bus_read(f.c + 9 * PG, NULL), SIGBUS);
+	fixture_free(&f);
+}
+
 /* Is @flag ("dd", "hg" ...) among the VmFlags of the VMA holding @p? */
 static bool vm_flag(const void *p, const char *flag)
 {
@@ -361,6 +380,10 @@ TEST(a_chunk_fenced_whole_is_a_new_vma_the_programs_madvise_is_not_kept)
 	ASSERT_EQ(madvise(p, 8 * MiB, MADV_DONTDUMP), 0);
 	ASSERT_TRUE(vm_flag(c, "dd"));
 	ASSERT_EQ(to_private(fd, CHUNK, CHUNK), 0);
+	/* The program's own mprotect leaves it fenced. */
+	ASSERT_EQ(mprotect(p, 8 * MiB, PROT_READ), 0);
+	ASSERT_EQ(bus_read(c + 5, NULL), SIGBUS);
+	ASSERT_EQ(mprotect(p, 8 * MiB, RW), 0);
 	ASSERT_EQ(madvise(c, CHUNK, MADV_REMOVE), 0);
 	ASSERT_EQ(to_shared(fd, CHUNK, CHUNK), 0);
 	ASSERT_EQ(pages_match(c, 0, 4, 80), 4);		/* not punched */

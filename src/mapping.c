@@ -125,14 +125,26 @@ static void setup(void)
 void mapping_fence_map(const struct host_mapping *m, struct fence_map *fm,
 		       bool check_fd)
 {
+	struct mapping_chunks *c = m->chunks;
+
 	*fm = (struct fence_map){
 		.addr = m->addr, .pgoff = m->pgoff, .npages = m->file_pages,
-		.prot = m->prot, .huge = m->huge, .pool_fd = m->pool_fd,
-		.pool_pos = (off_t)(m->base_pfn + m->pgoff) << PAGE_SHIFT,
-		.pool_dev = check_fd ? m->pool_dev : 0,
-		.pool_ino = check_fd ? m->pool_ino : 0,
-		.whole = m->whole, .whole_base = m->whole_base,
+		.prot = m->prot,
 	};
+	if (!c)
+		return;
+	fm->huge = c->huge;
+	fm->pool_fd = c->pool_fd;
+	fm->pool_pos = (off_t)(c->base_pfn + m->pgoff) << PAGE_SHIFT;
+	fm->pool_dev = check_fd ? c->dev : 0;
+	fm->pool_ino = check_fd ? c->ino : 0;
+	fm->whole = c->whole;
+	fm->whole_base = c->base;
+}
+
+static size_t chunks_size(const struct mapping_chunks *c)
+{
+	return sizeof(*c) + c->nwords * sizeof(c->whole[0]);
 }
 
 /*
@@ -143,7 +155,11 @@ void mapping_fence_map(const struct host_mapping *m, struct fence_map *fm,
 static int close_pages(struct host_mapping *m, uint64_t start, uint64_t end)
 {
 	struct fence_map fm;
+	uint8_t *addr;
 
+	/* A conversion asks every mapping of the file: most show none of it. */
+	if (!fence_span(m->addr, m->pgoff, m->file_pages, start, end, &addr))
+		return 0;
 	mapping_fence_map(m, &fm, false);
 	return fence_close_map(&fm, start, end, true);
 }
@@ -151,7 +167,10 @@ static int close_pages(struct host_mapping *m, uint64_t start, uint64_t end)
 static int open_pages(struct host_mapping *m, uint64_t start, uint64_t end)
 {
 	struct fence_map fm;
+	uint8_t *addr;
 
+	if (!fence_span(m->addr, m->pgoff, m->file_pages, start, end, &addr))
+		return 0;
 	mapping_fence_map(m, &fm, false);
 	return fence_open_map(&fm, start, end);
 }
@@ -369,12 +388,15 @@ static int cut(struct host_mapping *m, uint8_t *lo, uint8_t *hi, bool reserve,
 		ret = CUT_TRIMMED;
 		if (hi < end) {
 			struct hm_entry *hm = spare->hm;
-			uint64_t *whole = spare->whole;
+			struct mapping_chunks *chunks = spare->chunks;
 
-			memcpy(whole, m->whole, m->nwhole * sizeof(*whole));
+			if (m->chunks)		/* each part keeps its own bits */
+				memcpy(chunks, m->chunks, chunks_size(m->chunks));
+			else
+				free(chunks);
 			*spare = *m;
 			spare->hm = hm;
-			spare->whole = whole;
+			spare->chunks = m->chunks ? chunks : NULL;
 			trim_head(spare, hi);
 			hm_update(spare->hm, spare);	/* before @m lets go of it */
 			if (!m->foreign) {
@@ -407,7 +429,7 @@ struct cut_list {
 static void free_spare(struct host_mapping *m)
 {
 	hm_free(m->hm);
-	free(m->whole);
+	free(m->chunks);
 	free(m);
 }
 
@@ -425,7 +447,7 @@ static int cut_range(uint8_t *lo, uint8_t *hi, bool reserve,
 {
 	struct host_mapping **pm, *m, *spares = NULL;
 	unsigned int nhit = 0, nsplit = 0, i;
-	size_t nwhole = 0;
+	size_t chunks = 0;	/* bytes of the largest chunk bits a split copies */
 	int ret = 0;
 
 	lock_assert_held(&all_mappings_lock);
@@ -434,7 +456,8 @@ static int cut_range(uint8_t *lo, uint8_t *hi, bool reserve,
 			nhit++;
 			if (m->addr < lo && hi < m->addr + m->len) {
 				nsplit++;
-				nwhole = MAX(nwhole, m->nwhole);
+				if (m->chunks)
+					chunks = MAX(chunks, chunks_size(m->chunks));
 			}
 		}
 	}
@@ -444,9 +467,9 @@ static int cut_range(uint8_t *lo, uint8_t *hi, bool reserve,
 	cl->refs = try_calloc(nhit, sizeof(*cl->refs));
 	for (i = 0; cl->refs && i < nsplit; i++) {
 		m = try_calloc(1, sizeof(*m));
-		if (m && (!(m->whole = try_calloc(nwhole, sizeof(uint64_t))) ||
+		if (m && ((chunks && !(m->chunks = try_malloc(chunks))) ||
 			  !(m->hm = hm_alloc()))) {
-			free(m->whole);
+			free(m->chunks);
 			free(m);
 			m = NULL;
 		}
@@ -509,7 +532,7 @@ static void cut_finish(struct cut_list *cl, const char *op)
 		cl->gone = m->next_all;
 		if (!m->foreign)
 			file_put(m->file);
-		free(m->whole);
+		free(m->chunks);
 		free(m);
 	}
 	for (i = 0; i < cl->nrefs; i++)
@@ -541,27 +564,33 @@ static int check_fixed(struct gmem_file *file, void *addr, size_t len)
 }
 
 /*
- * The chunk-fence state of a new record @m whose first @bytes show the file
- * (fence.h): no chunk fenced whole, and where its chunks map back from. A
- * bit per 2 MiB of address space they may span: 64 bytes per GiB of file
- * mapped (the part past the end has no chunks to fence).
+ * The chunk fences of a new record @m whose first @bytes show the file
+ * (fence.h), if they may hold a whole 2 MiB chunk: no chunk fenced whole,
+ * and where the chunks map back from. A bit per 2 MiB of address space they
+ * may span (64 bytes per GiB of file mapped) and 48 bytes; nothing for a
+ * smaller mapping, whose record stays as small as it was.
  */
-static int whole_init(struct host_mapping *m, struct gmem_file *file,
-		      uint64_t bytes)
+static int chunks_init(struct host_mapping *m, struct gmem_file *file,
+		       uint64_t bytes)
 {
+	size_t nwords = ((bytes >> CHUNK_SHIFT) + 2) / 64 + 1;
+	struct mapping_chunks *c;
 	struct stat st;
 
-	m->nwhole = ((bytes >> CHUNK_SHIFT) + 2) / 64 + 1;
-	m->whole = try_calloc(m->nwhole, sizeof(*m->whole));
-	if (!m->whole)
+	if (bytes < CHUNK_SIZE)
+		return 0;
+	c = try_calloc(1, sizeof(*c) + nwords * sizeof(c->whole[0]));
+	if (!c)
 		return -ENOMEM;
-	m->pool_fd = file->vm->pool->memfd;
-	if (!fstat(m->pool_fd, &st)) {
-		m->pool_dev = st.st_dev;
-		m->pool_ino = st.st_ino;
+	c->nwords = nwords;
+	c->pool_fd = file->vm->pool->memfd;
+	if (!fstat(c->pool_fd, &st)) {
+		c->dev = st.st_dev;
+		c->ino = st.st_ino;
 	}
-	m->base_pfn = file->base_pfn;
-	m->huge = file->order;
+	c->base_pfn = file->base_pfn;
+	c->huge = file->order;
+	m->chunks = c;
 	return 0;
 }
 
@@ -589,7 +618,7 @@ GMEM_API int gmem_mmap(int fd, uint64_t offset, size_t len, int prot,
 	if (ret)
 		goto out_put;
 	m = try_calloc(1, sizeof(*m));
-	if (m && whole_init(m, file, MIN(len, file->size - offset))) {
+	if (m && chunks_init(m, file, MIN(len, file->size - offset))) {
 		free(m);
 		m = NULL;
 	}
@@ -609,7 +638,8 @@ GMEM_API int gmem_mmap(int fd, uint64_t offset, size_t len, int prot,
 	m->prot = prot;
 	m->uid = file->uid;
 	m->file = file;
-	m->whole_base = CHUNK_DOWN(va);
+	if (m->chunks)
+		m->chunks->base = CHUNK_DOWN(va);
 	/* From the first mapping on, a private page raises SIGBUS. */
 	sigbus_install();
 
@@ -668,7 +698,7 @@ GMEM_API int gmem_mmap(int fd, uint64_t offset, size_t len, int prot,
 
 out_free:
 	if (m)
-		free(m->whole);
+		free(m->chunks);
 	free(m);
 out_put:
 	file_put(file);

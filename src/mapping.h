@@ -16,6 +16,25 @@ struct fence_map;
 struct gmem_file;
 struct hm_entry;
 
+/*
+ * The chunk fences of a mapping that shows at least one 2 MiB chunk of its
+ * file (fence.h): a bit per chunk of addresses from @base, set while the
+ * chunk is fenced whole, and where the chunks map back from: the pool
+ * memfd @pool_fd (checked by @dev and @ino in a fork child, which may have
+ * closed it), the file's window at @base_pfn. Changed with the mapping,
+ * under the file's mappings_lock (in a fork child, under hm_lock).
+ */
+struct mapping_chunks {
+	uintptr_t base;
+	size_t nwords;
+	uint64_t base_pfn;
+	dev_t dev;
+	ino_t ino;
+	int pool_fd;
+	bool huge;		/* MADV_HUGEPAGE: a huge file */
+	uint64_t whole[];
+};
+
 struct host_mapping {
 	struct host_mapping *next;	/* in the file's list */
 	struct host_mapping *next_all;	/* in the process's list */
@@ -24,21 +43,7 @@ struct host_mapping {
 	uint64_t pgoff;		/* file page at addr */
 	uint64_t file_pages;	/* pages before the end of the file */
 	int prot;
-	/*
-	 * Chunk fences (fence.h): a bit per 2 MiB chunk of addresses from
-	 * @whole_base, set while the chunk is fenced whole; @nwhole words.
-	 * Changed with the mapping, under the file's mappings_lock (in a fork
-	 * child, under hm_lock). Where the chunks map back from: the pool
-	 * memfd @pool_fd (@pool_dev, @pool_ino), the file's window at @base_pfn.
-	 */
-	uint64_t *whole;
-	size_t nwhole;
-	uintptr_t whole_base;
-	int pool_fd;
-	dev_t pool_dev;
-	ino_t pool_ino;
-	uint64_t base_pfn;
-	bool huge;		/* MADV_HUGEPAGE: a huge file */
+	struct mapping_chunks *chunks;	/* NULL: guards only */
 	/*
 	 * Inherited through fork: @file is the parent's, a dead copy here; the
 	 * record only remembers where the mapping is, for munmap and for the

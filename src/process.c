@@ -211,9 +211,9 @@ static void slot_unlock(struct sd_slot *s)
 static void apply_entry(const struct hm_entry *e, void *arg)
 {
 	const struct sd_req *r = arg;
-	struct fence_map fm = e->fm;
+	struct fence_map fm;
 
-	fm.addr = (uint8_t *)atomic_load(&e->start);
+	mapping_fence_map(e->m, &fm, true);
 	/* Chunks the parent fenced whole stay so; nothing is fenced whole anew. */
 	if (r->open)
 		fence_open_map(&fm, r->start, r->end);

@@ -105,7 +105,7 @@ void hm_update(struct hm_entry *e, const struct host_mapping *m)
 	lock_assert_held(&all_mappings_lock);
 	lock_assert_held(&hm_spin);
 	e->uid = m->uid;
-	mapping_fence_map(m, &e->fm, true);
+	e->m = m;
 	if (!atomic_load_explicit(&e->end, memory_order_relaxed)) {
 		atomic_store_explicit(&e->start, start, memory_order_relaxed);
 		atomic_store_explicit(&e->end, end, memory_order_release);

@@ -114,7 +114,7 @@ check-tsan:
 TSAN_TESTS := test_brlock test_threads_fault test_threads_convert test_threads_mapping \
 	test_threads_lifetime test_stress test_vmm test_vmm_views test_vmm_any_view test_huge \
 	test_huge_arch test_huge_race test_kvm_layer test_kvm_files test_kvm_guest test_fork \
-	test_security test_errno test_lock_assert test_invalidate test_stage2
+	test_security test_errno test_lock_assert test_invalidate test_stage2 test_chunk_fence
 
 stress: all
 	GMEM_STRESS_SECONDS=60 $(O)/tests/test_stress

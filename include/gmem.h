@@ -451,7 +451,13 @@ int gmem_folio_info(int fd, uint64_t offset, uint64_t *pfn, int *order,
  * as in the kernel: it is guarded, and gmem's SIGSEGV handler turns the
  * guard's fault into SIGBUS for the faulting thread, where the program's
  * SIGBUS disposition takes it; blocked or ignored, it kills. (See "Signals"
- * above for the handler's contract.) A page past the end of the file raises
+ * above for the handler's contract.) A 2 MiB-aligned chunk of the mapping
+ * that becomes private whole (the mapping made over it, or one conversion
+ * that covers it) is instead remapped to an empty file, where the kernel
+ * raises the SIGBUS itself and which costs no page table: what the program
+ * set on those addresses (madvise, mbind, mlock) is not kept there
+ * (docs/design.md, "Chunk fences"). Without MAP_FIXED, a mapping of 2 MiB
+ * or more gets a 2 MiB-aligned address. A page past the end of the file raises
  * SIGBUS too. Neither ever reads data. The range may extend past the end of
  * the file.
  *

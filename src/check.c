@@ -10,7 +10,9 @@
  * the memfd's device and inode) other than the direct map and the VM's
  * stage-2 views must show no private frame (/proc/self/pagemap: no present
  * entry, a guard marker), and every record gmem keeps of a host mapping must
- * still be that mapping. So a second mapping made by mremap, a mapping moved
+ * still be that mapping: of the file's frames, or where the record has a
+ * chunk fenced whole, of the empty past-EOF memfd (fence.h), which shows no
+ * frame. So a second mapping made by mremap, a mapping moved
  * or unmapped behind gmem's back (mremap, munmap(2)), a guard removed with
  * MADV_GUARD_REMOVE, or the memfd mapped again through /proc/self/fd are
  * reported, although gmem cannot prevent them.
@@ -61,12 +63,15 @@ struct check {
 	int pagemap_fd;
 	dev_t pool_dev;		/* the pool memfd, as /proc/self/maps names it */
 	ino_t pool_ino;
+	dev_t eof_dev;		/* the past-EOF memfd of chunk fences */
+	ino_t eof_ino;
 };
 
-/* One mapping of the pool memfd, from /proc/self/maps. */
+/* One mapping of the pool memfd, or (@eof) of the past-EOF one, from /proc/self/maps. */
 struct pool_map {
 	uintptr_t start, end;
 	uint64_t pfn;		/* the frame at start */
+	bool eof;
 };
 
 int check_create(struct gmem_vm *vm)
@@ -82,6 +87,10 @@ int check_create(struct gmem_vm *vm)
 	if (!fstat(vm->pool->memfd, &st)) {
 		c->pool_dev = st.st_dev;
 		c->pool_ino = st.st_ino;
+	}
+	if (fence_past_eof_fd() >= 0 && !fstat(fence_past_eof_fd(), &st)) {
+		c->eof_dev = st.st_dev;
+		c->eof_ino = st.st_ino;
 	}
 	vm->check = c;
 	return 0;
@@ -165,7 +174,8 @@ void check_reclaimed(struct gmem_file *file, uint64_t pfn, uint64_t nr)
 /*
  * Every mapping of the pool memfd in this process, from /proc/self/maps, less
  * the direct map and @vm's stage-2 views (which show private frames by
- * design: the kernel's direct map, what KVM maps for the guest). Returns the
+ * design: the kernel's direct map, what KVM maps for the guest), and every
+ * mapping of the past-EOF memfd (chunk fences, past the end of files). Returns the
  * count and a malloc'd array in *@out, or -1 if the maps cannot be read.
  */
 static long read_pool_maps(struct gmem_vm *vm, struct pool_map **out)
@@ -196,18 +206,22 @@ static long read_pool_maps(struct gmem_vm *vm, struct pool_map **out)
 	for (line = buf; line && *line; line = next) {
 		unsigned long long start, end, off, ino;
 		unsigned int major, minor;
+		bool eof;
 
 		next = strchr(line, '\n');
 		if (next)
 			*next++ = 0;
 		if (sscanf(line, "%llx-%llx %*s %llx %x:%x %llu", &start, &end,
-			   &off, &major, &minor, &ino) != 6 ||
-		    ino != (unsigned long long)c->pool_ino ||
-		    makedev(major, minor) != c->pool_dev)
+			   &off, &major, &minor, &ino) != 6)
 			continue;
-		if (start >= dm && end <= dm + (pool->nframes << PAGE_SHIFT))
+		eof = c->eof_ino && ino == (unsigned long long)c->eof_ino &&
+		      makedev(major, minor) == c->eof_dev;
+		if (!eof && (ino != (unsigned long long)c->pool_ino ||
+			     makedev(major, minor) != c->pool_dev))
 			continue;
-		if (view_covers(vm, start, end))
+		if (!eof && start >= dm && end <= dm + (pool->nframes << PAGE_SHIFT))
+			continue;
+		if (!eof && view_covers(vm, start, end))
 			continue;
 		if (n == cap) {
 			struct pool_map *more = realloc(maps, 2 * cap * sizeof(*maps));
@@ -217,7 +231,7 @@ static long read_pool_maps(struct gmem_vm *vm, struct pool_map **out)
 			maps = more;
 			cap *= 2;
 		}
-		maps[n++] = (struct pool_map){ start, end, off >> PAGE_SHIFT };
+		maps[n++] = (struct pool_map){ start, end, off >> PAGE_SHIFT, eof };
 	}
 	close(fd);
 	free(buf);
@@ -287,9 +301,36 @@ static int check_map_run(struct gmem_file *file, uint64_t lo, uint64_t hi,
 }
 
 /*
+ * The pool or past-EOF mapping that covers @va as record @m must have it
+ * (@m's frame there, or the past-EOF memfd in a chunk it fenced whole), or
+ * NULL.
+ */
+static const struct pool_map *mapped_as_recorded(struct gmem_file *file,
+						 struct host_mapping *m,
+						 uintptr_t va,
+						 const struct pool_map *maps,
+						 long nmaps)
+{
+	struct fence_map fm;
+	bool whole;
+
+	mapping_fence_map(m, &fm, false);
+	whole = fence_chunk_whole(&fm, va);
+	for (long k = 0; k < nmaps; k++) {
+		if (maps[k].start > va || va >= maps[k].end || maps[k].eof != whole)
+			continue;
+		if (whole || maps[k].pfn + ((va - maps[k].start) >> PAGE_SHIFT) ==
+		    file_pfn(file, m->pgoff + ((va - (uintptr_t)m->addr) >> PAGE_SHIFT)))
+			return &maps[k];
+	}
+	return NULL;
+}
+
+/*
  * Each record of @file must still be a mapping of the file's frames at its
- * address: after munmap(2) or mremap behind gmem's back, later fences would
- * hit whatever is mapped there now, or fail.
+ * address, or of the past-EOF memfd over the chunks it fenced whole (which
+ * a shared page must never be in): after munmap(2) or mremap behind gmem's
+ * back, later fences would hit whatever is mapped there now, or fail.
  */
 static void check_records(struct gmem_vm *vm, struct gmem_file *file,
 			  const struct pool_map *maps, long nmaps)
@@ -298,24 +339,39 @@ static void check_records(struct gmem_vm *vm, struct gmem_file *file,
 		uintptr_t start = (uintptr_t)m->addr;
 		uintptr_t end = start + (m->file_pages << PAGE_SHIFT);
 		uintptr_t missing = start;
+		struct fence_map fm;
 
-		/* Walk the pool mappings in address order over [start, end). */
+		mapping_fence_map(m, &fm, false);
+		/* Walk the mappings in address order over [start, end). */
 		while (missing < end) {
-			long k;
+			const struct pool_map *pm =
+				mapped_as_recorded(file, m, missing, maps, nmaps);
+			uintptr_t next;
 
-			for (k = 0; k < nmaps; k++)
-				if (maps[k].start <= missing && missing < maps[k].end &&
-				    maps[k].pfn + ((missing - maps[k].start) >> PAGE_SHIFT) ==
-				    file_pfn(file, m->pgoff + ((missing - start) >> PAGE_SHIFT)))
-					break;
-			if (k == nmaps)
+			if (!pm)
 				break;
-			missing = maps[k].end;
+			next = MIN(pm->end, end);
+			if (pm->eof) {	/* one chunk at a time: each has its bit */
+				uint64_t lo = m->pgoff + ((missing - start) >> PAGE_SHIFT);
+
+				next = MIN(next, CHUNK_DOWN(missing) + CHUNK_SIZE);
+				if (!attr_range_is(&file->attrs, lo, m->pgoff +
+						   ((next - start) >> PAGE_SHIFT),
+						   GMEM_ATTR_PRIVATE))
+					check_violation(vm, 1, lo << PAGE_SHIFT,
+							file_pfn(file, lo),
+							"a shared page of gmem's mapping [%p, %p) is in a chunk fenced whole at %p",
+							(void *)start, (void *)end,
+							(void *)missing);
+			}
+			missing = next;
 		}
 		if (missing < end)
 			check_violation(vm, 1, (m->pgoff << PAGE_SHIFT) +
 					(missing - start),
 					file_pfn(file, m->pgoff + ((missing - start) >> PAGE_SHIFT)),
+					fence_chunk_whole(&fm, missing) ?
+					"gmem's mapping [%p, %p) has no chunk fence at %p, which it fenced whole: mapped behind gmem's back" :
 					"gmem's mapping [%p, %p) is no longer there at %p: unmapped or moved behind gmem's back",
 					(void *)start, (void *)end, (void *)missing);
 	}
@@ -335,6 +391,8 @@ static void check_mappings(struct gmem_vm *vm, struct gmem_file *file,
 		uint64_t lo = MAX(pm->pfn, file->base_pfn) - file->base_pfn;
 		uint64_t hi;
 
+		if (pm->eof)	/* shows no frame */
+			continue;
 		if (pm->pfn + npages <= file->base_pfn ||
 		    pm->pfn >= file->base_pfn + file->npages)
 			continue;

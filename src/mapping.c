@@ -13,8 +13,13 @@
  * engine's SIGSEGV handler turns into SIGBUS (sigbus.c), while the pages
  * themselves, and so their content, stay where they are.
  * Guards are per page-table entry, so a fragmented file never splits the
- * mapping into thousands of VMAs. Where the kernel lacks guards (before
- * 6.15) mprotect(PROT_NONE) does the same job with a VMA per range.
+ * mapping into thousands of VMAs. A 2 MiB chunk of the mapping that one
+ * fence covers entirely (gmem_mmap over private chunks, a conversion of
+ * whole chunks to private) is fenced whole instead: mapped from the empty
+ * past-EOF memfd, where the kernel raises SIGBUS itself and which needs no
+ * page table; a bit per chunk in the record says which (fence.h). Where the
+ * kernel lacks guards (before 6.15) mprotect(PROT_NONE) does the same job
+ * with a VMA per range.
  *
  * Each mapping has a record (struct host_mapping) holding a file reference;
  * conversions fence through the records. gmem_munmap may take any part of
@@ -38,7 +43,9 @@
  */
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -54,7 +61,7 @@
 #include "vm.h"
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
-static int past_eof_fd = -1;	/* empty memfd: every access is past its end */
+static int past_eof_fd = -1;	/* fence.c's: every access is past its end */
 
 /*
  * Every mapping of the process, for munmap lookups and fork. The lock also
@@ -108,27 +115,64 @@ void mapping_fork_child(bool registered)
 
 static void setup(void)
 {
-	past_eof_fd = memfd_create("gmem-past-eof", MFD_CLOEXEC);
-	fence_uses_guards();
+	past_eof_fd = fence_past_eof_fd();
 }
 
-/* Fence (close) or open the pages [start, end) that mapping @m shows. */
+/*
+ * Record @m as the fences see it. With @check_fd the pool memfd is checked
+ * before it is mapped again: for a fork child, which may have closed it.
+ */
+void mapping_fence_map(const struct host_mapping *m, struct fence_map *fm,
+		       bool check_fd)
+{
+	struct mapping_chunks *c = m->chunks;
+
+	*fm = (struct fence_map){
+		.addr = m->addr, .pgoff = m->pgoff, .npages = m->file_pages,
+		.prot = m->prot,
+	};
+	if (!c)
+		return;
+	fm->huge = c->huge;
+	fm->pool_fd = c->pool_fd;
+	fm->pool_pos = (off_t)(c->base_pfn + m->pgoff) << PAGE_SHIFT;
+	fm->pool_dev = check_fd ? c->dev : 0;
+	fm->pool_ino = check_fd ? c->ino : 0;
+	fm->whole = c->whole;
+	fm->whole_base = c->base;
+}
+
+static size_t chunks_size(const struct mapping_chunks *c)
+{
+	return sizeof(*c) + c->nwords * sizeof(c->whole[0]);
+}
+
+/*
+ * Fence (close) or open the pages [start, end) that mapping @m shows: the
+ * 2 MiB chunks they cover are fenced whole (fence.h). Under the file's
+ * mappings_lock, or before @m is listed.
+ */
 static int close_pages(struct host_mapping *m, uint64_t start, uint64_t end)
 {
+	struct fence_map fm;
 	uint8_t *addr;
-	size_t len = fence_span(m->addr, m->pgoff, m->file_pages, start, end,
-				&addr);
 
-	return len ? fence_close(addr, len) : 0;
+	/* A conversion asks every mapping of the file: most show none of it. */
+	if (!fence_span(m->addr, m->pgoff, m->file_pages, start, end, &addr))
+		return 0;
+	mapping_fence_map(m, &fm, false);
+	return fence_close_map(&fm, start, end, true);
 }
 
 static int open_pages(struct host_mapping *m, uint64_t start, uint64_t end)
 {
+	struct fence_map fm;
 	uint8_t *addr;
-	size_t len = fence_span(m->addr, m->pgoff, m->file_pages, start, end,
-				&addr);
 
-	return len ? fence_open(addr, len, m->prot) : 0;
+	if (!fence_span(m->addr, m->pgoff, m->file_pages, start, end, &addr))
+		return 0;
+	mapping_fence_map(m, &fm, false);
+	return fence_open_map(&fm, start, end);
 }
 
 /*
@@ -205,12 +249,18 @@ static int open_run(struct gmem_file *file, uint64_t start, uint64_t end,
 
 /*
  * Address space for a mapping, aligned to the file's folio size so the host
- * kernel can map a huge folio with huge page-table entries where it is able.
+ * kernel can map a huge folio with huge page-table entries where it is able,
+ * and to 2 MiB at least for chunk fences (fence.h).
  */
 static void *reserve_aligned(size_t len, uint64_t align)
 {
 	uint8_t *va, *aligned;
-	size_t extra = align > PAGE_SIZE ? align : 0;
+	size_t extra;
+
+	/* Whole 2 MiB chunks, which can be fenced without page tables. */
+	if (len >= CHUNK_SIZE)
+		align = MAX(align, CHUNK_SIZE);
+	extra = align > PAGE_SIZE ? align : 0;
 
 	if (len + extra < len)
 		return MAP_FAILED;
@@ -338,9 +388,15 @@ static int cut(struct host_mapping *m, uint8_t *lo, uint8_t *hi, bool reserve,
 		ret = CUT_TRIMMED;
 		if (hi < end) {
 			struct hm_entry *hm = spare->hm;
+			struct mapping_chunks *chunks = spare->chunks;
 
+			if (m->chunks)		/* each part keeps its own bits */
+				memcpy(chunks, m->chunks, chunks_size(m->chunks));
+			else
+				free(chunks);
 			*spare = *m;
 			spare->hm = hm;
+			spare->chunks = m->chunks ? chunks : NULL;
 			trim_head(spare, hi);
 			hm_update(spare->hm, spare);	/* before @m lets go of it */
 			if (!m->foreign) {
@@ -373,6 +429,7 @@ struct cut_list {
 static void free_spare(struct host_mapping *m)
 {
 	hm_free(m->hm);
+	free(m->chunks);
 	free(m);
 }
 
@@ -390,13 +447,18 @@ static int cut_range(uint8_t *lo, uint8_t *hi, bool reserve,
 {
 	struct host_mapping **pm, *m, *spares = NULL;
 	unsigned int nhit = 0, nsplit = 0, i;
+	size_t chunks = 0;	/* bytes of the largest chunk bits a split copies */
 	int ret = 0;
 
 	lock_assert_held(&all_mappings_lock);
 	for (m = all_mappings; m; m = m->next_all) {
 		if (m->addr < hi && lo < m->addr + m->len) {
 			nhit++;
-			nsplit += m->addr < lo && hi < m->addr + m->len;
+			if (m->addr < lo && hi < m->addr + m->len) {
+				nsplit++;
+				if (m->chunks)
+					chunks = MAX(chunks, chunks_size(m->chunks));
+			}
 		}
 	}
 	if (!nhit)
@@ -405,7 +467,9 @@ static int cut_range(uint8_t *lo, uint8_t *hi, bool reserve,
 	cl->refs = try_calloc(nhit, sizeof(*cl->refs));
 	for (i = 0; cl->refs && i < nsplit; i++) {
 		m = try_calloc(1, sizeof(*m));
-		if (m && !(m->hm = hm_alloc())) {
+		if (m && ((chunks && !(m->chunks = try_malloc(chunks))) ||
+			  !(m->hm = hm_alloc()))) {
+			free(m->chunks);
 			free(m);
 			m = NULL;
 		}
@@ -468,6 +532,7 @@ static void cut_finish(struct cut_list *cl, const char *op)
 		cl->gone = m->next_all;
 		if (!m->foreign)
 			file_put(m->file);
+		free(m->chunks);
 		free(m);
 	}
 	for (i = 0; i < cl->nrefs; i++)
@@ -498,6 +563,37 @@ static int check_fixed(struct gmem_file *file, void *addr, size_t len)
 	return 0;
 }
 
+/*
+ * The chunk fences of a new record @m whose first @bytes show the file
+ * (fence.h), if they may hold a whole 2 MiB chunk: no chunk fenced whole,
+ * and where the chunks map back from. A bit per 2 MiB of address space they
+ * may span (64 bytes per GiB of file mapped) and 48 bytes; nothing for a
+ * smaller mapping, whose record stays as small as it was.
+ */
+static int chunks_init(struct host_mapping *m, struct gmem_file *file,
+		       uint64_t bytes)
+{
+	size_t nwords = ((bytes >> CHUNK_SHIFT) + 2) / 64 + 1;
+	struct mapping_chunks *c;
+	struct stat st;
+
+	if (bytes < CHUNK_SIZE)
+		return 0;
+	c = try_calloc(1, sizeof(*c) + nwords * sizeof(c->whole[0]));
+	if (!c)
+		return -ENOMEM;
+	c->nwords = nwords;
+	c->pool_fd = file->vm->pool->memfd;
+	if (!fstat(c->pool_fd, &st)) {
+		c->dev = st.st_dev;
+		c->ino = st.st_ino;
+	}
+	c->base_pfn = file->base_pfn;
+	c->huge = file->order;
+	m->chunks = c;
+	return 0;
+}
+
 GMEM_API int gmem_mmap(int fd, uint64_t offset, size_t len, int prot,
 		       int flags, void **addr)
 {
@@ -522,6 +618,10 @@ GMEM_API int gmem_mmap(int fd, uint64_t offset, size_t len, int prot,
 	if (ret)
 		goto out_put;
 	m = try_calloc(1, sizeof(*m));
+	if (m && chunks_init(m, file, MIN(len, file->size - offset))) {
+		free(m);
+		m = NULL;
+	}
 	if (m && past_eof_fd >= 0)	/* reserve the address range, then fill it */
 		va = flags & MAP_FIXED ? *addr :
 		     reserve_aligned(len, PAGE_SIZE << file->order);
@@ -538,6 +638,8 @@ GMEM_API int gmem_mmap(int fd, uint64_t offset, size_t len, int prot,
 	m->prot = prot;
 	m->uid = file->uid;
 	m->file = file;
+	if (m->chunks)
+		m->chunks->base = CHUNK_DOWN(va);
 	/* From the first mapping on, a private page raises SIGBUS. */
 	sigbus_install();
 
@@ -595,6 +697,8 @@ GMEM_API int gmem_mmap(int fd, uint64_t offset, size_t len, int prot,
 	return 0;	/* the mapping keeps the file reference */
 
 out_free:
+	if (m)
+		free(m->chunks);
 	free(m);
 out_put:
 	file_put(file);

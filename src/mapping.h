@@ -10,9 +10,30 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
+struct fence_map;
 struct gmem_file;
 struct hm_entry;
+
+/*
+ * The chunk fences of a mapping that shows at least one 2 MiB chunk of its
+ * file (fence.h): a bit per chunk of addresses from @base, set while the
+ * chunk is fenced whole, and where the chunks map back from: the pool
+ * memfd @pool_fd (checked by @dev and @ino in a fork child, which may have
+ * closed it), the file's window at @base_pfn. Changed with the mapping,
+ * under the file's mappings_lock (in a fork child, under hm_lock).
+ */
+struct mapping_chunks {
+	uintptr_t base;
+	size_t nwords;
+	uint64_t base_pfn;
+	dev_t dev;
+	ino_t ino;
+	int pool_fd;
+	bool huge;		/* MADV_HUGEPAGE: a huge file */
+	uint64_t whole[];
+};
 
 struct host_mapping {
 	struct host_mapping *next;	/* in the file's list */
@@ -22,6 +43,7 @@ struct host_mapping {
 	uint64_t pgoff;		/* file page at addr */
 	uint64_t file_pages;	/* pages before the end of the file */
 	int prot;
+	struct mapping_chunks *chunks;	/* NULL: guards only */
 	/*
 	 * Inherited through fork: @file is the parent's, a dead copy here; the
 	 * record only remembers where the mapping is, for munmap and for the
@@ -36,6 +58,8 @@ struct host_mapping {
 /* Every host mapping of the process (the list of records, and sigbus.c's table). */
 extern pthread_mutex_t all_mappings_lock;
 
+void mapping_fence_map(const struct host_mapping *m, struct fence_map *fm,
+		       bool check_fd);
 void mapping_fork_prepare(void);
 void mapping_fork_parent(void);
 void mapping_fork_child(bool registered);

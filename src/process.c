@@ -211,16 +211,14 @@ static void slot_unlock(struct sd_slot *s)
 static void apply_entry(const struct hm_entry *e, void *arg)
 {
 	const struct sd_req *r = arg;
-	uint8_t *addr;
-	size_t len = fence_span((uint8_t *)atomic_load(&e->start), e->pgoff,
-				e->file_pages, r->start, r->end, &addr);
+	struct fence_map fm;
 
-	if (!len)
-		return;
+	mapping_fence_map(e->m, &fm, true);
+	/* Chunks the parent fenced whole stay so; nothing is fenced whole anew. */
 	if (r->open)
-		fence_open(addr, len, e->prot);
+		fence_open_map(&fm, r->start, r->end);
 	else
-		fence_close(addr, len);
+		fence_close_map(&fm, r->start, r->end, false);
 }
 
 /* Fence every page of the mappings this process inherited. */

@@ -2,6 +2,9 @@
 /*
  * SIGBUS on private pages, as the kernel's guest_memfd raises it.
  *
+ * (A 2 MiB chunk fenced whole, fence.h, is a mapping of an empty memfd:
+ * the kernel raises SIGBUS there itself, and nothing here is involved.)
+ *
  * A private page of a host mapping is fenced with a guard region, and an
  * access to a guard faults with SIGSEGV (SEGV_MAPERR), where the kernel's
  * guest_memfd fault handler answers VM_FAULT_SIGBUS. So at its first
@@ -102,9 +105,7 @@ void hm_update(struct hm_entry *e, const struct host_mapping *m)
 	lock_assert_held(&all_mappings_lock);
 	lock_assert_held(&hm_spin);
 	e->uid = m->uid;
-	e->pgoff = m->pgoff;
-	e->file_pages = m->file_pages;
-	e->prot = m->prot;
+	e->m = m;
 	if (!atomic_load_explicit(&e->end, memory_order_relaxed)) {
 		atomic_store_explicit(&e->start, start, memory_order_relaxed);
 		atomic_store_explicit(&e->end, end, memory_order_release);

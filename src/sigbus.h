@@ -17,12 +17,13 @@ struct host_mapping;
 /*
  * Every host mapping of the process as the signal handlers see it, read
  * without locks. @start and @end are for the SIGSEGV handler; the rest for
- * the shootdown handler, under hm_lock.
+ * the shootdown handler, under hm_lock, which writers hold while they change
+ * the record too.
  */
 struct hm_entry {
 	_Atomic uintptr_t start, end;	/* end 0: no mapping */
-	uint64_t uid, pgoff, file_pages;
-	int prot;
+	uint64_t uid;
+	const struct host_mapping *m;	/* the record */
 	bool used;			/* allocated; under all_mappings_lock */
 };
 

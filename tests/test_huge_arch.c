@@ -103,6 +103,12 @@ TEST(check_mode_sees_a_host_reachable_private_page_in_a_huge_mapping)
 	ASSERT_EQ(gmem_mmap(fd, 0, 4 * MiB, PROT_READ | PROT_WRITE, MAP_SHARED,
 			    (void **)&p), 0);
 	assert_clean(&e);
+	/*
+	 * A private folio mapped whole is fenced whole, with no guard to
+	 * remove: one page of it shared puts guards on the rest.
+	 */
+	ASSERT_EQ(gmem_set_attributes(fd, 600 * PG, PG, 0, 0, NULL), 0);
+	assert_clean(&e);
 	/* Knock the fence off one private page behind gmem's back. */
 	if (madvise((void *)(p + 700 * PG), PG, MADV_GUARD_REMOVE)) {
 		ASSERT_EQ(gmem_munmap((void *)p, 4 * MiB), 0);

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -256,18 +257,25 @@ TEST(guard_removal_on_a_stage2_view_is_reported)
 }
 
 /* The inode of the file mapped at @addr, from /proc/self/maps. */
-static unsigned long inode_at(const void *addr)
+/*
+ * The device and inode of the file mapped at @addr, from /proc/self/maps:
+ * the inode alone is not enough, each pool on a tmpfs of its own is inode 2.
+ */
+static unsigned long inode_at(const void *addr, dev_t *dev)
 {
 	unsigned long long start, end, ino = 0;
+	unsigned int major = 0, minor = 0;
 	char line[512];
 	FILE *f = fopen("/proc/self/maps", "r");
 
 	ASSERT_TRUE(f);
 	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "%llx-%llx %*s %*s %*s %llu", &start, &end, &ino) == 3 &&
+		if (sscanf(line, "%llx-%llx %*s %*s %x:%x %llu", &start, &end,
+			   &major, &minor, &ino) == 5 &&
 		    (uintptr_t)addr >= start && (uintptr_t)addr < end)
 			break;
 	fclose(f);
+	*dev = makedev(major, minor);
 	return (unsigned long)ino;
 }
 
@@ -275,7 +283,8 @@ static unsigned long inode_at(const void *addr)
 TEST(the_pool_memfd_mapped_again_through_proc_self_fd_is_reported)
 {
 	struct cx c = cx_new(4, GMEM_VM_CHECK);
-	unsigned long ino = inode_at(gmem_pool_frame(c.pool, 0));
+	dev_t dev;
+	unsigned long ino = inode_at(gmem_pool_frame(c.pool, 0), &dev);
 	uint64_t pfn = frame_of(c.fd, PG);
 	char path[PATH_MAX];
 	struct dirent *d;
@@ -289,7 +298,7 @@ TEST(the_pool_memfd_mapped_again_through_proc_self_fd_is_reported)
 	/* The pool's memfd: the file of its direct map. */
 	while ((d = readdir(dir))) {
 		snprintf(path, sizeof(path), "/proc/self/fd/%s", d->d_name);
-		if (!stat(path, &st) && st.st_ino == ino) {
+		if (!stat(path, &st) && st.st_ino == ino && st.st_dev == dev) {
 			fd = open(path, O_RDWR);
 			break;
 		}

@@ -37,21 +37,58 @@ static long proc_kb(const char *path, const char *key)
 	return v;
 }
 
+/* Lines of /proc/self/maps: the process's VMAs; -1 if unreadable. */
+static long vma_count(void)
+{
+	char line[512];
+	long n = 0;
+	FILE *f = fopen("/proc/self/maps", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		n += strchr(line, '\n') != NULL;
+	fclose(f);
+	return n;
+}
+
+/*
+ * Bytes of one VMA in the kernel: the objsize of /proc/slabinfo's
+ * vm_area_struct where it is readable (root), else 192, its size on x86-64
+ * Linux 6.x, as an estimate; *@measured says which.
+ */
+static long vma_bytes(bool *measured)
+{
+	char line[512];
+	long size = -1;
+	FILE *f = fopen("/proc/slabinfo", "r");
+
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, "vm_area_struct ", 15) &&
+		    sscanf(line, "%*s %*d %*d %ld", &size) == 1)
+			break;
+	if (f)
+		fclose(f);
+	*measured = size > 0;
+	return size > 0 ? size : 192;
+}
+
 /*
  * gmem bench --metadata-child 4k|2m: in a fresh process, a pool and a sw VM
  * (the fixed cost, not counted), then one 1 GiB file as a confidential
  * guest's memory: bound, allocated, mapped whole by the host and every page
  * faulted in private by the guest (stage-2 entries, the arch's per-frame
- * state, the host mapping's guards). Prints the growth of the process's
- * private anonymous memory and of its page tables from the first point to
- * the second, in kB, and gmem's own count of its metadata in bytes.
+ * state, the host mapping's fences). Prints the growth of the process's
+ * private anonymous memory, of its page tables (kB) and of its VMAs (count)
+ * from each point to the next, and gmem's own count of its metadata in
+ * bytes.
  */
 int bench_metadata_child(const char *kind)
 {
 	uint64_t flags = GMEM_FLAG_MMAP | (!strcmp(kind, "2m") ? GMEM_FLAG_HUGE_2M : 0);
 	struct gmem_pool_stats st;
 	struct env e = { -1, -1 };
-	long anon[4], pte[4];
+	long anon[4], pte[4], vmas[4];
 	void *map = NULL;
 	int fd = -1, i;
 
@@ -60,40 +97,53 @@ int bench_metadata_child(const char *kind)
 	/* 0: before; 1: bound and allocated; 2: host-mapped; 3: faulted private */
 	anon[0] = proc_kb("/proc/self/smaps_rollup", "Anonymous");
 	pte[0] = proc_kb("/proc/self/status", "VmPTE");
+	vmas[0] = vma_count();
 	if ((fd = gmem_create(e.vm, GiB, flags)) < 0 ||
 	    gmem_vm_bind(e.vm, 0, 0, GiB, fd, 0) ||
 	    gmem_fallocate(fd, GMEM_FALLOC_KEEP_SIZE, 0, GiB))
 		return 1;
 	anon[1] = proc_kb("/proc/self/smaps_rollup", "Anonymous");
 	pte[1] = proc_kb("/proc/self/status", "VmPTE");
+	vmas[1] = vma_count();
 	if (gmem_mmap(fd, 0, GiB, PROT_READ | PROT_WRITE, MAP_SHARED, &map))
 		return 1;
 	anon[2] = proc_kb("/proc/self/smaps_rollup", "Anonymous");
 	pte[2] = proc_kb("/proc/self/status", "VmPTE");
+	vmas[2] = vma_count();
 	if (fault_all(e.vm, 0, GiB, GMEM_FAULT_WRITE | GMEM_FAULT_PRIVATE) ||
 	    gmem_pool_stats(e.pool, &st))
 		return 1;
 	anon[3] = proc_kb("/proc/self/smaps_rollup", "Anonymous");
 	pte[3] = proc_kb("/proc/self/status", "VmPTE");
+	vmas[3] = vma_count();
 	for (i = 0; i < 4; i++)
-		if (anon[i] < 0 || pte[i] < 0)
+		if (anon[i] < 0 || pte[i] < 0 || vmas[i] < 0)
 			return 1;
 	printf("%llu %llu", (unsigned long long)st.metadata_bytes,
 	       (unsigned long long)st.frames_in_use);
 	for (i = 1; i < 4; i++)
-		printf(" %ld %ld", anon[i] - anon[i - 1], pte[i] - pte[i - 1]);
+		printf(" %ld %ld %ld", anon[i] - anon[i - 1], pte[i] - pte[i - 1],
+		       vmas[i] - vmas[i - 1]);
 	printf("\n");
 	return 0;
 }
 
-/* Growth of anonymous memory and page tables, kB, at each step of the child. */
+/*
+ * Growth of anonymous memory and page tables (kB) and of VMAs (count) at
+ * each step of the child.
+ */
 struct growth_kb {
-	long anon[3], pte[3];
+	long anon[3], pte[3], vmas[3];
 };
 
-static long growth_total(const struct growth_kb *g)
+/* Every byte, in kB: a VMA counts as the kernel's vm_area_struct. */
+static double growth_total(const struct growth_kb *g, long vma_size)
 {
-	return g->anon[0] + g->anon[1] + g->anon[2] + g->pte[0] + g->pte[1] + g->pte[2];
+	double kb = 0;
+
+	for (int i = 0; i < 3; i++)
+		kb += g->anon[i] + g->pte[i] + (double)g->vmas[i] * vma_size / 1024;
+	return kb;
 }
 
 /* Run the metadata child of @kind; 0 and what it printed, or -1. */
@@ -104,8 +154,10 @@ static int metadata_child(const char *kind, struct growth_kb *g,
 	char out[256];
 
 	if (run_self(argv, out, sizeof(out)) ||
-	    sscanf(out, "%llu %llu %ld %ld %ld %ld %ld %ld", counted, frames, &g->anon[0],
-		   &g->pte[0], &g->anon[1], &g->pte[1], &g->anon[2], &g->pte[2]) != 8)
+	    sscanf(out, "%llu %llu %ld %ld %ld %ld %ld %ld %ld %ld %ld", counted,
+		   frames, &g->anon[0], &g->pte[0], &g->vmas[0], &g->anon[1],
+		   &g->pte[1], &g->vmas[1], &g->anon[2], &g->pte[2],
+		   &g->vmas[2]) != 11)
 		return -1;
 	return 0;
 }
@@ -122,6 +174,9 @@ void case4(void)
 		  { "<= 0.05%", 0.0005 * GiB / KiB, true, true, 0 } },
 	};
 
+	bool vma_measured;
+	long vma_size = vma_bytes(&vma_measured);
+
 	for (int i = 0; i < 2; i++) {
 		struct growth_kb g = { 0 };
 		unsigned long long counted = 0, frames = 0;
@@ -133,7 +188,7 @@ void case4(void)
 				break;
 			}
 			/* Every byte: the larger of what gmem counts and what the process grew. */
-			double grown = (double)growth_total(&g);
+			double grown = growth_total(&g, vma_size);
 			double mine = (double)counted / KiB;
 
 			series_add(&s, grown > mine ? grown : mine, mine, NAN);
@@ -143,12 +198,15 @@ void case4(void)
 		emit_series(c[i].id, c[i].name, "KiB", &s, &c[i].t,
 			    "gmem_pool_stats", "growth / gmem's own count",
 			    "%.4f%% of guest memory (struct page: 1.5625%%); the process's growth "
-			    "(smaps_rollup Anonymous + VmPTE, kB) from a pool and VM to: a 1 GiB "
-			    "file bound and allocated (%s) %+ld + %+ld, host-mapped whole %+ld + "
-			    "%+ld, every page faulted private %+ld + %+ld; gmem_pool_stats "
-			    "metadata_bytes %llu, frames_in_use %llu (last run)",
-			    100.0 * summarize(s.m, s.n).med * KiB / GiB, c[i].folios, g.anon[0],
-			    g.pte[0], g.anon[1], g.pte[1], g.anon[2], g.pte[2], counted, frames);
+			    "(smaps_rollup Anonymous kB + VmPTE kB + VMAs x %ld B, the "
+			    "vm_area_struct %s) from a pool and VM to: a 1 GiB file bound and "
+			    "allocated (%s) %+ld + %+ld + %+ld VMAs, host-mapped whole %+ld + %+ld "
+			    "+ %+ld VMAs, every page faulted private %+ld + %+ld + %+ld VMAs; "
+			    "gmem_pool_stats metadata_bytes %llu, frames_in_use %llu (last run)",
+			    100.0 * summarize(s.m, s.n).med * KiB / GiB, vma_size,
+			    vma_measured ? "objsize of /proc/slabinfo" : "size estimated, slabinfo unreadable",
+			    c[i].folios, g.anon[0], g.pte[0], g.vmas[0], g.anon[1], g.pte[1],
+			    g.vmas[1], g.anon[2], g.pte[2], g.vmas[2], counted, frames);
 	}
 }
 

@@ -74,7 +74,7 @@ int cmd_info(int argc, char **argv)
 	       (unsigned long long)st.metadata_bytes);
 	printf("backends: sw snp tdx pkvm (models of the hardware's rules; no TEE needed)\n");
 	printf("host mappings: %s\n", host_has_guards() ?
-	       "private pages fenced by guard regions (MADV_GUARD_INSTALL), one VMA per mapping" :
+	       "private pages fenced by guard regions (MADV_GUARD_INSTALL), whole private 2 MiB chunks by an empty memfd mapped over them (no page table)" :
 	       "private pages fenced by mprotect (no guard regions on shmem before Linux 6.15): a VMA per fenced run");
 	printf("huge folios: %s\n", gmem_pool_huge_page_size(pool) > (int64_t)GMEM_PAGE_SIZE ?
 	       "on 2 MiB host huge pages (shmem THP, private tmpfs huge=advise)" :

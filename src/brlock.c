@@ -47,20 +47,22 @@ static inline void cpu_relax(void)
 static atomic_uint slots_owned;
 static pthread_once_t slots_once = PTHREAD_ONCE_INIT;
 static pthread_key_t slot_key;
-static _Thread_local unsigned int my_slot = ~0u;
+_Thread_local unsigned int brlock_thread_slot = ~0u;
 
 static void slot_give_back(void *v)
 {
 	unsigned int i = (unsigned int)(uintptr_t)v - 1;
 
 	/* A later read lock of this thread (another destructor) shares. */
-	my_slot = BRLOCK_SHARED_SLOT;
+	brlock_thread_slot = BRLOCK_SHARED_SLOT;
 	atomic_fetch_and(&slots_owned, ~(1u << i));
 }
 
 static void slots_after_fork(void)
 {
-	atomic_store(&slots_owned, my_slot < BRLOCK_SHARED_SLOT ? 1u << my_slot : 0);
+	unsigned int i = brlock_thread_slot;
+
+	atomic_store(&slots_owned, i < BRLOCK_SHARED_SLOT ? 1u << i : 0);
 }
 
 static void slots_setup(void)
@@ -71,7 +73,7 @@ static void slots_setup(void)
 }
 
 /* Own the lowest free slot, or share the last one if none is free. */
-static unsigned int brlock_my_slot_slow(void)
+unsigned int brlock_my_slot_slow(void)
 {
 	unsigned int owned, i;
 
@@ -81,8 +83,8 @@ static unsigned int brlock_my_slot_slow(void)
 		unsigned int free = ~owned & ((1u << BRLOCK_SHARED_SLOT) - 1);
 
 		if (!free) {
-			my_slot = BRLOCK_SHARED_SLOT;
-			return my_slot;
+			brlock_thread_slot = BRLOCK_SHARED_SLOT;
+			return brlock_thread_slot;
 		}
 		i = (unsigned int)__builtin_ctz(free);
 	} while (!atomic_compare_exchange_weak(&slots_owned, &owned, owned | 1u << i));
@@ -90,15 +92,8 @@ static unsigned int brlock_my_slot_slow(void)
 		atomic_fetch_and(&slots_owned, ~(1u << i));
 		i = BRLOCK_SHARED_SLOT;
 	}
-	my_slot = i;
-	return my_slot;
-}
-
-unsigned int brlock_my_slot(void)
-{
-	if (__builtin_expect(my_slot == ~0u, 0))
-		return brlock_my_slot_slow();
-	return my_slot;
+	brlock_thread_slot = i;
+	return brlock_thread_slot;
 }
 
 void brlock_init(struct brlock *l)

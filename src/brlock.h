@@ -82,7 +82,23 @@ void brlock_destroy(struct brlock *l);
 void brlock_write_lock(struct brlock *l);
 void brlock_write_unlock(struct brlock *l);
 void brlock_read_lock_slow(struct brlock *l, struct brlock_slot *s);
-unsigned int brlock_my_slot(void);
+/*
+ * The calling thread's slot; ~0u until its first read lock (brlock.c).
+ * Inline: where libgmem is linked into the program, one load from the
+ * thread pointer. (Not initial-exec TLS: libgmem.so must stay loadable by
+ * dlopen, which then may find no static TLS left.)
+ */
+extern _Thread_local unsigned int brlock_thread_slot;
+unsigned int brlock_my_slot_slow(void);
+
+static inline unsigned int brlock_my_slot(void)
+{
+	unsigned int i = brlock_thread_slot;
+
+	if (__builtin_expect(i == ~0u, 0))
+		return brlock_my_slot_slow();
+	return i;
+}
 
 static inline void brlock_read_lock(struct brlock *l)
 {

@@ -21,9 +21,8 @@
 #include "lock.h"
 #include "process.h"
 
-#define MAX_HANDLES 65536
 
-static _Atomic(struct obj *) handles[MAX_HANDLES];
+_Atomic(struct obj *) handles[MAX_HANDLES];
 /* Under handles_lock: handles in use, and the words of that map that are full. */
 static uint64_t handles_used[MAX_HANDLES / 64];
 static uint64_t handles_full[MAX_HANDLES / 64 / 64];
@@ -122,13 +121,6 @@ int obj_install(struct obj *o)
 	return h;
 }
 
-struct obj *obj_peek(int h)
-{
-	if (h < 0 || h >= MAX_HANDLES)
-		return NULL;
-	return atomic_load_explicit(&handles[h], memory_order_acquire);
-}
-
 static bool get_unless_zero(atomic_int *refs)
 {
 	int r = atomic_load(refs);
@@ -139,20 +131,12 @@ static bool get_unless_zero(atomic_int *refs)
 	return false;
 }
 
-/*
- * -EIO if @o was created by another process (this is a fork child with a copy
- * of the parent's handles), as KVM answers a VM's ioctls from another mm.
- */
-int obj_foreign(struct obj *o, int h, const char *fn)
+/* obj_foreign's error path. */
+int obj_foreign_error(struct obj *o, int h, const char *fn)
 {
-	int pid = atomic_load_explicit(&o->pid, memory_order_relaxed);
-
-	if (__builtin_expect(pid == process_pid(), 1))
-		return 0;
 	return gmem_err(EIO, "%s: handle %d belongs to process %d, not to this one",
-			fn, h, pid);
+			fn, h, atomic_load_explicit(&o->pid, memory_order_relaxed));
 }
-
 /* A counted reference on handle @h of @type in *@out, or -errno. */
 int obj_get(int h, enum obj_type type, const char *fn, void **out)
 {

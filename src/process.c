@@ -80,7 +80,7 @@
 /* Tests: how long a conversion waits for a child before giving up. */
 int gmem_shootdown_timeout_ms = 1000;
 
-static atomic_int cached_pid;
+atomic_int process_cached_pid;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 /* ----------------------------------------------------------- the table */
@@ -645,7 +645,7 @@ static void atfork_parent(void)
 
 static void atfork_child(void)
 {
-	atomic_store_explicit(&cached_pid, (int)syscall(SYS_getpid),
+	atomic_store_explicit(&process_cached_pid, (int)syscall(SYS_getpid),
 			      memory_order_relaxed);
 	mapping_fork_child(sd_fork_child());
 	handles_fork_child();
@@ -654,17 +654,12 @@ static void atfork_child(void)
 
 static void process_init(void)
 {
-	atomic_store(&cached_pid, (int)syscall(SYS_getpid));
+	atomic_store(&process_cached_pid, (int)syscall(SYS_getpid));
 	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 }
 
-pid_t process_pid(void)
+pid_t process_pid_slow(void)
 {
-	int pid = atomic_load_explicit(&cached_pid, memory_order_relaxed);
-
-	if (__builtin_expect(!pid, 0)) {
-		pthread_once(&once, process_init);
-		pid = atomic_load_explicit(&cached_pid, memory_order_relaxed);
-	}
-	return pid;
+	pthread_once(&once, process_init);
+	return atomic_load_explicit(&process_cached_pid, memory_order_relaxed);
 }

@@ -14,7 +14,19 @@
 
 #define SHOOTDOWN_UIDS	16	/* files a fork child's slot names, or "all" */
 
-pid_t process_pid(void);
+#include <stdatomic.h>
+
+/* This process's pid, 0 until process_pid_slow first runs (process.c). */
+extern atomic_int process_cached_pid;
+pid_t process_pid_slow(void);
+
+static inline pid_t process_pid(void)
+{
+	int pid = atomic_load_explicit(&process_cached_pid, memory_order_relaxed);
+
+	return __builtin_expect(pid != 0, 1) ? pid : process_pid_slow();
+}
+
 int sd_broadcast(uint64_t uid, uint64_t start, uint64_t end, bool open);
 void sd_fork_prepare(const uint64_t *uids, unsigned int n);
 void sd_fork_parent(bool failed);

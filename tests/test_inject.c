@@ -387,7 +387,7 @@ static int64_t fault(struct ctx *c, int f, uint64_t page, unsigned int flags)
 	return gmem_vm_fault(c->vm, file_gpa[f] + page * PG, flags, &pfn, &exit);
 }
 
-static int64_t access(struct ctx *c, int f, uint64_t page, unsigned int flags)
+static int64_t guest_access(struct ctx *c, int f, uint64_t page, unsigned int flags)
 {
 	struct gmem_exit exit;
 	uint8_t buf[8] = { 0x5a, 0xa5, 1, 2, 3, 4, 5, (uint8_t)page };
@@ -403,7 +403,7 @@ static int64_t fault_shared(struct ctx *c, int f)
 
 static int64_t write_shared(struct ctx *c, int f)
 {
-	return access(c, 0, 2, GMEM_FAULT_WRITE);
+	return guest_access(c, 0, 2, GMEM_FAULT_WRITE);
 }
 
 static int64_t fault_huge_shared(struct ctx *c, int f)
@@ -441,7 +441,7 @@ static int64_t fault_private(struct ctx *c, int f)
 
 static int64_t write_private(struct ctx *c, int f)
 {
-	return access(c, 0, 5, GMEM_FAULT_PRIVATE | GMEM_FAULT_WRITE);
+	return guest_access(c, 0, 5, GMEM_FAULT_PRIVATE | GMEM_FAULT_WRITE);
 }
 
 static int64_t fault_exit(struct ctx *c, int f)
@@ -469,7 +469,7 @@ static int64_t huge_split(struct ctx *c, int f)
 
 static int64_t write_split(struct ctx *c, int f)
 {
-	return access(c, 1, 8, GMEM_FAULT_WRITE);
+	return guest_access(c, 1, 8, GMEM_FAULT_WRITE);
 }
 
 static int64_t huge_merge(struct ctx *c, int f)

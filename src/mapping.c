@@ -60,9 +60,6 @@
 #include "sigbus.h"
 #include "vm.h"
 
-static pthread_once_t once = PTHREAD_ONCE_INIT;
-static int past_eof_fd = -1;	/* fence.c's: every access is past its end */
-
 /*
  * Every mapping of the process, for munmap lookups and fork. The lock also
  * makes each gmem_mmap and gmem_munmap one step for the others, so two calls
@@ -111,11 +108,6 @@ void mapping_fork_child(bool registered)
 			fence_close(m->addr, m->len);
 	}
 	mutex_unlock(&all_mappings_lock);
-}
-
-static void setup(void)
-{
-	past_eof_fd = fence_past_eof_fd();
 }
 
 /*
@@ -294,7 +286,7 @@ static int map_window(struct gmem_file *file, struct host_mapping *m)
 		madvise(m->addr, in_file, MADV_HUGEPAGE);
 	if (m->len > in_file &&
 	    try_mmap(m->addr + in_file, m->len - in_file, PROT_NONE,
-		     MAP_SHARED | MAP_FIXED, past_eof_fd, 0) == MAP_FAILED)
+		     MAP_SHARED | MAP_FIXED, fence_past_eof_fd(), 0) == MAP_FAILED)
 		return -ENOMEM;
 	return 0;
 }
@@ -606,7 +598,6 @@ GMEM_API int gmem_mmap(int fd, uint64_t offset, size_t len, int prot,
 	sigset_t sigs;
 	int ret;
 
-	pthread_once(&once, setup);
 	ret = file_get(fd, "gmem_mmap", &file);
 	if (ret)
 		return ret;
@@ -622,11 +613,12 @@ GMEM_API int gmem_mmap(int fd, uint64_t offset, size_t len, int prot,
 		free(m);
 		m = NULL;
 	}
-	if (m && past_eof_fd >= 0)	/* reserve the address range, then fill it */
+	/* Reserve the address range, then fill it (past EOF: fence.c's memfd). */
+	if (m && fence_past_eof_fd() >= 0)
 		va = flags & MAP_FIXED ? *addr :
 		     reserve_aligned(len, PAGE_SIZE << file->order);
 	if (va == MAP_FAILED) {
-		ret = m && past_eof_fd >= 0 ?
+		ret = m && fence_past_eof_fd() >= 0 ?
 		      gmem_err(ENOMEM, "gmem_mmap: no address space for %#zx bytes", len) :
 		      gmem_err(ENOMEM, "gmem_mmap: out of memory");
 		goto out_free;

@@ -5,7 +5,6 @@
 #include <stdbool.h>
 #include <sched.h>
 #include <stdint.h>
-#include <stdlib.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -140,15 +139,18 @@ void brlock_init_rare_writers(struct brlock *l)
 /*
  * Every CPU that runs a thread of this process has passed a full barrier:
  * a reader's count stored before it is visible. The registration is the
- * process's (a fork child inherits it); should the command refuse anyway,
- * register again and retry once.
+ * process's (a fork child inherits it); EPERM registers again. The writer
+ * may not go on without the barrier, so any other failure (ENOMEM, where
+ * the kernel allocates a CPU mask for it) is retried.
  */
 static void fence_readers(void)
 {
-	if (membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
-	    (errno != EPERM || membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) ||
-	     membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)))
-		abort();	/* registered once, the command cannot fail */
+	while (membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)) {
+		if (errno == EPERM)
+			membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED);
+		else
+			sched_yield();
+	}
 }
 
 void brlock_destroy(struct brlock *l)

@@ -282,9 +282,9 @@ static double touch_ms(volatile uint8_t *p, uint64_t len)
 
 /*
  * A /proc/meminfo counter in 4 KiB pages: where each side's allocation
- * shows. mincore cannot tell: it counts a shmem page only once it has been
- * written or faulted in (fallocate leaves it not up to date, reading as
- * zeros), and it does not report guest_memfd at all.
+ * shows. mincore cannot tell: on shmem and guest_memfd alike it counts a
+ * page only once it has been written or faulted in (fallocate leaves it not
+ * up to date, reading as zeros).
  */
 static long meminfo_pages(const char *key)
 {

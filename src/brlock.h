@@ -71,7 +71,11 @@ struct brlock {
 	bool rare_writers;		/* owners read-lock with no fence (see above) */
 	atomic_uint waiting;		/* waiters, sleepers, turn: see above */
 	atomic_long granted;		/* let in by the last unlock, not yet counted in */
-	pthread_mutex_t writers;	/* serialises writers, and guards: */
+	/*
+	 * The writers' own, on a line of their own: waiting readers poll the
+	 * line above, and a write here would take it from them every time.
+	 */
+	pthread_mutex_t writers __attribute__((aligned(64)));	/* serialises writers, and guards: */
 	unsigned int kept;		/* unlocks that kept the turn from waiters */
 	long readers_until;		/* after a hand-off, readers run until then (ns) */
 } __attribute__((aligned(64)));

@@ -73,7 +73,8 @@ struct brlock {
 	atomic_long granted;		/* let in by the last unlock, not yet counted in */
 	/*
 	 * The writers' own, on a line of their own: waiting readers poll the
-	 * line above, and a write here would take it from them every time.
+	 * line above, and each write to a line they poll costs the writer a
+	 * round trip between CPUs to take it back.
 	 */
 	pthread_mutex_t writers __attribute__((aligned(64)));	/* serialises writers, and guards: */
 	unsigned int kept;		/* unlocks that kept the turn from waiters */

@@ -156,9 +156,10 @@ void case3(void)
 	unsigned int nsample = quick ? 131072 : 262144;
 	uint64_t nfaults = quick ? 131072 : 524288, citers = quick ? 10000000 : 30000000;
 	/*
-	 * 3b's samples run eight times as long as 3c's (80 ms at 20 ns a fault):
-	 * a sample of 10 ms that a host preemption hits moves a ratio of two
-	 * of them by half.
+	 * 3b's samples run eight times as long as 3c's, about 80 ms a thread:
+	 * with 10 ms ones, three runs of cases 1-3 gave spreads from
+	 * [0.70..1.40] to [0.96..1.63] of the control's scaling; with these,
+	 * from [0.83..0.90] to [0.94..1.00].
 	 */
 	uint64_t nscale = 8 * nfaults;
 	struct frag fa = { .fd = -1 }, fb = { .fd = -1 };

@@ -3,6 +3,7 @@
 #include <linux/futex.h>
 #include <linux/membarrier.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <sched.h>
 #include <stdint.h>
 #include <sys/syscall.h>
@@ -41,6 +42,9 @@
  * alone is worth 0.02-0.03x of either.
  */
 #define BRLOCK_FLAG_POLL	32
+_Static_assert(offsetof(struct brlock, writers) / 64 !=
+	       offsetof(struct brlock, waiting) / 64,
+	       "the writers' own fields share no line with what readers poll");
 
 static inline void cpu_relax(void)
 {

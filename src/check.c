@@ -301,21 +301,19 @@ static int check_map_run(struct gmem_file *file, uint64_t lo, uint64_t hi,
 }
 
 /*
- * The pool or past-EOF mapping that covers @va as record @m must have it
- * (@m's frame there, or the past-EOF memfd in a chunk it fenced whole), or
- * NULL.
+ * The pool or past-EOF mapping that covers @va as record @m (seen by the
+ * fences as @fm) must have it: @m's frame there, or the past-EOF memfd in a
+ * chunk it fenced whole; or NULL.
  */
 static const struct pool_map *mapped_as_recorded(struct gmem_file *file,
 						 struct host_mapping *m,
+						 const struct fence_map *fm,
 						 uintptr_t va,
 						 const struct pool_map *maps,
 						 long nmaps)
 {
-	struct fence_map fm;
-	bool whole;
+	bool whole = fence_chunk_whole(fm, va);
 
-	mapping_fence_map(m, &fm, false);
-	whole = fence_chunk_whole(&fm, va);
 	for (long k = 0; k < nmaps; k++) {
 		if (maps[k].start > va || va >= maps[k].end || maps[k].eof != whole)
 			continue;
@@ -345,7 +343,7 @@ static void check_records(struct gmem_vm *vm, struct gmem_file *file,
 		/* Walk the mappings in address order over [start, end). */
 		while (missing < end) {
 			const struct pool_map *pm =
-				mapped_as_recorded(file, m, missing, maps, nmaps);
+				mapped_as_recorded(file, m, &fm, missing, maps, nmaps);
 			uintptr_t next;
 
 			if (!pm)

@@ -21,7 +21,6 @@
 #include "lock.h"
 #include "process.h"
 
-
 _Atomic(struct obj *) handles[MAX_HANDLES];
 /* Under handles_lock: handles in use, and the words of that map that are full. */
 static uint64_t handles_used[MAX_HANDLES / 64];
@@ -137,6 +136,7 @@ int obj_foreign_error(struct obj *o, int h, const char *fn)
 	return gmem_err(EIO, "%s: handle %d belongs to process %d, not to this one",
 			fn, h, atomic_load_explicit(&o->pid, memory_order_relaxed));
 }
+
 /* A counted reference on handle @h of @type in *@out, or -errno. */
 int obj_get(int h, enum obj_type type, const char *fn, void **out)
 {

@@ -79,8 +79,9 @@ int s2_map(struct stage2 *s2, uint64_t gfn, uint64_t pfn, bool private,
 bool s2_lookup(struct stage2 *s2, uint64_t gfn, struct s2_entry *e);
 /*
  * s2_lookup with no lock held: 1 mapped (*@e filled), 0 not, -EAGAIN if a
- * zap ran meanwhile (*@e may hold what the discarded walk read). What it returns was the entry at the moment of one of
- * its reads, as a lookup under mmu_lock that ended just before the zap.
+ * zap ran meanwhile (*@e may hold what the discarded walk read). What it
+ * returns was the entry at the moment of one of its reads, as a lookup
+ * under mmu_lock that ended just before the zap.
  * On 0, *@missing (if non-NULL) is how many tables the walk to @gfn's
  * 4 KiB entry lacked, what a fault tops up (a guess once zaps run).
  * Only while the VM lives (vm_enter): s2_destroy frees the tables.

@@ -1,17 +1,19 @@
 // SPDX-License-Identifier: MIT
 /*
  * Host memory behind folios: a huge folio is backed by host huge pages where
- * the pool has them (gmem_pool_huge_page_size), 4 KiB files keep 4 KiB host
- * pages, a process that may not create a tmpfs falls back to 4 KiB host
- * pages, and allocation (fallocate, a huge folio's first fault) really
+ * the pool has them (gmem_pool_huge_page_size), 4 KiB files take them only
+ * for the whole 2 MiB blocks gmem_fallocate allocates, a process that may
+ * not create a tmpfs falls back to 4 KiB host pages, and allocation (fallocate, a huge folio's first fault) really
  * allocates the memory. The host's view comes from the kernel itself:
  * /proc/self/pagemap and /proc/kpageflags (root), the pool file's blocks.
  */
 #include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <linux/capability.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -178,27 +180,12 @@ TEST(a_1g_folio_is_512_host_huge_pages)
 	env_free(&e);
 }
 
-TEST(a_4k_file_keeps_4k_host_pages)
-{
-	int fd;
-	struct env e = huge_pool_env("sw", 4 * MiB, 0, &fd);
-	uint64_t pfn;
-
-	ASSERT_EQ(gmem_fallocate(fd, GMEM_FALLOC_KEEP_SIZE, 0, 4 * MiB), 0);
-	guest_write(&e, 600, GMEM_FAULT_PRIVATE);
-	pfn = frame_of(fd, 0);
-	ASSERT_TRUE(!host_thp(&e, pfn));
-	ASSERT_TRUE(!host_thp(&e, pfn + 600));
-	assert_clean(&e);
-	ASSERT_EQ(gmem_close(fd), 0);
-	env_free(&e);
-}
-
 /* Bytes the pool file holds, as the kernel counts its blocks. */
 static uint64_t pool_file_bytes(struct env *e)
 {
 	uintptr_t va = (uintptr_t)gmem_pool_frame(e->pool, 0), lo, hi;
 	unsigned long long ino = 0, cand;
+	unsigned int major = 0, minor = 0, cmaj, cmin;
 	char line[512], path[PATH_MAX];
 	struct dirent *d;
 	struct stat st;
@@ -207,16 +194,21 @@ static uint64_t pool_file_bytes(struct env *e)
 
 	ASSERT_TRUE(maps);
 	while (fgets(line, sizeof(line), maps))
-		if (sscanf(line, "%lx-%lx %*s %*s %*s %llu", &lo, &hi, &cand) == 3 &&
-		    lo <= va && va < hi)
+		if (sscanf(line, "%lx-%lx %*s %*s %x:%x %llu", &lo, &hi, &cmaj,
+			   &cmin, &cand) == 5 && lo <= va && va < hi) {
 			ino = cand;
+			major = cmaj;
+			minor = cmin;
+		}
 	fclose(maps);
 	ASSERT_NE(ino, 0);
 	dir = opendir("/proc/self/fd");
 	ASSERT_TRUE(dir);
 	while ((d = readdir(dir))) {
 		snprintf(path, sizeof(path), "/proc/self/fd/%s", d->d_name);
-		if (!stat(path, &st) && st.st_ino == ino && S_ISREG(st.st_mode)) {
+		/* Every pool's tmpfs numbers its inodes from 1: match the device too. */
+		if (!stat(path, &st) && st.st_ino == ino && S_ISREG(st.st_mode) &&
+		    major(st.st_dev) == major && minor(st.st_dev) == minor) {
 			closedir(dir);
 			return (uint64_t)st.st_blocks * 512;
 		}
@@ -250,6 +242,85 @@ TEST(fallocate_allocates_the_memory_of_4k_and_huge_folios)
 	fallocate_allocates(&e, 0, 3 * MiB);
 	fallocate_allocates(&e, H2M, 4 * MiB);
 	fallocate_allocates(&e, H1G, GiB);
+	env_free(&e);
+}
+
+/*
+ * A 4 KiB file takes host huge pages from gmem_fallocate alone, for the
+ * whole 2 MiB blocks it allocates, and no more memory than asked: its
+ * partial blocks, a guest's first fault and a host mapping's first touch in
+ * an empty block take 4 KiB host pages.
+ */
+TEST(a_4k_file_takes_host_huge_pages_only_for_whole_blocks_it_fallocates)
+{
+	int fd;
+	struct env e = huge_pool_env("sw", 8 * MiB, GMEM_FLAG_MMAP, &fd);
+	uint64_t before = pool_file_bytes(&e), pfn;
+	uint8_t *p;
+	void *addr;
+
+	/* Pages [1, 1025): a partial block, a whole one, one page of a third. */
+	ASSERT_EQ(gmem_fallocate(fd, GMEM_FALLOC_KEEP_SIZE, PG, 4 * MiB), 0);
+	ASSERT_EQ(pool_file_bytes(&e), before + 4 * MiB);
+	ASSERT_EQ(in_use(&e), 1024);
+	pfn = frame_of(fd, PG) - 1;
+	ASSERT_TRUE(!host_thp(&e, pfn + 1));
+	ASSERT_TRUE(!host_thp(&e, pfn + 511));
+	ASSERT_TRUE(one_host_huge_page(&e, pfn + 512));
+	ASSERT_TRUE(!host_thp(&e, pfn + 1024));
+	ASSERT_EQ(pool_file_bytes(&e), before + 4 * MiB);
+
+	guest_write(&e, 1300, GMEM_FAULT_PRIVATE);
+	ASSERT_TRUE(!host_thp(&e, pfn + 1300));
+	ASSERT_EQ(convert(fd, 6 * MiB, 2 * MiB, 0), 0);
+	ASSERT_EQ(gmem_mmap(fd, 0, 8 * MiB, PROT_READ | PROT_WRITE, MAP_SHARED, &addr), 0);
+	p = addr;
+	p[6 * MiB + 3 * PG] = 1;
+	ASSERT_TRUE(!host_thp(&e, pfn + 1539));
+	ASSERT_EQ(pool_file_bytes(&e), before + 4 * MiB + 2 * PG);
+	ASSERT_EQ(gmem_munmap(addr, 8 * MiB), 0);
+	assert_clean(&e);
+	ASSERT_EQ(gmem_close(fd), 0);
+	env_free(&e);
+}
+
+/*
+ * Inside a host huge page that gmem_fallocate gave a 4 KiB file, a private
+ * page stays fenced in the host mapping whatever splits that page: the
+ * host's MADV_REMOVE of a shared neighbour, gmem's own punch, a conversion.
+ */
+TEST(a_private_page_in_a_fallocated_host_huge_page_stays_fenced_through_its_split)
+{
+	int fd;
+	struct env e = huge_pool_env("sw", 2 * MiB, GMEM_FLAG_MMAP | GMEM_FLAG_INIT_SHARED, &fd);
+	uint64_t pfn;
+	uint8_t *p, v;
+	void *addr;
+
+	ASSERT_EQ(gmem_fallocate(fd, GMEM_FALLOC_KEEP_SIZE, 0, 2 * MiB), 0);
+	pfn = frame_of(fd, 0);
+	ASSERT_EQ(gmem_mmap(fd, 0, 2 * MiB, PROT_READ | PROT_WRITE, MAP_SHARED, &addr), 0);
+	p = addr;
+	memset(p, 0x11, 8 * PG);
+	ASSERT_EQ(convert(fd, PG, PG, PRIV), 0);
+	guest_write(&e, 1, GMEM_FAULT_PRIVATE);
+	ASSERT_TRUE(one_host_huge_page(&e, pfn));
+	ASSERT_EQ(probe_read(p + PG, &v), SIGSEGV);
+
+	ASSERT_EQ(madvise(p + 3 * PG, PG, MADV_REMOVE), 0);
+	ASSERT_TRUE(!one_host_huge_page(&e, pfn));	/* split around page 3 */
+	ASSERT_EQ(probe_read(p + PG, &v), SIGSEGV);
+	ASSERT_EQ(gmem_fallocate(fd, GMEM_FALLOC_KEEP_SIZE | GMEM_FALLOC_PUNCH_HOLE,
+				 5 * PG, PG), 0);
+	ASSERT_EQ(convert(fd, 7 * PG, PG, PRIV), 0);
+	ASSERT_EQ(probe_read(p + PG, &v), SIGSEGV);
+	ASSERT_EQ(probe_read(p + 7 * PG, &v), SIGSEGV);
+	guest_expect(&e, 1, GMEM_FAULT_PRIVATE);
+	ASSERT_EQ(p[2 * PG], 0x11);
+	ASSERT_EQ(p[3 * PG], 0);
+	ASSERT_EQ(gmem_munmap(addr, 2 * MiB), 0);
+	assert_clean(&e);
+	ASSERT_EQ(gmem_close(fd), 0);
 	env_free(&e);
 }
 

@@ -477,9 +477,12 @@ void case5(void)
 	snprintf(row.note, sizeof(row.note),
 		 "fallocate(KEEP_SIZE) of a 1 GiB hole; pages of 262144 left unallocated "
 		 "(median; growth of /proc/meminfo Shmem for gmem, Unevictable for the "
-		 "kernel's): gmem %.0f, the kernel %.0f; a plain memfd (shmem, what gmem's "
-		 "pool is): %s%s",
-		 summarize(gshort, sc.n).med, summarize(kshort, sc.n).med, memfd_alloc,
+		 "kernel's): gmem %.0f, the kernel %.0f; gmem allocates %s, the kernel 4 KiB "
+		 "folios; a plain memfd (4 KiB shmem pages): %s%s",
+		 summarize(gshort, sc.n).med, summarize(kshort, sc.n).med,
+		 gmem_pool_huge_page_size(e.pool) > PAGE ? "a host huge page per 2 MiB"
+							  : "4 KiB host pages",
+		 memfd_alloc,
 		 gmem_short ? " (gmem_fallocate allocated less: MISSED whatever the time)" : "");
 	emit(&row);
 	goto out;

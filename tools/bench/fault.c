@@ -480,7 +480,7 @@ void case5(void)
 		 "kernel's): gmem %.0f, the kernel %.0f; gmem allocates %s, the kernel 4 KiB "
 		 "folios; a plain memfd (4 KiB shmem pages): %s%s",
 		 summarize(gshort, sc.n).med, summarize(kshort, sc.n).med,
-		 gmem_pool_huge_page_size(e.pool) > PAGE ? "a host huge page per 2 MiB"
+		 gmem_pool_huge_page_size(e.pool) > (int64_t)PAGE ? "a host huge page per 2 MiB"
 							  : "4 KiB host pages",
 		 memfd_alloc,
 		 gmem_short ? " (gmem_fallocate allocated less: MISSED whatever the time)" : "");

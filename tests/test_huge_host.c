@@ -75,7 +75,7 @@ static void need_host_huge_pages(struct env *e)
  * Is the 2 MiB of frames from @pfn one host huge page: 512 consecutive host
  * frames from a 2 MiB-aligned one, the first a compound head, all THP?
  */
-static bool one_host_huge_page(struct env *e, uint64_t pfn)
+static bool read_one_host_huge_page(struct env *e, uint64_t pfn)
 {
 	uint8_t *va = gmem_pool_frame(e->pool, pfn);
 	uint64_t first, hpfn, flags;
@@ -88,6 +88,15 @@ static bool one_host_huge_page(struct env *e, uint64_t pfn)
 		    hpfn != first + i || !(flags & (1ULL << KPF_THP)))
 			return false;
 	return true;
+}
+
+/* Read again if not: the kernel's compaction may move the page between reads. */
+static bool one_host_huge_page(struct env *e, uint64_t pfn)
+{
+	for (int tries = 0; tries < 3; tries++)
+		if (read_one_host_huge_page(e, pfn))
+			return true;
+	return false;
 }
 
 static bool host_thp(struct env *e, uint64_t pfn)

@@ -20,6 +20,7 @@
  *   1  no host-reachable mapping of a private page
  *   2  no stage-2 entry contradicts the attributes once invalidations end,
  *      and every stage-2 view shows exactly what stage-2 maps with its kind
+ *      (or, in a VM whose view open failed, less: fault.c)
  *   3  no frame returns to the pool carrying guest data the arch forbids
  *   4  conversion keeps every frame, and every byte where the arch does
  *   5  a failed call changes nothing; every frame made private is reclaimed

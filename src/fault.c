@@ -114,6 +114,37 @@ static bool spurious_fault(struct gmem_vm *vm, uint64_t gfn, bool private,
 }
 
 /*
+ * The entry at @gfn is present, but a view may still be fenced over it: a
+ * fault that stored an entry and then could not open the views (mprotect
+ * fences out of VMAs, where the kernel has no guards) keeps the entry,
+ * since taking it back would need the arch told (on tdx, PAGE.REMOVE
+ * clears the page), and marks the VM. The guest's next access through the
+ * view exits to the VMM, whose fault lands here and opens it. Once marked,
+ * a VM's present faults all take this path (an open of open pages changes
+ * nothing); until then they pay one load.
+ */
+static int reopen_views(struct gmem_vm *vm, uint64_t gfn)
+{
+	struct memslot *slot = vm_find_slot(vm, gfn);
+	struct s2_entry e;
+	int ret = 0;
+
+	if (!slot)
+		return 0;
+	brlock_read_lock(&vm->mmu_lock);
+	if (s2_lookup(&vm->s2, gfn, &e) > 0) {
+		uint64_t span = 1ULL << (e.level * S2_BITS);
+
+		ret = view_open(slot, gfn & ~(span - 1), span, e.private);
+	}
+	brlock_read_unlock(&vm->mmu_lock);
+	if (ret)
+		return gmem_err(ENOMEM, "gmem_vm_fault: no memory to open the stage-2 views at gpa %#llx",
+				(unsigned long long)(gfn << PAGE_SHIFT));
+	return 0;
+}
+
+/*
  * Inside vm_enter(), which holds slots_lock shared. The file's invalidate
  * lock is held shared from the attribute check to the stage-2 install,
  * unlike the kernel, which drops it in between and relies on the sequence
@@ -133,8 +164,12 @@ static int fault(struct gmem_vm *vm, uint64_t gfn, bool private,
 	int ret, missing = 0;
 
 	lock_assert_held_shared(&vm->slots_lock);
-	if (spurious_fault(vm, gfn, private, pfnp, &missing))
-		return 0;
+	if (spurious_fault(vm, gfn, private, pfnp, &missing)) {
+		if (__builtin_expect(!atomic_load_explicit(&vm->views_behind,
+							   memory_order_relaxed), 1))
+			return 0;
+		return reopen_views(vm, gfn);
+	}
 	for (;;) {
 		struct memslot *slot = vm_find_slot(vm, gfn);
 		struct gmem_file *file;
@@ -184,7 +219,9 @@ static int fault(struct gmem_vm *vm, uint64_t gfn, bool private,
 		ret = s2_map(&vm->s2, gfn, pfn, private, level, &stored, &cache);
 		if (ret >= 0 && stored) {	/* a new entry, of level ret */
 			span = 1ULL << (ret * S2_BITS);
-			ret = view_open(slot, gfn & ~(span - 1), span, private);
+			if (view_open(slot, gfn & ~(span - 1), span, private))
+				atomic_store_explicit(&vm->views_behind, true,
+						      memory_order_relaxed);
 		}
 		brlock_read_unlock(&vm->mmu_lock);
 		brlock_read_unlock(&file->invalidate_lock);

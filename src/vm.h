@@ -45,6 +45,7 @@ struct gmem_vm {
 	struct gmem_pool *pool;
 	const struct gmem_arch *arch;
 	uint64_t flags;			/* GMEM_VM_* */
+	atomic_bool views_behind;	/* a stage-2 view stayed fenced over an entry: fault.c */
 	uint16_t id;			/* guest id in the arch model (ASID, TD, VMID) */
 	struct check *check;		/* GMEM_VM_CHECK state */
 	_Atomic(gmem_hook_fn) hook_fn;	/* gmem_vm_trace_hooks */

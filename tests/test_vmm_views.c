@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "inject.h"
 #include "views_helpers.h"
 
 TEST(view_pages_are_fenced_until_stage2_maps_them)
@@ -33,6 +34,39 @@ TEST(view_pages_are_fenced_until_stage2_maps_them)
 	ASSERT_TRUE(!open_in(&v, 0, 3));	/* the other view stays shut */
 	ASSERT_TRUE(!open_in(&v, 1, 2));	/* and so do its neighbours */
 	ASSERT_TRUE(!open_in(&v, 1, 4));
+	views_free(&v);
+}
+
+/*
+ * A fault whose entry is stored but whose view open fails (mprotect fences
+ * out of VMAs) keeps the entry; the next fault at the gpa, the one a guest's
+ * access through the still-fenced view leads to, opens it.
+ */
+TEST(a_view_left_fenced_by_a_failed_open_opens_at_the_next_fault)
+{
+	struct views v = views_new("sw", 0);
+	uint64_t pfn = 0, again = 0;
+
+	inject_arm(0, 1.0, 1, "view open");
+	ASSERT_EQ(gmem_vm_fault(v.e.vm, GPA + 3 * PG, GMEM_FAULT_PRIVATE | GMEM_FAULT_WRITE,
+				&pfn, NULL), 0);
+	inject_disarm();
+	ASSERT_TRUE(!open_in(&v, 1, 3));
+	ASSERT_EQ(gmem_vm_fault(v.e.vm, GPA + 3 * PG, GMEM_FAULT_PRIVATE | GMEM_FAULT_WRITE,
+				&again, NULL), 0);
+	ASSERT_EQ(again, pfn);			/* the same entry, kept */
+	ASSERT_TRUE(open_in(&v, 1, 3));
+	ASSERT_TRUE(!open_in(&v, 0, 3));
+	ASSERT_TRUE(!open_in(&v, 1, 4));
+	/* A retry that cannot open the views either says so. */
+	inject_arm(0, 1.0, 1, "view open");
+	ASSERT_EQ(fault(&v, 5, GMEM_FAULT_PRIVATE | GMEM_FAULT_WRITE), 0);
+	ASSERT_EQ(fault(&v, 5, GMEM_FAULT_PRIVATE | GMEM_FAULT_WRITE), -ENOMEM);
+	inject_disarm();
+	ASSERT_TRUE(!open_in(&v, 1, 5));
+	ASSERT_EQ(fault(&v, 5, GMEM_FAULT_PRIVATE | GMEM_FAULT_WRITE), 0);
+	ASSERT_TRUE(open_in(&v, 1, 5));
+	ASSERT_TRUE(open_in(&v, 1, 3));
 	views_free(&v);
 }
 

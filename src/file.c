@@ -138,8 +138,10 @@ GMEM_API int gmem_create(int vmh, uint64_t size, uint64_t flags)
 			       (unsigned long long)(size >> 20));
 		goto out_obj;
 	}
-	if (order)
-		pool_advise_huge(pool, file->base_pfn, file->window_frames, true);
+	if (pool_advise_huge(pool, file->base_pfn, file->window_frames, order)) {
+		ret = gmem_err(ENOMEM, "gmem_create: cannot set the host page size of the file's frames");
+		goto out_window;
+	}
 	file->present = try_calloc(1, bitmap_bytes(file->npages));
 	file->flipped = try_calloc(1, bitmap_bytes(file->npages));
 	attr = (flags & GMEM_FLAG_INIT_SHARED) ? 0 : GMEM_ATTR_PRIVATE;

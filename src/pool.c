@@ -457,14 +457,17 @@ int pool_allocate(struct gmem_pool *pool, uint64_t pfn, uint64_t nr, bool huge)
 }
 
 /*
- * The window [base, base + nframes) holds a huge-folio file (@huge), or no
- * longer does: host huge pages there, or 4 KiB ones again.
+ * The window [base, base + nframes) now holds a huge-folio file (@huge),
+ * another file, or none: host huge pages in the direct map there or not.
+ * A file's create sets it either way, so a window whose advice could not be
+ * taken back at release still gets the right one.
  */
-void pool_advise_huge(struct gmem_pool *pool, uint64_t base, uint64_t nframes,
-		      bool huge)
+int pool_advise_huge(struct gmem_pool *pool, uint64_t base, uint64_t nframes,
+		     bool huge)
 {
-	if (pool->huge_pages)
-		pool_advise_mapping(pool_va(pool, base), nframes << PAGE_SHIFT, huge);
+	if (!pool->huge_pages)
+		return 0;
+	return pool_advise_mapping(pool_va(pool, base), nframes << PAGE_SHIFT, huge);
 }
 
 GMEM_API int64_t gmem_pool_huge_page_size(int h)

@@ -17,6 +17,7 @@
 #include "common.h"
 #include "arch.h"
 #include "handle.h"
+#include "inject.h"
 
 struct window;
 
@@ -51,8 +52,8 @@ void pool_release_window(struct gmem_pool *pool, uint64_t base,
 			 uint64_t nframes);
 void pool_discard(struct gmem_pool *pool, uint64_t pfn, uint64_t nr);
 int pool_allocate(struct gmem_pool *pool, uint64_t pfn, uint64_t nr, bool huge);
-void pool_advise_huge(struct gmem_pool *pool, uint64_t base, uint64_t nframes,
-		      bool huge);
+int pool_advise_huge(struct gmem_pool *pool, uint64_t base, uint64_t nframes,
+		     bool huge);
 int pool_claim_arch(struct gmem_pool *pool, const struct gmem_arch *arch);
 void pool_settle_arch(struct gmem_pool *pool, bool created);
 
@@ -63,7 +64,7 @@ void pool_settle_arch(struct gmem_pool *pool, bool created);
  */
 static inline int pool_advise_mapping(void *addr, size_t len, bool huge)
 {
-	return madvise(addr, len, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) ? -ENOMEM : 0;
+	return try_madvise(addr, len, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) ? -ENOMEM : 0;
 }
 
 static inline void *pool_va(struct gmem_pool *pool, uint64_t pfn)

@@ -343,10 +343,6 @@ int64_t gmem_size(int fd);
  * reclaims the frames, the next access sees zeroes. Attributes never change.
  * In a huge file, allocation allocates every huge folio the range touches;
  * a punch of part of a huge folio splits it and frees the 4 KiB pieces.
- * Where the pool has host huge pages, a 4 KiB file's allocation takes one
- * for each whole 2 MiB block of the range and 4 KiB ones for the rest, so
- * exactly the range is allocated; a block's first touch then zeroes all of
- * it, and a punch of part of it splits it (docs/design.md, "The pool").
  *
  * Errors (in this order): -EBADF/-EINVAL bad handle; -EINVAL len 0 (as
  *         vfs_fallocate, before the mode is looked at);

@@ -16,7 +16,6 @@
 
 #include "common.h"
 #include "fence.h"
-#include "pool.h"
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static bool have_guards;
@@ -158,26 +157,20 @@ int fence_close_map(struct fence_map *fm, uint64_t start, uint64_t end,
 	return ret ? ret : err;
 }
 
-/*
- * Map the pool back over [lo, hi), replacing the past-EOF memfd, with no
- * access until its host pages are advised as gmem_mmap advised them: no
- * touch can take a host huge page the mapping would refuse, and the VMA
- * merges with its neighbours again.
- */
-static int map_pool(struct fence_map *fm, uint8_t *lo, uint8_t *hi)
+/* Map the pool back over [lo, hi) with @prot, replacing the past-EOF memfd. */
+static int map_pool(struct fence_map *fm, uint8_t *lo, uint8_t *hi, int prot)
 {
 	struct stat st;
 
 	if (fm->pool_ino && (fstat(fm->pool_fd, &st) ||
 			     st.st_ino != fm->pool_ino || st.st_dev != fm->pool_dev))
 		return -EBADF;
-	if (mmap(lo, hi - lo, PROT_NONE, MAP_SHARED | MAP_FIXED, fm->pool_fd,
+	if (mmap(lo, hi - lo, prot, MAP_SHARED | MAP_FIXED, fm->pool_fd,
 		 fm->pool_pos + (lo - fm->addr)) == MAP_FAILED)
 		return -ENOMEM;
-	if (pool_advise_mapping(lo, hi - lo, fm->huge)) {
-		close_whole(fm, lo, hi);
-		return -ENOMEM;
-	}
+	/* As gmem_mmap asked, so the VMA merges with its neighbours again. */
+	if (fm->huge)
+		madvise(lo, hi - lo, MADV_HUGEPAGE);
 	return 0;
 }
 
@@ -189,13 +182,14 @@ static int map_pool(struct fence_map *fm, uint8_t *lo, uint8_t *hi)
 static int open_whole(struct fence_map *fm, uint8_t *s, uint8_t *e,
 		      uint8_t *lo, uint8_t *hi)
 {
-	int ret = map_pool(fm, s, e);
+	bool part = lo > s || hi < e;
+	int ret = map_pool(fm, s, e, part ? PROT_NONE : fm->prot);
 
 	if (ret)
 		return ret;
-	if ((lo > s && fence_close(s, lo - s)) ||
-	    (hi < e && fence_close(hi, e - hi)) ||
-	    mprotect(s, e - s, fm->prot)) {
+	if (part && ((lo > s && fence_close(s, lo - s)) ||
+		     (hi < e && fence_close(hi, e - hi)) ||
+		     mprotect(s, e - s, fm->prot))) {
 		/* No page table for a guard: fence the whole chunks again. */
 		close_whole(fm, s, e);
 		return -ENOMEM;

@@ -281,13 +281,9 @@ static int map_window(struct gmem_file *file, struct host_mapping *m)
 	if (try_mmap(m->addr, in_file, PROT_NONE, MAP_SHARED | MAP_FIXED,
 		     file->vm->pool->memfd, pos) == MAP_FAILED)
 		return -ENOMEM;
-	/*
-	 * The host's first touch of a huge folio takes a host huge page, of a
-	 * 4 KiB folio a 4 KiB one (pool.c). The window has no access yet: no
-	 * touch comes before the advice.
-	 */
-	if (pool_advise_mapping(m->addr, in_file, file->order))
-		return -ENOMEM;
+	/* The host's first touch of a huge folio takes a host huge page (pool.c). */
+	if (file->order)
+		madvise(m->addr, in_file, MADV_HUGEPAGE);
 	if (m->len > in_file &&
 	    try_mmap(m->addr + in_file, m->len - in_file, PROT_NONE,
 		     MAP_SHARED | MAP_FIXED, fence_past_eof_fd(), 0) == MAP_FAILED)

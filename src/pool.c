@@ -12,21 +12,17 @@
  * them out of the memfd), so every free frame reads as zero.
  *
  * Where the process may create a tmpfs (CAP_SYS_ADMIN), the pool file lives
- * on a private one mounted huge=always and never attached to any directory
- * tree (fsopen/fsmount, then O_TMPFILE). shmem then backs a 2 MiB-aligned
- * run of frames with one host huge page (a PMD-sized shmem folio) where a
- * fallocate allocates the whole run, and where a mapping's first touch
- * allocates it unless the mapping says no (MADV_NOHUGEPAGE). So every
- * mapping of the pool file says which it wants (pool_advise_mapping): the
- * windows of huge-folio files ask for huge pages, so their folios get real
- * 2 MiB host pages (a 1 GiB folio is 512 of them: shmem has no larger page);
- * every other mapping refuses them, so the host's first touch of a 4 KiB
- * file's hole takes one 4 KiB host page, as the kernel's fault does. A
- * gmem_fallocate of a 4 KiB file takes host huge pages for the whole 2 MiB
- * blocks it allocates (pool_allocate). The host's own mappings still fence
- * single 4 KiB pages: a guard splits the huge page's mapping in that VMA,
- * not the page. Elsewhere the pool is a plain memfd and every frame a 4 KiB
- * host page.
+ * on a private one mounted huge=advise and never attached to any directory
+ * tree (fsopen/fsmount, then O_TMPFILE): shmem then backs a 2 MiB-aligned
+ * run of frames with one host huge page (a PMD-sized shmem folio) wherever
+ * the mapping that allocates it asks for huge pages (MADV_HUGEPAGE), and
+ * nowhere else. The windows of huge-folio files ask for it in the direct
+ * map, so their folios get real 2 MiB host pages (a 1 GiB folio is 512 of
+ * them: shmem has no larger page); the rest of the direct map refuses them
+ * (MADV_NOHUGEPAGE), and 4 KiB files keep 4 KiB host pages. The
+ * host's own mappings still fence single 4 KiB pages: a guard splits the
+ * huge page's mapping in that VMA, not the page. Elsewhere the pool is a
+ * plain memfd and every frame is a 4 KiB host page.
  */
 #include <fcntl.h>
 #include <linux/mount.h>
@@ -123,14 +119,14 @@ static uint8_t *map_aligned(int fd, uint64_t len)
 }
 
 /*
- * An unlinked file on a tmpfs of its own, mounted huge=always with no size
+ * An unlinked file on a tmpfs of its own, mounted huge=advise with no size
  * or inode limit and attached nowhere: it goes away with its last fd.
  * -errno where this process may not create one.
  */
 static int huge_tmpfs_file(void)
 {
 	static const char *const opts[][2] = {
-		{ "huge", "always" }, { "size", "0" }, { "nr_inodes", "0" },
+		{ "huge", "advise" }, { "size", "0" }, { "nr_inodes", "0" },
 	};
 	int fs, mnt, fd = -1;
 
@@ -209,7 +205,8 @@ GMEM_API int gmem_pool_create(uint64_t capacity)
 		goto out_unmap;
 	}
 	pool->was_private = pool->frames + pool->nframes;
-	if (pool_advise_mapping(pool->direct_map, capacity, false)) {
+	/* Host huge pages only where a huge file's window asks (pool_advise_huge). */
+	if (try_madvise(pool->direct_map, capacity, MADV_NOHUGEPAGE)) {
 		ret = gmem_err(ENOMEM, "gmem_pool_create: cannot keep host huge pages out of the direct map");
 		goto out_unmap_frames;
 	}
@@ -390,68 +387,29 @@ void pool_discard(struct gmem_pool *pool, uint64_t pfn, uint64_t nr)
 }
 
 /*
- * Write frames [pfn, pfn + nr) in, zeroed, through the direct map, on the
- * host pages it asks for there: 4 KiB ones over a 4 KiB file's window.
- */
-static int populate(struct gmem_pool *pool, uint64_t pfn, uint64_t nr)
-{
-	return madvise(pool_va(pool, pfn), nr << PAGE_SHIFT, MADV_POPULATE_WRITE);
-}
-
-static int allocate_in_file(struct gmem_pool *pool, uint64_t pfn, uint64_t nr)
-{
-	return fallocate(pool->memfd, FALLOC_FL_KEEP_SIZE,
-			 (off_t)(pfn << PAGE_SHIFT), (off_t)(nr << PAGE_SHIFT));
-}
-
-/*
  * Give frames [pfn, pfn + nr) their memory now, as the kernel allocates the
- * folios of a range (fallocate, or a fault's whole huge folio). -errno
- * (ENOMEM, ENOSPC; EINTR for a signal) if it stopped short; what was
- * allocated stays, as in the kernel.
- *
- * @huge: the run is whole huge folios of a huge file, which get host huge
- * pages where the pool has them: populated through the direct map, whose
- * window asks for huge pages, and so zeroed, as a huge folio is at
- * allocation.
- *
- * Otherwise the run is 4 KiB folios, zeroed at first use as a guest_memfd's
- * fallocate leaves them. On the huge tmpfs the whole 2 MiB blocks of the run
- * are allocated in the pool file, one host huge page each (the kernel's
- * fallocate of a GiB so: about 1.5 ms, against 245 ms in 4 KiB pages), and
- * the first touch of a block zeroes all of it. A fallocate of part of an empty block would allocate
- * the whole block, more than asked, so the partial blocks at either end are
- * written in through the direct map instead, page by page: it refuses huge
- * pages over a 4 KiB file. (Over a split block of a huge file it asks for
- * them, and a run inside an empty 2 MiB of it takes the whole host page, as
- * the host's own first touch there does; the pages the file has not
- * recorded are found as host-touched ones, folio_sync_host_touched.) On a
- * plain memfd the run is allocated in the file in 4 KiB pages.
+ * folios of a range (fallocate, or a fault's whole huge folio). @huge: the
+ * run is whole huge folios of a huge file, which get host huge pages where
+ * the pool has them (populated through the direct map, whose window asks for
+ * huge pages: zeroed, as a huge folio is at allocation); anything else is
+ * allocated in the pool file as 4 KiB pages, zeroed at first use, as a
+ * guest_memfd's fallocate leaves its folios. -errno (ENOMEM, ENOSPC; EINTR
+ * for a signal) if it stopped short; what was allocated stays, as in the
+ * kernel.
  */
 int pool_allocate(struct gmem_pool *pool, uint64_t pfn, uint64_t nr, bool huge)
 {
-	uint64_t lo = (pfn + POOL_HUGE_FRAMES - 1) & ~(uint64_t)(POOL_HUGE_FRAMES - 1);
-	uint64_t hi = (pfn + nr) & ~(uint64_t)(POOL_HUGE_FRAMES - 1);
 	int ret;
 
 	if (inject_fail(INJECT_SITE)) {
 		errno = ENOMEM;
 		ret = -1;
-	} else if (huge && pool->huge_pages && ALIGNED(pfn | nr, POOL_HUGE_FRAMES)) {
-		ret = populate(pool, pfn, nr);
-	} else if (!pool->huge_pages) {
-		ret = allocate_in_file(pool, pfn, nr);
-	} else {
-		uint64_t end = pfn + nr;
-
-		if (lo >= hi)		/* no whole block */
-			lo = hi = end;
-		ret = populate(pool, pfn, lo - pfn);
-		if (!ret && hi > lo)
-			ret = allocate_in_file(pool, lo, hi - lo);
-		if (!ret)
-			ret = populate(pool, hi, end - hi);
-	}
+	} else if (huge && pool->huge_pages && ALIGNED(pfn | nr, POOL_HUGE_FRAMES))
+		ret = madvise(pool_va(pool, pfn), nr << PAGE_SHIFT,
+			      MADV_POPULATE_WRITE);
+	else
+		ret = fallocate(pool->memfd, FALLOC_FL_KEEP_SIZE,
+				(off_t)(pfn << PAGE_SHIFT), (off_t)(nr << PAGE_SHIFT));
 	/* A populate that met no memory reports EFAULT (the fault's SIGBUS). */
 	return ret ? -(errno == EFAULT ? ENOMEM : errno) : 0;
 }
@@ -460,14 +418,15 @@ int pool_allocate(struct gmem_pool *pool, uint64_t pfn, uint64_t nr, bool huge)
  * The window [base, base + nframes) now holds a huge-folio file (@huge),
  * another file, or none: host huge pages in the direct map there or not.
  * A file's create sets it either way, so a window whose advice could not be
- * taken back at release still gets the right one.
+ * taken back at a huge file's release still gets the right one.
  */
 int pool_advise_huge(struct gmem_pool *pool, uint64_t base, uint64_t nframes,
 		     bool huge)
 {
 	if (!pool->huge_pages)
 		return 0;
-	return pool_advise_mapping(pool_va(pool, base), nframes << PAGE_SHIFT, huge);
+	return try_madvise(pool_va(pool, base), nframes << PAGE_SHIFT,
+			   huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) ? -ENOMEM : 0;
 }
 
 GMEM_API int64_t gmem_pool_huge_page_size(int h)

@@ -12,12 +12,10 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
-#include <sys/mman.h>
 
 #include "common.h"
 #include "arch.h"
 #include "handle.h"
-#include "inject.h"
 
 struct window;
 
@@ -26,7 +24,7 @@ struct window;
 struct gmem_pool {
 	struct obj obj;
 	int memfd;			/* the pool file (pool.c) */
-	bool huge_pages;		/* on a huge=always tmpfs: see pool.c */
+	bool huge_pages;		/* on a huge=advise tmpfs: see pool.c */
 	uint8_t *direct_map;
 	uint64_t nframes;
 	pthread_mutex_t lock;		/* the window list and the arch claim */
@@ -56,16 +54,6 @@ int pool_advise_huge(struct gmem_pool *pool, uint64_t base, uint64_t nframes,
 		     bool huge);
 int pool_claim_arch(struct gmem_pool *pool, const struct gmem_arch *arch);
 void pool_settle_arch(struct gmem_pool *pool, bool created);
-
-/*
- * Every mapping of the pool file says whether its first touch of a hole may
- * take a host huge page (pool.c): @huge for the mappings of huge-folio files
- * only. The past-EOF fences map another file and need not.
- */
-static inline int pool_advise_mapping(void *addr, size_t len, bool huge)
-{
-	return try_madvise(addr, len, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) ? -ENOMEM : 0;
-}
 
 static inline void *pool_va(struct gmem_pool *pool, uint64_t pfn)
 {

@@ -269,8 +269,7 @@ static uint8_t *map_fenced(struct gmem_vm *vm, struct memslot *slot)
 	 * A forked child could not follow stage-2: it gets no view at all; a
 	 * core dump leaves the guest's private pages out.
 	 */
-	if (pool_advise_mapping(addr, len, false) ||
-	    try_madvise(addr, len, MADV_DONTFORK) ||
+	if (try_madvise(addr, len, MADV_DONTFORK) ||
 	    try_madvise(addr, len, MADV_DONTDUMP) ||
 	    (guards && (inject_fail(INJECT_SITE) || fence_close(addr, len)))) {
 		munmap(addr, len);

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
  * Host memory behind folios: a huge folio is backed by host huge pages where
- * the pool has them (gmem_pool_huge_page_size), 4 KiB files take them only
- * for the whole 2 MiB blocks gmem_fallocate allocates, a process that may
- * not create a tmpfs falls back to 4 KiB host pages, and allocation (fallocate, a huge folio's first fault) really
+ * the pool has them (gmem_pool_huge_page_size), 4 KiB files keep 4 KiB host
+ * pages, a process that may not create a tmpfs falls back to 4 KiB host
+ * pages, and allocation (fallocate, a huge folio's first fault) really
  * allocates the memory. The host's view comes from the kernel itself:
  * /proc/self/pagemap and /proc/kpageflags (root), the pool file's blocks.
  */
@@ -189,6 +189,22 @@ TEST(a_1g_folio_is_512_host_huge_pages)
 	env_free(&e);
 }
 
+TEST(a_4k_file_keeps_4k_host_pages)
+{
+	int fd;
+	struct env e = huge_pool_env("sw", 4 * MiB, 0, &fd);
+	uint64_t pfn;
+
+	ASSERT_EQ(gmem_fallocate(fd, GMEM_FALLOC_KEEP_SIZE, 0, 4 * MiB), 0);
+	guest_write(&e, 600, GMEM_FAULT_PRIVATE);
+	pfn = frame_of(fd, 0);
+	ASSERT_TRUE(!host_thp(&e, pfn));
+	ASSERT_TRUE(!host_thp(&e, pfn + 600));
+	assert_clean(&e);
+	ASSERT_EQ(gmem_close(fd), 0);
+	env_free(&e);
+}
+
 /* Bytes the pool file holds, as the kernel counts its blocks. */
 static uint64_t pool_file_bytes(struct env *e)
 {
@@ -255,62 +271,23 @@ TEST(fallocate_allocates_the_memory_of_4k_and_huge_folios)
 }
 
 /*
- * A 4 KiB file takes host huge pages from gmem_fallocate alone, for the
- * whole 2 MiB blocks it allocates, and no more memory than asked: its
- * partial blocks, a guest's first fault and a host mapping's first touch in
- * an empty block take 4 KiB host pages.
+ * Inside the host huge page under a 2 MiB folio, a private 4 KiB page stays
+ * fenced in the host mapping whatever splits that page: the host's
+ * MADV_REMOVE of a shared neighbour, gmem's own punch, a conversion.
  */
-TEST(a_4k_file_takes_host_huge_pages_only_for_whole_blocks_it_fallocates)
+TEST(a_private_page_in_a_host_huge_page_stays_fenced_through_its_split)
 {
 	int fd;
-	struct env e = huge_pool_env("sw", 8 * MiB, GMEM_FLAG_MMAP, &fd);
-	uint64_t before = pool_file_bytes(&e), pfn;
-	uint8_t *p;
-	void *addr;
-
-	/* Pages [1, 1025): a partial block, a whole one, one page of a third. */
-	ASSERT_EQ(gmem_fallocate(fd, GMEM_FALLOC_KEEP_SIZE, PG, 4 * MiB), 0);
-	ASSERT_EQ(pool_file_bytes(&e), before + 4 * MiB);
-	ASSERT_EQ(in_use(&e), 1024);
-	pfn = frame_of(fd, PG) - 1;
-	ASSERT_TRUE(!host_thp(&e, pfn + 1));
-	ASSERT_TRUE(!host_thp(&e, pfn + 511));
-	ASSERT_TRUE(one_host_huge_page(&e, pfn + 512));
-	ASSERT_TRUE(!host_thp(&e, pfn + 1024));
-	ASSERT_EQ(pool_file_bytes(&e), before + 4 * MiB);
-
-	guest_write(&e, 1300, GMEM_FAULT_PRIVATE);
-	ASSERT_TRUE(!host_thp(&e, pfn + 1300));
-	ASSERT_EQ(convert(fd, 6 * MiB, 2 * MiB, 0), 0);
-	ASSERT_EQ(gmem_mmap(fd, 0, 8 * MiB, PROT_READ | PROT_WRITE, MAP_SHARED, &addr), 0);
-	p = addr;
-	p[6 * MiB + 3 * PG] = 1;
-	ASSERT_TRUE(!host_thp(&e, pfn + 1539));
-	ASSERT_EQ(pool_file_bytes(&e), before + 4 * MiB + 2 * PG);
-	ASSERT_EQ(gmem_munmap(addr, 8 * MiB), 0);
-	assert_clean(&e);
-	ASSERT_EQ(gmem_close(fd), 0);
-	env_free(&e);
-}
-
-/*
- * Inside a host huge page that gmem_fallocate gave a 4 KiB file, a private
- * page stays fenced in the host mapping whatever splits that page: the
- * host's MADV_REMOVE of a shared neighbour, gmem's own punch, a conversion.
- */
-TEST(a_private_page_in_a_fallocated_host_huge_page_stays_fenced_through_its_split)
-{
-	int fd;
-	struct env e = huge_pool_env("sw", 2 * MiB, GMEM_FLAG_MMAP | GMEM_FLAG_INIT_SHARED, &fd);
+	struct env e = huge_pool_env("sw", 2 * MiB,
+				     H2M | GMEM_FLAG_MMAP | GMEM_FLAG_INIT_SHARED, &fd);
 	uint64_t pfn;
 	uint8_t *p, v;
 	void *addr;
 
-	ASSERT_EQ(gmem_fallocate(fd, GMEM_FALLOC_KEEP_SIZE, 0, 2 * MiB), 0);
-	pfn = frame_of(fd, 0);
 	ASSERT_EQ(gmem_mmap(fd, 0, 2 * MiB, PROT_READ | PROT_WRITE, MAP_SHARED, &addr), 0);
 	p = addr;
 	memset(p, 0x11, 8 * PG);
+	pfn = frame_of(fd, 0);
 	ASSERT_EQ(convert(fd, PG, PG, PRIV), 0);
 	guest_write(&e, 1, GMEM_FAULT_PRIVATE);
 	ASSERT_TRUE(one_host_huge_page(&e, pfn));

@@ -77,7 +77,7 @@ int cmd_info(int argc, char **argv)
 	       "private pages fenced by guard regions (MADV_GUARD_INSTALL), whole private 2 MiB chunks by an empty memfd mapped over them (no page table)" :
 	       "private pages fenced by mprotect (no guard regions on shmem before Linux 6.15): a VMA per fenced run");
 	printf("huge folios: %s\n", gmem_pool_huge_page_size(pool) > (int64_t)GMEM_PAGE_SIZE ?
-	       "on 2 MiB host huge pages (shmem THP, private tmpfs huge=always); 4 KiB files take them only for the whole 2 MiB blocks gmem_fallocate allocates" :
+	       "on 2 MiB host huge pages (shmem THP, private tmpfs huge=advise)" :
 	       "on 4 KiB host pages (no tmpfs of its own here: needs CAP_SYS_ADMIN)");
 	kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	printf("/dev/kvm: %s\n", kvm >= 0 ? "usable (gmem vm, gmem exec)" :

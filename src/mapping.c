@@ -594,7 +594,7 @@ GMEM_API int gmem_mmap(int fd, uint64_t offset, size_t len, int prot,
 	struct host_mapping *m = NULL;
 	struct gmem_file *file;
 	void *va = MAP_FAILED;
-	bool cut_failed;
+	bool cut_failed, have_eof;
 	sigset_t sigs;
 	int ret;
 
@@ -614,11 +614,12 @@ GMEM_API int gmem_mmap(int fd, uint64_t offset, size_t len, int prot,
 		m = NULL;
 	}
 	/* Reserve the address range, then fill it (past EOF: fence.c's memfd). */
-	if (m && fence_past_eof_fd() >= 0)
+	have_eof = fence_past_eof_fd() >= 0;
+	if (m && have_eof)
 		va = flags & MAP_FIXED ? *addr :
 		     reserve_aligned(len, PAGE_SIZE << file->order);
 	if (va == MAP_FAILED) {
-		ret = m && fence_past_eof_fd() >= 0 ?
+		ret = m && have_eof ?
 		      gmem_err(ENOMEM, "gmem_mmap: no address space for %#zx bytes", len) :
 		      gmem_err(ENOMEM, "gmem_mmap: out of memory");
 		goto out_free;

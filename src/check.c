@@ -246,18 +246,34 @@ fail:
 	return -1;
 }
 
+/* Which record of a file maps @addr to frame @pfn (record_at). */
+struct record_query {
+	struct gmem_file *file;
+	uintptr_t addr;
+	uint64_t pfn;
+	struct host_mapping *found;
+};
+
+static int record_maps(struct host_mapping *m, void *arg)
+{
+	struct record_query *q = arg;
+	uintptr_t start = (uintptr_t)m->addr;
+
+	if (q->addr < start || q->addr - start >= (m->file_pages << PAGE_SHIFT) ||
+	    file_pfn(q->file, m->pgoff + ((q->addr - start) >> PAGE_SHIFT)) != q->pfn)
+		return 0;
+	q->found = m;
+	return 1;
+}
+
 /* The record of @file's that maps @addr to frame @pfn, or NULL. */
 static struct host_mapping *record_at(struct gmem_file *file, uintptr_t addr,
 				      uint64_t pfn)
 {
-	for (struct host_mapping *m = file->mappings; m; m = m->next) {
-		uintptr_t start = (uintptr_t)m->addr;
+	struct record_query q = { file, addr, pfn, NULL };
 
-		if (addr >= start && addr - start < (m->file_pages << PAGE_SHIFT) &&
-		    file_pfn(file, m->pgoff + ((addr - start) >> PAGE_SHIFT)) == pfn)
-			return m;
-	}
-	return NULL;
+	mapping_tree_each(file->mappings, 0, UINT64_MAX, record_maps, &q);
+	return q.found;
 }
 
 /*
@@ -331,49 +347,56 @@ static const struct pool_map *mapped_as_recorded(struct gmem_file *file,
  * a shared page must never be in): after munmap(2) or mremap behind gmem's
  * back, later fences would hit whatever is mapped there now, or fail.
  */
-static void check_records(struct gmem_vm *vm, struct gmem_file *file,
-			  const struct pool_map *maps, long nmaps)
+struct records_check {
+	struct gmem_vm *vm;
+	const struct pool_map *maps;
+	long nmaps;
+};
+
+static int check_record(struct host_mapping *m, void *arg)
 {
-	for (struct host_mapping *m = file->mappings; m; m = m->next) {
-		uintptr_t start = (uintptr_t)m->addr;
-		uintptr_t end = start + (m->file_pages << PAGE_SHIFT);
-		uintptr_t missing = start;
-		struct fence_map fm;
+	const struct records_check *c = arg;
+	struct gmem_file *file = m->file;
+	struct gmem_vm *vm = c->vm;
+	uintptr_t start = (uintptr_t)m->addr;
+	uintptr_t end = start + (m->file_pages << PAGE_SHIFT);
+	uintptr_t missing = start;
+	struct fence_map fm;
 
-		mapping_fence_map(m, &fm, false);
-		/* Walk the mappings in address order over [start, end). */
-		while (missing < end) {
-			const struct pool_map *pm =
-				mapped_as_recorded(file, m, &fm, missing, maps, nmaps);
-			uintptr_t next;
+	mapping_fence_map(m, &fm, false);
+	/* Walk the mappings in address order over [start, end). */
+	while (missing < end) {
+		const struct pool_map *pm =
+			mapped_as_recorded(file, m, &fm, missing, c->maps, c->nmaps);
+		uintptr_t next;
 
-			if (!pm)
-				break;
-			next = MIN(pm->end, end);
-			if (pm->eof) {	/* one chunk at a time: each has its bit */
-				uint64_t lo = m->pgoff + ((missing - start) >> PAGE_SHIFT);
+		if (!pm)
+			break;
+		next = MIN(pm->end, end);
+		if (pm->eof) {	/* one chunk at a time: each has its bit */
+			uint64_t lo = m->pgoff + ((missing - start) >> PAGE_SHIFT);
 
-				next = MIN(next, CHUNK_DOWN(missing) + CHUNK_SIZE);
-				if (!attr_range_is(&file->attrs, lo, m->pgoff +
-						   ((next - start) >> PAGE_SHIFT),
-						   GMEM_ATTR_PRIVATE))
-					check_violation(vm, 1, lo << PAGE_SHIFT,
-							file_pfn(file, lo),
-							"a shared page of gmem's mapping [%p, %p) is in a chunk fenced whole at %p",
-							(void *)start, (void *)end,
-							(void *)missing);
-			}
-			missing = next;
+			next = MIN(next, CHUNK_DOWN(missing) + CHUNK_SIZE);
+			if (!attr_range_is(&file->attrs, lo, m->pgoff +
+					   ((next - start) >> PAGE_SHIFT),
+					   GMEM_ATTR_PRIVATE))
+				check_violation(vm, 1, lo << PAGE_SHIFT,
+						file_pfn(file, lo),
+						"a shared page of gmem's mapping [%p, %p) is in a chunk fenced whole at %p",
+						(void *)start, (void *)end,
+						(void *)missing);
 		}
-		if (missing < end)
-			check_violation(vm, 1, (m->pgoff << PAGE_SHIFT) +
-					(missing - start),
-					file_pfn(file, m->pgoff + ((missing - start) >> PAGE_SHIFT)),
-					fence_chunk_whole(&fm, missing) ?
-					"gmem's mapping [%p, %p) has no chunk fence at %p, which it fenced whole: mapped behind gmem's back" :
-					"gmem's mapping [%p, %p) is no longer there at %p: unmapped or moved behind gmem's back",
-					(void *)start, (void *)end, (void *)missing);
+		missing = next;
 	}
+	if (missing < end)
+		check_violation(vm, 1, (m->pgoff << PAGE_SHIFT) +
+				(missing - start),
+				file_pfn(file, m->pgoff + ((missing - start) >> PAGE_SHIFT)),
+				fence_chunk_whole(&fm, missing) ?
+				"gmem's mapping [%p, %p) has no chunk fence at %p, which it fenced whole: mapped behind gmem's back" :
+				"gmem's mapping [%p, %p) is no longer there at %p: unmapped or moved behind gmem's back",
+				(void *)start, (void *)end, (void *)missing);
+	return 0;
 }
 
 /* Invariant 1: no mapping of the pool in the process can reach a private frame. */
@@ -383,7 +406,8 @@ static void check_mappings(struct gmem_vm *vm, struct gmem_file *file,
 	if (nmaps < 0 || vm->check->pagemap_fd < 0 || !fence_uses_guards())
 		return;
 	mutex_lock(&file->mappings_lock);
-	check_records(vm, file, maps, nmaps);
+	mapping_tree_each(file->mappings, 0, UINT64_MAX, check_record,
+			  &(struct records_check){ vm, maps, nmaps });
 	for (long k = 0; k < nmaps; k++) {
 		const struct pool_map *pm = &maps[k];
 		uint64_t npages = (pm->end - pm->start) >> PAGE_SHIFT;

@@ -67,7 +67,7 @@ struct gmem_file {
 	struct memslot **bindings;
 	unsigned int nbindings, bindings_cap;
 
-	/* Host mappings; changed under mappings_lock and invalidate_lock. */
+	/* Host mappings, a tree by file page; changed under mappings_lock and invalidate_lock. */
 	pthread_mutex_t mappings_lock;
 	struct host_mapping *mappings;
 	atomic_bool mappings_ever;	/* was ever mapped: host may have touched pages */

@@ -22,7 +22,8 @@
  * with a VMA per range.
  *
  * Each mapping has a record (struct host_mapping) holding a file reference;
- * conversions fence through the records. gmem_munmap may take any part of
+ * conversions fence through the records that show their pages, found in the
+ * file's interval tree (mapping_tree.c). gmem_munmap may take any part of
  * any mappings, as munmap(2), and gmem_mmap with MAP_FIXED replaces what was
  * at its address: a record is trimmed at either end, split in two (the new
  * record takes its own reference) or dropped (its reference goes with it).
@@ -142,16 +143,12 @@ static size_t chunks_size(const struct mapping_chunks *c)
 /*
  * Fence (close) or open the pages [start, end) that mapping @m shows: the
  * 2 MiB chunks they cover are fenced whole (fence.h). Under the file's
- * mappings_lock, or before @m is listed.
+ * mappings_lock, or before @m is in the tree.
  */
 static int close_pages(struct host_mapping *m, uint64_t start, uint64_t end)
 {
 	struct fence_map fm;
-	uint8_t *addr;
 
-	/* A conversion asks every mapping of the file: most show none of it. */
-	if (!fence_span(m->addr, m->pgoff, m->file_pages, start, end, &addr))
-		return 0;
 	mapping_fence_map(m, &fm, false);
 	return fence_close_map(&fm, start, end, true);
 }
@@ -159,12 +156,29 @@ static int close_pages(struct host_mapping *m, uint64_t start, uint64_t end)
 static int open_pages(struct host_mapping *m, uint64_t start, uint64_t end)
 {
 	struct fence_map fm;
-	uint8_t *addr;
 
-	if (!fence_span(m->addr, m->pgoff, m->file_pages, start, end, &addr))
-		return 0;
 	mapping_fence_map(m, &fm, false);
 	return fence_open_map(&fm, start, end);
+}
+
+/* The pages [start, end) of a conversion, for each mapping that shows some. */
+struct page_range {
+	uint64_t start, end;
+};
+
+static int revoke_one(struct host_mapping *m, void *arg)
+{
+	const struct page_range *r = arg;
+
+	return inject_fail(INJECT_SITE) ? -ENOMEM : close_pages(m, r->start, r->end);
+}
+
+static int restore_one(struct host_mapping *m, void *arg)
+{
+	const struct page_range *r = arg;
+
+	open_pages(m, r->start, r->end);
+	return 0;
 }
 
 /*
@@ -176,13 +190,12 @@ static int open_pages(struct host_mapping *m, uint64_t start, uint64_t end)
  */
 int mapping_revoke(struct gmem_file *file, uint64_t start, uint64_t end)
 {
-	int ret = 0;
+	struct page_range r = { start, end };
+	int ret;
 
 	lock_assert_held_exclusive(&file->invalidate_lock);
 	mutex_lock(&file->mappings_lock);
-	for (struct host_mapping *m = file->mappings; m && !ret; m = m->next)
-		ret = inject_fail(INJECT_SITE) ? -ENOMEM :
-		      close_pages(m, start, end);
+	ret = mapping_tree_each(file->mappings, start, end, revoke_one, &r);
 	mutex_unlock(&file->mappings_lock);
 	if (ret)
 		return ret;
@@ -192,10 +205,11 @@ int mapping_revoke(struct gmem_file *file, uint64_t start, uint64_t end)
 /* Give host mappings, here and in fork children, back pages [start, end), now shared. */
 void mapping_restore(struct gmem_file *file, uint64_t start, uint64_t end)
 {
+	struct page_range r = { start, end };
+
 	lock_assert_held_exclusive(&file->invalidate_lock);
 	mutex_lock(&file->mappings_lock);
-	for (struct host_mapping *m = file->mappings; m; m = m->next)
-		open_pages(m, start, end);
+	mapping_tree_each(file->mappings, start, end, restore_one, &r);
 	mutex_unlock(&file->mappings_lock);
 	sd_broadcast(file->uid, start, end, true);
 }
@@ -333,9 +347,9 @@ enum { CUT_TRIMMED, CUT_SPLIT, CUT_GONE };
  * Take [lo, hi) out of record @m, which it overlaps: unmap that part (with
  * @reserve, leave an inaccessible reservation there instead, for a MAP_FIXED
  * mapping to replace without the address falling free in between), then
- * shrink the record (CUT_TRIMMED), unlink it from its file (CUT_GONE), or,
- * for a hole in its middle, move the part after the hole to @spare, linked
- * after @m in the file's list with a reference of its own (CUT_SPLIT).
+ * shrink the record (CUT_TRIMMED), drop it from its file (CUT_GONE), or,
+ * for a hole in its middle, move the part after the hole to @spare, put in
+ * the file's tree with a reference of its own (CUT_SPLIT).
  * The file's mappings_lock covers the real change and the record's, so a
  * conversion sees both or neither; hm_lock does the same for the shootdown
  * handler. A foreign record (inherited through fork) has a dead copy of the
@@ -347,7 +361,6 @@ static int cut(struct host_mapping *m, uint8_t *lo, uint8_t *hi, bool reserve,
 {
 	struct gmem_file *file = m->file;
 	uint8_t *end = m->addr + m->len;
-	struct host_mapping **pm;
 	sigset_t sigs;
 	int ret;
 
@@ -363,13 +376,15 @@ static int cut(struct host_mapping *m, uint8_t *lo, uint8_t *hi, bool reserve,
 	else
 		ret = munmap(lo, hi - lo);
 	if (ret) {	/* no VMA for a split: the mapping is as it was */
-		ret = -ENOMEM;
-	} else if (lo == m->addr && hi == end) {
-		if (!m->foreign) {
-			for (pm = &file->mappings; *pm != m; pm = &(*pm)->next)
-				;
-			*pm = m->next;
-		}
+		hm_unlock(&sigs);
+		if (!m->foreign)
+			mutex_unlock(&file->mappings_lock);
+		return -ENOMEM;
+	}
+	/* Out of the tree while its pages change; back in as what is left. */
+	if (!m->foreign)
+		mapping_tree_remove(&file->mappings, m);
+	if (lo == m->addr && hi == end) {
 		hm_free(m->hm);
 		ret = CUT_GONE;
 	} else if (lo == m->addr) {
@@ -392,8 +407,7 @@ static int cut(struct host_mapping *m, uint8_t *lo, uint8_t *hi, bool reserve,
 			trim_head(spare, hi);
 			hm_update(spare->hm, spare);	/* before @m lets go of it */
 			if (!m->foreign) {
-				spare->next = m->next;
-				m->next = spare;
+				mapping_tree_insert(&file->mappings, spare);
 				file_get_ref(file);
 			}
 			ret = CUT_SPLIT;
@@ -402,6 +416,8 @@ static int cut(struct host_mapping *m, uint8_t *lo, uint8_t *hi, bool reserve,
 		m->file_pages = MIN(m->file_pages, m->len >> PAGE_SHIFT);
 		hm_update(m->hm, m);
 	}
+	if (!m->foreign && ret != CUT_GONE)
+		mapping_tree_insert(&file->mappings, m);
 	hm_unlock(&sigs);
 	if (!m->foreign)
 		mutex_unlock(&file->mappings_lock);
@@ -657,8 +673,7 @@ GMEM_API int gmem_mmap(int fd, uint64_t offset, size_t len, int prot,
 	}
 	if (!ret) {
 		mutex_lock(&file->mappings_lock);
-		m->next = file->mappings;
-		file->mappings = m;
+		mapping_tree_insert(&file->mappings, m);
 		atomic_store_explicit(&file->mappings_ever, true,
 				      memory_order_release);
 		mutex_unlock(&file->mappings_lock);

@@ -36,7 +36,9 @@ struct mapping_chunks {
 };
 
 struct host_mapping {
-	struct host_mapping *next;	/* in the file's list */
+	/* In the file's tree (mapping_tree.c), under its mappings_lock. */
+	struct host_mapping *left, *right;
+	uint64_t subtree_end;		/* the last file page below, plus one */
 	struct host_mapping *next_all;	/* in the process's list */
 	uint8_t *addr;
 	size_t len;
@@ -57,6 +59,16 @@ struct host_mapping {
 
 /* Every host mapping of the process (the list of records, and sigbus.c's table). */
 extern pthread_mutex_t all_mappings_lock;
+
+/*
+ * The tree of a file's mappings (mapping_tree.c). mapping_tree_each calls
+ * @fn on every mapping that shows a page of [start, end), in file order,
+ * and stops at the first nonzero return, which it returns.
+ */
+void mapping_tree_insert(struct host_mapping **root, struct host_mapping *m);
+void mapping_tree_remove(struct host_mapping **root, struct host_mapping *m);
+int mapping_tree_each(struct host_mapping *root, uint64_t start, uint64_t end,
+		      int (*fn)(struct host_mapping *m, void *arg), void *arg);
 
 void mapping_fence_map(const struct host_mapping *m, struct fence_map *fm,
 		       bool check_fd);

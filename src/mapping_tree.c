@@ -106,18 +106,19 @@ void mapping_tree_remove(struct host_mapping **root, struct host_mapping *m)
 int mapping_tree_each(struct host_mapping *t, uint64_t start, uint64_t end,
 		      int (*fn)(struct host_mapping *m, void *arg), void *arg)
 {
-	int ret;
+	int ret = 0;
 
 	/* Nothing below ends after @start; nothing right of a node past @end starts before it. */
-	if (!t || t->subtree_end <= start)
-		return 0;
-	ret = mapping_tree_each(t->left, start, end, fn, arg);
-	if (ret || t->pgoff >= end)
-		return ret;
-	if (MAX(t->pgoff, start) < MIN(t->pgoff + t->file_pages, end)) {
-		ret = fn(t, arg);
-		if (ret)
-			return ret;
+	for (; t && t->subtree_end > start; t = t->right) {
+		if (t->left)
+			ret = mapping_tree_each(t->left, start, end, fn, arg);
+		if (ret || t->pgoff >= end)
+			break;
+		if (MAX(t->pgoff, start) < MIN(t->pgoff + t->file_pages, end)) {
+			ret = fn(t, arg);
+			if (ret)
+				break;
+		}
 	}
-	return mapping_tree_each(t->right, start, end, fn, arg);
+	return ret;
 }

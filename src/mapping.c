@@ -376,10 +376,8 @@ static int cut(struct host_mapping *m, uint8_t *lo, uint8_t *hi, bool reserve,
 	else
 		ret = munmap(lo, hi - lo);
 	if (ret) {	/* no VMA for a split: the mapping is as it was */
-		hm_unlock(&sigs);
-		if (!m->foreign)
-			mutex_unlock(&file->mappings_lock);
-		return -ENOMEM;
+		ret = -ENOMEM;
+		goto out;
 	}
 	/* Out of the tree while its pages change; back in as what is left. */
 	if (!m->foreign)
@@ -418,6 +416,7 @@ static int cut(struct host_mapping *m, uint8_t *lo, uint8_t *hi, bool reserve,
 	}
 	if (!m->foreign && ret != CUT_GONE)
 		mapping_tree_insert(&file->mappings, m);
+out:
 	hm_unlock(&sigs);
 	if (!m->foreign)
 		mutex_unlock(&file->mappings_lock);

@@ -111,7 +111,7 @@ check-asan:
 check-tsan:
 	$(MAKE) O=build-tsan SAN="-fsanitize=thread" TESTS_ONLY="$(TSAN_TESTS)" check
 
-TSAN_TESTS := test_brlock test_threads_fault test_threads_convert test_threads_mapping \
+TSAN_TESTS := test_brlock test_check test_threads_fault test_threads_convert test_threads_mapping \
 	test_threads_lifetime test_stress test_vmm test_vmm_views test_vmm_any_view test_huge \
 	test_huge_arch test_huge_race test_kvm_layer test_kvm_files test_kvm_guest test_fork \
 	test_security test_errno test_lock_assert test_invalidate test_stage2 test_chunk_fence

@@ -406,6 +406,7 @@ static void check_mappings(struct gmem_vm *vm, struct gmem_file *file,
 	if (nmaps < 0 || vm->check->pagemap_fd < 0 || !fence_uses_guards())
 		return;
 	mutex_lock(&file->mappings_lock);
+	mutex_lock(&vm->check->lock);
 	mapping_tree_each(file->mappings, 0, UINT64_MAX, check_record,
 			  &(struct records_check){ vm, maps, nmaps });
 	for (long k = 0; k < nmaps; k++) {
@@ -424,6 +425,7 @@ static void check_mappings(struct gmem_vm *vm, struct gmem_file *file,
 		file_for_each_attr_run(file, lo, hi, true, check_map_run,
 				       (void *)pm);
 	}
+	mutex_unlock(&vm->check->lock);
 	mutex_unlock(&file->mappings_lock);
 }
 
@@ -559,8 +561,6 @@ static void check_blocks(struct gmem_vm *vm, struct gmem_file *file)
 void check_after(struct gmem_vm *vm, const char *op)
 {
 	struct check *c = vm->check;
-	struct pool_map *maps = NULL;
-	long nmaps;
 
 	if (!c)
 		return;
@@ -570,15 +570,25 @@ void check_after(struct gmem_vm *vm, const char *op)
 	 * hold those locks.
 	 */
 	brlock_read_lock(&vm->slots_lock);
-	nmaps = read_pool_maps(vm, &maps);
 	mutex_lock(&vm->files_lock);
 	for (unsigned int i = 0; i < vm->nfiles; i++) {
 		struct gmem_file *file = vm->files[i];
+		struct pool_map *maps = NULL;
+		long nmaps;
 
+		/*
+		 * The maps are read while no host mapping of the file can
+		 * change: gmem_mmap and gmem_munmap hold all_mappings_lock,
+		 * conversions and punches the invalidate lock exclusive.
+		 * Read before, they could show another thread's mapping
+		 * half made or already gone.
+		 */
 		brlock_read_lock(&file->invalidate_lock);
-		mutex_lock(&c->lock);
+		mutex_lock(&all_mappings_lock);
+		nmaps = read_pool_maps(vm, &maps);
 		check_mappings(vm, file, maps, nmaps);
-		mutex_unlock(&c->lock);
+		mutex_unlock(&all_mappings_lock);
+		free(maps);
 		brlock_read_lock(&vm->mmu_lock);
 		mutex_lock(&c->lock);
 		check_pages(vm, file);
@@ -601,7 +611,6 @@ void check_after(struct gmem_vm *vm, const char *op)
 	brlock_write_unlock(&vm->mmu_lock);
 	mutex_unlock(&vm->files_lock);
 	brlock_read_unlock(&vm->slots_lock);
-	free(maps);
 
 	mutex_lock(&c->lock);
 	for (; c->unnamed < MIN(c->total, MAX_RECORDED); c->unnamed++)

@@ -658,3 +658,70 @@ TEST(check_beside_another_threads_faults_sees_no_half_installed_entry)
 	ASSERT_EQ(gmem_close(f.fd), 0);
 	free_vm(pool, vm);
 }
+
+/*
+ * Check mode beside another thread's gmem_mmap and gmem_munmap: a check
+ * that read /proc/self/maps before it held what keeps host mappings still
+ * would see a mapping made, dropped or fenced after its read as one moved
+ * behind gmem's back, or a private page reachable where the maps are stale.
+ * One thread maps the file whole, writes a shared page and unmaps it; this
+ * one converts pages of the same file both ways meanwhile, each a checked
+ * call. No violation may be recorded.
+ */
+enum { MAPPER_PAGES = 1024 };	/* 4 MiB: two whole chunks, fenced whole and not */
+
+struct mapper {
+	int fd;
+	atomic_bool stop;
+	atomic_ulong maps;
+};
+
+static void *map_and_unmap(void *arg)
+{
+	struct mapper *m = arg;
+	void *addr;
+
+	while (!atomic_load(&m->stop)) {
+		if (gmem_mmap(m->fd, 0, MAPPER_PAGES * PG, PROT_READ | PROT_WRITE,
+			      MAP_SHARED, &addr))
+			return (void *)1;
+		((volatile uint8_t *)addr)[(MAPPER_PAGES - 1) * PG] = 1;
+		if (gmem_munmap(addr, MAPPER_PAGES * PG))
+			return (void *)1;
+		atomic_fetch_add(&m->maps, 1);
+	}
+	return NULL;
+}
+
+TEST(check_beside_another_threads_mmap_and_munmap_sees_no_moved_mapping)
+{
+	static struct mapper m;
+	pthread_t t;
+	void *ret;
+	int pool, vm, round = 0;
+
+	checked_vm("sw", 0, &pool, &vm);
+	m = (struct mapper){ .fd = -1 };
+	m.fd = gmem_create(vm, MAPPER_PAGES * PG, GMEM_FLAG_MMAP);
+	ASSERT_GE(m.fd, 0);
+	/* The second chunk private whole, the first private but its last page. */
+	ASSERT_EQ(convert(m.fd, 511 * PG, PG, 0), 0);
+	ASSERT_EQ(convert(m.fd, (MAPPER_PAGES - 1) * PG, PG, 0), 0);
+	ASSERT_EQ(pthread_create(&t, NULL, map_and_unmap, &m), 0);
+	while (atomic_load(&m.maps) < 60 && !gmem_vm_violations(vm, NULL, 0)) {
+		uint64_t page = (uint64_t)(round++ % 8) * 64;
+
+		ASSERT_EQ(convert(m.fd, page * PG, 64 * PG, 0), 0);
+		ASSERT_EQ(convert(m.fd, page * PG, 64 * PG, PRIV), 0);
+		ASSERT_EQ(convert(m.fd, 512 * PG, 512 * PG - PG, 0), 0);
+		ASSERT_EQ(convert(m.fd, 512 * PG, 512 * PG - PG, PRIV), 0);
+	}
+	atomic_store(&m.stop, true);
+	ASSERT_EQ(pthread_join(t, &ret), 0);
+	ASSERT_EQ(ret, NULL);
+	print_violations("beside a mapping thread", vm);
+	ASSERT_EQ(gmem_vm_violations(vm, NULL, 0), 0);
+	ASSERT_GE(atomic_load(&m.maps), 60);
+	ASSERT_EQ(gmem_close(m.fd), 0);
+	free_vm(pool, vm);
+}

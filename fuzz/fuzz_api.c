@@ -22,11 +22,12 @@
  * (SETUP_CALLS: creating, mapping, binding), then a second thread runs guest
  * faults, guest accesses and host accesses from the tail of the input while
  * the main thread goes on converting, punching, pinning, binding and
- * closing. The process's mappings stay as set up meanwhile: check mode reads
- * /proc/self/maps before it takes gmem's locks, so a gmem_mmap or
- * gmem_munmap in one thread while another's call is being checked reads as
- * a mapping "moved behind gmem's back" (check mode is meant for one thread;
- * gmem.h). The input fixes what each thread calls, in what order; the
+ * closing. The process's mappings stay as set up meanwhile, so the second
+ * thread's host accesses find the mappings it was given. (The rule began
+ * when check mode read /proc/self/maps before it took gmem's locks, which
+ * misread a mapping made or dropped meanwhile; it now reads them under the
+ * mapping locks, and test_check maps beside checked calls.) The input fixes
+ * what each thread calls, in what order; the
  * interleaving is the scheduler's, so a finding may need its input run several times
  * (-runs=1000) to show again. With two threads only what the second one
  * cannot change is compared for a failed call (attributes, pins, mappings),

@@ -561,6 +561,9 @@ static void check_blocks(struct gmem_vm *vm, struct gmem_file *file)
 void check_after(struct gmem_vm *vm, const char *op)
 {
 	struct check *c = vm->check;
+	struct pool_map *maps = NULL;
+	uint64_t mark;
+	long nmaps;
 
 	if (!c)
 		return;
@@ -570,25 +573,28 @@ void check_after(struct gmem_vm *vm, const char *op)
 	 * hold those locks.
 	 */
 	brlock_read_lock(&vm->slots_lock);
+	mark = mapping_changes_mark();
+	nmaps = read_pool_maps(vm, &maps);
 	mutex_lock(&vm->files_lock);
 	for (unsigned int i = 0; i < vm->nfiles; i++) {
 		struct gmem_file *file = vm->files[i];
-		struct pool_map *maps = NULL;
-		long nmaps;
 
 		/*
-		 * The maps are read while no host mapping of the file can
-		 * change: gmem_mmap and gmem_munmap hold all_mappings_lock,
-		 * conversions and punches the invalidate lock exclusive.
-		 * Read before, they could show another thread's mapping
-		 * half made or already gone.
+		 * The maps must show the file's host mappings as its records
+		 * do: held here, neither changes (gmem_mmap and gmem_munmap
+		 * hold all_mappings_lock, conversions and punches the
+		 * invalidate lock exclusive). The maps read before the locks
+		 * do if no change began since; else they are read again.
 		 */
 		brlock_read_lock(&file->invalidate_lock);
 		mutex_lock(&all_mappings_lock);
-		nmaps = read_pool_maps(vm, &maps);
+		if (mapping_changed_since(mark)) {
+			free(maps);
+			mark = mapping_changes_mark();
+			nmaps = read_pool_maps(vm, &maps);
+		}
 		check_mappings(vm, file, maps, nmaps);
 		mutex_unlock(&all_mappings_lock);
-		free(maps);
 		brlock_read_lock(&vm->mmu_lock);
 		mutex_lock(&c->lock);
 		check_pages(vm, file);
@@ -611,6 +617,7 @@ void check_after(struct gmem_vm *vm, const char *op)
 	brlock_write_unlock(&vm->mmu_lock);
 	mutex_unlock(&vm->files_lock);
 	brlock_read_unlock(&vm->slots_lock);
+	free(maps);
 
 	mutex_lock(&c->lock);
 	for (; c->unnamed < MIN(c->total, MAX_RECORDED); c->unnamed++)

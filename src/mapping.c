@@ -43,6 +43,7 @@
  * register for shootdowns gets every inherited mapping fenced entirely.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -68,6 +69,40 @@
  */
 pthread_mutex_t all_mappings_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct host_mapping *all_mappings;
+
+/*
+ * Changes to the host mappings of check-mode VMs' files, begun and ended.
+ * Check mode reads /proc/self/maps before it takes the locks that hold
+ * mappings still, so that checks on several threads do not take turns for
+ * the read; under those locks it reads them again only if a change began
+ * after its read started (check.c).
+ */
+static atomic_ulong changes_begun, changes_ended;
+
+static void change_begin(const struct gmem_file *file)
+{
+	if (vm_checking(file->vm))
+		atomic_fetch_add(&changes_begun, 1);
+}
+
+static void change_end(const struct gmem_file *file)
+{
+	if (vm_checking(file->vm))
+		atomic_fetch_add(&changes_ended, 1);
+}
+
+uint64_t mapping_changes_mark(void)
+{
+	unsigned long ended = atomic_load(&changes_ended);
+	unsigned long begun = atomic_load(&changes_begun);
+
+	return begun == ended ? begun : MAPPING_CHANGING;
+}
+
+bool mapping_changed_since(uint64_t mark)
+{
+	return mark == MAPPING_CHANGING || atomic_load(&changes_begun) != mark;
+}
 
 /*
  * Before fork (process.c): hold the records still, and reserve the child a
@@ -195,7 +230,9 @@ int mapping_revoke(struct gmem_file *file, uint64_t start, uint64_t end)
 
 	lock_assert_held_exclusive(&file->invalidate_lock);
 	mutex_lock(&file->mappings_lock);
+	change_begin(file);
 	ret = mapping_tree_each(file->mappings, start, end, revoke_one, &r);
+	change_end(file);
 	mutex_unlock(&file->mappings_lock);
 	if (ret)
 		return ret;
@@ -209,7 +246,9 @@ void mapping_restore(struct gmem_file *file, uint64_t start, uint64_t end)
 
 	lock_assert_held_exclusive(&file->invalidate_lock);
 	mutex_lock(&file->mappings_lock);
+	change_begin(file);
 	mapping_tree_each(file->mappings, start, end, restore_one, &r);
+	change_end(file);
 	mutex_unlock(&file->mappings_lock);
 	sd_broadcast(file->uid, start, end, true);
 }
@@ -367,8 +406,10 @@ static int cut(struct host_mapping *m, uint8_t *lo, uint8_t *hi, bool reserve,
 	lock_assert_held(&all_mappings_lock);
 	lo = MAX(lo, m->addr);
 	hi = MIN(hi, end);
-	if (!m->foreign)
+	if (!m->foreign) {
 		mutex_lock(&file->mappings_lock);
+		change_begin(file);
+	}
 	hm_lock(&sigs);
 	if (reserve)
 		ret = try_mmap(lo, hi - lo, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS |
@@ -418,8 +459,10 @@ static int cut(struct host_mapping *m, uint8_t *lo, uint8_t *hi, bool reserve,
 		mapping_tree_insert(&file->mappings, m);
 out:
 	hm_unlock(&sigs);
-	if (!m->foreign)
+	if (!m->foreign) {
+		change_end(file);
 		mutex_unlock(&file->mappings_lock);
+	}
 	return ret;
 }
 
@@ -658,6 +701,7 @@ GMEM_API int gmem_mmap(int fd, uint64_t offset, size_t len, int prot,
 	 */
 	brlock_read_lock(&file->invalidate_lock);
 	mutex_lock(&all_mappings_lock);
+	change_begin(file);
 	m->hm = hm_alloc();
 	ret = m->hm ? cut_range(va, (uint8_t *)va + len, true, &cl) : -ENOMEM;
 	cut_failed = ret < 0;
@@ -692,6 +736,7 @@ GMEM_API int gmem_mmap(int fd, uint64_t offset, size_t len, int prot,
 			hm_unlock(&sigs);
 		}
 	}
+	change_end(file);
 	mutex_unlock(&all_mappings_lock);
 	brlock_read_unlock(&file->invalidate_lock);
 	cut_finish(&cl, "gmem_mmap");

@@ -70,6 +70,14 @@ void mapping_tree_remove(struct host_mapping **root, struct host_mapping *m);
 int mapping_tree_each(struct host_mapping *root, uint64_t start, uint64_t end,
 		      int (*fn)(struct host_mapping *m, void *arg), void *arg);
 
+/*
+ * For check mode: a mark of the changes to host mappings so far
+ * (MAPPING_CHANGING while one is under way), and whether one began since.
+ */
+#define MAPPING_CHANGING	UINT64_MAX
+uint64_t mapping_changes_mark(void);
+bool mapping_changed_since(uint64_t mark);
+
 void mapping_fence_map(const struct host_mapping *m, struct fence_map *fm,
 		       bool check_fd);
 void mapping_fork_prepare(void);

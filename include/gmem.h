@@ -183,10 +183,10 @@ int gmem_pool_stats(int pool, struct gmem_pool_stats *st);
  *       present, or without a guard, is a violation naming the address, the
  *       frame and the mapping); and each gmem mapping must still be where
  *       gmem put it. So mremap, munmap(2), MADV_GUARD_REMOVE and a second
- *       mmap of the pool memfd are reported (docs/security.md). The maps
- *       are read under the locks gmem_mmap, gmem_munmap, conversions and
- *       punches hold, so another thread's such call is seen before or
- *       after, never half done; beyond that, meant for single-threaded
+ *       mmap of the pool memfd are reported (docs/security.md). Another
+ *       thread's gmem_mmap, gmem_munmap, conversion or punch is seen
+ *       before or after, never half done (the maps are read again if one
+ *       ran while they were read); beyond that, meant for single-threaded
  *       workloads.
  * Returns a VM handle.
  *

@@ -725,3 +725,70 @@ TEST(check_beside_another_threads_mmap_and_munmap_sees_no_moved_mapping)
 	ASSERT_EQ(gmem_close(m.fd), 0);
 	free_vm(pool, vm);
 }
+
+/*
+ * Check mode beside another thread's private faults, on every arch, in
+ * files of 4 KiB and of 2 MiB folios, with an any view: a fault allocates
+ * and prepares its folio under the file's invalidate lock shared, beside
+ * the page checks of a checked call on this thread. One thread faults
+ * private pages and punches them again; this one makes checked calls
+ * meanwhile. No violation may be recorded (evidence, not proof:
+ * docs/design.md, "Locks").
+ */
+enum { PRIVATE_PAGES = 512, PRIVATE_FAULTS = 5000 };
+
+static void *fault_private_pages(void *arg)
+{
+	struct faulter *f = arg;
+
+	while (!atomic_load(&f->stop)) {
+		for (int i = 0; i < PRIVATE_PAGES; i += 7) {
+			if (gmem_vm_fault(f->vm, GPA + (uint64_t)i * PG, PRIVATE_W,
+					  NULL, NULL))
+				return (void *)1;
+			atomic_fetch_add(&f->faults, 1);
+		}
+		if (gmem_fallocate(f->fd, PUNCH, 0, PRIVATE_PAGES * PG))
+			return (void *)1;
+	}
+	return NULL;
+}
+
+static void private_faults_beside_checks(const char *arch, uint64_t flags)
+{
+	static struct faulter f;
+	pthread_t t;
+	void *ret, *view;
+	int pool, vm;
+
+	checked_vm(arch, 0, &pool, &vm);
+	f = (struct faulter){ .vm = vm };
+	f.fd = gmem_create(vm, PRIVATE_PAGES * PG, flags);
+	ASSERT_GE(f.fd, 0);
+	ASSERT_EQ(gmem_vm_bind(vm, 0, GPA, PRIVATE_PAGES * PG, f.fd, 0), 0);
+	ASSERT_EQ(gmem_vm_view_mmap(vm, 0, GMEM_VIEW_ANY, &view), 0);
+	ASSERT_EQ(gmem_vm_fault(vm, GPA + PG, PRIVATE_W, NULL, NULL), 0);
+	ASSERT_EQ(pthread_create(&t, NULL, fault_private_pages, &f), 0);
+	while (atomic_load(&f.faults) < PRIVATE_FAULTS &&
+	       !gmem_vm_violations(vm, NULL, 0))
+		ASSERT_EQ(gmem_vm_fault(vm, GPA + 3 * PG, PRIVATE_W, NULL, NULL), 0);
+	atomic_store(&f.stop, true);
+	ASSERT_EQ(pthread_join(t, &ret), 0);
+	ASSERT_EQ(ret, NULL);
+	print_violations(arch, vm);
+	ASSERT_EQ(gmem_vm_violations(vm, NULL, 0), 0);
+	ASSERT_EQ(gmem_vm_unbind(vm, 0), 0);
+	munmap(view, PRIVATE_PAGES * PG);
+	ASSERT_EQ(gmem_close(f.fd), 0);
+	free_vm(pool, vm);
+}
+
+TEST(check_beside_another_threads_private_faults_reports_nothing_on_any_arch)
+{
+	static const char *const archs[] = { "sw", "snp", "tdx", "pkvm" };
+
+	for (int i = 0; i < 4; i++) {
+		private_faults_beside_checks(archs[i], 0);
+		private_faults_beside_checks(archs[i], GMEM_FLAG_HUGE_2M);
+	}
+}

@@ -19,25 +19,37 @@
  * mapping covers its page; a huge one the folio's pages the arch has not
  * held since they last changed (huge.c), so a merged folio costs what its
  * conversions changed.
+ *
+ * Faults run beside each other (the invalidate lock shared), and the
+ * arch's make_private may clear the frames (tdx): a second fault on the
+ * folio must not clear it again after the first mapped it and the guest
+ * wrote. So the hook runs one fault at a time per folio, as the kernel's
+ * folio lock makes it; an arch without the hook (sw) takes no lock.
  */
 static int prepare_private(struct gmem_file *file, uint64_t index,
 			   uint64_t gfn, int level)
 {
 	struct gmem_vm *vm = file->vm;
+	pthread_mutex_t *lock = NULL;
 	uint64_t first = index, nr = 1;
 	int ret = 0;
 
-	if (level && !huge_unprepared(file, index, &first, &nr))
-		return 0;
-	ret = arch_make_private(vm, gfn - (index - first),
-				file_pfn(file, first), nr);
-	if (ret)
-		return ret;
-	for (uint64_t i = 0; i < nr; i++)
-		frame_mark_private(vm->pool, file_pfn(file, first + i));
-	if (level)
-		huge_set_prepared(file, index);
-	return 0;
+	if (vm->arch->make_private) {
+		lock = &file->prepare_locks[(index >> file->order) %
+					    FILE_PREPARE_LOCKS];
+		mutex_lock(lock);
+	}
+	if (!level || huge_unprepared(file, index, &first, &nr)) {
+		ret = arch_make_private(vm, gfn - (index - first),
+					file_pfn(file, first), nr);
+		for (uint64_t i = 0; !ret && i < nr; i++)
+			frame_mark_private(vm->pool, file_pfn(file, first + i));
+		if (!ret && level)
+			huge_set_prepared(file, index);
+	}
+	if (lock)
+		mutex_unlock(lock);
+	return ret;
 }
 
 /*

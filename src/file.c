@@ -152,10 +152,14 @@ GMEM_API int gmem_create(int vmh, uint64_t size, uint64_t flags)
 	}
 	pthread_mutex_init(&file->mappings_lock, NULL);
 	pthread_mutex_init(&file->pins_lock, NULL);
+	for (int i = 0; i < FILE_PREPARE_LOCKS; i++)
+		pthread_mutex_init(&file->prepare_locks[i], NULL);
 	if (vm_add_file(vm, file)) {
 		ret = gmem_err(ENOMEM, "gmem_create: out of memory");
 		pthread_mutex_destroy(&file->mappings_lock);
 		pthread_mutex_destroy(&file->pins_lock);
+		for (int i = 0; i < FILE_PREPARE_LOCKS; i++)
+			pthread_mutex_destroy(&file->prepare_locks[i]);
 		attr_destroy(&file->attrs);
 		goto out_window;
 	}
@@ -231,6 +235,8 @@ static void file_release(struct obj *o)
 	attr_destroy(&file->attrs);
 	pthread_mutex_destroy(&file->mappings_lock);
 	pthread_mutex_destroy(&file->pins_lock);
+	for (int i = 0; i < FILE_PREPARE_LOCKS; i++)
+		pthread_mutex_destroy(&file->prepare_locks[i]);
 	obj_recycle(o);
 	vm_put(vm);
 }

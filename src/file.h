@@ -25,6 +25,8 @@ struct memslot;
 struct host_mapping;
 struct pin;
 
+#define FILE_PREPARE_LOCKS	16
+
 struct gmem_file {
 	struct obj obj;
 	struct brlock invalidate_lock;	/* first: kept valid across reuse */
@@ -62,6 +64,14 @@ struct gmem_file {
 
 	/* Page cache: one bit per page, set while a folio backs it. */
 	atomic_uint_least64_t *present;
+
+	/*
+	 * A fault's preparation of a private folio (the arch's make_private,
+	 * which may clear it), one fault at a time per folio, as the kernel's
+	 * folio lock makes it: faults run under the invalidate lock shared.
+	 * A stripe per folio number (file_prepare_lock).
+	 */
+	pthread_mutex_t prepare_locks[FILE_PREPARE_LOCKS];
 
 	/* Bindings into the VM, file-offset ordered and disjoint. */
 	struct memslot **bindings;

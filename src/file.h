@@ -69,7 +69,7 @@ struct gmem_file {
 	 * A fault's preparation of a private folio (the arch's make_private,
 	 * which may clear it), one fault at a time per folio, as the kernel's
 	 * folio lock makes it: faults run under the invalidate lock shared.
-	 * A stripe per folio number (file_prepare_lock).
+	 * A stripe per folio number (fault.c, prepare_private).
 	 */
 	pthread_mutex_t prepare_locks[FILE_PREPARE_LOCKS];
 

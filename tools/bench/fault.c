@@ -361,6 +361,19 @@ static int sys_fallocate(int fd, int mode, uint64_t off, uint64_t len)
 	return fallocate(fd, mode, (off_t)off, (off_t)len) ? -errno : 0;
 }
 
+/* The plain memfd's side of a row 5 note: median and spread, in ms. */
+static void memfd_figure(char *buf, size_t len, const double *v, int n)
+{
+	struct stat3 st;
+
+	if (quick) {
+		snprintf(buf, len, "not run with --quick");
+		return;
+	}
+	st = summarize(v, n);
+	snprintf(buf, len, "%.0f ms [%.0f..%.0f]", st.med, st.lo, st.hi);
+}
+
 void case5(void)
 {
 	const char *n1 = "first-touch write faults, 1 GiB via mmap";
@@ -450,27 +463,17 @@ void case5(void)
 		series_add(&sc, side[1].alloc, side[0].alloc, NAN);
 		series_add(&sd, side[1].alloc_touch, side[0].alloc_touch, NAN);
 	}
-	if (quick)
-		snprintf(memfd_touch, sizeof(memfd_touch), "not run with --quick");
-	else
-		snprintf(memfd_touch, sizeof(memfd_touch), "%.0f ms [%.0f..%.0f]",
-			 summarize(mt, sa.n).med, summarize(mt, sa.n).lo,
-			 summarize(mt, sa.n).hi);
+	memfd_figure(memfd_touch, sizeof(memfd_touch), mt, sa.n);
 	emit_series("5a", n1, "ms", &sa, &t,
 		    "kernel guest_memfd", "gmem / kernel guest_memfd",
 		    "one byte written per 4 KiB page, gmem via gmem_mmap of a GMEM_FLAG_MMAP|"
 		    "INIT_SHARED file; a plain memfd (shmem, what gmem's host fault is made of), "
 		    "same loop: %s", memfd_touch);
 
-	if (!quick) {
+	if (!quick)
 		snprintf(memfd_touch, sizeof(memfd_touch), "%.0f ms",
 			 summarize(mp, sa.n).med);
-		snprintf(memfd_alloc, sizeof(memfd_alloc), "%.0f ms [%.0f..%.0f]",
-			 summarize(ma, sa.n).med, summarize(ma, sa.n).lo,
-			 summarize(ma, sa.n).hi);
-	} else {
-		snprintf(memfd_alloc, sizeof(memfd_alloc), "not run with --quick");
-	}
+	memfd_figure(memfd_alloc, sizeof(memfd_alloc), ma, sa.n);
 	emit_series("5b", n2, "ms", &sb, &t,
 		    "kernel guest_memfd", "gmem / kernel guest_memfd",
 		    "fallocate(PUNCH_HOLE|KEEP_SIZE) of the 1 GiB 5a populated; gmem via "
@@ -494,12 +497,7 @@ void case5(void)
 		 summarize(gshort, sc.n).med, summarize(kshort, sc.n).med, memfd_alloc,
 		 gmem_short ? " (gmem_fallocate allocated less: MISSED whatever the time)" : "");
 	emit(&row);
-	if (quick)
-		snprintf(memfd_both, sizeof(memfd_both), "not run with --quick");
-	else
-		snprintf(memfd_both, sizeof(memfd_both), "%.0f ms [%.0f..%.0f]",
-			 summarize(md, sa.n).med, summarize(md, sa.n).lo,
-			 summarize(md, sa.n).hi);
+	memfd_figure(memfd_both, sizeof(memfd_both), md, sa.n);
 	emit_series("5d", n4, "ms", &sd, NULL,
 		    "kernel guest_memfd", "gmem / kernel guest_memfd",
 		    "5c's allocate and 5a's loop, timed together, as a VM's start does them; "

@@ -144,7 +144,7 @@ static int reopen_views(struct gmem_vm *vm, uint64_t gfn)
 	if (!slot)
 		return 0;
 	brlock_read_lock(&vm->mmu_lock);
-	if (s2_lookup(&vm->s2, gfn, &e) > 0) {
+	if (s2_lookup(&vm->s2, gfn, &e)) {
 		uint64_t span = 1ULL << (e.level * S2_BITS);
 
 		ret = view_open(slot, gfn & ~(span - 1), span, e.private);

@@ -40,6 +40,23 @@ void file_put(struct gmem_file *file)
 	obj_put(&file->obj);
 }
 
+/* The file's mutexes: made at create, gone at release. */
+static void file_mutexes_init(struct gmem_file *file)
+{
+	pthread_mutex_init(&file->mappings_lock, NULL);
+	pthread_mutex_init(&file->pins_lock, NULL);
+	for (int i = 0; i < FILE_PREPARE_LOCKS; i++)
+		pthread_mutex_init(&file->prepare_locks[i], NULL);
+}
+
+static void file_mutexes_destroy(struct gmem_file *file)
+{
+	pthread_mutex_destroy(&file->mappings_lock);
+	pthread_mutex_destroy(&file->pins_lock);
+	for (int i = 0; i < FILE_PREPARE_LOCKS; i++)
+		pthread_mutex_destroy(&file->prepare_locks[i]);
+}
+
 /* The kernel's range checks: overflow, alignment, inside the file. */
 int file_check_range(struct gmem_file *file, uint64_t offset, uint64_t len,
 		     const char *fn)
@@ -150,16 +167,10 @@ GMEM_API int gmem_create(int vmh, uint64_t size, uint64_t flags)
 		ret = gmem_err(ENOMEM, "gmem_create: out of memory");
 		goto out_window;
 	}
-	pthread_mutex_init(&file->mappings_lock, NULL);
-	pthread_mutex_init(&file->pins_lock, NULL);
-	for (int i = 0; i < FILE_PREPARE_LOCKS; i++)
-		pthread_mutex_init(&file->prepare_locks[i], NULL);
+	file_mutexes_init(file);
 	if (vm_add_file(vm, file)) {
 		ret = gmem_err(ENOMEM, "gmem_create: out of memory");
-		pthread_mutex_destroy(&file->mappings_lock);
-		pthread_mutex_destroy(&file->pins_lock);
-		for (int i = 0; i < FILE_PREPARE_LOCKS; i++)
-			pthread_mutex_destroy(&file->prepare_locks[i]);
+		file_mutexes_destroy(file);
 		attr_destroy(&file->attrs);
 		goto out_window;
 	}
@@ -233,10 +244,7 @@ static void file_release(struct obj *o)
 	huge_destroy(file);
 	free(file->bindings);
 	attr_destroy(&file->attrs);
-	pthread_mutex_destroy(&file->mappings_lock);
-	pthread_mutex_destroy(&file->pins_lock);
-	for (int i = 0; i < FILE_PREPARE_LOCKS; i++)
-		pthread_mutex_destroy(&file->prepare_locks[i]);
+	file_mutexes_destroy(file);
 	obj_recycle(o);
 	vm_put(vm);
 }

@@ -184,10 +184,10 @@ int gmem_pool_stats(int pool, struct gmem_pool_stats *st);
  *       frame and the mapping); and each gmem mapping must still be where
  *       gmem put it. So mremap, munmap(2), MADV_GUARD_REMOVE and a second
  *       mmap of the pool memfd are reported (docs/security.md). Another
- *       thread's gmem_mmap, gmem_munmap, conversion or punch is seen
- *       before or after, never half done (the maps are read again if one
- *       ran while they were read); beyond that, meant for single-threaded
- *       workloads.
+ *       thread's gmem_mmap, gmem_munmap, conversion or punch does not show
+ *       half done: the maps are read again if one ran while they were read
+ *       (test_check maps and converts on two threads). Beyond that, meant
+ *       for single-threaded workloads.
  * Returns a VM handle.
  *
  * A pool models one machine: the first VM created on it fixes its arch for

@@ -21,7 +21,9 @@
  * KVM still waits for its MMIO to complete, so the next KVM_RUN first
  * resolves that access again (the program has fixed it, or the same memory
  * fault is reported again without entering the guest, as the kernel's
- * retried fault would).
+ * retried fault would). An instruction fetch from such a page is rewritten
+ * the same way, at the instruction's page; nothing waits on it: KVM fetches
+ * the instruction again on the next KVM_RUN.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -99,12 +101,16 @@ void vcpu_closed(int fd)
 /* What the layer made of an exit. */
 enum verdict { RESUME, TO_PROGRAM, MEMORY_FAULT };
 
-/* Rewrite the exit as the kernel's memory fault: KVM_RUN fails with EFAULT. */
+/*
+ * Rewrite the exit as the kernel's memory fault: KVM_RUN fails with EFAULT.
+ * An MMIO exit's access is kept to be resolved again by the next KVM_RUN;
+ * a failed instruction fetch needs nothing kept: KVM fetches it again.
+ */
 static int memory_fault(struct kvm_vcpu *v, uint64_t gpa, bool private)
 {
 	struct gk_memory_fault *mf = gk_run_memory_fault(v->run);
 
-	if (!v->pending_mmio) {
+	if (v->run->exit_reason == KVM_EXIT_MMIO && !v->pending_mmio) {
 		v->saved_mmio = v->run->mmio;
 		v->pending_mmio = true;
 	}
@@ -226,14 +232,44 @@ static enum verdict handle_mmio(struct kvm_vcpu *v, bool *private)
 /*
  * An emulation failure: KVM could not fetch the instruction. If its page is
  * guest_memfd memory that gmem's stage-2 does not map, fault it in
- * (KVM_TRANSLATE gives the gpa of the guest's rip) and resume. If the page
- * is RAM of a memslot that is mapped already (another vCPU faulted it in,
- * or the real memslots were being laid out again for a per-VM conversion:
- * KVM has no atomic replacement of one memslot by several), resume too, up
- * to 1000 times in a row with no memslot change between: only a failure
- * that stays is the program's.
+ * (KVM_TRANSLATE gives the gpa of the guest's rip) and resume. A page the
+ * kernel's fault would refuse (private with no guest_memfd behind it, or a
+ * guest_memfd that is gone) is the kernel's memory fault, at the first such
+ * page of the instruction: *@gpa and *@private say which. If the page is
+ * RAM of a memslot that is mapped already (another vCPU faulted it in, or
+ * the real memslots were being laid out again for a per-VM conversion: KVM
+ * has no atomic replacement of one memslot by several), resume too, up to
+ * 1000 times in a row with no memslot change between: only a failure that
+ * stays is the program's.
  */
-static enum verdict handle_fetch(struct kvm_vcpu *v)
+static enum verdict fetch_page(struct kvm_vcpu *v, uint64_t gpa, bool *private,
+			       bool *ram)
+{
+	struct kvm_vm *vm = v->vm;
+	struct user_slot *s = memslot_find(vm, gpa);
+	int mapped = 0, ret;
+
+	*private = config.model == MODEL_PER_VM && vm_has_private_mem(vm) &&
+		   vm_is_private(vm, gpa);
+	if (s)
+		*ram = true;
+	if (!s || !s->file)
+		return *private ? MEMORY_FAULT : TO_PROGRAM;
+	if (s->file_gone)
+		return *private || s->view_any ? MEMORY_FAULT : TO_PROGRAM;
+	if (!s->view_any && !*private)
+		return TO_PROGRAM;	/* served from userspace_addr */
+	*private = fault_private(vm, s, gpa);
+	if (gmem_vm_stage2(vm->gvm, gpa, NULL, &mapped) == 1)
+		return TO_PROGRAM;
+	layer_depth++;
+	ret = gmem_vm_fault(vm->gvm, gpa, *private ? GMEM_FAULT_PRIVATE : 0, NULL, NULL);
+	layer_depth--;
+	/* 1: a conversion raced the lookup; the next failure looks again. */
+	return ret < 0 ? MEMORY_FAULT : ret ? TO_PROGRAM : RESUME;
+}
+
+static enum verdict handle_fetch(struct kvm_vcpu *v, uint64_t *gpa, bool *private)
 {
 	struct kvm_regs regs;
 	struct kvm_sregs sregs;
@@ -246,28 +282,17 @@ static enum verdict handle_fetch(struct kvm_vcpu *v)
 	pthread_rwlock_rdlock(&v->vm->lock);
 	for (uint64_t at = 0; at < 16; at += 15) {
 		struct kvm_translation tr = { .linear_address = sregs.cs.base + regs.rip + at };
-		uint64_t gpa;
-		struct user_slot *s;
-		bool private;
-		int mapped = 0;
+		enum verdict d;
 
 		if (real.ioctl(v->fd, KVM_TRANSLATE, &tr) || !tr.valid)
 			continue;
-		gpa = tr.physical_address;
-		if (!(s = memslot_find(v->vm, gpa)))
-			continue;
-		ram = true;
-		if (!s->file || s->file_gone)
-			continue;
-		private = fault_private(v->vm, s, gpa);
-		if (!s->view_any && !private)
-			continue;	/* served from userspace_addr */
-		if (gmem_vm_stage2(v->vm->gvm, gpa, NULL, &mapped) == 1)
-			continue;
-		layer_depth++;
-		faulted |= !gmem_vm_fault(v->vm->gvm, gpa,
-					  private ? GMEM_FAULT_PRIVATE : 0, NULL, NULL);
-		layer_depth--;
+		*gpa = tr.physical_address;
+		d = fetch_page(v, *gpa, private, &ram);
+		if (d == MEMORY_FAULT) {
+			pthread_rwlock_unlock(&v->vm->lock);
+			return d;
+		}
+		faulted |= d == RESUME;
 	}
 	pthread_rwlock_unlock(&v->vm->lock);
 	if (faulted) {
@@ -326,10 +351,20 @@ int vcpu_run(struct kvm_vcpu *v)
 				return ret;
 			}
 			break;
-		case KVM_EXIT_INTERNAL_ERROR:
-			if (handle_fetch(v) == RESUME)
+		case KVM_EXIT_INTERNAL_ERROR: {
+			uint64_t gpa;
+
+			switch (handle_fetch(v, &gpa, &private)) {
+			case RESUME:
 				continue;
-			return ret;
+			case MEMORY_FAULT:
+				v->fetch_retries = 0;
+				return memory_fault(v, gpa, private);
+			case TO_PROGRAM:
+				return ret;
+			}
+			break;
+		}
 		default:
 			v->fetch_retries = 0;
 			return ret;

@@ -400,7 +400,22 @@ KTEST(per_vm_private_access_without_guest_memfd_faults, "")
 	ASSERT_EQ(kt_attr(g.vm, 0x8000, PG, 0), 0);
 	ASSERT_EQ(io_word(&g, vcpu_run(&g), PORT_WRITE), 1);
 	ASSERT_EQ(*(uint32_t *)(plain + 0xffc), 1);
+	/*
+	 * An instruction fetched from such a page faults the same way, at
+	 * the page of the instruction, with nothing left pending: once the
+	 * page is shared the guest runs it.
+	 */
+	memcpy(plain + PG, guest_code, sizeof(guest_code));
+	*host_word(&g, DATA) = 0x2468ace0;
+	ASSERT_EQ(kt_attr(g.vm, 0x9000, PG, PRIV), 0);
+	enter_at(&g, 0x9000 + ENTRY_READ, DATA, 0);
+	expect_memory_fault(&g, vcpu_run(&g), 0x9000, GK_MEMORY_EXIT_FLAG_PRIVATE);
+	expect_memory_fault(&g, vcpu_run(&g), 0x9000, GK_MEMORY_EXIT_FLAG_PRIVATE);
+	ASSERT_EQ(kt_attr(g.vm, 0x9000, PG, 0), 0);
+	ASSERT_EQ(io_word(&g, vcpu_run(&g), PORT_READ), 0x2468ace0);
 	ASSERT_EQ(kt_attr(g.vm, NOSLOT, PG, PRIV), 0);
+	enter_at(&g, NOSLOT + 0x20, 0, 0);
+	expect_memory_fault(&g, vcpu_run(&g), NOSLOT, GK_MEMORY_EXIT_FLAG_PRIVATE);
 	enter_at(&g, ENTRY_READ, NOSLOT + 0x10, 0);
 	expect_memory_fault(&g, vcpu_run(&g), NOSLOT + 0x10, GK_MEMORY_EXIT_FLAG_PRIVATE);
 	munmap(plain, 2 * PG);
@@ -448,6 +463,9 @@ KTEST(file_gone_guest_access_faults, "")
 		ASSERT_EQ(munmap(g.gm, g.size), 0);
 		g.gm = NULL;
 	}
+	/* An instruction fetched from the file's page: the same fault. */
+	enter_at(&g, DATA + 0x40, 0, 0);
+	expect_memory_fault(&g, vcpu_run(&g), DATA, flags);
 	enter_at(&g, ENTRY_READ, DATA + 0x40, 0);
 	expect_memory_fault(&g, vcpu_run(&g), DATA + 0x40, flags);
 	expect_memory_fault(&g, vcpu_run(&g), DATA + 0x40, flags);

@@ -111,11 +111,16 @@ int gmemfd_create(struct kvm_vm *vm, struct gk_create_guest_memfd *a)
 		free(f);
 		return err;
 	}
+	/*
+	 * The kernel takes any size and allocates at first use; gmem reserves
+	 * the file's window in the process's pool (docs/kvm.md): a size that
+	 * does not fit is out of memory, not a bad argument.
+	 */
 	gfd = gmem_create(vm->gvm, a->size, gflags);
 	if (gfd < 0 || fstat(fd, &st)) {
 		real.close(fd);
 		free(f);
-		return gfd < 0 ? gfd : -ENOMEM;
+		return gfd == -EINVAL || gfd == -ENOSPC || gfd >= 0 ? -ENOMEM : gfd;
 	}
 	f->dev = st.st_dev;
 	f->ino = st.st_ino;
@@ -222,17 +227,47 @@ int gmemfd_ioctl(struct kvm_file *f, unsigned long cmd, void *arg)
 	return ret < 0 ? fail(ret) : 0;
 }
 
-/* fallocate(2): the VFS's checks come before guest_memfd's. */
+/*
+ * The modes the VFS lets through to a filesystem (vfs_fallocate): one mode
+ * at most, KEEP_SIZE with PUNCH_HOLE always and never with the modes that
+ * move or zero-fill data. guest_memfd refuses all but two of them itself.
+ */
+static bool vfs_mode_ok(int mode)
+{
+	enum { KEEP = 0x01, PUNCH = 0x02, COLLAPSE = 0x08, ZERO = 0x10,
+	       INSERT = 0x20, UNSHARE = 0x40, WRITE_ZEROES = 0x80,
+	       MODES = PUNCH | COLLAPSE | ZERO | INSERT | UNSHARE | WRITE_ZEROES };
+
+	if (mode & ~(MODES | KEEP))
+		return false;
+	switch (mode & MODES) {
+	case 0:
+	case UNSHARE:
+	case ZERO:
+		return true;
+	case PUNCH:
+		return mode & KEEP;
+	case COLLAPSE:
+	case INSERT:
+	case WRITE_ZEROES:
+		return !(mode & KEEP);
+	default:
+		return false;
+	}
+}
+
+/* fallocate(2): the VFS's checks, in its order, come before guest_memfd's. */
 int gmemfd_fallocate(struct kvm_file *f, int mode, off_t offset, off_t len)
 {
+	off_t end;
 	int ret;
 
 	if (f->vm->owner != layer_pid)
 		return fail(EIO);
-	off_t end;
-
 	if (offset < 0 || len <= 0)
 		ret = -EINVAL;
+	else if (!vfs_mode_ok(mode))
+		ret = -EOPNOTSUPP;
 	else if (__builtin_add_overflow(offset, len, &end))
 		ret = -EFBIG;
 	else

@@ -159,37 +159,87 @@ static int past_eof_fd(void)
 	return eof_fd;
 }
 
-int hostmap_mmap(struct kvm_file *f, void *addr, size_t len, int prot,
-		 int flags, off_t off, void **out)
-{
-	int type = flags & MAP_TYPE, gflags = MAP_SHARED;
-	void *va = addr;
-	int ret;
+/* Newer than some C libraries' headers: the kernel's values (x86-64). */
+#ifndef MAP_UNINITIALIZED
+#define MAP_UNINITIALIZED	0x4000000
+#endif
+#ifndef MAP_ABOVE4G
+#define MAP_ABOVE4G		0x80
+#endif
+#ifndef MAP_HUGE_2MB
+#define MAP_HUGE_2MB		(21 << 26)
+#define MAP_HUGE_1GB		(30 << 26)
+#endif
 
-	if (f->vm->owner != layer_pid)
-		return -EIO;
-	if (!len || (off & (PAGE - 1)) || off < 0)
+/* The flags MAP_SHARED_VALIDATE accepts of a file without MAP_SYNC. */
+#define LEGACY_MAP_FLAGS (MAP_SHARED | MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS | \
+			  MAP_DENYWRITE | MAP_EXECUTABLE | MAP_UNINITIALIZED | \
+			  MAP_GROWSDOWN | MAP_LOCKED | MAP_NORESERVE | MAP_POPULATE | \
+			  MAP_NONBLOCK | MAP_STACK | MAP_HUGETLB | MAP_32BIT | \
+			  MAP_ABOVE4G | MAP_HUGE_2MB | MAP_HUGE_1GB)
+
+/*
+ * The checks of the kernel's mmap that come after the address is chosen,
+ * in do_mmap's order, then kvm_gmem_mmap's: the offset's range, the flags
+ * the map type allows, noexec, growing, then the file's own. Returns the
+ * errno, 0 if the mapping may be made.
+ */
+static int mmap_refused(struct kvm_file *f, size_t len, int prot, int flags, off_t off)
+{
+	int type = flags & MAP_TYPE;
+
+	if (off < 0 || len > (uint64_t)INT64_MAX || (uint64_t)off > (uint64_t)INT64_MAX - len)
+		return -EOVERFLOW;	/* past the largest file offset */
+	if (type == MAP_SHARED)
+		flags &= LEGACY_MAP_FLAGS;
+	else if (type == MAP_SHARED_VALIDATE && (flags & ~LEGACY_MAP_FLAGS))
+		return -EOPNOTSUPP;	/* MAP_SYNC, or even MAP_FIXED_NOREPLACE */
+	else if (type != MAP_PRIVATE && type != MAP_SHARED_VALIDATE)
 		return -EINVAL;
-	if (type != MAP_SHARED && type != MAP_PRIVATE && type != MAP_SHARED_VALIDATE)
+	if (prot & PROT_EXEC)
+		return -EPERM;		/* the guest_memfd mount is noexec */
+	if (flags & MAP_GROWSDOWN)
 		return -EINVAL;
 	if (!(f->flags & GK_GUEST_MEMFD_FLAG_MMAP))
 		return -ENODEV;
 	if (type == MAP_PRIVATE)
 		return -EINVAL;		/* copy-on-write is not allowed */
-	if (prot & PROT_EXEC)
-		return -EPERM;		/* the guest_memfd mount is noexec */
+	return 0;
+}
+
+int hostmap_mmap(struct kvm_file *f, void *addr, size_t len, int prot,
+		 int flags, off_t off, void **out)
+{
+	int gflags = MAP_SHARED;
+	void *va = addr;
+	int ret;
+
+	if (f->vm->owner != layer_pid)
+		return -EIO;
+	/* The system call's and the address's checks first, as do_mmap. */
+	if (!len || (off & (PAGE - 1)))
+		return -EINVAL;
+	if (len > SIZE_MAX - (PAGE - 1))
+		return -ENOMEM;		/* no room for the page-aligned length */
 	len = (len + PAGE - 1) & ~(PAGE - 1);
+	if ((flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) && ((uintptr_t)addr & (PAGE - 1)))
+		return -EINVAL;
 	if (flags & MAP_FIXED_NOREPLACE) {
 		void *r = real.mmap(addr, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS |
 				    MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
 
 		if (r == MAP_FAILED)
 			return -errno;
-		flags |= MAP_FIXED;
 	}
+	ret = mmap_refused(f, len, prot, flags, off);
+	if (ret) {
+		if (flags & MAP_FIXED_NOREPLACE)
+			real.munmap(addr, len);
+		return ret;
+	}
+	if (flags & MAP_FIXED_NOREPLACE)
+		flags |= MAP_FIXED;	/* over the range just reserved */
 	if (flags & MAP_FIXED) {
-		if ((uintptr_t)addr & (PAGE - 1))
-			return -EINVAL;
 		if (hostmap_overlaps(addr, len))
 			hostmap_munmap(addr, len);
 		gflags |= MAP_FIXED;
@@ -268,12 +318,58 @@ bool hostmap_private(const void *addr, size_t len)
  * refused because the fences are gmem's; MADV_REMOVE punches the file, as
  * the kernel's fallocate would. Everything else goes to the kernel.
  */
+/* The lowest start of a record above @a, or UINTPTR_MAX. Caller holds maps_lock. */
+static uintptr_t record_after(uintptr_t a)
+{
+	uintptr_t next = UINTPTR_MAX;
+
+	for (int i = 0, top = atomic_load(&maps_top); i < top; i++) {
+		uintptr_t s = atomic_load(&maps[i].start);
+
+		if (atomic_load(&maps[i].end) && s > a && s < next)
+			next = s;
+	}
+	return next;
+}
+
+/*
+ * MADV_REMOVE, as the kernel's madvise walks the mappings of the range: a
+ * gmem mapping's part is a punch of its file, any other part is the host's;
+ * the first error ends the walk, except that of a hole (ENOMEM), which is
+ * returned at the end.
+ */
+static int madvise_remove(uintptr_t a, size_t len)
+{
+	uintptr_t end;
+	int ret = 0, hole = 0;
+
+	if (a & (PAGE - 1))
+		return fail(EINVAL);
+	end = a + ((len + PAGE - 1) & ~(PAGE - 1));
+	pthread_mutex_lock(&maps_lock);
+	for (uintptr_t at = a, stop; at < end && !ret; at = stop) {
+		struct hmap *m = record_at(at);
+
+		if (m) {
+			stop = MIN(end, atomic_load(&m->end));
+			ret = gmemfd_fallocate(m->f, 0x01 | 0x02,
+					       (off_t)(m->off + (at - m->start)),
+					       (off_t)(stop - at));
+		} else {
+			stop = MIN(end, record_after(at));
+			ret = real.madvise((void *)at, stop - at, MADV_REMOVE);
+			if (ret && errno == ENOMEM) {
+				hole = ENOMEM;
+				ret = 0;
+			}
+		}
+	}
+	pthread_mutex_unlock(&maps_lock);
+	return ret ? ret : hole ? fail(hole) : 0;
+}
+
 int hostmap_madvise(void *addr, size_t len, int advice, bool *handled)
 {
-	uintptr_t a = (uintptr_t)addr;
-	struct hmap *m;
-	int ret;
-
 	*handled = false;
 	if (!len || !hostmap_overlaps(addr, len))
 		return 0;
@@ -285,16 +381,7 @@ int hostmap_madvise(void *addr, size_t len, int advice, bool *handled)
 		return fail(EINVAL);
 	case MADV_REMOVE:
 		*handled = true;
-		pthread_mutex_lock(&maps_lock);
-		m = record_at(a);
-		if (!m || a + len > atomic_load(&m->end)) {
-			pthread_mutex_unlock(&maps_lock);
-			return fail(EINVAL);
-		}
-		ret = gmemfd_fallocate(m->f, 0x01 | 0x02, (off_t)(m->off + (a - m->start)),
-				       (off_t)len);
-		pthread_mutex_unlock(&maps_lock);
-		return ret;
+		return madvise_remove((uintptr_t)addr, len);
 	}
 	return 0;
 }

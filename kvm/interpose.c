@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
  * The C library calls libgmem-kvm.so takes over when preloaded: ioctl,
- * mmap, munmap, mremap, madvise, fallocate, close, sigaction and signal.
+ * mmap, munmap, mremap, madvise, mprotect, fallocate, close, sigaction and
+ * signal.
  * Each one looks at its fd or address: a KVM object or guest_memfd memory
  * of the layer's goes to the file that emulates it, everything else to the
  * C library untouched. Calls the layer or gmem make themselves
@@ -166,6 +167,19 @@ EXPORT int madvise(void *addr, size_t len, int advice)
 		return real.madvise(addr, len, advice);
 	ret = enter(hostmap_madvise(addr, len, advice, &handled));
 	return handled ? ret : real.madvise(addr, len, advice);
+}
+
+/*
+ * A guest_memfd's mount is noexec, so its mappings may never become
+ * executable (the kernel's mmap leaves VM_MAYEXEC out): EACCES, and, where
+ * the range starts in a gmem mapping, nothing changed.
+ */
+EXPORT int mprotect(void *addr, size_t len, int prot)
+{
+	layer_init();
+	if (!layer_depth && (prot & PROT_EXEC) && len && hostmap_overlaps(addr, len))
+		return fail(EACCES);
+	return real.mprotect(addr, len, prot);
 }
 
 EXPORT int fallocate(int fd, int mode, off_t offset, off_t len)

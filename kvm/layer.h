@@ -49,6 +49,7 @@ struct real {
 	int (*munmap)(void *, size_t);
 	void *(*mremap)(void *, size_t, size_t, int, ...);
 	int (*madvise)(void *, size_t, int);
+	int (*mprotect)(void *, size_t, int);
 	int (*fallocate)(int, int, off_t, off_t);
 	int (*close)(int);
 	int (*sigaction)(int, const struct sigaction *, struct sigaction *);

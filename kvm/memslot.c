@@ -328,8 +328,13 @@ static int slot_bind(struct kvm_vm *vm, struct user_slot *s)
 	return ret;
 }
 
-/* The kernel's checks of check_memory_region_flags and __kvm_set_memory_region. */
-static int validate(const struct gk_userspace_memory_region2 *r, bool v2)
+/*
+ * The kernel's checks of check_memory_region_flags and
+ * __kvm_set_memory_region. A VM with private memory has one address space
+ * (no SMM's second), as kvm_arch_nr_memslot_as_ids says.
+ */
+static int validate(const struct kvm_vm *vm, const struct gk_userspace_memory_region2 *r,
+		    bool v2)
 {
 	uint32_t valid = GK_MEM_LOG_DIRTY_PAGES;
 
@@ -341,7 +346,8 @@ static int validate(const struct gk_userspace_memory_region2 *r, bool v2)
 		valid |= GK_MEM_READONLY;
 	if (r->flags & ~valid)
 		return -EINVAL;
-	if ((r->slot & 0xffff) >= USER_SLOTS || slot_as(r->slot) >= 2)
+	if ((r->slot & 0xffff) >= USER_SLOTS ||
+	    slot_as(r->slot) >= (vm_has_private_mem(vm) ? 1u : 2u))
 		return -EINVAL;
 	if (r->memory_size & (PAGE - 1))
 		return -EINVAL;
@@ -366,7 +372,7 @@ int memslot_set(struct kvm_vm *vm, const struct gk_userspace_memory_region2 *r,
 		bool v2)
 {
 	struct user_slot *old, *s;
-	int ret = validate(r, v2);
+	int ret = validate(vm, r, v2);
 
 	if (ret)
 		return ret;

@@ -41,6 +41,7 @@ static void resolve(void)
 	real.munmap = next("munmap");
 	real.mremap = next("mremap");
 	real.madvise = next("madvise");
+	real.mprotect = next("mprotect");
 	real.fallocate = next("fallocate");
 	real.close = next("close");
 	real.sigaction = next("sigaction");

@@ -371,6 +371,12 @@ int vm_ioctl(struct kvm_vm *vm, unsigned long cmd, void *arg, bool *handled)
 	switch (cmd) {
 	case KVM_CHECK_EXTENSION:
 		ret = kvm_check_extension(vm, (long)arg);
+		if (ret < 0 && (long)arg == KVM_CAP_MULTI_ADDRESS_SPACE &&
+		    vm_has_private_mem(vm)) {
+			/* One address space where memory can be private. */
+			ret = real.ioctl(vm->fd, KVM_CHECK_EXTENSION, arg);
+			ret = ret > 1 ? 1 : ret;
+		}
 		if (ret < 0) {
 			*handled = false;
 			return 0;

@@ -98,6 +98,10 @@ KTEST(caps_per_vm_type, "cap")
 			  priv && kt_per_vm() ? PRIV : 0);
 		ASSERT_EQ(check(vm, cap), priv && !kt_per_vm() ? PRIV : 0);
 		ASSERT_EQ(check(vm, GK_CAP_NR_MEMSLOTS), check(kvm, GK_CAP_NR_MEMSLOTS));
+		/* Private memory leaves one address space (no SMM's); the host
+		 * answers the rest (0 where it has no SMM, as here). */
+		if (priv)
+			ASSERT_LE(check(vm, KVM_CAP_MULTI_ADDRESS_SPACE), 1);
 		close(vm);
 	}
 	close(kvm);
@@ -162,6 +166,10 @@ KTEST(gmem_create_bad_sizes, "")
 		ASSERT_ERRNO(kt_gmem_try(vm, bad[i], 1ULL << 5), EINVAL);
 	}
 	close(kt_gmem(vm, 2 * PG, 0));
+	/* Past the room of the layer's pool (4 TiB, docs/kvm.md) where the
+	 * kernel would allocate lazily: out of memory. */
+	ASSERT_ERRNO(kt_gmem_try(vm, 8ULL << 40, 0), ENOMEM);
+	ASSERT_ERRNO(kt_gmem_try(vm, (64ULL << 40) + PG, 0), ENOMEM);
 	close(vm);
 	close(kvm);
 }
@@ -233,6 +241,8 @@ KTEST(memslot_flags_with_guest_memfd, "")
 	/* Those flags are fine on plain memory. */
 	ASSERT_EQ(kt_region(vm, 1, GK_MEM_LOG_DIRTY_PAGES, 0x100000, 4 * PG, hva, 0, 0), 0);
 	ASSERT_EQ(kt_region(vm, 2, GK_MEM_READONLY, 0x200000, 4 * PG, hva, 0, 0), 0);
+	/* A VM with private memory has no second address space. */
+	ASSERT_ERRNO(kt_region(vm, 1 << 16 | 3, 0, 0x300000, 4 * PG, hva, 0, 0), EINVAL);
 	ASSERT_EQ(kt_region(vm, 0, GMEM, 0, 4 * PG, 0, fd, 0), 0);
 	close(fd);
 	close(vm);

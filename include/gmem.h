@@ -101,6 +101,13 @@ const char *gmem_last_error(void);
  * gmem_vm_create fixes it, and a VM of another arch on the same pool fails
  * with -EINVAL. Give each arch its own pool.
  *
+ * Locked memory: the pool's direct map spans its whole capacity. Made after
+ * mlockall(MCL_FUTURE), gmem's mappings are locked on fault, never faulted
+ * in whole; but mlockall(MCL_CURRENT) without MCL_ONFAULT once a pool exists
+ * faults in all of its capacity, as it does any mapping: add MCL_ONFAULT
+ * (gmem exec does). A host mapping locked with mlock keeps converting: its
+ * fenced pages are unlocked for their guards, then locked again on fault.
+ *
  * Errors: -EINVAL capacity not a multiple of 1 GiB; -EINVAL capacity above
  *         4 TiB (2^30 frames: a stage-2 entry's frame number is 30 bits);
  *         -ENOMEM no memory or address space; -EMFILE no free handle.

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
  * The C library calls libgmem-kvm.so takes over when preloaded: ioctl,
- * mmap, munmap, mremap, madvise, mprotect, fallocate, close, sigaction and
- * signal.
+ * mmap, munmap, mremap, madvise, mprotect, mlockall, fallocate, close,
+ * sigaction and signal.
  * Each one looks at its fd or address: a KVM object or guest_memfd memory
  * of the layer's goes to the file that emulates it, everything else to the
  * C library untouched. Calls the layer or gmem make themselves
@@ -180,6 +180,19 @@ EXPORT int mprotect(void *addr, size_t len, int prot)
 	if (!layer_depth && (prot & PROT_EXEC) && len && hostmap_overlaps(addr, len))
 		return fail(EACCES);
 	return real.mprotect(addr, len, prot);
+}
+
+/*
+ * mlockall(MCL_CURRENT) faults every mapping in whole, gmem's reservations
+ * too (the pool's direct map is 4 TiB): once the pool exists, the layer
+ * adds MCL_ONFAULT, so the program's memory is locked as it is touched.
+ */
+EXPORT int mlockall(int flags)
+{
+	layer_init();
+	if (!layer_depth && (flags & MCL_CURRENT) && vm_pool_exists())
+		flags |= MCL_ONFAULT;
+	return real.mlockall(flags);
 }
 
 EXPORT int fallocate(int fd, int mode, off_t offset, off_t len)

@@ -50,6 +50,7 @@ struct real {
 	void *(*mremap)(void *, size_t, size_t, int, ...);
 	int (*madvise)(void *, size_t, int);
 	int (*mprotect)(void *, size_t, int);
+	int (*mlockall)(int);
 	int (*fallocate)(int, int, off_t, off_t);
 	int (*close)(int);
 	int (*sigaction)(int, const struct sigaction *, struct sigaction *);
@@ -120,6 +121,7 @@ extern pthread_mutex_t layer_lock;
 extern struct kvm_vm *vm_by_fd[MAX_FDS];
 
 bool vm_has_private_mem(const struct kvm_vm *vm);
+bool vm_pool_exists(void);
 /* guest_memfd flags the VM takes (@vm NULL: the system). */
 uint64_t gmem_supported_flags(const struct kvm_vm *vm);
 /* copy_from_user / copy_to_user: 0, or -EFAULT for a bad pointer. */

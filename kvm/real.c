@@ -42,6 +42,7 @@ static void resolve(void)
 	real.mremap = next("mremap");
 	real.madvise = next("madvise");
 	real.mprotect = next("mprotect");
+	real.mlockall = next("mlockall");
 	real.fallocate = next("fallocate");
 	real.close = next("close");
 	real.sigaction = next("sigaction");

@@ -25,6 +25,12 @@ bool vm_has_private_mem(const struct kvm_vm *vm)
 	return vm->type == GK_X86_SW_PROTECTED_VM;
 }
 
+/* Has the layer made its pool (the first VM)? */
+bool vm_pool_exists(void)
+{
+	return pool >= 0;
+}
+
 /* ------------------------------------------------------- capabilities */
 
 /* Attributes KVM_SET_MEMORY_ATTRIBUTES takes: @vm NULL asks for the system. */

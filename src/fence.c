@@ -9,10 +9,13 @@
  * mapping is listed), a fork child's shootdown handler under hm_lock. The
  * stage-2 views open pages from concurrent faults and keep plain guards.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "common.h"
 #include "fence.h"
@@ -49,11 +52,29 @@ int fence_past_eof_fd(void)
 	return past_eof_fd;
 }
 
+/*
+ * The kernel installs no guard in a locked VMA (mlock, mlockall: EINVAL).
+ * Unlock the range, guard it, and lock it again on fault: the kernel's own
+ * zap of a locked VMA leaves it so, its pages locked again as they are
+ * touched, not populated at once. The lock back is best effort (a
+ * RLIMIT_MEMLOCK may refuse it): the fence is what must hold.
+ */
+static int guard_locked(void *addr, size_t len)
+{
+	/* The system calls themselves: sanitizers make munlock a no-op. */
+	if (syscall(SYS_munlock, addr, len) || madvise(addr, len, MADV_GUARD_INSTALL))
+		return -ENOMEM;
+	syscall(SYS_mlock2, addr, len, MLOCK_ONFAULT);
+	return 0;
+}
+
 int fence_close(void *addr, size_t len)
 {
-	if (fence_uses_guards())
-		return madvise(addr, len, MADV_GUARD_INSTALL) ? -ENOMEM : 0;
-	return mprotect(addr, len, PROT_NONE) ? -ENOMEM : 0;
+	if (!fence_uses_guards())
+		return mprotect(addr, len, PROT_NONE) ? -ENOMEM : 0;
+	if (!madvise(addr, len, MADV_GUARD_INSTALL))
+		return 0;
+	return errno == EINVAL ? guard_locked(addr, len) : -ENOMEM;
 }
 
 int fence_open(void *addr, size_t len, int prot)

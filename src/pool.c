@@ -24,6 +24,7 @@
  * huge page's mapping in that VMA, not the page. Elsewhere the pool is a
  * plain memfd and every frame is a 4 KiB host page.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <linux/mount.h>
 #include <stdlib.h>
@@ -98,6 +99,30 @@ void pool_put(struct gmem_pool *pool)
  * Map @len bytes of @fd shared at a 2 MiB-aligned address, so that each
  * 2 MiB-aligned run of frames can be one PMD mapping of a host huge page.
  */
+/*
+ * mmap for gmem's own mappings of the pool and its model, which reserve far
+ * more than is used: never populated at once. A process that locks its
+ * future memory (mlockall MCL_FUTURE) gets every new mapping locked, and a
+ * locked mapping is faulted in whole: terabytes of direct map. So the
+ * mapping is made inaccessible, and where it came out locked (MADV_DONTNEED
+ * refuses a locked VMA) it is locked on fault instead before it gets @prot:
+ * what the program locks stays locked, page by page as it is touched.
+ */
+void *pool_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	void *p = try_mmap(addr, len, PROT_NONE, flags, fd, off);
+
+	if (p == MAP_FAILED || prot == PROT_NONE)
+		return p;
+	if (madvise(p, PAGE_SIZE, MADV_DONTNEED) && errno == EINVAL)
+		syscall(SYS_mlock2, p, len, MLOCK_ONFAULT);	/* as fence.c */
+	if (mprotect(p, len, prot)) {
+		munmap(p, len);
+		return MAP_FAILED;
+	}
+	return p;
+}
+
 static uint8_t *map_aligned(int fd, uint64_t len)
 {
 	uint8_t *area, *p;
@@ -111,8 +136,8 @@ static uint8_t *map_aligned(int fd, uint64_t len)
 	if (head)
 		munmap(area, head);
 	munmap(area + head + len, (POOL_HUGE_FRAMES << PAGE_SHIFT) - head);
-	p = mmap(area + head, len, PROT_READ | PROT_WRITE,
-		 MAP_SHARED | MAP_NORESERVE | MAP_FIXED, fd, 0);
+	p = pool_mmap(area + head, len, PROT_READ | PROT_WRITE,
+		      MAP_SHARED | MAP_NORESERVE | MAP_FIXED, fd, 0);
 	if (p == MAP_FAILED)
 		munmap(area + head, len);
 	return p;
@@ -197,9 +222,9 @@ GMEM_API int gmem_pool_create(uint64_t capacity)
 			       (unsigned long long)(capacity / GIB));
 		goto out_close;
 	}
-	pool->frames = try_mmap(NULL, frame_model_bytes(pool->nframes),
-				PROT_READ | PROT_WRITE,
-				MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	pool->frames = pool_mmap(NULL, frame_model_bytes(pool->nframes),
+				 PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (pool->frames == MAP_FAILED) {
 		ret = gmem_err(ENOMEM, "gmem_pool_create: no address space for the frame model");
 		goto out_unmap;

@@ -50,6 +50,7 @@ void pool_release_window(struct gmem_pool *pool, uint64_t base,
 			 uint64_t nframes);
 void pool_discard(struct gmem_pool *pool, uint64_t pfn, uint64_t nr);
 int pool_allocate(struct gmem_pool *pool, uint64_t pfn, uint64_t nr, bool huge);
+void *pool_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off);
 int pool_advise_huge(struct gmem_pool *pool, uint64_t base, uint64_t nframes,
 		     bool huge);
 int pool_claim_arch(struct gmem_pool *pool, const struct gmem_arch *arch);

@@ -261,8 +261,8 @@ static uint8_t *map_fenced(struct gmem_vm *vm, struct memslot *slot)
 	bool guards = fence_uses_guards();
 	uint8_t *addr;
 
-	addr = try_mmap(NULL, len, guards ? PROT_READ | PROT_WRITE : PROT_NONE,
-			MAP_SHARED | MAP_NORESERVE, vm->pool->memfd, pos);
+	addr = pool_mmap(NULL, len, guards ? PROT_READ | PROT_WRITE : PROT_NONE,
+			 MAP_SHARED | MAP_NORESERVE, vm->pool->memfd, pos);
 	if (addr == MAP_FAILED)
 		return NULL;
 	/*

@@ -53,6 +53,28 @@ int fence_past_eof_fd(void)
 }
 
 /*
+ * fence.c makes its system calls itself, not through the C library: it also
+ * runs in a fork child's signal handler (process.c), outside any call of
+ * the program's, where a preloaded interposer (gmem exec's layer) would
+ * take them for the program's own calls on gmem's mappings; and sanitizers
+ * make munlock a no-op.
+ */
+static int sys_madvise(void *addr, size_t len, int advice)
+{
+	return (int)syscall(SYS_madvise, addr, len, advice);
+}
+
+static int sys_mprotect(void *addr, size_t len, int prot)
+{
+	return (int)syscall(SYS_mprotect, addr, len, prot);
+}
+
+static void *sys_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	return (void *)syscall(SYS_mmap, addr, len, prot, flags, fd, off);
+}
+
+/*
  * The kernel installs no guard in a locked VMA (mlock, mlockall: EINVAL).
  * Unlock the range, guard it, and lock it again on fault: the kernel's own
  * zap of a locked VMA leaves it so, its pages locked again as they are
@@ -61,8 +83,7 @@ int fence_past_eof_fd(void)
  */
 static int guard_locked(void *addr, size_t len)
 {
-	/* The system calls themselves: sanitizers make munlock a no-op. */
-	if (syscall(SYS_munlock, addr, len) || madvise(addr, len, MADV_GUARD_INSTALL))
+	if (syscall(SYS_munlock, addr, len) || sys_madvise(addr, len, MADV_GUARD_INSTALL))
 		return -ENOMEM;
 	syscall(SYS_mlock2, addr, len, MLOCK_ONFAULT);
 	return 0;
@@ -71,8 +92,8 @@ static int guard_locked(void *addr, size_t len)
 int fence_close(void *addr, size_t len)
 {
 	if (!fence_uses_guards())
-		return mprotect(addr, len, PROT_NONE) ? -ENOMEM : 0;
-	if (!madvise(addr, len, MADV_GUARD_INSTALL))
+		return sys_mprotect(addr, len, PROT_NONE) ? -ENOMEM : 0;
+	if (!sys_madvise(addr, len, MADV_GUARD_INSTALL))
 		return 0;
 	return errno == EINVAL ? guard_locked(addr, len) : -ENOMEM;
 }
@@ -80,8 +101,8 @@ int fence_close(void *addr, size_t len)
 int fence_open(void *addr, size_t len, int prot)
 {
 	if (fence_uses_guards())
-		return madvise(addr, len, MADV_GUARD_REMOVE) ? -ENOMEM : 0;
-	return mprotect(addr, len, prot) ? -ENOMEM : 0;
+		return sys_madvise(addr, len, MADV_GUARD_REMOVE) ? -ENOMEM : 0;
+	return sys_mprotect(addr, len, prot) ? -ENOMEM : 0;
 }
 
 /* ------------------------------------------------------- chunk fences */
@@ -109,7 +130,7 @@ static int close_whole(struct fence_map *fm, uint8_t *lo, uint8_t *hi)
 	off_t pos = fm->pool_pos + (lo - fm->addr);
 
 	if (past_eof_fd < 0 ||
-	    mmap(lo, hi - lo, fm->prot, MAP_SHARED | MAP_FIXED, past_eof_fd,
+	    sys_mmap(lo, hi - lo, fm->prot, MAP_SHARED | MAP_FIXED, past_eof_fd,
 		 pos) == MAP_FAILED)
 		return -ENOMEM;
 	set_whole(fm, lo, hi, true);
@@ -186,12 +207,12 @@ static int map_pool(struct fence_map *fm, uint8_t *lo, uint8_t *hi, int prot)
 	if (fm->pool_ino && (fstat(fm->pool_fd, &st) ||
 			     st.st_ino != fm->pool_ino || st.st_dev != fm->pool_dev))
 		return -EBADF;
-	if (mmap(lo, hi - lo, prot, MAP_SHARED | MAP_FIXED, fm->pool_fd,
+	if (sys_mmap(lo, hi - lo, prot, MAP_SHARED | MAP_FIXED, fm->pool_fd,
 		 fm->pool_pos + (lo - fm->addr)) == MAP_FAILED)
 		return -ENOMEM;
 	/* As gmem_mmap asked, so the VMA merges with its neighbours again. */
 	if (fm->huge)
-		madvise(lo, hi - lo, MADV_HUGEPAGE);
+		sys_madvise(lo, hi - lo, MADV_HUGEPAGE);
 	return 0;
 }
 
@@ -210,7 +231,7 @@ static int open_whole(struct fence_map *fm, uint8_t *s, uint8_t *e,
 		return ret;
 	if (part && ((lo > s && fence_close(s, lo - s)) ||
 		     (hi < e && fence_close(hi, e - hi)) ||
-		     mprotect(s, e - s, fm->prot))) {
+		     sys_mprotect(s, e - s, fm->prot))) {
 		/* No page table for a guard: fence the whole chunks again. */
 		close_whole(fm, s, e);
 		return -ENOMEM;

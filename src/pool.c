@@ -96,10 +96,6 @@ void pool_put(struct gmem_pool *pool)
 }
 
 /*
- * Map @len bytes of @fd shared at a 2 MiB-aligned address, so that each
- * 2 MiB-aligned run of frames can be one PMD mapping of a host huge page.
- */
-/*
  * mmap for gmem's own mappings of the pool and its model, which reserve far
  * more than is used: never populated at once. A process that locks its
  * future memory (mlockall MCL_FUTURE) gets every new mapping locked, and a
@@ -123,6 +119,10 @@ void *pool_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 	return p;
 }
 
+/*
+ * Map @len bytes of @fd shared at a 2 MiB-aligned address, so that each
+ * 2 MiB-aligned run of frames can be one PMD mapping of a host huge page.
+ */
 static uint8_t *map_aligned(int fd, uint64_t len)
 {
 	uint8_t *area, *p;

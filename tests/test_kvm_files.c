@@ -8,6 +8,8 @@
  * dup, close, and exec. Kernel semantics: kernel-guest_memfd.md §1.2, §2.4;
  * errnos the host kernel has were measured bare on its own guest_memfd.
  */
+#include <poll.h>
+
 #include "kvm_util_min.h"
 
 static int exec_image(int argc, char **argv);
@@ -595,6 +597,81 @@ KTEST(per_vm_attributes_leave_host_mapping_alone, "")
 }
 
 /* ----------------------------------------------------- the file's life */
+
+/*
+ * A fork child keeps the shared pages of the mapping it inherits, and the
+ * parent's conversions reach it both ways, single pages and whole 2 MiB
+ * chunks: gmem's handler in the child makes its own system calls, which
+ * the layer must not take for the program's. The child answers each step
+ * with the signal its read raised (0: read the parent's byte).
+ */
+static int child_step(int in, int out, const uint8_t *p)
+{
+	struct pollfd pfd = { .fd = in, .events = POLLIN };
+	char go;
+	uint8_t sig;
+
+	/* Wait in poll: ThreadSanitizer runs a handler at once only in calls
+	 * it knows to block, and the child answers gmem's shootdown meanwhile. */
+	while (poll(&pfd, 1, -1) < 0)
+		if (errno != EINTR)
+			return -1;
+	if (read(in, &go, 1) != 1)
+		return -1;
+	sig = (uint8_t)kt_read_sig(p);
+	return write(out, &sig, 1) == 1 ? 0 : -1;
+}
+
+KTEST(fork_child_follows_the_parents_conversions, "")
+{
+	static const struct { uint64_t page, npages; bool private; } steps[] = {
+		{ 20, 1, true }, { 20, 1, false },		/* one page */
+		{ 512, 512, true }, { 512, 512, false },	/* a whole chunk */
+	};
+	const size_t n = sizeof(steps) / sizeof(steps[0]);
+	struct fx f;
+	int to_child[2], from_child[2], status;
+	pid_t pid;
+
+	KT_ONLY(!kt_per_vm());
+	f = fx_new(1024);
+	fill(f.m, f.len, 11);
+	ASSERT_EQ(pipe(to_child), 0);
+	ASSERT_EQ(pipe(from_child), 0);
+	fflush(stdout);
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		alarm(20);	/* a child stuck in its handler fails, not hangs */
+		for (size_t i = 0; i < n; i++)
+			if (child_step(to_child[0], from_child[1],
+				       f.m + (steps[i].page + steps[i].npages / 2) * PG))
+				_exit(1);
+		_exit(0);
+	}
+	for (size_t i = 0; i < n; i++) {
+		uint8_t sig = 0xff;
+
+		int r = kt_attr2(f.fd, steps[i].page * PG, steps[i].npages * PG,
+				 steps[i].private ? PRIV : 0);
+
+		if (r)
+			printf("#   step %zu: KVM_SET_MEMORY_ATTRIBUTES2: %s\n", i,
+			       kt_errname(errno));
+		ASSERT_EQ(r, 0);
+		ASSERT_EQ(write(to_child[1], "s", 1), 1);
+		ASSERT_EQ(read(from_child[0], &sig, 1), 1);
+		ASSERT_EQ(sig, steps[i].private ? SIGBUS : 0);
+	}
+	ASSERT_EQ(waitpid(pid, &status, 0), pid);
+	ASSERT_TRUE(WIFEXITED(status));
+	ASSERT_EQ(WEXITSTATUS(status), 0);
+	close(to_child[0]);
+	close(to_child[1]);
+	close(from_child[0]);
+	close(from_child[1]);
+	fx_free(&f);
+}
 
 KTEST(dup_then_close_original_keeps_file, "")
 {

@@ -60,7 +60,11 @@
  *            program that installs its own SIGSEGV handler after its first
  *            gmem_mmap must chain to the one it replaces (sigaction's old
  *            action), as with any runtime that handles SIGSEGV; if it does
- *            not, private pages fault with SIGSEGV in its handler.
+ *            not, private pages fault with SIGSEGV in its handler. A thread
+ *            that blocks SIGSEGV (or a handler whose sa_mask holds it) is
+ *            killed by SIGSEGV at a private page, where the kernel sends
+ *            SIGBUS: the kernel forces a blocked fault signal. Keep SIGSEGV
+ *            unblocked (gmem exec takes it out of every mask).
  *   SIGURG   in a fork child that inherited host mappings, gmem handles
  *            SIGURG: the parent's conversions reach the child's mappings with
  *            it (si_code SI_QUEUE, gmem's value). Other SIGURGs go to the

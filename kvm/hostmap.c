@@ -439,10 +439,17 @@ void hostmap_install_segv(void)
 /* sigaction(2) for SIGSEGV: the program's action is kept, ours stays. */
 int hostmap_sigaction(int sig, const struct sigaction *act, struct sigaction *old)
 {
-	struct sigaction prev;
+	struct sigaction prev, copy;
 
-	if (sig != SIGSEGV)
+	if (sig != SIGSEGV) {
+		/* A handler never blocks SIGSEGV (interpose.c, pthread_sigmask). */
+		if (act && sigismember(&act->sa_mask, SIGSEGV)) {
+			copy = *act;
+			sigdelset(&copy.sa_mask, SIGSEGV);
+			act = &copy;
+		}
 		return real.sigaction(sig, act, old);
+	}
 	pthread_mutex_lock(&segv_lock);
 	prev = user_segv;
 	if (act)

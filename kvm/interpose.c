@@ -2,7 +2,7 @@
 /*
  * The C library calls libgmem-kvm.so takes over when preloaded: ioctl,
  * mmap, munmap, mremap, madvise, mprotect, mlockall, fallocate, close,
- * sigaction and signal.
+ * sigaction, signal, pthread_sigmask and sigprocmask.
  * Each one looks at its fd or address: a KVM object or guest_memfd memory
  * of the layer's goes to the file that emulates it, everything else to the
  * C library untouched. Calls the layer or gmem make themselves
@@ -277,6 +277,42 @@ EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old
 	if (layer_depth)
 		return real.sigaction(sig, act, old);
 	return hostmap_sigaction(sig, act, old);
+}
+
+/*
+ * gmem's fences fault through SIGSEGV, which its handler turns into the
+ * kernel's SIGBUS; a thread with SIGSEGV blocked would be killed by the
+ * SIGSEGV instead (the kernel forces a blocked fault signal). So SIGSEGV is
+ * taken out of every mask the program sets (and out of its handlers'
+ * sa_mask: hostmap_sigaction).
+ */
+static const sigset_t *without_segv(const sigset_t *set, sigset_t *copy)
+{
+	if (!set || !sigismember(set, SIGSEGV))
+		return set;
+	*copy = *set;
+	sigdelset(copy, SIGSEGV);
+	return copy;
+}
+
+EXPORT int pthread_sigmask(int how, const sigset_t *set, sigset_t *old)
+{
+	sigset_t copy;
+
+	layer_init();
+	if (!layer_depth && how != SIG_UNBLOCK)
+		set = without_segv(set, &copy);
+	return real.pthread_sigmask(how, set, old);
+}
+
+EXPORT int sigprocmask(int how, const sigset_t *set, sigset_t *old)
+{
+	sigset_t copy;
+
+	layer_init();
+	if (!layer_depth && how != SIG_UNBLOCK)
+		set = without_segv(set, &copy);
+	return real.sigprocmask(how, set, old);
 }
 
 EXPORT sighandler_t signal(int sig, sighandler_t handler)

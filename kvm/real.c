@@ -43,6 +43,8 @@ static void resolve(void)
 	real.madvise = next("madvise");
 	real.mprotect = next("mprotect");
 	real.mlockall = next("mlockall");
+	real.pthread_sigmask = next("pthread_sigmask");
+	real.sigprocmask = next("sigprocmask");
 	real.fallocate = next("fallocate");
 	real.close = next("close");
 	real.sigaction = next("sigaction");

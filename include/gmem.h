@@ -469,7 +469,9 @@ int gmem_folio_info(int fd, uint64_t offset, uint64_t *pfn, int *order,
  * that becomes private whole (the mapping made over it, or one conversion
  * that covers it) is instead remapped to an empty file, where the kernel
  * raises the SIGBUS itself and which costs no page table: what the program
- * set on those addresses (madvise, mbind, mlock) is not kept there
+ * set on those addresses (madvise, mbind, mlock, and an mprotect narrower
+ * than the mapping's @prot, which the chunk gets back when it opens) is not
+ * kept there, and mincore reports its pages as not resident
  * (docs/design.md, "Chunk fences"). Without MAP_FIXED, a mapping of 2 MiB
  * or more gets a 2 MiB-aligned address. A page past the end of the file raises
  * SIGBUS too. Neither ever reads data. The range may extend past the end of
@@ -478,7 +480,9 @@ int gmem_folio_info(int fd, uint64_t offset, uint64_t *pfn, int *order,
  * A child made by fork() inherits the mapping as the kernel's: it reads and
  * writes the shared pages; private ones raise SIGBUS; a conversion in the
  * parent reaches the child's copy before it returns (gmem_set_attributes).
- * The child may gmem_munmap it (its handle is not the child's: -EIO).
+ * The child may gmem_munmap it (its handle is not the child's: -EIO). A
+ * mapping, or a part, marked MADV_DONTFORK is not inherited, as the
+ * kernel's: the child forgets it.
  * Use gmem_munmap, not munmap(2) or mremap(2), on gmem mappings:
  * docs/security.md lists what each other path does.
  *

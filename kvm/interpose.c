@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
  * The C library calls libgmem-kvm.so takes over when preloaded: ioctl,
- * mmap, munmap, mremap, madvise, mprotect, mlockall, fallocate, close,
- * sigaction, signal, pthread_sigmask and sigprocmask.
+ * mmap, munmap, mremap, madvise, mprotect, mlockall, msync, fallocate,
+ * close, sigaction, signal, pthread_sigmask and sigprocmask (and, of
+ * ioctl, UFFDIO_REGISTER over a gmem mapping).
  * Each one looks at its fd or address: a KVM object or guest_memfd memory
  * of the layer's goes to the file that emulates it, everything else to the
  * C library untouched. Calls the layer or gmem make themselves
@@ -16,6 +17,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <linux/userfaultfd.h>
 
 #include "layer.h"
 
@@ -84,6 +86,21 @@ static int kvm_ioctl(int fd, unsigned long cmd, void *arg)
 	return system_ioctl(fd, cmd, arg);
 }
 
+/*
+ * A guest_memfd mapping takes no userfaultfd (its VMA offers none): EINVAL,
+ * where gmem's, on shmem, would take one, and a UFFDIO_COPY could then put
+ * pages into the pool behind gmem's back.
+ */
+static bool uffd_range_is_gmem(const void *arg)
+{
+	struct uffdio_register r;
+
+	if (copy_in(&r, arg, sizeof(r)))
+		return false;	/* the kernel's EFAULT */
+	return r.range.len && hostmap_overlaps((void *)(uintptr_t)r.range.start,
+					       (size_t)r.range.len);
+}
+
 EXPORT int ioctl(int fd, unsigned long cmd, ...)
 {
 	va_list ap;
@@ -93,6 +110,8 @@ EXPORT int ioctl(int fd, unsigned long cmd, ...)
 	arg = va_arg(ap, void *);
 	va_end(ap);
 	layer_init();
+	if (!layer_depth && cmd == UFFDIO_REGISTER && uffd_range_is_gmem(arg))
+		return fail(EINVAL);
 	if (layer_depth || _IOC_TYPE(cmd) != KVMIO)
 		return real.ioctl(fd, cmd, arg);
 	return enter(kvm_ioctl(fd, cmd, arg));
@@ -193,6 +212,18 @@ EXPORT int mlockall(int flags)
 	if (!layer_depth && (flags & MCL_CURRENT) && vm_pool_exists())
 		flags |= MCL_ONFAULT;
 	return real.mlockall(flags);
+}
+
+/* A guest_memfd has no fsync: msync(MS_SYNC) over its mapping is EINVAL. */
+EXPORT int msync(void *addr, size_t len, int flags)
+{
+	int ret;
+
+	layer_init();
+	ret = real.msync(addr, len, flags);
+	if (!ret && !layer_depth && (flags & MS_SYNC) && len && hostmap_overlaps(addr, len))
+		return fail(EINVAL);
+	return ret;
 }
 
 EXPORT int fallocate(int fd, int mode, off_t offset, off_t len)

@@ -51,6 +51,7 @@ struct real {
 	int (*madvise)(void *, size_t, int);
 	int (*mprotect)(void *, size_t, int);
 	int (*mlockall)(int);
+	int (*msync)(void *, size_t, int);
 	int (*pthread_sigmask)(int, const sigset_t *, sigset_t *);
 	int (*sigprocmask)(int, const sigset_t *, sigset_t *);
 	int (*fallocate)(int, int, off_t, off_t);

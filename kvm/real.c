@@ -43,6 +43,7 @@ static void resolve(void)
 	real.madvise = next("madvise");
 	real.mprotect = next("mprotect");
 	real.mlockall = next("mlockall");
+	real.msync = next("msync");
 	real.pthread_sigmask = next("pthread_sigmask");
 	real.sigprocmask = next("sigprocmask");
 	real.fallocate = next("fallocate");

@@ -48,6 +48,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -144,6 +145,72 @@ void mapping_fork_child(bool registered)
 			fence_close(m->addr, m->len);
 	}
 	mutex_unlock(&all_mappings_lock);
+}
+
+/*
+ * Probes of what this process maps, by system calls that change nothing:
+ * msync(MS_ASYNC) fails with ENOMEM over a hole, and a mapping that may not
+ * replace anything fails with EEXIST over a page that is mapped.
+ */
+static bool all_mapped(uint8_t *a, size_t len)
+{
+	return !syscall(SYS_msync, a, len, MS_ASYNC);
+}
+
+static bool any_mapped(uint8_t *a, size_t len)
+{
+	void *p = (void *)syscall(SYS_mmap, a, len, PROT_NONE, MAP_PRIVATE |
+				  MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+
+	if (p == MAP_FAILED)
+		return errno != ENOMEM;	/* EEXIST; anything else: assume mapped */
+	syscall(SYS_munmap, p, len);
+	return p != a;			/* a kernel without NOREPLACE moved it */
+}
+
+/* The first page of [lo, hi) that @mapped says no to, or @hi: by halves. */
+static uint8_t *first_not(bool (*mapped)(uint8_t *, size_t), bool want,
+			  uint8_t *lo, uint8_t *hi)
+{
+	if (mapped(lo, hi - lo) == want)
+		return hi;
+	while ((size_t)(hi - lo) > PAGE_SIZE) {	/* the first such page is in [lo, hi) */
+		uint8_t *mid = lo + ((((hi - lo) >> PAGE_SHIFT) / 2) << PAGE_SHIFT);
+
+		if (mapped(lo, mid - lo) == want)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/*
+ * In the child, after mapping_fork_child: a mapping the parent had marked
+ * MADV_DONTFORK (as VMMs mark guest memory) was not inherited. Forget the
+ * parts of the records that are not mapped, so that the parent's
+ * conversions never fence, or map the pool, where the child may put memory
+ * of its own. Each hole is found in a logarithmic number of probes.
+ */
+void mapping_forget_unmapped(void)
+{
+	for (;;) {
+		uint8_t *lo = NULL, *hi = NULL;
+
+		mutex_lock(&all_mappings_lock);
+		for (struct host_mapping *m = all_mappings; m && !lo; m = m->next_all) {
+			uint8_t *end = m->addr + m->len;
+
+			lo = first_not(all_mapped, true, m->addr, end);
+			if (lo == end)
+				lo = NULL;
+			else
+				hi = first_not(any_mapped, false, lo, end);
+		}
+		mutex_unlock(&all_mappings_lock);
+		if (!lo || gmem_munmap(lo, (size_t)(hi - lo)))
+			return;
+	}
 }
 
 /*

@@ -83,6 +83,7 @@ void mapping_fence_map(const struct host_mapping *m, struct fence_map *fm,
 void mapping_fork_prepare(void);
 void mapping_fork_parent(void);
 void mapping_fork_child(bool registered);
+void mapping_forget_unmapped(void);
 int mapping_revoke(struct gmem_file *file, uint64_t start, uint64_t end);
 void mapping_restore(struct gmem_file *file, uint64_t start, uint64_t end);
 

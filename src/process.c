@@ -649,6 +649,7 @@ static void atfork_child(void)
 			      memory_order_relaxed);
 	mapping_fork_child(sd_fork_child());
 	handles_fork_child();
+	mapping_forget_unmapped();
 	errno = fork_errno;
 }
 

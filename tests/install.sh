@@ -19,7 +19,7 @@ bad=$(nm -D --defined-only "$tmp/prefix/lib/libgmem.so" | awk '$2 ~ /[TDBR]/ && 
 # The KVM layer: found by the installed command, exporting only the C
 # library calls it takes over.
 layer=$tmp/prefix/lib/gmem/libgmem-kvm.so
-want="close dup2 dup3 fallocate fallocate64 ioctl madvise mlockall mmap mmap64 mprotect mremap munmap pthread_sigmask sigaction signal sigprocmask"
+want="close dup2 dup3 fallocate fallocate64 ioctl madvise mlockall mmap mmap64 mprotect mremap msync munmap pthread_sigmask sigaction signal sigprocmask"
 got=$(nm -D --defined-only "$layer" | awk '$2 ~ /[TDBR]/ {print $3}' | sort | xargs)
 [ "$got" = "$want" ] || { echo "libgmem-kvm.so exports: $got"; exit 1; }
 out=$(env -u GMEM_KVM_LIB "$tmp/prefix/bin/gmem" exec -- sh -c 'echo "$LD_PRELOAD"')

@@ -8,7 +8,9 @@
  * dup, close, and exec. Kernel semantics: kernel-guest_memfd.md §1.2, §2.4;
  * errnos the host kernel has were measured bare on its own guest_memfd.
  */
+#include <linux/userfaultfd.h>
 #include <poll.h>
+#include <sys/syscall.h>
 
 #include "kvm_util_min.h"
 
@@ -305,6 +307,39 @@ KTEST(madvise_on_a_mapping, "")
 	ASSERT_ERRNO(madvise(other + 3 * PG, 2 * f.len, MADV_REMOVE), ENOMEM);
 	ASSERT_TRUE(zero(f.m, f.len));
 	ASSERT_EQ(munmap(other, 2 * f.len), 0);
+	fx_free(&f);
+}
+
+/*
+ * What a guest_memfd's VMA lacks (measured bare): fsync, so msync(MS_SYNC)
+ * is EINVAL and MS_ASYNC fine; userfaultfd, so registering it is EINVAL.
+ */
+KTEST(msync_and_userfaultfd_as_on_a_guest_memfd, "")
+{
+	struct fx f = fx_new(4);
+	struct uffdio_api api = { .api = UFFD_API };
+	struct uffdio_register reg = { .mode = UFFDIO_REGISTER_MODE_MISSING };
+	uint8_t *anon;
+	int uffd;
+
+	ASSERT_ERRNO(msync(f.m, f.len, MS_SYNC), EINVAL);
+	ASSERT_EQ(msync(f.m, f.len, MS_ASYNC), 0);
+	uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC);
+	if (uffd < 0) {
+		printf("# userfaultfd: %s: that part not run\n", kt_errname(errno));
+		fx_free(&f);
+		return;
+	}
+	ASSERT_EQ(ioctl(uffd, UFFDIO_API, &api), 0);
+	reg.range.start = (uintptr_t)f.m + PG;
+	reg.range.len = PG;
+	ASSERT_ERRNO(ioctl(uffd, UFFDIO_REGISTER, &reg), EINVAL);
+	anon = mmap(NULL, PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_TRUE(anon != MAP_FAILED);
+	reg.range.start = (uintptr_t)anon;
+	ASSERT_EQ(ioctl(uffd, UFFDIO_REGISTER, &reg), 0);
+	close(uffd);
+	munmap(anon, PG);
 	fx_free(&f);
 }
 

@@ -142,3 +142,78 @@ TEST(mapping_in_forked_child_regains_access_on_to_shared)
 	close_file(&e, fd);
 	env_free(&e);
 }
+
+/*
+ * A mapping marked MADV_DONTFORK (as VMMs mark guest memory) is not the
+ * child's: the parent's conversions must leave whatever the child maps
+ * there alone. Here mapping a is DONTFORK whole and mapping b in its upper
+ * half; the child puts memory of its own at both holes and checks it after
+ * the parent converted every page of both to private and back, while b's
+ * inherited half still loses its converted page.
+ */
+TEST(madv_dontfork_mapping_is_not_the_childs)
+{
+	struct env e = env_new("sw");
+	int fd = gmem_create(e.vm, 4 << 20, GMEM_FLAG_MMAP | GMEM_FLAG_INIT_SHARED);
+	int go[2], done[2], status;
+	uint8_t *a, *b, token = 0;
+	size_t len = 4 << 20;
+	pid_t pid;
+
+	ASSERT_GE(fd, 0);
+	a = map(fd, 0, len, RW);
+	b = map(fd, 0, len, RW);
+	fill(a, len, 3);
+	ASSERT_EQ(madvise(a, len, MADV_DONTFORK), 0);
+	ASSERT_EQ(madvise(b + len / 2, len / 2, MADV_DONTFORK), 0);
+	ASSERT_EQ(pipe(go), 0);
+	ASSERT_EQ(pipe(done), 0);
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		struct pollfd pfd = { .fd = go[0], .events = POLLIN };
+		uint8_t *own_a, *own_b;
+		int n;
+
+		alarm(30);
+		own_a = mmap(a, len, PROT_READ | PROT_WRITE, MAP_PRIVATE |
+			     MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+		own_b = mmap(b + len / 2, len / 2, PROT_READ | PROT_WRITE, MAP_PRIVATE |
+			     MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+		if (own_a != a || own_b != b + len / 2)
+			_exit(3);
+		memset(own_a, 0x5a, len);
+		memset(own_b, 0x6b, len / 2);
+		if (write(done[1], &token, 1) != 1)
+			_exit(4);
+		while ((n = poll(&pfd, 1, 30000)) < 0 && errno == EINTR)
+			;
+		if (n != 1 || read(go[0], &token, 1) != 1)
+			_exit(5);
+		for (size_t i = 0; i < len; i++)
+			if (own_a[i] != 0x5a || (i < len / 2 && own_b[i] != 0x6b))
+				_exit(6);
+		touch_or_die(b + PG, 0);	/* inherited, made private: dies */
+		_exit(0);
+	}
+	ASSERT_EQ(read(done[0], &token, 1), 1);
+	ASSERT_EQ(to_private(fd, 0, len), 0);
+	ASSERT_EQ(to_shared(fd, 0, len), 0);
+	ASSERT_EQ(to_private(fd, PG, PG), 0);
+	ASSERT_EQ(write(go[1], &token, 1), 1);
+	ASSERT_EQ(waitpid(pid, &status, 0), pid);
+	if (!WIFSIGNALED(status))
+		printf("#   child exited %d\n", WEXITSTATUS(status));
+	ASSERT_TRUE(WIFSIGNALED(status));
+	ASSERT_EQ(WTERMSIG(status), SIGBUS);
+	ASSERT_EQ(to_shared(fd, PG, PG), 0);
+	ASSERT_EQ(mismatch(a, len, 3), -1);
+	close(go[0]);
+	close(go[1]);
+	close(done[0]);
+	close(done[1]);
+	unmap(a, len);
+	unmap(b, len);
+	close_file(&e, fd);
+	env_free(&e);
+}

@@ -58,6 +58,21 @@ void env_free(struct env *e)
 	ASSERT_EQ(gmem_pool_close(e->pool), 0);
 }
 
+long proc_status_kib(const char *key)
+{
+	size_t n = strlen(key);
+	char line[256];
+	long kb = -1;
+	FILE *f = fopen("/proc/self/status", "r");
+
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, n) && line[n] == ':')
+			kb = atol(line + n + 1);
+	if (f)
+		fclose(f);
+	return kb;
+}
+
 int run_in_child(void (*fn)(void *), void *arg)
 {
 	int status;

@@ -72,6 +72,9 @@ const uint8_t *frame_bytes(int pool, uint64_t pfn);
  */
 int run_in_child(void (*fn)(void *), void *arg);
 
+/* The value in KiB of @key ("VmRSS") in /proc/self/status, or -1. */
+long proc_status_kib(const char *key);
+
 /* Read one byte at @p; returns the signal it raised, or 0 and the byte in *out. */
 int probe_read(volatile const uint8_t *p, uint8_t *out);
 int probe_write(volatile uint8_t *p, uint8_t val);

@@ -91,15 +91,8 @@ static bool past_eof_at(const void *p)
 
 static long vmpte_kb(void)
 {
-	char line[256];
-	long kb = -1;
-	FILE *f = fopen("/proc/self/status", "r");
+	long kb = proc_status_kib("VmPTE");
 
-	ASSERT_TRUE(f);
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, "VmPTE:", 6))
-			kb = atol(line + 6);
-	fclose(f);
 	ASSERT_GE(kb, 0);
 	return kb;
 }

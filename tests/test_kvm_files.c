@@ -889,21 +889,6 @@ static int exec_efbig(void)
 	return r == 0 ? 10 : errno == EOPNOTSUPP ? 0 : 13;
 }
 
-/* Resident memory of this process, KiB (VmRSS). */
-static long rss_kib(void)
-{
-	char line[256];
-	long kb = -1;
-	FILE *f = fopen("/proc/self/status", "r");
-
-	while (f && fgets(line, sizeof(line), f))
-		if (!strncmp(line, "VmRSS:", 6))
-			kb = atol(line + 6);
-	if (f)
-		fclose(f);
-	return kb;
-}
-
 /*
  * A program that locks all its memory after its first VM, as a VMM run
  * with its memory locked does: 0 if mlockall faulted nothing of gmem's in
@@ -931,10 +916,10 @@ static int exec_mlock(void)
 	if (m == MAP_FAILED)
 		return 21;
 	fill(m, 4 * PG, 23);
-	before = rss_kib();
+	before = proc_status_kib("VmRSS");
 	if (mlockall(MCL_CURRENT | MCL_FUTURE))
 		return 22;
-	if (rss_kib() - before > 64 << 10)
+	if (proc_status_kib("VmRSS") - before > 64 << 10)
 		return 23;
 	if (!kt_per_vm() && (kt_attr2(fd, PG, PG, PRIV) || kt_attr2(fd, PG, PG, 0)))
 		return 24;

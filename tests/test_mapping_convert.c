@@ -6,7 +6,6 @@
  */
 #include <fcntl.h>
 #include <poll.h>
-#include <stdlib.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -258,21 +257,6 @@ TEST(last_of_several_mappings_releases_a_closed_file)
 	env_free(&e);
 }
 
-/* Bytes of this process's memory locked (VmLck in /proc/self/status). */
-static long locked_kib(void)
-{
-	char line[256];
-	long kb = -1;
-	FILE *f = fopen("/proc/self/status", "r");
-
-	ASSERT_TRUE(f);
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, "VmLck:", 6))
-			kb = atol(line + 6);
-	fclose(f);
-	return kb;
-}
-
 /*
  * A locked mapping (mlock, or mlockall as a VMM with its memory locked
  * does): the kernel installs no guard in a locked VMA, so the conversion
@@ -290,41 +274,25 @@ TEST(conversion_fences_a_page_of_a_locked_mapping)
 	a = map(fd, 0, 4 * PG, RW);
 	for (int i = 0; i < 4; i++)
 		fill(a + i * PG, PG, (uint8_t)(30 + i));
-	before = locked_kib();
+	before = proc_status_kib("VmLck");
 	/* The system calls: sanitizers make mlock and munlock no-ops. */
 	ASSERT_EQ(syscall(SYS_mlock, a, 4 * PG), 0);
-	ASSERT_EQ(locked_kib(), before + 16);
+	ASSERT_EQ(proc_status_kib("VmLck"), before + 16);
 	ASSERT_EQ(to_private(fd, PG, 2 * PG), 0);
 	ASSERT_EQ(probe_read(a + PG, &v), SIGSEGV);
 	ASSERT_EQ(probe_write(a + 2 * PG + 9, 0), SIGSEGV);
 	ASSERT_EQ(probe_page(a, 30), 0);
 	ASSERT_EQ(probe_page(a + 3 * PG, 33), 0);
-	ASSERT_EQ(locked_kib(), before + 16);
+	ASSERT_EQ(proc_status_kib("VmLck"), before + 16);
 	ASSERT_EQ(to_shared(fd, PG, 2 * PG), 0);
 	ASSERT_EQ(mismatch(a + PG, PG, 31), -1);
 	ASSERT_EQ(mismatch(a + 2 * PG, PG, 32), -1);
-	ASSERT_EQ(locked_kib(), before + 16);
+	ASSERT_EQ(proc_status_kib("VmLck"), before + 16);
 	ASSERT_EQ(syscall(SYS_munlock, a, 4 * PG), 0);
-	ASSERT_EQ(locked_kib(), before);
+	ASSERT_EQ(proc_status_kib("VmLck"), before);
 	unmap(a, 4 * PG);
 	close_file(&e, fd);
 	env_free(&e);
-}
-
-/* Resident memory of this process, KiB (VmRSS). */
-static long rss_kib(void)
-{
-	char line[256];
-	long kb = -1;
-	FILE *f = fopen("/proc/self/status", "r");
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, "VmRSS:", 6))
-			kb = atol(line + 6);
-	fclose(f);
-	return kb;
 }
 
 /* In a forked child: exit with the failing line instead of ASSERT's jump. */
@@ -332,7 +300,7 @@ static long rss_kib(void)
 
 static void locked_future_child(void)
 {
-	long before = rss_kib();
+	long before = proc_status_kib("VmRSS");
 	int pool, vm, fd;
 	uint8_t *a;
 
@@ -349,7 +317,7 @@ static void locked_future_child(void)
 	CHILD_CHECK(!to_shared(fd, PG, PG));
 	CHILD_CHECK(a[PG] == 7 && a[2 * PG - 1] == 7);
 	/* Neither the 8 GiB direct map nor the 16 MiB frame model came in. */
-	CHILD_CHECK(rss_kib() - before < 8 << 10);
+	CHILD_CHECK(proc_status_kib("VmRSS") - before < 8 << 10);
 	_exit(0);
 }
 

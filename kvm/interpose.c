@@ -190,8 +190,9 @@ EXPORT int madvise(void *addr, size_t len, int advice)
 
 /*
  * A guest_memfd's mount is noexec, so its mappings may never become
- * executable (the kernel's mmap leaves VM_MAYEXEC out): EACCES, and, where
- * the range starts in a gmem mapping, nothing changed.
+ * executable (the kernel's mmap leaves VM_MAYEXEC out): EACCES, with
+ * nothing changed (the kernel would have changed the mappings in the range
+ * before the first gmem one).
  */
 EXPORT int mprotect(void *addr, size_t len, int prot)
 {

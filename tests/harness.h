@@ -72,6 +72,15 @@ const uint8_t *frame_bytes(int pool, uint64_t pfn);
  */
 int run_in_child(void (*fn)(void *), void *arg);
 
+/* UNDER_TSAN: built with ThreadSanitizer (gcc or clang). */
+#if defined(__SANITIZE_THREAD__)
+#define UNDER_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define UNDER_TSAN 1
+#endif
+#endif
+
 /* The value in KiB of @key ("VmRSS") in /proc/self/status, or -1. */
 long proc_status_kib(const char *key);
 

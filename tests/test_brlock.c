@@ -540,14 +540,9 @@ TEST(live_threads_own_distinct_slots_and_exits_give_them_back)
 }
 
 /* TSan cannot start threads in the child of a multi-threaded fork. */
-#if defined(__SANITIZE_THREAD__)
+#ifdef UNDER_TSAN
 #define CHILD_THREADS 0
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define CHILD_THREADS 0
-#endif
-#endif
-#ifndef CHILD_THREADS
+#else
 #define CHILD_THREADS 1
 #endif
 

@@ -30,15 +30,6 @@
 #define CHUNK		(2 * MiB)
 #define FLAGS		(GMEM_FLAG_MMAP | GMEM_FLAG_INIT_SHARED)
 
-/* TSan maps its shadow as it goes: with no VMA left, it dies first. */
-#if defined(__SANITIZE_THREAD__)
-#define TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define TSAN 1
-#endif
-#endif
-
 /* Chunk fences stand on guards (partial chunks); skip where there are none. */
 static void require_guards(void)
 {
@@ -615,7 +606,7 @@ TEST(out_of_vmas_a_chunk_is_guarded_instead_and_no_conversion_fails)
 	pid_t pid;
 
 	require_guards();
-#ifdef TSAN
+#ifdef UNDER_TSAN
 	test_skip("ThreadSanitizer needs VMAs of its own for its shadow memory");
 #endif
 	fflush(stdout);

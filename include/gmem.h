@@ -53,14 +53,15 @@
  * docs/security.md.)
  *
  * Signals (docs/design.md, "Host mappings"):
- *   SIGSEGV  the first gmem_mmap installs a handler (SA_SIGINFO | SA_ONSTACK |
- *            SA_NODEFER) that turns a fault on a private page of a host
- *            mapping into SIGBUS and passes every other SIGSEGV to the action
- *            installed before it, called as the kernel would call it. A
- *            program that installs its own SIGSEGV handler after its first
- *            gmem_mmap must chain to the one it replaces (sigaction's old
- *            action), as with any runtime that handles SIGSEGV; if it does
- *            not, private pages fault with SIGSEGV in its handler. A thread
+ *   SIGSEGV  the first gmem_mmap, even one that fails, installs a handler
+ *            (SA_SIGINFO | SA_ONSTACK | SA_NODEFER) that turns a fault on a
+ *            private page of a host mapping into SIGBUS and passes every
+ *            other SIGSEGV to the action installed before it, called as the
+ *            kernel would call it. A program that installs its own SIGSEGV
+ *            handler after its first gmem_mmap must chain to the one it
+ *            replaces (sigaction's old action), as with any runtime that
+ *            handles SIGSEGV; if it does not, private pages fault with
+ *            SIGSEGV in its handler. A thread
  *            that blocks SIGSEGV (or a handler whose sa_mask holds it) is
  *            killed by SIGSEGV at a private page, where the kernel sends
  *            SIGBUS: the kernel forces a blocked fault signal. Keep SIGSEGV
@@ -114,7 +115,9 @@ const char *gmem_last_error(void);
  *
  * Errors: -EINVAL capacity not a multiple of 1 GiB; -EINVAL capacity above
  *         4 TiB (2^30 frames: a stage-2 entry's frame number is 30 bits);
- *         -ENOMEM no memory or address space; -EMFILE no free handle.
+ *         -ENOMEM no memory or address space; -EMFILE no free handle; the
+ *         errno of memfd_create or ftruncate for the pool file (-EMFILE,
+ *         -ENFILE: out of file descriptors).
  */
 int gmem_pool_create(uint64_t capacity);
 
@@ -226,6 +229,9 @@ int gmem_vm_create(int pool, const char *arch, uint64_t flags);
  * -EINVAL the page is not private; -EEXIST the guest already has the page,
  * as kvm_gmem_populate refuses a prepared folio (a private fault or an
  * earlier populate prepared it; snp: RMP entry assigned), whatever the arch.
+ * A page that went shared and back counts as the guest's still on the
+ * archs that keep its content (sw, pkvm), and as new on snp and tdx, whose
+ * conversion to shared dropped it.
  */
 int64_t gmem_vm_populate(int vm, uint64_t gpa, const void *src, uint64_t len,
 			 uint64_t flags);
@@ -326,8 +332,9 @@ int gmem_vm_close(int vm);
  *
  * Errors (in this order): -EBADF/-EINVAL bad VM; -EINVAL unknown flag bit, or
  *         both huge flags; -EINVAL size 0, not a multiple of the folio size,
- *         or above 64 TiB; -ENOSPC no window of that size (aligned to the
- *         folio size) left in the pool; -ENOMEM; -EMFILE.
+ *         or above 64 TiB; -ENOSPC no window of that size left in the pool
+ *         (a file's window is its size rounded up to 2 MiB, or to the
+ *         folio size if larger, and as aligned); -ENOMEM; -EMFILE.
  */
 int gmem_create(int vm, uint64_t size, uint64_t flags);
 
@@ -387,7 +394,12 @@ int gmem_fallocate(int fd, int mode, uint64_t offset, uint64_t len);
  * blocked or taken over), with @error_offset at @offset, as if the first
  * page were referenced. A child that exited or exec'd is forgotten. To
  * shared, host mappings regain access, the children's too. All or nothing:
- * on failure attributes, mappings and contents are as before.
+ * on failure attributes, mappings and contents are as before, with two
+ * exceptions in how a host mapping comes back: a 2 MiB chunk of it the
+ * range covered whole (fenced whole meanwhile, see gmem_mmap) gets the
+ * mapping's own protection back without what the program set there
+ * (madvise, mbind, mlock, a narrower mprotect), and a locked range comes
+ * back locked on fault.
  *
  * In a huge file, any 4 KiB range converts. Only a pinned page inside a
  * to-private range fails the call, as in a 4 KiB file: a huge folio splits
@@ -548,7 +560,8 @@ int gmem_pin(int fd, uint64_t offset, uint64_t size);
 
 /*
  * gmem_unpin - drop one pin from every page of the range.
- * Errors: as gmem_pin for the range; -EINVAL a page in it is not pinned.
+ * Errors: -EBADF/-EINVAL bad handle; -EINVAL size 0, overflow, unaligned,
+ *         past the end, or a page in the range not pinned; -ENOMEM.
  */
 int gmem_unpin(int fd, uint64_t offset, uint64_t size);
 
@@ -632,8 +645,9 @@ int gmem_vm_view_mmap(int vm, uint32_t slot, uint64_t attributes, void **addr);
 /*
  * gmem_vm_translate - the lookup every VMM writes: which file and offset back
  * @gpa, and how many bytes remain to the end of that binding.
- * Any output pointer may be NULL. Errors: -EBADF/-EINVAL bad VM; -EFAULT
- * nothing bound at @gpa.
+ * Any output pointer may be NULL. *@fd is -1 where the file's handle was
+ * closed and a host mapping keeps the file, and its binding, alive.
+ * Errors: -EBADF/-EINVAL bad VM; -EFAULT nothing bound at @gpa.
  */
 int gmem_vm_translate(int vm, uint64_t gpa, int *fd, uint64_t *offset,
 		      uint64_t *len);
@@ -689,8 +703,9 @@ int gmem_vm_fault(int vm, uint64_t gpa, unsigned int flags, uint64_t *pfn,
  * gmem_vm_access - the guest reads (or writes, with GMEM_FAULT_WRITE) @len
  * bytes at @gpa, as private or shared, faulting pages in as needed; the
  * guest's own load/store, for tests and scenarios. Returns 0, or 1 with
- * *@exit filled at the first page whose attribute disagrees (bytes before it
- * were transferred). Errors: as gmem_vm_fault; -EINVAL @buf NULL with len > 0.
+ * *@exit filled at the first page whose attribute disagrees; on that exit
+ * and on an error, the pages before the failing one were transferred.
+ * Errors: as gmem_vm_fault; -EINVAL @buf NULL with len > 0.
  */
 __attribute__((warn_unused_result))
 int gmem_vm_access(int vm, uint64_t gpa, void *buf, size_t len,

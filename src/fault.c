@@ -135,7 +135,7 @@ static bool spurious_fault(struct gmem_vm *vm, uint64_t gfn, bool private,
  * a VM's present faults all take this path (an open of open pages changes
  * nothing); until then they pay one load.
  */
-static int reopen_views(struct gmem_vm *vm, uint64_t gfn)
+static int reopen_views(struct gmem_vm *vm, const char *fn, uint64_t gfn)
 {
 	struct memslot *slot = vm_find_slot(vm, gfn);
 	struct s2_entry e;
@@ -151,7 +151,7 @@ static int reopen_views(struct gmem_vm *vm, uint64_t gfn)
 	}
 	brlock_read_unlock(&vm->mmu_lock);
 	if (ret)
-		return gmem_err(ENOMEM, "gmem_vm_fault: no memory to open the stage-2 views at gpa %#llx",
+		return gmem_err(ENOMEM, "%s: no memory to open the stage-2 views at gpa %#llx", fn,
 				(unsigned long long)(gfn << PAGE_SHIFT));
 	return 0;
 }
@@ -169,7 +169,7 @@ static int reopen_views(struct gmem_vm *vm, uint64_t gfn)
  * take the file's lock. It can make a fault retry on another file's
  * invalidation whose accumulated range covers the gfn: liveness, not safety.
  */
-static int fault(struct gmem_vm *vm, uint64_t gfn, bool private,
+static int fault(struct gmem_vm *vm, const char *fn, uint64_t gfn, bool private,
 		 uint64_t *pfnp, struct gmem_exit *exit)
 {
 	struct s2_cache cache = { 0 };
@@ -180,7 +180,7 @@ static int fault(struct gmem_vm *vm, uint64_t gfn, bool private,
 		if (__builtin_expect(!atomic_load_explicit(&vm->views_behind,
 							   memory_order_relaxed), 1))
 			return 0;
-		return reopen_views(vm, gfn);
+		return reopen_views(vm, fn, gfn);
 	}
 	for (;;) {
 		struct memslot *slot = vm_find_slot(vm, gfn);
@@ -190,13 +190,13 @@ static int fault(struct gmem_vm *vm, uint64_t gfn, bool private,
 		bool stored;
 
 		if (!slot) {
-			ret = gmem_err(EFAULT, "gmem_vm_fault: nothing bound at gpa %#llx",
+			ret = gmem_err(EFAULT, "%s: nothing bound at gpa %#llx", fn,
 				       (unsigned long long)(gfn << PAGE_SHIFT));
 			break;
 		}
 		/* Memory first: a fault that fails for it has changed nothing. */
 		if (s2_topup(&vm->s2, &cache, missing)) {
-			ret = gmem_err(ENOMEM, "gmem_vm_fault: out of memory for stage-2");
+			ret = gmem_err(ENOMEM, "%s: out of memory for stage-2", fn);
 			break;
 		}
 		file = slot->file;
@@ -206,7 +206,7 @@ static int fault(struct gmem_vm *vm, uint64_t gfn, bool private,
 		if (ret) {
 			brlock_read_unlock(&file->invalidate_lock);
 			if (ret < 0)
-				ret = gmem_err(-ret, "gmem_vm_fault: the arch refused gpa %#llx",
+				ret = gmem_err(-ret, "%s: the arch refused gpa %#llx", fn,
 					       (unsigned long long)(gfn << PAGE_SHIFT));
 			else
 				memory_fault_exit(exit, gfn, private);
@@ -242,9 +242,9 @@ static int fault(struct gmem_vm *vm, uint64_t gfn, bool private,
 			continue;
 		}
 		if (ret == -ENOMEM)
-			ret = gmem_err(ENOMEM, "gmem_vm_fault: out of memory for stage-2");
+			ret = gmem_err(ENOMEM, "%s: out of memory for stage-2", fn);
 		else if (ret < 0)
-			ret = gmem_err(EIO, "gmem_vm_fault: stage-2 at gpa %#llx holds another frame",
+			ret = gmem_err(EIO, "%s: stage-2 at gpa %#llx holds another frame", fn,
 				       (unsigned long long)(gfn << PAGE_SHIFT));
 		else if (pfnp)
 			*pfnp = pfn;
@@ -263,12 +263,14 @@ GMEM_API int gmem_vm_fault(int vmh, uint64_t gpa, unsigned int flags,
 	struct gmem_vm *vm;
 	int ret;
 
-	if (flags & ~(GMEM_FAULT_WRITE | GMEM_FAULT_PRIVATE))
-		return gmem_err(EINVAL, "gmem_vm_fault: unknown flags %#x", flags);
-	ret = vm_enter(vmh, "gmem_vm_fault", &vm);
+	ret = vm_enter(vmh, "gmem_vm_fault", &vm);	/* a fork child: -EIO first */
 	if (ret)
 		return ret;
-	ret = fault(vm, gpa >> PAGE_SHIFT, flags & GMEM_FAULT_PRIVATE, pfn, exit);
+	if (flags & ~(GMEM_FAULT_WRITE | GMEM_FAULT_PRIVATE)) {
+		vm_exit(vm);
+		return gmem_err(EINVAL, "gmem_vm_fault: unknown flags %#x", flags);
+	}
+	ret = fault(vm, "gmem_vm_fault", gpa >> PAGE_SHIFT, flags & GMEM_FAULT_PRIVATE, pfn, exit);
 	vm_exit_checked(vm, "gmem_vm_fault");
 	return ret;
 }
@@ -315,22 +317,26 @@ GMEM_API int gmem_vm_access(int vmh, uint64_t gpa, void *buf, size_t len,
 	uint8_t *p = buf;
 	int ret;
 
-	if (flags & ~(GMEM_FAULT_WRITE | GMEM_FAULT_PRIVATE))
-		return gmem_err(EINVAL, "gmem_vm_access: unknown flags %#x", flags);
-	if (!buf && len)
-		return gmem_err(EINVAL, "gmem_vm_access: no buffer");
-	if (gpa + len < gpa)
-		return gmem_err(EFAULT, "gmem_vm_access: range wraps");
-	ret = vm_enter(vmh, "gmem_vm_access", &vm);
+	ret = vm_enter(vmh, "gmem_vm_access", &vm);	/* a fork child: -EIO first */
 	if (ret)
 		return ret;
+	if (flags & ~(GMEM_FAULT_WRITE | GMEM_FAULT_PRIVATE))
+		ret = gmem_err(EINVAL, "gmem_vm_access: unknown flags %#x", flags);
+	else if (!buf && len)
+		ret = gmem_err(EINVAL, "gmem_vm_access: no buffer");
+	else if (gpa + len < gpa)
+		ret = gmem_err(EFAULT, "gmem_vm_access: range wraps");
+	if (ret) {
+		vm_exit(vm);
+		return ret;
+	}
 	while (len) {
 		uint64_t gfn = gpa >> PAGE_SHIFT;
 		size_t off = gpa & (PAGE_SIZE - 1);
 		size_t n = MIN(len, PAGE_SIZE - off);
 
 		if (!copy_through_stage2(vm, gfn, private, p, off, n, write)) {
-			ret = fault(vm, gfn, private, NULL, exit);
+			ret = fault(vm, "gmem_vm_access", gfn, private, NULL, exit);
 			if (ret)
 				break;
 			continue;

@@ -151,8 +151,8 @@ GMEM_API int gmem_create(int vmh, uint64_t size, uint64_t flags)
 	ret = pool_reserve_window(pool, file->window_frames, align,
 				  &file->base_pfn);
 	if (ret) {
-		ret = gmem_err(-ret, "gmem_create: no room for %llu MiB in the pool",
-			       (unsigned long long)(size >> 20));
+		ret = gmem_err(-ret, "gmem_create: no room for a window of %llu KiB in the pool",
+			       (unsigned long long)(file->window_frames << (PAGE_SHIFT - 10)));
 		goto out_obj;
 	}
 	if (pool_advise_huge(pool, file->base_pfn, file->window_frames, order)) {

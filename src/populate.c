@@ -84,20 +84,25 @@ GMEM_API int64_t gmem_vm_populate(int vmh, uint64_t gpa, const void *src,
 	int64_t done = 0;
 	int ret;
 
-	if (flags)
-		return gmem_err(EINVAL, "gmem_vm_populate: flags %#llx must be 0",
-				(unsigned long long)flags);
-	if (!len)
-		return gmem_err(EINVAL, "gmem_vm_populate: len is 0");
-	if (!ALIGNED(gpa, PAGE_SIZE) || !ALIGNED(len, PAGE_SIZE))
-		return gmem_err(EINVAL, "gmem_vm_populate: gpa %#llx len %#llx is not 4 KiB aligned",
-				(unsigned long long)gpa, (unsigned long long)len);
-	if (gpa + len < gpa)
-		return gmem_err(EINVAL, "gmem_vm_populate: gpa %#llx + len %#llx wraps",
-				(unsigned long long)gpa, (unsigned long long)len);
+	/* The handle first: a fork child's is -EIO before anything else. */
 	ret = vm_enter(vmh, "gmem_vm_populate", &vm);
 	if (ret)
 		return ret;
+	if (flags)
+		ret = gmem_err(EINVAL, "gmem_vm_populate: flags %#llx must be 0",
+			       (unsigned long long)flags);
+	else if (!len)
+		ret = gmem_err(EINVAL, "gmem_vm_populate: len is 0");
+	else if (!ALIGNED(gpa, PAGE_SIZE) || !ALIGNED(len, PAGE_SIZE))
+		ret = gmem_err(EINVAL, "gmem_vm_populate: gpa %#llx len %#llx is not 4 KiB aligned",
+			       (unsigned long long)gpa, (unsigned long long)len);
+	else if (gpa + len < gpa)
+		ret = gmem_err(EINVAL, "gmem_vm_populate: gpa %#llx + len %#llx wraps",
+			       (unsigned long long)gpa, (unsigned long long)len);
+	if (ret) {
+		vm_exit(vm);
+		return ret;
+	}
 	for (uint64_t off = 0; off < len; off += PAGE_SIZE, done++) {
 		ret = populate_page(vm, (gpa + off) >> PAGE_SHIFT,
 				    p ? p + off : NULL);

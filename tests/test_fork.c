@@ -320,6 +320,10 @@ static void child_calls(void *arg)
 	bad |= gmem_vm_close(h->vm) != -EIO;
 	bad |= gmem_pool_close(h->pool) != -EIO;
 	bad |= gmem_size(h->fd) != -EIO;
+	/* EIO before the other arguments are looked at. */
+	bad |= gmem_vm_fault(h->vm, 0, 0x80, NULL, NULL) != -EIO;
+	bad |= gmem_vm_access(h->vm, 0, NULL, 8, 0, NULL) != -EIO;
+	bad |= gmem_vm_populate(h->vm, 0, NULL, 0, 0) != -EIO;
 	/* A closed handle is still just closed. */
 	bad |= gmem_size(9999) != -EBADF;
 	if (bad)

@@ -118,6 +118,8 @@ int gmemfd_create(struct kvm_vm *vm, struct gk_create_guest_memfd *a)
 	 */
 	gfd = gmem_create(vm->gvm, a->size, gflags);
 	if (gfd < 0 || fstat(fd, &st)) {
+		if (gfd >= 0)
+			gmem_close(gfd);
 		real.close(fd);
 		free(f);
 		return gfd == -EINVAL || gfd == -ENOSPC || gfd >= 0 ? -ENOMEM : gfd;

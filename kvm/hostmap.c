@@ -312,12 +312,6 @@ bool hostmap_private(const void *addr, size_t len)
 	return private;
 }
 
-/*
- * madvise on a gmem mapping: MADV_COLLAPSE is refused as by the kernel (a
- * collapsed folio would map past a shared range); the guard advice is
- * refused because the fences are gmem's; MADV_REMOVE punches the file, as
- * the kernel's fallocate would. Everything else goes to the kernel.
- */
 /* The lowest start of a record above @a, or UINTPTR_MAX. Caller holds maps_lock. */
 static uintptr_t record_after(uintptr_t a)
 {
@@ -368,6 +362,12 @@ static int madvise_remove(uintptr_t a, size_t len)
 	return ret ? ret : hole ? fail(hole) : 0;
 }
 
+/*
+ * madvise on a gmem mapping: MADV_COLLAPSE is refused as by the kernel (a
+ * collapsed folio would map past a shared range); the guard advice is
+ * refused because the fences are gmem's; MADV_REMOVE punches the file, as
+ * the kernel's fallocate would. Everything else goes to the kernel.
+ */
 int hostmap_madvise(void *addr, size_t len, int advice, bool *handled)
 {
 	*handled = false;

@@ -318,9 +318,9 @@ EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old
  * taken out of every mask the program sets (and out of its handlers'
  * sa_mask: hostmap_sigaction).
  */
-static const sigset_t *without_segv(const sigset_t *set, sigset_t *copy)
+static const sigset_t *without_segv(int how, const sigset_t *set, sigset_t *copy)
 {
-	if (!set || !sigismember(set, SIGSEGV))
+	if (layer_depth || how == SIG_UNBLOCK || !set || !sigismember(set, SIGSEGV))
 		return set;
 	*copy = *set;
 	sigdelset(copy, SIGSEGV);
@@ -332,9 +332,7 @@ EXPORT int pthread_sigmask(int how, const sigset_t *set, sigset_t *old)
 	sigset_t copy;
 
 	layer_init();
-	if (!layer_depth && how != SIG_UNBLOCK)
-		set = without_segv(set, &copy);
-	return real.pthread_sigmask(how, set, old);
+	return real.pthread_sigmask(how, without_segv(how, set, &copy), old);
 }
 
 EXPORT int sigprocmask(int how, const sigset_t *set, sigset_t *old)
@@ -342,9 +340,7 @@ EXPORT int sigprocmask(int how, const sigset_t *set, sigset_t *old)
 	sigset_t copy;
 
 	layer_init();
-	if (!layer_depth && how != SIG_UNBLOCK)
-		set = without_segv(set, &copy);
-	return real.sigprocmask(how, set, old);
+	return real.sigprocmask(how, without_segv(how, set, &copy), old);
 }
 
 EXPORT sighandler_t signal(int sig, sighandler_t handler)

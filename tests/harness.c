@@ -84,7 +84,9 @@ int run_in_child(void (*fn)(void *), void *arg)
 	}
 	if (pid < 0 || waitpid(pid, &status, 0) != pid)
 		return -1;
-	return WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+	if (WIFSIGNALED(status))
+		return WTERMSIG(status);
+	return WEXITSTATUS(status) ? 256 + WEXITSTATUS(status) : 0;
 }
 
 static int probe(volatile uint8_t *p, uint8_t *out, int write, uint8_t val)

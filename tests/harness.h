@@ -68,7 +68,7 @@ const uint8_t *frame_bytes(int pool, uint64_t pfn);
 
 /*
  * Run @fn(@arg) in a forked child and report how it ended: the signal that
- * killed it, or 0 if it exited normally.
+ * killed it, 0 if it exited with status 0, else 256 + its exit status.
  */
 int run_in_child(void (*fn)(void *), void *arg);
 

@@ -148,72 +148,6 @@ void mapping_fork_child(bool registered)
 }
 
 /*
- * Probes of what this process maps, by system calls that change nothing:
- * msync(MS_ASYNC) fails with ENOMEM over a hole, and a mapping that may not
- * replace anything fails with EEXIST over a page that is mapped.
- */
-static bool all_mapped(uint8_t *a, size_t len)
-{
-	return !syscall(SYS_msync, a, len, MS_ASYNC);
-}
-
-static bool any_mapped(uint8_t *a, size_t len)
-{
-	void *p = (void *)syscall(SYS_mmap, a, len, PROT_NONE, MAP_PRIVATE |
-				  MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
-
-	if (p == MAP_FAILED)
-		return errno != ENOMEM;	/* EEXIST; anything else: assume mapped */
-	syscall(SYS_munmap, p, len);
-	return p != a;			/* a kernel without NOREPLACE moved it */
-}
-
-/* The first page of [lo, hi) that @mapped says no to, or @hi: by halves. */
-static uint8_t *first_not(bool (*mapped)(uint8_t *, size_t), bool want,
-			  uint8_t *lo, uint8_t *hi)
-{
-	if (mapped(lo, hi - lo) == want)
-		return hi;
-	while ((size_t)(hi - lo) > PAGE_SIZE) {	/* the first such page is in [lo, hi) */
-		uint8_t *mid = lo + ((((hi - lo) >> PAGE_SHIFT) / 2) << PAGE_SHIFT);
-
-		if (mapped(lo, mid - lo) == want)
-			lo = mid;
-		else
-			hi = mid;
-	}
-	return lo;
-}
-
-/*
- * In the child, after mapping_fork_child: a mapping the parent had marked
- * MADV_DONTFORK (as VMMs mark guest memory) was not inherited. Forget the
- * parts of the records that are not mapped, so that the parent's
- * conversions never fence, or map the pool, where the child may put memory
- * of its own. Each hole is found in a logarithmic number of probes.
- */
-void mapping_forget_unmapped(void)
-{
-	for (;;) {
-		uint8_t *lo = NULL, *hi = NULL;
-
-		mutex_lock(&all_mappings_lock);
-		for (struct host_mapping *m = all_mappings; m && !lo; m = m->next_all) {
-			uint8_t *end = m->addr + m->len;
-
-			lo = first_not(all_mapped, true, m->addr, end);
-			if (lo == end)
-				lo = NULL;
-			else
-				hi = first_not(any_mapped, false, lo, end);
-		}
-		mutex_unlock(&all_mappings_lock);
-		if (!lo || gmem_munmap(lo, (size_t)(hi - lo)))
-			return;
-	}
-}
-
-/*
  * Record @m as the fences see it. With @check_fd the pool memfd is checked
  * before it is mapped again: for a fork child, which may have closed it.
  */
@@ -450,9 +384,15 @@ static void trim_head(struct host_mapping *m, uint8_t *to)
 enum { CUT_TRIMMED, CUT_SPLIT, CUT_GONE };
 
 /*
- * Take [lo, hi) out of record @m, which it overlaps: unmap that part (with
- * @reserve, leave an inaccessible reservation there instead, for a MAP_FIXED
- * mapping to replace without the address falling free in between), then
+ * What a cut does to the addresses: unmap them; leave an inaccessible
+ * reservation there instead, for a MAP_FIXED mapping to replace without the
+ * address falling free in between; or nothing, where they are mapped no
+ * more (a fork child's hole: mapping_forget_unmapped).
+ */
+enum cut_how { CUT_UNMAP, CUT_RESERVE, CUT_FORGET };
+
+/*
+ * Take [lo, hi) out of record @m, which it overlaps: @how the addresses, then
  * shrink the record (CUT_TRIMMED), drop it from its file (CUT_GONE), or,
  * for a hole in its middle, move the part after the hole to @spare, put in
  * the file's tree with a reference of its own (CUT_SPLIT).
@@ -462,7 +402,7 @@ enum { CUT_TRIMMED, CUT_SPLIT, CUT_GONE };
  * parent's file: only the record and the real mapping change. Under
  * all_mappings_lock.
  */
-static int cut(struct host_mapping *m, uint8_t *lo, uint8_t *hi, bool reserve,
+static int cut(struct host_mapping *m, uint8_t *lo, uint8_t *hi, enum cut_how how,
 	       struct host_mapping *spare)
 {
 	struct gmem_file *file = m->file;
@@ -478,11 +418,11 @@ static int cut(struct host_mapping *m, uint8_t *lo, uint8_t *hi, bool reserve,
 		change_begin(file);
 	}
 	hm_lock(&sigs);
-	if (reserve)
+	if (how == CUT_RESERVE)
 		ret = try_mmap(lo, hi - lo, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS |
 			       MAP_NORESERVE | MAP_FIXED, -1, 0) == MAP_FAILED;
 	else
-		ret = munmap(lo, hi - lo);
+		ret = how == CUT_UNMAP ? munmap(lo, hi - lo) : 0;
 	if (ret) {	/* no VMA for a split: the mapping is as it was */
 		ret = -ENOMEM;
 		goto out;
@@ -559,7 +499,7 @@ static void free_spare(struct host_mapping *m)
  * bookkeeping (nothing changed), or the kernel could not split a mapping
  * (the records before it are cut already, as munmap(2) may leave them).
  */
-static int cut_range(uint8_t *lo, uint8_t *hi, bool reserve,
+static int cut_range(uint8_t *lo, uint8_t *hi, enum cut_how how,
 		     struct cut_list *cl)
 {
 	struct host_mapping **pm, *m, *spares = NULL;
@@ -614,7 +554,7 @@ static int cut_range(uint8_t *lo, uint8_t *hi, bool reserve,
 			vm_get(m->file->vm);
 			cl->refs[cl->nrefs++] = (struct cut_ref){ m->file, m->file->vm };
 		}
-		ret = cut(m, lo, hi, reserve, spare);
+		ret = cut(m, lo, hi, how, spare);
 		if (ret < 0)
 			break;
 		if (ret == CUT_GONE) {
@@ -770,7 +710,7 @@ GMEM_API int gmem_mmap(int fd, uint64_t offset, size_t len, int prot,
 	mutex_lock(&all_mappings_lock);
 	change_begin(file);
 	m->hm = hm_alloc();
-	ret = m->hm ? cut_range(va, (uint8_t *)va + len, true, &cl) : -ENOMEM;
+	ret = m->hm ? cut_range(va, (uint8_t *)va + len, CUT_RESERVE, &cl) : -ENOMEM;
 	cut_failed = ret < 0;
 	if (ret >= 0)
 		ret = map_window(file, m);
@@ -828,6 +768,79 @@ out_put:
  * munmap(2) for gmem mappings: every part of [addr, addr+len) that a gmem
  * mapping covers is unmapped; other mappings in the range stay.
  */
+/*
+ * Probes of what this process maps, by system calls that change nothing:
+ * msync(MS_ASYNC) fails with ENOMEM over a hole, and a mapping that may not
+ * replace anything fails with EEXIST over a page that is mapped.
+ */
+static bool all_mapped(uint8_t *a, size_t len)
+{
+	return !syscall(SYS_msync, a, len, MS_ASYNC);
+}
+
+static bool any_mapped(uint8_t *a, size_t len)
+{
+	void *p = (void *)syscall(SYS_mmap, a, len, PROT_NONE, MAP_PRIVATE |
+				  MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+
+	if (p == MAP_FAILED)
+		return errno != ENOMEM;	/* EEXIST; anything else: assume mapped */
+	syscall(SYS_munmap, p, len);
+	return p != a;			/* a kernel without NOREPLACE moved it */
+}
+
+/* The first page of [lo, hi) that @mapped says no to, or @hi: by halves. */
+static uint8_t *first_not(bool (*mapped)(uint8_t *, size_t), bool want,
+			  uint8_t *lo, uint8_t *hi)
+{
+	if (mapped(lo, hi - lo) == want)
+		return hi;
+	while ((size_t)(hi - lo) > PAGE_SIZE) {	/* the first such page is in [lo, hi) */
+		uint8_t *mid = lo + ((((hi - lo) >> PAGE_SHIFT) / 2) << PAGE_SHIFT);
+
+		if (mapped(lo, mid - lo) == want)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/*
+ * In the child, after mapping_fork_child: a mapping the parent had marked
+ * MADV_DONTFORK (as VMMs mark guest memory) was not inherited. Forget the
+ * parts of the records that are not mapped, so that the parent's
+ * conversions never fence, or map the pool, where the child may put memory
+ * of its own. Each hole is found in a logarithmic number of probes, and
+ * forgotten without a system call: nothing is mapped there to unmap, and
+ * none may go through an interposer (gmem exec's munmap would come back
+ * into gmem_munmap, under all_mappings_lock).
+ */
+void mapping_forget_unmapped(void)
+{
+	for (;;) {
+		struct cut_list cl = { 0 };
+		uint8_t *lo = NULL, *hi = NULL;
+
+		mutex_lock(&all_mappings_lock);
+		for (struct host_mapping *m = all_mappings; m && !lo; m = m->next_all) {
+			uint8_t *end = m->addr + m->len;
+
+			lo = first_not(all_mapped, true, m->addr, end);
+			if (lo == end)
+				lo = NULL;
+			else
+				hi = first_not(any_mapped, false, lo, end);
+		}
+		if (lo && cut_range(lo, hi, CUT_FORGET, &cl) < 0)
+			lo = NULL;	/* no memory for a split: keep the rest */
+		mutex_unlock(&all_mappings_lock);
+		cut_finish(&cl, "fork");
+		if (!lo)
+			return;
+	}
+}
+
 GMEM_API int gmem_munmap(void *addr, size_t len)
 {
 	KEEP_ERRNO();
@@ -843,7 +856,7 @@ GMEM_API int gmem_munmap(void *addr, size_t len)
 	if (rounded < len || lo + rounded < lo)
 		return gmem_err(EINVAL, "gmem_munmap: %p+%#zx wraps", addr, len);
 	mutex_lock(&all_mappings_lock);
-	ret = cut_range((uint8_t *)lo, (uint8_t *)(lo + rounded), false, &cl);
+	ret = cut_range((uint8_t *)lo, (uint8_t *)(lo + rounded), CUT_UNMAP, &cl);
 	mutex_unlock(&all_mappings_lock);
 	cut_finish(&cl, "gmem_munmap");
 	if (ret < 0)

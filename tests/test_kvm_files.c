@@ -749,6 +749,36 @@ KTEST(fork_child_follows_the_parents_conversions, "")
 	fx_free(&f);
 }
 
+/*
+ * Half a mapping marked MADV_DONTFORK, as VMMs mark guest memory: a fork
+ * child keeps the other half, and its fork-time bookkeeping of the hole
+ * must not come back through the layer's own munmap (it hung there).
+ */
+KTEST(fork_child_of_a_partly_dontfork_mapping, "")
+{
+	struct fx f = fx_new(1024);
+	int status;
+	pid_t pid;
+
+	fill(f.m, f.len, 13);
+	ASSERT_EQ(madvise(f.m + f.len / 2, f.len / 2, MADV_DONTFORK), 0);
+	fflush(stdout);
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0)
+		_exit(filled(f.m, f.len / 2, 13) ? 0 : 1);
+	/* A child stuck in fork itself: killed after 20 s, and a failure. */
+	for (int i = 0; i < 2000 && !waitpid(pid, &status, WNOHANG); i++)
+		usleep(10000);
+	if (!waitpid(pid, &status, WNOHANG)) {
+		kill(pid, SIGKILL);
+		ASSERT_EQ(waitpid(pid, &status, 0), pid);
+	}
+	ASSERT_TRUE(WIFEXITED(status));
+	ASSERT_EQ(WEXITSTATUS(status), 0);
+	fx_free(&f);
+}
+
 KTEST(dup_then_close_original_keeps_file, "")
 {
 	struct fx f = fx_new(2);

@@ -137,6 +137,25 @@ static bool fault_private(struct kvm_vm *vm, struct user_slot *s, uint64_t gpa)
 }
 
 /*
+ * Where the kernel's fault on @gpa (in slot @s, or none) goes: through the
+ * guest_memfd (ROUTE_GMEM), to its memory fault (ROUTE_FAULT: a private
+ * access with no guest_memfd behind it, or a guest_memfd that is gone), or
+ * to the host's memory or MMIO (ROUTE_HOST). *@per_vm_private: the page's
+ * attribute in the VM (per-VM model only).
+ */
+enum route { ROUTE_GMEM, ROUTE_FAULT, ROUTE_HOST };
+
+static enum route route_of(struct kvm_vm *vm, const struct user_slot *s,
+			   uint64_t gpa, bool *per_vm_private)
+{
+	*per_vm_private = config.model == MODEL_PER_VM && vm_has_private_mem(vm) &&
+			  vm_is_private(vm, gpa);
+	if (s && s->file && (s->view_any || *per_vm_private))
+		return s->file_gone ? ROUTE_FAULT : ROUTE_GMEM;
+	return *per_vm_private ? ROUTE_FAULT : ROUTE_HOST;
+}
+
+/*
  * Complete the guest's access of @len bytes at @gpa: through gmem (which
  * faults the pages in and opens them in the view), or through the host
  * memory of a plain or shared range. Caller holds vm->lock for reading.
@@ -146,19 +165,19 @@ static enum verdict guest_access(struct kvm_vcpu *v, uint64_t gpa, void *data,
 {
 	struct kvm_vm *vm = v->vm;
 	struct user_slot *s = memslot_find(vm, gpa);
-	bool per_vm_private = config.model == MODEL_PER_VM && vm_has_private_mem(vm) &&
-			      vm_is_private(vm, gpa);
+	bool per_vm_private;
+	enum route r = route_of(vm, s, gpa, &per_vm_private);
 
 	*private_out = per_vm_private;
 	if (!s)
-		return per_vm_private ? MEMORY_FAULT : TO_PROGRAM;
+		return r == ROUTE_FAULT ? MEMORY_FAULT : TO_PROGRAM;
 	if ((s->r.flags & GK_MEM_READONLY) && write)
 		return TO_PROGRAM;	/* a write to read-only memory is MMIO */
 	if (gpa + len > s->r.guest_phys_addr + s->r.memory_size)
 		return TO_PROGRAM;
-	if (s->file && s->file_gone && (per_vm_private || s->view_any))
+	if (r == ROUTE_FAULT)
 		return MEMORY_FAULT;
-	if (s->file && !s->file_gone && (s->view_any || per_vm_private)) {
+	if (r == ROUTE_GMEM) {
 		/*
 		 * A disagreement means a conversion ran between the lookup and
 		 * the fault: look again, as the kernel's fault retries, for as
@@ -199,8 +218,6 @@ static enum verdict guest_access(struct kvm_vcpu *v, uint64_t gpa, void *data,
 		}
 		return MEMORY_FAULT;
 	}
-	if (per_vm_private)
-		return MEMORY_FAULT;	/* private, and no guest_memfd behind it */
 	{
 		uint8_t *hva = (uint8_t *)(uintptr_t)(s->r.userspace_addr +
 						       (gpa - s->r.guest_phys_addr));
@@ -247,18 +264,12 @@ static enum verdict fetch_page(struct kvm_vcpu *v, uint64_t gpa, bool *private,
 {
 	struct kvm_vm *vm = v->vm;
 	struct user_slot *s = memslot_find(vm, gpa);
+	enum route r = route_of(vm, s, gpa, private);
 	int mapped = 0, ret;
 
-	*private = config.model == MODEL_PER_VM && vm_has_private_mem(vm) &&
-		   vm_is_private(vm, gpa);
-	if (s)
-		*ram = true;
-	if (!s || !s->file)
-		return *private ? MEMORY_FAULT : TO_PROGRAM;
-	if (s->file_gone)
-		return *private || s->view_any ? MEMORY_FAULT : TO_PROGRAM;
-	if (!s->view_any && !*private)
-		return TO_PROGRAM;	/* served from userspace_addr */
+	*ram |= s != NULL;
+	if (r != ROUTE_GMEM)
+		return r == ROUTE_FAULT ? MEMORY_FAULT : TO_PROGRAM;
 	*private = fault_private(vm, s, gpa);
 	if (gmem_vm_stage2(vm->gvm, gpa, NULL, &mapped) == 1)
 		return TO_PROGRAM;

@@ -316,8 +316,10 @@ static void locked_future_child(void)
 	CHILD_CHECK(!to_private(fd, PG, PG));
 	CHILD_CHECK(!to_shared(fd, PG, PG));
 	CHILD_CHECK(a[PG] == 7 && a[2 * PG - 1] == 7);
-	/* Neither the 8 GiB direct map nor the 16 MiB frame model came in. */
+	/* Neither the 8 GiB direct map nor the 16 MiB frame model came in, */
 	CHILD_CHECK(proc_status_kib("VmRSS") - before < 8 << 10);
+	/* yet both are locked (on fault), as the program asked. */
+	CHILD_CHECK(proc_status_kib("VmLck") >= 8 << 20);
 	_exit(0);
 }
 
